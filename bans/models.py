@@ -1,0 +1,1 @@
+"""Bans, failures and their history: filled by the watchers (see docs/architecture.md)."""

@@ -1,0 +1,105 @@
+"""Small typed readers of environment variables for settings.py.
+
+Each one fails loudly with ImproperlyConfigured, naming the variable and what it
+expects, instead of letting a typo silently change how the firewall panel behaves.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: expected one of true/false, yes/no, on/off, 1/0")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_from_url(url: str, base_dir: Path) -> dict[str, Any]:
+    """Turn DATABASE_URL into a Django DATABASES entry.
+
+    Supported: sqlite:///relative/or/absolute/path and postgres://user:pass@host:port/name
+    (also postgresql://). Query parameters become OPTIONS (e.g. ?sslmode=require).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return _sqlite(parts.path, base_dir, url)
+    if parts.scheme in ("postgres", "postgresql"):
+        return _postgres(parts.hostname, parts.port, parts.username, parts.password, parts.path, parts.query, url)
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={url!r}: unsupported scheme {parts.scheme!r}; use sqlite:///path or postgres://user@host/name"
+    )
+
+
+def _sqlite(path: str, base_dir: Path, url: str) -> dict[str, Any]:
+    # sqlite:///db.sqlite3 is relative to the project; sqlite:////var/lib/x.db is absolute.
+    rel = path[1:] if path.startswith("/") else path
+    if not rel:
+        raise ImproperlyConfigured(f"DATABASE_URL={url!r}: no database file; use e.g. sqlite:///db.sqlite3")
+    name = Path(rel) if rel.startswith("/") else base_dir / rel
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(name),
+        # WAL lets the panel read while a worker writes; IMMEDIATE avoids lock upgrade deadlocks.
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def _postgres(
+    host: str | None, port: int | None, user: str | None, password: str | None, path: str, query: str, url: str
+) -> dict[str, Any]:
+    name = unquote(path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured(f"DATABASE_URL={url!r}: no database name; use postgres://user@host:5432/name")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(user or ""),
+        "PASSWORD": unquote(password or ""),
+        "HOST": host or "",
+        "PORT": str(port or ""),
+        "CONN_MAX_AGE": 60,
+        "OPTIONS": dict(parse_qsl(query)),
+    }

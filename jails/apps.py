@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class JailsConfig(AppConfig):
+    name = "jails"
+    verbose_name = "Jails and filters"

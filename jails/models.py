@@ -1,0 +1,142 @@
+"""Jails and filters: everything fail2ban keeps in jail.local and filter.d, as rows.
+
+A Filter keeps the source text as the admin wrote it (fail2ban's INI dialect) and, next to it,
+what the engine derived from it (regexes, datepattern, ...) for display and search. A Jail
+holds every fail2ban jail option, validated, with durations stored in seconds.
+"""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from jails import validators
+
+
+class Filter(models.Model):
+    class Origin(models.TextChoices):
+        BUILTIN = "builtin", "Built-in"
+        IMPORTED = "imported", "Imported from fail2ban"
+        CUSTOM = "custom", "Written in the panel"
+
+    class Kind(models.TextChoices):
+        FILTER = "filter", "Filter"
+        # common.conf and the like: included by filters, never used by a jail on its own
+        INCLUDE = "include", "Shared definitions"
+
+    name = models.CharField(max_length=100, unique=True, validators=[validators.validate_name])
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FILTER)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.CUSTOM)
+    origin_path = models.CharField(max_length=500, blank=True, help_text="Where the filter was imported from.")
+    description = models.TextField(blank=True)
+    source = models.TextField(help_text="The filter file (.conf) as written, in fail2ban's INI dialect.")
+    source_local = models.TextField(blank=True, help_text="An optional .local overlay, read after the .conf.")
+
+    # Derived from the source by the engine on save (see jails.services.refresh_filter).
+    prefregex = models.TextField(blank=True)
+    failregex = models.JSONField(default=list, blank=True)
+    ignoreregex = models.JSONField(default=list, blank=True)
+    datepattern = models.TextField(blank=True)
+    maxlines = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    journalmatch = models.TextField(blank=True)
+    definition = models.JSONField(default=dict, blank=True, help_text="Effective [Definition] variables.")
+    init_options = models.JSONField(default=dict, blank=True, help_text="[Init] options a jail may pass.")
+    modes = models.JSONField(default=list, blank=True, help_text="Values the 'mode' option accepts.")
+    parse_error = models.TextField(blank=True, help_text="Why the engine cannot use this filter, if it cannot.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Jail(models.Model):
+    class Backend(models.TextChoices):
+        AUTO = "auto", "auto (inotify, else polling)"
+        INOTIFY = "inotify", "inotify"
+        POLLING = "polling", "polling"
+        SYSTEMD = "systemd", "systemd journal"
+
+    class UseDns(models.TextChoices):
+        NO = "no", "no: addresses only, never a DNS lookup"
+        RAW = "raw", "raw: take the host text as written"
+        WARN = "warn", "warn: resolve host names, and log a warning"
+        YES = "yes", "yes: resolve host names"
+
+    class Protocol(models.TextChoices):
+        TCP = "tcp", "tcp"
+        UDP = "udp", "udp"
+        SCTP = "sctp", "sctp"
+        DCCP = "dccp", "dccp"
+        ALL = "all", "all protocols"
+
+    class BlockType(models.TextChoices):
+        DROP = "drop", "drop (silently)"
+        REJECT = "reject", "reject (answer with an error)"
+
+    name = models.CharField(max_length=100, unique=True, validators=[validators.validate_name])
+    enabled = models.BooleanField(default=False)
+    description = models.TextField(blank=True)
+
+    filter = models.ForeignKey(Filter, on_delete=models.PROTECT, related_name="jails")
+    filter_options = models.JSONField(default=dict, blank=True, help_text="Options passed to the filter, e.g. mode.")
+
+    logpath = models.JSONField(default=list, blank=True, validators=[validators.validate_logpath])
+    backend = models.CharField(max_length=10, choices=Backend.choices, default=Backend.AUTO)
+    journalmatch = models.TextField(blank=True, help_text="systemd journal match; empty: the filter's.")
+    logencoding = models.CharField(max_length=40, default="auto")
+    logtimezone = models.CharField(max_length=40, blank=True)
+    datepattern = models.TextField(blank=True, help_text="Overrides the filter's datepattern when set.")
+    maxlines = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+
+    maxretry = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    findtime = models.IntegerField(default=600, validators=[validators.validate_positive_duration])
+    bantime = models.IntegerField(default=600, validators=[validators.validate_bantime])
+    bantime_increment = models.BooleanField(default=False)
+    bantime_factor = models.FloatField(default=1.0, validators=[MinValueValidator(0.0)])
+    bantime_formula = models.TextField(blank=True, validators=[validators.validate_formula])
+    bantime_multipliers = models.CharField(max_length=200, blank=True, validators=[validators.validate_multipliers])
+    bantime_maxtime = models.IntegerField(null=True, blank=True, validators=[validators.validate_positive_duration])
+    bantime_rndtime = models.IntegerField(null=True, blank=True, validators=[validators.validate_positive_duration])
+    bantime_overalljails = models.BooleanField(default=False)
+
+    ignoreip = models.JSONField(default=list, blank=True, validators=[validators.validate_ignoreip])
+    ignoreself = models.BooleanField(default=True)
+    ignorecommand = models.TextField(blank=True)
+    usedns = models.CharField(max_length=4, choices=UseDns.choices, default=UseDns.NO)
+    maxmatches = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: as many as maxretry.")
+
+    port = models.CharField(max_length=200, default="all", validators=[validators.validate_port_spec])
+    protocol = models.CharField(max_length=4, choices=Protocol.choices, default=Protocol.TCP)
+    banaction = models.CharField(max_length=100, default="nftables")
+    blocktype = models.CharField(max_length=6, choices=BlockType.choices, default=BlockType.DROP)
+
+    # Options read from fail2ban that we keep but do not act on (action, chain, ...), for reference.
+    extra_options = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(maxretry__gte=1), name="jail_maxretry_positive"),
+            models.CheckConstraint(condition=models.Q(findtime__gt=0), name="jail_findtime_positive"),
+            models.CheckConstraint(
+                condition=models.Q(bantime__gt=0) | models.Q(bantime=-1), name="jail_bantime_positive_or_permanent"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.bantime == -1
+

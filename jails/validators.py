@@ -1,0 +1,121 @@
+"""Validators for jail and filter settings, with messages that tell the admin what to write."""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
+
+from jails.engine.durations import parse_duration
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}\.?$")
+PORT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# Names allowed in a bantime.increment formula (fail2ban's are ban.Time, ban.Count, banFactor...).
+FORMULA_NAMES = {"ban", "Time", "Count", "banFactor", "banCount", "max", "min", "abs", "round", "math", "exp", "log", "float", "int"}
+
+
+def validate_name(value: str) -> None:
+    if not NAME_RE.match(value):
+        raise ValidationError(
+            f"{value!r} is not a valid name: use letters, digits, '-', '_', '.' or '@', starting with a letter or digit."
+        )
+
+
+def validate_duration_text(value: str) -> int:
+    """Parse a fail2ban duration (600, 10m, 1h, 7d, 1w, 1mo, 1y, -1/permanent) into seconds."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def validate_bantime(value: int) -> None:
+    if value == 0 or value < -1:
+        raise ValidationError("A ban time is a positive duration, or -1 for a permanent ban.")
+
+
+def validate_positive_duration(value: int) -> None:
+    if value <= 0:
+        raise ValidationError("Give a positive duration such as 600, 10m, 1h or 1d.")
+
+
+def validate_ignore_entry(value: str) -> None:
+    """An ignoreip entry: an address, a network in CIDR form, or a host name."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+        return
+    except ValueError:
+        pass
+    if HOSTNAME_RE.match(value) and not value.replace(".", "").isdigit():
+        return
+    raise ValidationError(f"{value!r} is neither an address (192.0.2.1), a network (192.0.2.0/24) nor a host name.")
+
+
+def validate_ignoreip(values: list[str]) -> None:
+    for value in values:
+        validate_ignore_entry(value)
+
+
+def validate_port_spec(value: str) -> None:
+    """Ports as fail2ban writes them: names and numbers, ranges with ':' or '-', comma separated."""
+    if value.strip().lower() in ("", "all", "0:65535", "1:65535"):
+        return
+    for item in value.split(","):
+        _validate_port_item(item.strip())
+
+
+def _validate_port_item(item: str) -> None:
+    bounds = re.split(r"[:-]", item) if re.fullmatch(r"\d+[:-]\d+", item) else [item]
+    for bound in bounds:
+        if bound.isdigit():
+            if not 1 <= int(bound) <= 65535:
+                raise ValidationError(f"Port {bound} is out of range: ports go from 1 to 65535.")
+        elif not PORT_NAME_RE.match(bound):
+            raise ValidationError(f"{item!r} is not a port: write a number (22), a name (ssh) or a range (8000:8100).")
+    if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
+        raise ValidationError(f"The port range {item!r} runs backwards.")
+
+
+def validate_logpath(values: list[str]) -> None:
+    for value in values:
+        if not value.startswith("/"):
+            raise ValidationError(f"{value!r}: log paths must be absolute (start with /); globs such as *.log are fine.")
+        if "\x00" in value or "\n" in value:
+            raise ValidationError("A log path cannot contain NUL or newline characters.")
+
+
+def validate_multipliers(value: str) -> None:
+    for item in value.split():
+        if not item.isdigit() or int(item) < 1:
+            raise ValidationError(f"{item!r}: multipliers are positive whole numbers separated by spaces, e.g. '1 2 4 8'.")
+
+
+def validate_formula(value: str) -> None:
+    """Accept only arithmetic over fail2ban's formula names: the formula is evaluated, never trusted."""
+    if not value.strip():
+        return
+    try:
+        tree = ast.parse(value, mode="eval")
+    except SyntaxError as exc:
+        raise ValidationError(f"The formula is not a valid expression: {exc.msg}.") from None
+    for node in ast.walk(tree):
+        _check_formula_node(node)
+
+
+_FORMULA_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Attribute, ast.Call, ast.Load,
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.USub, ast.UAdd,
+    ast.IfExp, ast.Compare, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq,
+)
+
+
+def _check_formula_node(node: ast.AST) -> None:
+    if not isinstance(node, _FORMULA_NODES):
+        raise ValidationError(f"The formula may only use arithmetic; {type(node).__name__} is not allowed.")
+    if isinstance(node, ast.Name) and node.id not in FORMULA_NAMES:
+        raise ValidationError(f"Unknown name {node.id!r} in the formula; use ban.Time, ban.Count, banFactor.")
+    if isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr not in FORMULA_NAMES):
+        raise ValidationError(f"Unknown attribute {node.attr!r} in the formula.")

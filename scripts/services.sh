@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Makes sure the local services the panel (and its tests) talk to are up: Redis on loopback,
+# and with --postgres, PostgreSQL with a role for root. Starts them without systemd if needed.
+set -euo pipefail
+
+ensure_redis() {
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
+  echo "services: starting Redis on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ips.log
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "services: Redis did not start; see /var/log/redis/ips.log" >&2
+  return 1
+}
+
+ensure_postgres() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && ! pg_isready -q 2>/dev/null; then
+    echo "services: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
+    for _ in $(seq 100); do pg_isready -q && break; sleep 0.1; done
+  fi
+  # A superuser role named like the OS user lets the tests connect over the local socket (peer auth).
+  local me; me=$(id -un)
+  if ! psql -d postgres -tAc "select 1" >/dev/null 2>&1; then
+    runuser -u postgres -- psql -q -c "CREATE ROLE \"$me\" SUPERUSER LOGIN" >/dev/null
+  fi
+}
+
+ensure_redis
+[ "${1:-}" = "--postgres" ] && ensure_postgres
+exit 0

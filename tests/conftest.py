@@ -1,0 +1,1 @@
+"""Shared test setup: tests run with IPS_DEBUG semantics off unless a test says otherwise."""

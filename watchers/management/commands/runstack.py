@@ -1,0 +1,95 @@
+"""Run the whole product in the foreground: web panel, Celery worker(s) and Celery beat.
+
+One Ctrl-C (SIGINT) or SIGTERM stops everything. If one process dies, the others are stopped
+too and the exit status says so: a half-running firewall panel is worse than a stopped one.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from argparse import ArgumentParser
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+
+class Command(BaseCommand):
+    help = "Run the panel (gunicorn), the Celery worker and Celery beat in the foreground until Ctrl-C."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="address:port for the panel (gunicorn)")
+        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+        parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat (run it elsewhere)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        children = self.plan(options)
+        stopping = False
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for child in children:
+            self.stdout.write(f"runstack: starting {child.name}: {' '.join(child.argv)}")
+            child.process = subprocess.Popen(child.argv, start_new_session=True)
+        exit_code = self.watch(children, lambda: stopping)
+        self.stop_all(children)
+        if exit_code:
+            sys.exit(exit_code)
+
+    def plan(self, options: dict[str, Any]) -> list[Child]:
+        python = sys.executable
+        beat_schedule = str(settings.BASE_DIR / "var" / "celerybeat-schedule")
+        children = [
+            Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
+                          "--workers", str(options["web_workers"]), "--access-logfile", "-"]),
+            Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                             "--concurrency", str(options["concurrency"])]),
+        ]
+        if not options["no_beat"]:
+            children.append(Child("beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                                           "--schedule", beat_schedule]))
+        return children
+
+    def watch(self, children: list[Child], stopping: Any) -> int:
+        while not stopping():
+            for child in children:
+                assert child.process is not None
+                code = child.process.poll()
+                if code is not None:
+                    self.stderr.write(f"runstack: {child.name} exited with status {code}; stopping the others")
+                    return code or 1
+            time.sleep(0.2)
+        self.stdout.write("runstack: stopping")
+        return 0
+
+    def stop_all(self, children: list[Child], grace: float = 10.0) -> None:
+        for child in children:
+            if child.process and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"runstack: {child.name} did not stop in {grace:.0f}s; killing it")
+                child.process.kill()
+                child.process.wait()

@@ -1,0 +1,1 @@
+"""Log sources and read positions of the watchers (see docs/architecture.md)."""
