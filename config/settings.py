@@ -105,7 +105,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("IPS_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("IPS_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("IPS_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
-SECURE_HSTS_PRELOAD = env_bool("IPS_HSTS_PRELOAD", False)
+# The preload token only declares consent; nothing happens unless the domain owner submits it.
+SECURE_HSTS_PRELOAD = env_bool("IPS_HSTS_PRELOAD", not DEBUG)
 if env_bool("IPS_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -1,0 +1,416 @@
+"""Import an existing fail2ban configuration tree (what `importconf` and the import page run).
+
+Reads filter.d (.conf + .local) and the jail stack (jail.conf, jail.d/*.conf, jail.local,
+jail.d/*.local with their paths-*.conf includes) through the engine's INI reader, turns every
+jail option into a validated Jail field, and writes Filters and Jails in one transaction:
+either everything arrives or nothing does. A second run with the same tree changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from jails import services
+from jails.engine import ini
+from jails.engine.durations import parse_duration
+from jails.engine.errors import ConfigError, EngineError
+from jails.models import Filter, Jail
+
+TRUE_WORDS = {"true", "yes", "1", "on", "enabled"}
+FALSE_WORDS = {"false", "no", "0", "off", "disabled", ""}
+BACKENDS = {"auto": "auto", "pyinotify": "inotify", "inotify": "inotify", "gamin": "auto", "polling": "polling",
+            "systemd": "systemd"}
+# Jail options we turn into Jail fields; every other key of a jail section is kept in extra_options
+# when the section itself set it (keys inherited from [DEFAULT] helpers such as `mta` are not).
+KNOWN_OPTIONS = {
+    "enabled", "filter", "logpath", "backend", "journalmatch", "logencoding", "logtimezone", "datepattern",
+    "maxlines", "maxretry", "findtime", "bantime", "bantime.increment", "bantime.factor", "bantime.formula",
+    "bantime.multipliers", "bantime.maxtime", "bantime.rndtime", "bantime.overalljails", "ignoreip",
+    "ignoreself", "ignorecommand", "usedns", "maxmatches", "port", "protocol", "banaction", "blocktype",
+}
+NFTABLES_ACTIONS = {"nftables", "nftables-multiport", "nftables-allports"}
+
+
+class ImportRefused(EngineError):
+    """The tree cannot be imported as it is; nothing was written."""
+
+
+@dataclass
+class Change:
+    kind: str  # "filter" or "jail"
+    name: str
+    action: str  # "created", "updated", "unchanged" or "skipped"
+    detail: str = ""
+
+
+@dataclass
+class ImportReport:
+    root: str
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def count(self, kind: str, action: str) -> int:
+        return sum(1 for c in self.changes if c.kind == kind and c.action == action)
+
+    def of(self, action: str) -> list[Change]:
+        return [c for c in self.changes if c.action == action]
+
+
+Progress = Callable[[str], None]
+
+
+def import_tree(
+    root: str | Path,
+    *,
+    include_disabled: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import filters and jails from a fail2ban configuration directory (e.g. /etc/fail2ban)."""
+    root_path = Path(root)
+    if not (root_path / "jail.conf").is_file() and not (root_path / "jail.local").is_file():
+        raise ImportRefused(f"{root_path}: no jail.conf or jail.local here; give the fail2ban directory, "
+                            "e.g. /etc/fail2ban")
+    report = ImportReport(root=str(root_path), dry_run=dry_run)
+    say = progress or (lambda message: None)
+    with transaction.atomic():
+        import_filters(root_path, report, say)
+        import_jails(root_path, report, say, include_disabled)
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def read_filter_texts(root: Path) -> dict[str, tuple[str, str, str]]:
+    """filter.d files by filter name: (conf text, local text, path shown to the admin)."""
+    directory = root / "filter.d"
+    found: dict[str, tuple[str, str, str]] = {}
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in (".conf", ".local") or not path.is_file():
+            continue
+        conf, local, shown = found.get(path.stem, ("", "", ""))
+        text = read_text(path)
+        if path.suffix == ".conf":
+            conf, shown = text, str(path)
+        else:
+            local, shown = text, shown or str(path)
+        found[path.stem] = (conf, local, shown)
+    return found
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(f"not UTF-8 text ({exc.reason} at byte {exc.start})", str(path)) from None
+    except OSError as exc:
+        raise ImportRefused(f"cannot read: {exc.strerror}", str(path)) from None
+
+
+def import_filters(root: Path, report: ImportReport, say: Progress) -> None:
+    texts = read_filter_texts(root)
+    existing = {f.name: f for f in Filter.objects.all()}
+    files = services.filter_files(list(existing.values()))
+    for name, (conf, local, _) in texts.items():
+        files[f"filter.d/{name}.conf"] = conf
+        files.pop(f"filter.d/{name}.local", None)
+        if local:
+            files[f"filter.d/{name}.local"] = local
+    loader = ini.MemoryLoader(files)
+    for index, (name, (conf, local, shown)) in enumerate(sorted(texts.items()), 1):
+        say(f"filter {index}/{len(texts)}: {name}")
+        fields = derive_filter(loader, name, conf, local, shown, root)
+        save_filter(existing.get(name), name, conf, local, shown, fields, report)
+
+
+def derive_filter(loader: ini.MemoryLoader, name: str, conf: str, local: str, shown: str, root: Path
+                  ) -> dict[str, Any]:
+    try:
+        if services.is_include_only(name, conf, local):
+            return services.include_fields(shown, conf, local)
+        definition = ini.load_filter(loader, name)
+        services.check_definition(definition)
+    except EngineError as exc:
+        raise ImportRefused(f"filter {name}: {exc.message}", real_path(exc.path, root) or shown, exc.lineno) from None
+    return services.derive_fields(definition, conf)
+
+
+def real_path(loader_path: str | None, root: Path) -> str | None:
+    """Engine errors name `filter.d/x.conf` inside the loader: show the file on disk instead."""
+    return str(root / loader_path) if loader_path and not loader_path.startswith("/") else loader_path
+
+
+def save_filter(
+    row: Filter | None, name: str, conf: str, local: str, shown: str, fields: dict[str, Any], report: ImportReport
+) -> None:
+    values = {"source": conf, "source_local": local, "origin": Filter.Origin.IMPORTED, "origin_path": shown,
+              **fields}
+    if row is None:
+        Filter.objects.create(name=name, **values)
+        report.changes.append(Change("filter", name, "created", shown))
+        return
+    changed = [key for key, value in values.items() if getattr(row, key) != value]
+    if not changed:
+        report.changes.append(Change("filter", name, "unchanged"))
+        return
+    was_builtin = row.origin == Filter.Origin.BUILTIN
+    for key in changed:
+        setattr(row, key, values[key])
+    row.save()
+    detail = "replaced the built-in filter" if was_builtin else "changed: " + ", ".join(changed)
+    report.changes.append(Change("filter", name, "updated", detail))
+
+
+# --- jails -----------------------------------------------------------------------------------
+
+
+def import_jails(root: Path, report: ImportReport, say: Progress, include_disabled: bool) -> None:
+    try:
+        sections = ini.load_jails(ini.DirectoryLoader(str(root)))
+    except ConfigError as exc:
+        raise ImportRefused(exc.message, exc.path, exc.lineno) from None
+    filters = {f.name: f for f in Filter.objects.all()}
+    disabled: list[str] = []
+    dns_jails: list[str] = []
+    for index, section in enumerate(sections, 1):
+        say(f"jail {index}/{len(sections)}: {section.name}")
+        if not include_disabled and not truthy(value_text(section, "enabled", "false"), section, "enabled"):
+            disabled.append(section.name)
+            continue
+        fields, notes = jail_fields(section, filters)
+        if fields is None:
+            report.changes.append(Change("jail", section.name, "skipped", "; ".join(notes)))
+            continue
+        report.notes.extend(f"jail {section.name}: {note}" for note in notes)
+        if fields["usedns"] in ("yes", "warn"):
+            dns_jails.append(section.name)
+        save_jail(section, fields, report)
+    if disabled:
+        report.changes.append(Change("jails", f"{len(disabled)} disabled", "skipped",
+                                     "disabled in the configuration (use --all to import them too): "
+                                     + ", ".join(disabled)))
+    if dns_jails:
+        report.notes.append("usedns is yes/warn for " + ", ".join(dns_jails) + ": host names written in those logs "
+                            "will be resolved; set usedns = no to act on addresses only")
+
+
+def value_text(section: ini.JailSection, key: str, default: str = "") -> str:
+    value = section.values.get(key)
+    return value.text.strip() if value is not None else default
+
+
+def where(section: ini.JailSection, key: str) -> tuple[str | None, int | None]:
+    value = section.values.get(key)
+    return (value.path, value.lineno) if value is not None else (None, None)
+
+
+def refuse(section: ini.JailSection, key: str, message: str) -> ImportRefused:
+    path, lineno = where(section, key)
+    return ImportRefused(f"jail {section.name}: {key} = {value_text(section, key)!r}: {message}", path, lineno)
+
+
+def truthy(text: str, section: ini.JailSection, key: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise refuse(section, key, "expected true or false")
+
+
+def jail_fields(section: ini.JailSection, filters: dict[str, Filter]) -> tuple[dict[str, Any] | None, list[str]]:
+    """Map one effective jail section onto Jail fields; (None, reasons) when it cannot be imported."""
+    notes: list[str] = []
+    filter_spec = value_text(section, "filter", section.name)
+    try:
+        filter_name, filter_options = ini.parse_filter_spec(filter_spec)
+    except ConfigError as exc:
+        raise refuse(section, "filter", exc.message) from None
+    if filter_name not in filters or filters[filter_name].kind != Filter.Kind.FILTER:
+        return None, [f"filter {filter_name!r} is not in filter.d nor in the database"]
+    fields: dict[str, Any] = {
+        "enabled": truthy(value_text(section, "enabled", "false"), section, "enabled"),
+        "filter": filters[filter_name],
+        "filter_options": filter_options,
+        "logpath": split_logpath(value_text(section, "logpath")),
+        "backend": backend(section, notes),
+        "journalmatch": value_text(section, "journalmatch"),
+        "logencoding": value_text(section, "logencoding", "auto") or "auto",
+        "logtimezone": value_text(section, "logtimezone"),
+        "datepattern": value_text(section, "datepattern"),
+        "maxlines": optional_int(section, "maxlines"),
+        "maxretry": whole_number(section, "maxretry", "5"),
+        "findtime": duration(section, "findtime", "10m"),
+        "bantime": duration(section, "bantime", "10m"),
+        "bantime_increment": truthy(value_text(section, "bantime.increment", "false"), section, "bantime.increment"),
+        "bantime_factor": number(section, "bantime.factor", "1"),
+        "bantime_formula": value_text(section, "bantime.formula"),
+        "bantime_multipliers": value_text(section, "bantime.multipliers"),
+        "bantime_maxtime": optional_duration(section, "bantime.maxtime"),
+        "bantime_rndtime": optional_duration(section, "bantime.rndtime"),
+        "bantime_overalljails": truthy(value_text(section, "bantime.overalljails", "false"), section,
+                                       "bantime.overalljails"),
+        "ignoreip": split_words(value_text(section, "ignoreip")),
+        "ignoreself": truthy(value_text(section, "ignoreself", "true"), section, "ignoreself"),
+        "ignorecommand": value_text(section, "ignorecommand"),
+        "usedns": usedns(section),
+        "maxmatches": optional_int(section, "maxmatches"),
+        "protocol": value_text(section, "protocol", "tcp") or "tcp",
+        "blocktype": "reject" if value_text(section, "blocktype").startswith("reject") else "drop",
+        "extra_options": extra_options(section),
+    }
+    fields["port"], fields["banaction"] = ports_and_banaction(section, notes)
+    notes.extend(action_notes(section))
+    return fields, notes
+
+
+def split_logpath(text: str) -> list[str]:
+    """logpath lines; fail2ban allows a trailing ' head' or ' tail' (where to start reading)."""
+    paths = []
+    for line in text.splitlines():
+        line = line.strip()
+        for suffix in (" head", " tail"):
+            if line.endswith(suffix):
+                line = line[: -len(suffix)].strip()
+        if line:
+            paths.append(line)
+    return paths
+
+
+def split_words(text: str) -> list[str]:
+    return [word for word in re.split(r"[\s,]+", text) if word]
+
+
+def backend(section: ini.JailSection, notes: list[str]) -> str:
+    text = value_text(section, "backend", "auto") or "auto"
+    name = text.split("[", 1)[0].strip().lower()
+    if name not in BACKENDS:
+        raise refuse(section, "backend", "expected auto, pyinotify, inotify, polling or systemd")
+    if name in ("gamin", "pyinotify"):
+        notes.append(f"backend {name} runs as {BACKENDS[name]}")
+    return BACKENDS[name]
+
+
+def usedns(section: ini.JailSection) -> str:
+    text = value_text(section, "usedns", "no").lower() or "no"
+    if text not in {choice.value for choice in Jail.UseDns}:
+        raise refuse(section, "usedns", "expected yes, warn, no or raw")
+    return text
+
+
+def whole_number(section: ini.JailSection, key: str, default: str) -> int:
+    text = value_text(section, key, default)
+    try:
+        return int(text)
+    except ValueError:
+        raise refuse(section, key, "expected a whole number") from None
+
+
+def optional_int(section: ini.JailSection, key: str) -> int | None:
+    return whole_number(section, key, "") if value_text(section, key) else None
+
+
+def number(section: ini.JailSection, key: str, default: str) -> float:
+    text = value_text(section, key, default)
+    try:
+        return float(text)
+    except ValueError:
+        raise refuse(section, key, "expected a number") from None
+
+
+def duration(section: ini.JailSection, key: str, default: str) -> int:
+    try:
+        return parse_duration(value_text(section, key, default) or default)
+    except ValueError as exc:
+        raise refuse(section, key, str(exc)) from None
+
+
+def optional_duration(section: ini.JailSection, key: str) -> int | None:
+    return duration(section, key, "") if value_text(section, key) else None
+
+
+def ports_and_banaction(section: ini.JailSection, notes: list[str]) -> tuple[str, str]:
+    port = value_text(section, "port", "all") or "all"
+    action = value_text(section, "banaction", "nftables") or "nftables"
+    action_name = action.split("[", 1)[0].strip()
+    if action_name.endswith("allports") or "type=allports" in action:
+        port = "all"
+    if action_name not in NFTABLES_ACTIONS:
+        notes.append(f"banaction {action_name} is replaced by our nftables table (same ports and protocol)")
+    return port, "nftables"
+
+
+def action_notes(section: ini.JailSection) -> list[str]:
+    """fail2ban actions beyond the ban itself (mail, abuse reports...) are not run: say so."""
+    action = value_text(section, "action")
+    names = {line.strip().split("[", 1)[0] for line in action.splitlines() if line.strip()}
+    banaction = value_text(section, "banaction", "nftables").split("[", 1)[0].strip()
+    others = sorted(name for name in names if name and name != banaction and name not in NFTABLES_ACTIONS)
+    return [f"action {name} is not run (only the ban itself is)" for name in others]
+
+
+def extra_options(section: ini.JailSection) -> dict[str, str]:
+    """fail2ban options we keep for reference but do not act on (shown on the jail's page)."""
+    return {key: value_text(section, key) for key in ("action", "mode", "chain") if value_text(section, key)}
+
+
+def save_jail(section: ini.JailSection, fields: dict[str, Any], report: ImportReport) -> None:
+    row = Jail.objects.filter(name=section.name).first()
+    candidate = row or Jail(name=section.name)
+    changed = [key for key, value in fields.items() if getattr(candidate, key, None) != value or row is None]
+    if row is not None and not changed:
+        report.changes.append(Change("jail", section.name, "unchanged"))
+        return
+    for key in changed:
+        setattr(candidate, key, fields[key])
+    validate_jail(candidate, section)
+    candidate.save()
+    detail = "" if row is None else "changed: " + ", ".join(changed)
+    report.changes.append(Change("jail", section.name, "created" if row is None else "updated", detail))
+
+
+FIELD_TO_OPTION = {"bantime_" + name: "bantime." + name for name in
+                   ("increment", "factor", "formula", "multipliers", "maxtime", "rndtime", "overalljails")}
+
+
+def validate_jail(jail: Jail, section: ini.JailSection) -> None:
+    try:
+        jail.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        field_name, messages = next(iter(exc.message_dict.items()))
+        raise refuse(section, FIELD_TO_OPTION.get(field_name, field_name), " ".join(messages)) from None
+
+
+def summarize(report: ImportReport, verbose: bool = False) -> Iterable[str]:
+    """The human report printed by importconf (and shown by the import page).
+
+    Jail changes are always listed; filter changes only when verbose (a stock tree has a hundred).
+    """
+    verb = "Would import" if report.dry_run else "Imported"
+    yield f"{verb} from {report.root}:"
+    for kind in ("filter", "jail"):
+        counts = ", ".join(f"{report.count(kind, a)} {a}" for a in ("created", "updated", "unchanged"))
+        yield f"  {kind}s: {counts}"
+    for change in report.changes:
+        if change.action in ("created", "updated") and (verbose or change.kind == "jail"):
+            yield f"  {change.action} {change.kind} {change.name}" + (f" ({change.detail})" if change.detail else "")
+    skipped = report.of("skipped")
+    if skipped:
+        yield "Skipped:"
+        yield from (f"  {c.kind} {c.name}: {c.detail}" for c in skipped)
+    if report.notes:
+        yield "Notes:"
+        yield from (f"  {note}" for note in report.notes)

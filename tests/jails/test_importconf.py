@@ -1,0 +1,134 @@
+"""importconf: the stock fail2ban tree with the seed jail.local laid over it."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from jails.models import Filter, Jail
+from tests.jails.builders import minimal_tree, stock_tree_with_seed
+
+pytestmark = pytest.mark.django_db
+
+SEED_JAILS = {
+    "sshd", "apache-botsearch", "wordpress-auth", "wordpress-auth-hook", "apache-envscan", "postfix",
+    "postfix-sasl", "postfix-protocol", "postfix-postscreen", "recidive",
+}
+GOOD_FILTER = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
+
+
+def run_import(*args: str) -> str:
+    out = StringIO()
+    call_command("importconf", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def seed_tree(tmp_path: Path) -> Path:
+    return stock_tree_with_seed(tmp_path)
+
+
+def test_it_imports_every_enabled_jail_of_the_seed(seed_tree: Path) -> None:
+    run_import(str(seed_tree))
+    assert set(Jail.objects.values_list("name", flat=True)) == SEED_JAILS
+    assert Filter.objects.filter(name="apache-envscan", origin=Filter.Origin.IMPORTED).exists()
+
+
+def test_it_gives_apache_envscan_its_effective_values(seed_tree: Path) -> None:
+    run_import(str(seed_tree))
+    jail = Jail.objects.get(name="apache-envscan")
+    assert (jail.maxretry, jail.findtime, jail.bantime) == (1, 24 * 3600, 7 * 86400)
+    assert jail.bantime_increment is True
+    assert jail.bantime_factor == 2
+    assert jail.bantime_maxtime == 30 * 86400
+    assert jail.enabled is True
+    assert jail.logpath == ["/var/log/apache2/access.log"]
+    assert jail.port == "http,https"
+
+
+def test_it_inherits_the_seed_default_section(seed_tree: Path) -> None:
+    run_import(str(seed_tree))
+    sshd = Jail.objects.get(name="sshd")
+    assert (sshd.maxretry, sshd.findtime, sshd.bantime) == (3, 600, 3600)
+    assert sshd.bantime_maxtime == 7 * 86400
+    assert sshd.backend == Jail.Backend.SYSTEMD
+    assert sshd.ignoreip == ["127.0.0.1/8", "::1"]
+    assert sshd.filter.name == "sshd"
+    assert sshd.filter_options == {"mode": "normal"}
+
+
+def test_it_bans_recidive_on_all_ports(seed_tree: Path) -> None:
+    run_import(str(seed_tree))
+    recidive = Jail.objects.get(name="recidive")
+    assert recidive.port == "all"
+    assert (recidive.maxretry, recidive.findtime, recidive.bantime) == (2, 86400, 30 * 86400)
+
+
+def test_it_changes_nothing_on_a_second_run(seed_tree: Path) -> None:
+    run_import(str(seed_tree))
+    before = {j.name: j.updated_at for j in Jail.objects.all()}
+    output = run_import(str(seed_tree))
+    assert "filters: 0 created, 0 updated, 109 unchanged" in output
+    assert "jails: 0 created, 0 updated, 10 unchanged" in output
+    assert {j.name: j.updated_at for j in Jail.objects.all()} == before
+
+
+def test_it_reports_what_it_skipped(seed_tree: Path) -> None:
+    output = run_import(str(seed_tree))
+    assert "Skipped:" in output
+    assert "disabled in the configuration" in output
+
+
+def test_it_imports_disabled_jails_with_all(seed_tree: Path) -> None:
+    run_import(str(seed_tree), "--all")
+    assert Jail.objects.filter(enabled=False).count() > 50
+
+
+def test_it_writes_nothing_on_a_dry_run(seed_tree: Path) -> None:
+    output = run_import(str(seed_tree), "--dry-run")
+    assert output.startswith("Would import")
+    assert not Jail.objects.exists()
+    assert not Filter.objects.exists()
+
+
+def test_it_refuses_a_broken_regex_and_writes_nothing(tmp_path: Path) -> None:
+    tree = minimal_tree(
+        tmp_path,
+        "[good]\nenabled = true\nfilter = good\nlogpath = /var/log/x.log\n",
+        {"good.conf": GOOD_FILTER, "broken.conf": "[Definition]\nfailregex = ^(unclosed <HOST>$\n"},
+    )
+    with pytest.raises(CommandError) as excinfo:
+        run_import(str(tree))
+    message = str(excinfo.value)
+    assert "broken.conf" in message and ":2" in message
+    assert "Nothing was imported" in message
+    assert not Filter.objects.exists() and not Jail.objects.exists()
+
+
+def test_it_refuses_a_missing_include(tmp_path: Path) -> None:
+    tree = minimal_tree(
+        tmp_path, "[good]\nenabled = true\n",
+        {"good.conf": "[INCLUDES]\nbefore = nowhere.conf\n" + GOOD_FILTER},
+    )
+    with pytest.raises(CommandError, match="nowhere.conf"):
+        run_import(str(tree))
+
+
+def test_it_refuses_an_invalid_jail_option_with_file_and_line(tmp_path: Path) -> None:
+    tree = minimal_tree(
+        tmp_path, "[good]\nenabled = true\nmaxretry = 3\nbantime = 10 parsecs\n", {"good.conf": GOOD_FILTER}
+    )
+    with pytest.raises(CommandError) as excinfo:
+        run_import(str(tree))
+    assert "jail.local:4" in str(excinfo.value)
+    assert "bantime" in str(excinfo.value)
+    assert not Filter.objects.exists()
+
+
+def test_it_refuses_a_directory_without_jail_files(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="no jail.conf or jail.local"):
+        run_import(str(tmp_path))
