@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def run_from_argv(self, argv: list[str]) -> None:
         # The engine's tester owns the whole command line (and its --help); Django's option
         # parsing would reject fail2ban-regex style options.
-        code = filtertest.main(argv[2:], resolve_name=services.load_definition, prog=f"{argv[0]} filtertest")
+        code = filtertest.main(argv[2:], resolve_name=services.load_definition)
         sys.exit(code)
 
     def handle(self, *args: Any, **options: Any) -> None:  # pragma: no cover - run_from_argv does the work
