@@ -53,6 +53,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def read_secret_file(path: Path) -> str:
+    """A secret kept in a file (mode 0600); empty when the file does not exist."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot read the secret key file {path}: {exc.strerror}") from None
+
+
 def database_from_url(url: str, base_dir: Path) -> dict[str, Any]:
     """Turn DATABASE_URL into a Django DATABASES entry.
 

@@ -11,17 +11,21 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str
+from config.env import database_from_url, env_bool, env_int, env_list, env_str, read_secret_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("IPS_DEBUG", False)
-SECRET_KEY = env_str("IPS_SECRET_KEY", "")
+# The key comes from IPS_SECRET_KEY, else from the file scripts/run.sh generates on first run, so
+# that `manage.py importconf ...` works in a shell without exporting anything.
+SECRET_KEY = env_str("IPS_SECRET_KEY", "") or read_secret_file(
+    Path(env_str("IPS_SECRET_KEY_FILE", str(BASE_DIR / "var" / "secret_key")))
+)
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "IPS_SECRET_KEY is not set: set it to a long random string (scripts/run.sh writes one to .env), "
-            "or set IPS_DEBUG=true for local development"
+            "IPS_SECRET_KEY is not set: set it to a long random string, or run scripts/run.sh once "
+            "(it writes var/secret_key), or set IPS_DEBUG=true for local development"
         )
     SECRET_KEY = "insecure-development-key-only-used-with-IPS_DEBUG"
 

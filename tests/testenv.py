@@ -1,4 +1,5 @@
-"""Root conftest: loaded before Django is set up, so test-only environment goes here."""
+"""Loaded with `-p tests.testenv` (pyproject addopts) before pytest-django sets Django up, so the
+test-only environment is in place before settings.py reads it."""
 
 import os
 
