@@ -88,6 +88,8 @@ def _sqlite(path: str, base_dir: Path, url: str) -> dict[str, Any]:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(name),
+        # A file, not memory, so that tests can run manage.py in a child process on the same data.
+        "TEST": {"NAME": str(name.with_name(f"{name.stem}-test{name.suffix}"))},
         # WAL lets the panel read while a worker writes; IMMEDIATE avoids lock upgrade deadlocks.
         "OPTIONS": {
             "transaction_mode": "IMMEDIATE",

@@ -1,0 +1,55 @@
+"""installfilters: the built-in library arrives on first run and never overwrites an admin's filter."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from jails.builtin import FILTER_DIR
+from jails.models import Filter
+
+pytestmark = pytest.mark.django_db
+
+EXPECTED = {
+    "sshd", "apache-auth", "nginx-http-auth", "apache-botsearch", "nginx-botsearch", "wordpress-auth",
+    "wordpress-auth-hook", "apache-envscan", "postfix", "postfix-sasl", "postfix-protocol", "postfix-postscreen",
+    "dovecot", "recidive", "panel",
+}
+
+
+def install() -> str:
+    out = StringIO()
+    call_command("installfilters", stdout=out)
+    return out.getvalue()
+
+
+def test_it_installs_every_builtin_filter() -> None:
+    install()
+    usable = set(Filter.objects.filter(kind=Filter.Kind.FILTER).values_list("name", flat=True))
+    assert EXPECTED <= usable
+    assert Filter.objects.filter(origin=Filter.Origin.BUILTIN).count() == len(list(FILTER_DIR.glob("*.conf")))
+
+
+def test_it_derives_the_regexes_of_each_filter() -> None:
+    install()
+    sshd = Filter.objects.get(name="sshd")
+    assert sshd.failregex and all("<HOST>" in r or "<ADDR>" in r or "<F-" in r for r in sshd.failregex)
+
+
+def test_it_is_quiet_and_changes_nothing_the_second_time() -> None:
+    install()
+    stamps = dict(Filter.objects.values_list("name", "updated_at"))
+    assert install() == ""
+    assert dict(Filter.objects.values_list("name", "updated_at")) == stamps
+
+
+def test_it_keeps_a_filter_the_admin_replaced() -> None:
+    install()
+    Filter.objects.filter(name="sshd").update(origin=Filter.Origin.CUSTOM, source="[Definition]\nfailregex = ^x <HOST>$\n")
+    Filter.objects.filter(name="dovecot").update(source="stale")
+    output = install()
+    assert Filter.objects.get(name="sshd").source.endswith("^x <HOST>$\n")
+    assert Filter.objects.get(name="dovecot").source == (FILTER_DIR / "dovecot.conf").read_text()
+    assert "1 refreshed" in output and "1 kept" in output
