@@ -4,7 +4,7 @@ from jails.models import Filter, Jail
 
 
 @admin.register(Filter)
-class FilterAdmin(admin.ModelAdmin):
+class FilterAdmin(admin.ModelAdmin[Filter]):
     list_display = ["name", "kind", "origin", "maxlines", "updated_at"]
     list_filter = ["kind", "origin"]
     search_fields = ["name", "description", "source"]
@@ -15,7 +15,7 @@ class FilterAdmin(admin.ModelAdmin):
 
 
 @admin.register(Jail)
-class JailAdmin(admin.ModelAdmin):
+class JailAdmin(admin.ModelAdmin[Jail]):
     list_display = ["name", "enabled", "filter", "backend", "maxretry", "findtime", "bantime"]
     list_filter = ["enabled", "backend", "bantime_increment", "usedns"]
     search_fields = ["name", "description", "filter__name"]

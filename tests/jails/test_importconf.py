@@ -132,3 +132,20 @@ def test_it_refuses_an_invalid_jail_option_with_file_and_line(tmp_path: Path) ->
 def test_it_refuses_a_directory_without_jail_files(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="no jail.conf or jail.local"):
         run_import(str(tmp_path))
+
+
+def test_it_refuses_a_regex_without_a_host_tag(tmp_path: Path) -> None:
+    tree = minimal_tree(tmp_path, "[good]\nenabled = true\n",
+                        {"good.conf": "[Definition]\n\nfailregex = ^login failed for \\S+$\n"})
+    with pytest.raises(CommandError) as excinfo:
+        run_import(str(tree))
+    assert "good.conf:3" in str(excinfo.value)
+    assert not Filter.objects.exists()
+
+
+def test_it_refuses_an_interpolation_loop(tmp_path: Path) -> None:
+    tree = minimal_tree(tmp_path, "[good]\nenabled = true\n",
+                        {"good.conf": "[Definition]\na = %(b)s\nb = %(a)s\nfailregex = ^%(a)s <HOST>$\n"})
+    with pytest.raises(CommandError, match="good.conf"):
+        run_import(str(tree))
+    assert not Filter.objects.exists()
