@@ -28,9 +28,16 @@ install_packages() {
   # Never let a package's install script start a service behind our back (containers, CI).
   local policy=/usr/sbin/policy-rc.d created=0
   if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created=1; fi
-  apt-get update -qq
+  local log; log=$(mktemp /tmp/ips-apt.XXXXXX.log)
   # shellcheck disable=SC2086
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
+      >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: installing Debian packages failed (log above, kept in $log)" >&2
+    [ "$created" = 1 ] && rm -f "$policy"
+    return 1
+  fi
+  rm -f "$log"
   [ "$created" = 1 ] && rm -f "$policy"
   return 0
 }

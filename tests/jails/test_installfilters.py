@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
+from jails import services
 from jails.builtin import FILTER_DIR
 from jails.models import Filter
+from tests.jails.builders import stock_tree_with_seed
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +56,14 @@ def test_it_keeps_a_filter_the_admin_replaced() -> None:
     assert Filter.objects.get(name="sshd").source.endswith("^x <HOST>$\n")
     assert Filter.objects.get(name="dovecot").source == (FILTER_DIR / "dovecot.conf").read_text()
     assert "1 refreshed" in output and "1 kept" in output
+
+
+def test_it_keeps_builtin_filters_working_after_a_fail2ban_import(tmp_path: Path) -> None:
+    # fail2ban's own common.conf arrives with the import; ours is ips-common.conf, so the built-in
+    # filters that were not replaced must still read and compile exactly as before.
+    install()
+    call_command("importconf", str(stock_tree_with_seed(tmp_path)), stdout=StringIO(), stderr=StringIO())
+    still_builtin = Filter.objects.filter(origin=Filter.Origin.BUILTIN, kind=Filter.Kind.FILTER)
+    assert still_builtin.filter(name="panel").exists()
+    for row in still_builtin:
+        services.compile_stored_filter(row.name)
