@@ -50,7 +50,8 @@ def test_it_is_quiet_and_changes_nothing_the_second_time() -> None:
 
 def test_it_keeps_a_filter_the_admin_replaced() -> None:
     install()
-    Filter.objects.filter(name="sshd").update(origin=Filter.Origin.CUSTOM, source="[Definition]\nfailregex = ^x <HOST>$\n")
+    mine = "[Definition]\nfailregex = ^x <HOST>$\n"
+    Filter.objects.filter(name="sshd").update(origin=Filter.Origin.CUSTOM, source=mine)
     Filter.objects.filter(name="dovecot").update(source="stale")
     output = install()
     assert Filter.objects.get(name="sshd").source.endswith("^x <HOST>$\n")
