@@ -14,13 +14,16 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}\.?$")
 PORT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # Names allowed in a bantime.increment formula (fail2ban's are ban.Time, ban.Count, banFactor...).
-FORMULA_NAMES = {"ban", "Time", "Count", "banFactor", "banCount", "max", "min", "abs", "round", "math", "exp", "log", "float", "int"}
+FORMULA_NAMES = {
+    "ban", "Time", "Count", "banFactor", "banCount", "max", "min", "abs", "round", "math", "exp", "log", "float", "int",
+}
 
 
 def validate_name(value: str) -> None:
     if not NAME_RE.match(value):
         raise ValidationError(
-            f"{value!r} is not a valid name: use letters, digits, '-', '_', '.' or '@', starting with a letter or digit."
+            f"{value!r} is not a valid name: use letters, digits, '-', '_', '.' or '@', "
+            "starting with a letter or digit."
         )
 
 
@@ -74,7 +77,9 @@ def _validate_port_item(item: str) -> None:
             if not 1 <= int(bound) <= 65535:
                 raise ValidationError(f"Port {bound} is out of range: ports go from 1 to 65535.")
         elif not PORT_NAME_RE.match(bound):
-            raise ValidationError(f"{item!r} is not a port: write a number (22), a name (ssh) or a range (8000:8100).")
+            raise ValidationError(
+                f"{item!r} is not a port: write a number (22), a name (ssh) or a range (8000:8100)."
+            )
     if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
         raise ValidationError(f"The port range {item!r} runs backwards.")
 
@@ -82,7 +87,7 @@ def _validate_port_item(item: str) -> None:
 def validate_logpath(values: list[str]) -> None:
     for value in values:
         if not value.startswith("/"):
-            raise ValidationError(f"{value!r}: log paths must be absolute (start with /); globs such as *.log are fine.")
+            raise ValidationError(f"{value!r}: log paths must be absolute (start with /); globs such as *.log work.")
         if "\x00" in value or "\n" in value:
             raise ValidationError("A log path cannot contain NUL or newline characters.")
 
@@ -90,7 +95,9 @@ def validate_logpath(values: list[str]) -> None:
 def validate_multipliers(value: str) -> None:
     for item in value.split():
         if not item.isdigit() or int(item) < 1:
-            raise ValidationError(f"{item!r}: multipliers are positive whole numbers separated by spaces, e.g. '1 2 4 8'.")
+            raise ValidationError(
+                f"{item!r}: multipliers are positive whole numbers separated by spaces, e.g. '1 2 4 8'."
+            )
 
 
 def validate_formula(value: str) -> None:
