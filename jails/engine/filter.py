@@ -1,0 +1,784 @@
+"""The per-line matcher: a FilterDefinition compiled into something that eats log lines.
+
+Behaviour follows fail2ban's filter (so stock filters and their sample logs agree):
+- the date is found first and cut out of the line; regexes see the rest;
+- `prefregex` must match first; its `<F-CONTENT>` (if any) is what failregexes see;
+- with `maxlines > 1` lines are kept in a buffer joined by newlines; a match consumes
+  the lines it covers (except those skipped through `<SKIPLINES>`);
+- `<F-MLFID>` groups lines of one session (connection id): groups accumulate across
+  lines, `<F-NOFAIL>` marks helper lines, `<F-MLFGAINED>` a success (which cancels
+  pending failures) and `<F-MLFFORGET>` the end of the session;
+- hosts are reported raw: addresses normalised, names never resolved.
+
+State changes (line buffer, last date, sessions) are applied only after every regex of a
+line has run, so a RegexTimeout raised inside a regex leaves the filter as it was.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from .definition import FilterDefinition
+from .errors import FilterError, RegexTimeout
+from .regex import CompiledRegex, compile_failregex, compile_regex, first_chars
+
+
+class DateHitLike(Protocol):
+    start: int
+    end: int
+    epoch: float | None
+
+
+class DateDetectorLike(Protocol):
+    def match(self, line: str, now: float) -> Any: ...
+
+
+class BufLine(NamedTuple):
+    """One buffered line: the text the regexes see (date cut out) and the original."""
+
+    text: str
+    original: str
+
+
+@dataclass
+class Failure:
+    host: str | None
+    time: float
+    fields: dict[str, object]
+    attempts: int
+    lines: list[str]
+    nofail: bool
+    regex_index: int
+
+
+@dataclass
+class LineResult:
+    failures: list[Failure] = field(default_factory=list)
+    ignored: bool = False
+    matched: list[int] = field(default_factory=list)
+    ignore_index: int | None = None
+    date: Any = None  # DateHit | None (dates.py)
+    timed_out: str | None = None
+
+
+# How long (seconds, against `now`) a line without its own date may borrow the last one.
+_LAST_DATE_WINDOW = 60.0
+# Distinct first characters remembered by the failregex dispatch (attackers choose them).
+_DISPATCH_MAX = 512
+# Session cache bounds (fail2ban keeps 100 sessions for 5 minutes).
+_SESSION_MAX = 100
+_SESSION_TTL = 300.0
+# Groups that are bookkeeping, not data worth showing with a failure.
+_INTERNAL_KEYS = frozenset(
+    {"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"}
+)
+
+
+def _join(lines: list[BufLine]) -> str:
+    # fail2ban's buffer: lines joined by newlines, always ending with one
+    if len(lines) == 1:
+        return lines[0].text + "\n"
+    return "\n".join([ln.text for ln in lines]) + "\n"
+
+
+def _is_plain_ipv4(ip: str) -> bool:
+    parts = ip.split(".")
+    if len(parts) != 4 or not ip.isascii():
+        return False
+    for part in parts:
+        if not part.isdigit() or len(part) > 3 or (part[0] == "0" and len(part) > 1) or int(part) > 255:
+            return False
+    return True
+
+
+_ADDRESS_CACHE: dict[tuple[str, str | None], str] = {}
+_ADDRESS_CACHE_MAX = 1 << 16
+
+
+def _normalise_address(ip: str, cidr: str | None) -> str:
+    """Canonical text of an address (attackers repeat themselves: memoised)."""
+    key = (ip, cidr)
+    text = _ADDRESS_CACHE.get(key)
+    if text is None:
+        if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_MAX:
+            _ADDRESS_CACHE.clear()
+        text = _ADDRESS_CACHE[key] = _canonical_address(ip, cidr)
+    return text
+
+
+def _canonical_address(ip: str, cidr: str | None) -> str:
+    """Canonical text of an address (or network with a short prefix); raw if invalid."""
+    if not cidr and _is_plain_ipv4(ip):
+        return ip  # already canonical: skip the (slow) ipaddress parser
+    try:
+        if cidr:
+            net = ipaddress.ip_network(f"{ip}/{int(cidr)}", strict=False)
+            if net.prefixlen == net.max_prefixlen:
+                return str(net.network_address)
+            return str(net)
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
+class _Sessions:
+    """Bounded, expiring map of multi-line failure ids to their accumulated groups."""
+
+    def __init__(self) -> None:
+        self._data: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+
+    def get(self, key: str, now: float) -> dict[str, Any] | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[1] > now:
+            return entry[0]
+        del self._data[key]
+        return None
+
+    def set(self, key: str, value: dict[str, Any], now: float) -> None:
+        data = self._data
+        if len(data) >= _SESSION_MAX:
+            # drop from the oldest end: expired ones, then just enough to make room
+            while data:
+                _, (_, expiry) = data.popitem(last=False)
+                if expiry > now and len(data) < _SESSION_MAX:
+                    break
+        data[key] = (value, now + _SESSION_TTL)
+
+    def put(self, key: str, value: dict[str, Any], now: float) -> None:
+        """Store a session: a known one keeps its place and expiry, a new one is added."""
+        entry = self._data.get(key)
+        if entry is not None and entry[1] > now:
+            self._data[key] = (value, entry[1])
+        else:
+            self.set(key, value, now)
+
+    def unset(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+class _Candidate(NamedTuple):
+    index: int
+    groups: dict[str, Any]
+    matched: list[BufLine]
+
+
+def _split_lines(
+    regex: CompiledRegex, m: re.Match[str], buf: str, org: list[BufLine]
+) -> tuple[list[BufLine], list[BufLine]]:
+    """Which buffered lines a match covers, and which it leaves (skipped lines stay)."""
+    if len(org) <= 1:
+        return org, []
+    start = buf.rfind("\n", 0, m.start() + 1) + 1
+    end_nl = buf.find("\n", m.end() - 1 if m.end() > 0 else len(buf) - 1)
+    end = end_nl + 1 if end_nl >= 0 else len(buf)
+    first = buf.count("\n", 0, start)
+    last = buf.count("\n", 0, end)
+    matched = org[first:last]
+    unmatched = org[:first]
+    if regex.skiplines:
+        n = 0
+        for skipped in regex.skipped_lines(m):
+            for k, candidate in enumerate(matched[n:]):
+                if candidate.text == skipped:
+                    unmatched.append(matched.pop(n + k))
+                    n += k
+                    break
+    unmatched.extend(org[last:])
+    return matched, unmatched
+
+
+class CompiledFilter:
+    """A compiled filter with its per-log state (line buffer, last date, sessions)."""
+
+    def __init__(
+        self,
+        name: str,
+        failregex: list[CompiledRegex],
+        ignoreregex: list[CompiledRegex],
+        prefregex: CompiledRegex | None,
+        dates: DateDetectorLike | None,
+        maxlines: int,
+        check_all: bool,
+    ) -> None:
+        self.name = name
+        self._fail = failregex
+        self._ignore = ignoreregex
+        self._pref = prefregex
+        self._dates = dates
+        self.maxlines = maxlines
+        self.check_all = check_all
+        self.failregex_patterns: list[str] = [r.source for r in failregex]
+        self.ignoreregex_patterns: list[str] = [r.source for r in ignoreregex]
+        self.prefregex_pattern: str | None = prefregex.source if prefregex else None
+        self.prefregex_lines = [prefregex.original] if prefregex else []
+        self.regex_flags = re.MULTILINE if maxlines > 1 else 0
+        self.failregex_lines = [r.original for r in failregex]
+        self.ignoreregex_lines = [r.original for r in ignoreregex]
+        # ignoreregex checked up front on the whole buffer when there are many failregexes
+        self.ignore_first = bool(ignoreregex) and len(ignoreregex) < len(failregex) - 2
+        self._buffer: list[BufLine] = []
+        self._last_date: float | None = None
+        self._sessions = _Sessions()
+        self._fail_searches: list[Callable[[str], re.Match[str] | None]] = [
+            r.regex.search for r in failregex
+        ]
+        # first-character dispatch: skip failregexes that cannot match a text
+        self._first_chars = [first_chars(r.source, self.regex_flags) for r in failregex]
+        self._all_runs = tuple(enumerate(self._fail_searches))
+        self._dispatch: dict[str, Any] | None = (
+            {} if any(c is not None for c in self._first_chars) else None
+        )
+        self._pending_date: _LazyDate | None = None
+        # WORKAROUND until dates.py offers it publicly: its finder, to read dates lazily
+        finder = getattr(dates, "_find", None)
+        self._dates_lazy: Callable[[str], Any] | None = finder if callable(finder) else None
+
+    # --- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_definition(
+        cls,
+        d: FilterDefinition,
+        *,
+        logtimezone: str | None = None,
+        datepattern: str | None = None,
+        maxlines: int | None = None,
+        check_all: bool = False,
+        use_dns: str = "yes",
+        date_detector: DateDetectorLike | None = None,
+    ) -> CompiledFilter:
+        """Compile a definition. `check_all` tries every failregex on every line (as
+        fail2ban-regex does) instead of stopping at the first that matches."""
+        lines = maxlines if maxlines is not None else d.maxlines
+        if lines < 1:
+            raise FilterError(f"maxlines must be at least 1, not {lines}", d.sources[-1] if d.sources else None)
+        pref = (
+            compile_regex(d.prefregex, kind="prefregex", use_dns=use_dns)
+            if d.prefregex is not None and d.prefregex.pattern.strip()
+            else None
+        )
+        fails = [
+            compile_failregex(r, prefregex=pref, multiline=lines > 1, use_dns=use_dns)
+            for r in d.failregex
+            if r.pattern.strip()
+        ]
+        if not fails:
+            raise FilterError(f"filter {d.name!r} has no failregex", d.sources[-1] if d.sources else None)
+        ignores = [
+            compile_regex(r, kind="ignoreregex", use_dns=use_dns)
+            for r in d.ignoreregex
+            if r.pattern.strip()
+        ]
+        if date_detector is None:
+            date_detector = _make_date_detector(
+                datepattern if datepattern is not None else d.datepattern, logtimezone, d
+            )
+        return cls(d.name, fails, ignores, pref, date_detector, lines, check_all)
+
+    def date_template_hits(self) -> list[tuple[str, int]] | None:
+        """(template name, lines it dated) for each date template, for reports."""
+        templates = getattr(self._dates, "templates", None)
+        if templates is None:
+            return None
+        return [(str(getattr(t, "name", t)), int(getattr(t, "hits", 0))) for t in templates]
+
+    def reset(self) -> None:
+        """Forget the per-log state (buffer, last date, sessions)."""
+        self._buffer = []
+        self._last_date = None
+        self._pending_date = None
+        self._sessions.clear()
+
+    # --- per line -------------------------------------------------------------------
+
+    def process_line(self, line: str, now: float, journal: bool = False) -> LineResult:
+        """Match one log line (without its newline); `now` is the current epoch.
+
+        A RegexTimeout raised (by guard.Watchdog) while a regex runs is caught here:
+        the line is dropped, the filter state is left as it was before the line, and
+        the result says which regex ran out of time."""
+        step = _Step()
+        try:
+            return self._process(line, now, journal, step)
+        except RegexTimeout as exc:
+            return LineResult(timed_out=f"{step.describe()}: {exc}")
+
+    def _process(self, line: str, now: float, journal: bool, step: _Step) -> LineResult:
+        hit: Any = None
+        date: Any
+        if journal:
+            text, date, no_date = line, now, False
+        else:
+            step.kind = _STEP_DATE
+            text, date, no_date, hit = self._cut_date(line, now)
+        result = LineResult(date=hit)
+        plan = self._search(BufLine(text, line), result, step)
+        if type(date) is _LazyDate:
+            # the date is read only when a failure needs it (reading costs more than
+            # finding); an unreadable one falls back as fail2ban does
+            if plan.candidates:
+                epoch = date.epoch
+                if epoch is None:
+                    last = self._resolved_last_date()
+                    no_date = True
+                    if last is not None and last > now - _LAST_DATE_WINDOW:
+                        # fail2ban keeps such a line whole and borrows the last date
+                        date = last
+                        result = LineResult(date=hit)
+                        plan = self._search(BufLine(line, line), result, step)
+                    else:
+                        date = None
+                else:
+                    date = epoch
+        # Every regex has run. Below is bookkeeping only: no slow code, so a timeout
+        # can no longer land in the middle of it in practice.
+        if plan.candidates:
+            when = date if date is not None else now
+            sessions = _SessionTxn(self._sessions, now)
+            for cand in plan.candidates:
+                failure = self._make_failure(cand, plan.pre_groups, when, sessions)
+                if failure is not None:
+                    result.failures.append(failure)
+                    if failure.nofail:
+                        result.ignored = True
+            sessions.commit()
+        # commit: a handful of plain assignments
+        if self.maxlines > 1:
+            self._buffer = plan.buffer
+        if date is not None and not no_date:
+            if type(date) is _LazyDate:
+                self._pending_date = date
+            else:
+                self._last_date = date
+                self._pending_date = None
+        return result
+
+    def _resolved_last_date(self) -> float | None:
+        """The date of the last dated line (read now if it was not needed before)."""
+        pending = self._pending_date
+        if pending is not None:
+            self._pending_date = None
+            epoch = pending.epoch
+            if epoch is not None:
+                self._last_date = epoch
+        return self._last_date
+
+    def _cut_date(self, line: str, now: float) -> tuple[str, Any, bool, Any]:
+        """Find the date and cut it out; fail2ban's fallbacks for lines without one.
+        The date returned is a float, a _LazyDate (read on demand) or None."""
+        hit = self._find_date(line, now)
+        if hit is not None:
+            if type(hit) is _LazyDate:
+                return line[: hit.start] + line[hit.end :], hit, False, hit
+            if hit.epoch is not None and hit.end > hit.start:
+                return line[: hit.start] + line[hit.end :], hit.epoch, False, hit
+        # no usable date: borrow a recent one, else none (the failure gets `now`)
+        last = self._resolved_last_date()
+        if last is not None and last > now - _LAST_DATE_WINDOW:
+            return line, last, True, hit
+        if hit is None:
+            span = _unreadable_date_span(self._dates, line) if self._dates_lazy is None else None
+            if span is not None:
+                # fail2ban still cuts date-like text it could not read ("0000-12-30 ...")
+                return line[: span[0]] + line[span[1] :], None, True, hit
+            return line, None, True, hit
+        return line[: hit.start] + line[hit.end :], None, True, hit
+
+    def _find_date(self, line: str, now: float) -> Any:
+        """A _LazyDate through the detector's finder when it has one, else its DateHit."""
+        finder = self._dates_lazy
+        if finder is not None:
+            found = finder(line)
+            if found is None:
+                return None
+            template, m = found
+            start, end = m.span(1)
+            if start == end or template.is_none:
+                return None  # an empty optional date: as no date
+            return _LazyDate(start, end, template, m, now)
+        if self._dates is None:
+            return None
+        return self._dates.match(line, now)
+
+    def _search(self, current: BufLine, result: LineResult, step: _Step) -> _Plan:
+        """Run the regexes over the buffer (no state change): what matched, and the
+        buffer to keep for the next line."""
+        multi = self.maxlines > 1
+        if multi:
+            org = self._buffer + [current]
+            if len(org) > self.maxlines:
+                org = org[-self.maxlines :]
+        else:
+            org = [current]
+        plan = _Plan(org)
+        buf: str | None = _join(org)
+
+        if self.ignore_first:
+            found = self._search_ignores(buf, step)
+            if found is not None:
+                result.ignore_index = found
+                result.ignored = True
+                return plan
+
+        if self._pref is not None:
+            step.kind = _STEP_PREF
+            pm = self._pref.regex.search(buf)
+            if pm is None:
+                return plan
+            plan.pre_groups = self._pref.groups(pm)
+            content = plan.pre_groups.pop("content", None)
+            if content:
+                plan.buffer = [BufLine(content, content)]
+                buf = None
+
+        check_all = self.check_all
+        if buf is None:
+            buf = _join(plan.buffer)
+        runs = self._dispatch.get(buf[0]) if self._dispatch is not None else self._all_runs
+        if runs is None:
+            runs = self._runs_for(buf[0])
+        step.kind = _STEP_FAIL
+        for index, search in runs:
+            if buf is None:
+                buf = _join(plan.buffer)
+            step.index = index
+            m = search(buf)
+            if m is None:
+                continue
+            regex = self._fail[index]
+            matched, unmatched = _split_lines(regex, m, buf, org)
+            result.matched.append(index)
+            if self._ignore:
+                found = self._search_ignores(_join(matched) if multi else buf, step)
+                if found is not None:
+                    result.ignore_index = found
+                    result.ignored = True
+                    if multi or not check_all:
+                        plan.buffer = unmatched
+                    buf = None
+                    if not check_all:
+                        break
+                    continue
+            if multi or not check_all:
+                plan.buffer, buf = unmatched, None
+            plan.candidates.append(_Candidate(index, regex.groups(m), matched))
+            if not check_all:
+                break
+        return plan
+
+    def _search_ignores(self, buf: str, step: _Step) -> int | None:
+        found: int | None = None
+        kind = step.kind
+        step.kind = _STEP_IGNORE
+        for index, regex in enumerate(self._ignore):
+            step.index = index
+            if regex.regex.search(buf) is not None:
+                found = index
+                if not self.check_all:
+                    break
+        step.kind = kind
+        return found
+
+    def _runs_for(self, first: str) -> tuple[tuple[int, Callable[[str], re.Match[str] | None]], ...]:
+        """The failregexes that can match a text starting with `first`, in order."""
+        runs = tuple(
+            (i, search)
+            for i, (search, chars) in enumerate(zip(self._fail_searches, self._first_chars, strict=True))
+            if chars is None or first in chars
+        )
+        if self._dispatch is not None and len(self._dispatch) < _DISPATCH_MAX:
+            self._dispatch[first] = runs
+        return runs
+
+    # --- building failures ----------------------------------------------------------
+
+    def _make_failure(
+        self, cand: _Candidate, pre_groups: dict[str, Any], when: float, sessions: _SessionTxn
+    ) -> Failure | None:
+        fail = cand.groups
+        if pre_groups:
+            # failregex groups win, but a group the failregex left unset must not erase
+            # what the prefregex captured (e.g. the address in dovecot's prefix)
+            fail = dict(pre_groups)
+            fail.update((k, v) for k, v in cand.groups.items() if v is not None)
+        mlfid = fail.get("mlfid")
+        if mlfid is not None:
+            fail = _merge_session(sessions, mlfid, fail, cand.matched)
+        else:
+            fail["matches"] = (fail.get("matches") or []) + cand.matched
+        host = _host_of(fail)
+        if host is None:
+            if mlfid is None and not fail.get("nofail"):
+                return None  # names nobody and has no session to wait on
+            fail["mlfpending"] = 1  # the session's failure waits for an address
+        matches: list[BufLine] = fail.get("matches") or []
+        fields = {
+            k: (sorted(v) if isinstance(v, set) else v)
+            for k, v in fail.items()
+            if v is not None and k not in _INTERNAL_KEYS and not k.startswith("skiplines")
+        }
+        return Failure(
+            host=host,
+            time=when,
+            fields=fields,
+            attempts=len(matches),
+            lines=[ln.original for ln in matches],
+            nofail=bool(fail.get("nofail")),
+            regex_index=cand.index,
+        )
+
+
+_STEP_DATE, _STEP_PREF, _STEP_FAIL, _STEP_IGNORE = range(4)
+
+
+class _Step:
+    """What the line is busy with, for the timeout message (ints: cheap to set)."""
+
+    __slots__ = ("kind", "index")
+
+    def __init__(self) -> None:
+        self.kind = _STEP_DATE
+        self.index = 0
+
+    def describe(self) -> str:
+        if self.kind == _STEP_DATE:
+            return "date detection"
+        if self.kind == _STEP_PREF:
+            return "prefregex"
+        return f"{'failregex' if self.kind == _STEP_FAIL else 'ignoreregex'} {self.index + 1}"
+
+
+class _LazyDate:
+    """A date found in a line, read (converted to epoch) only when first asked.
+
+    Looks like dates.DateHit: start, end, epoch, template (its name)."""
+
+    __slots__ = ("start", "end", "_template", "_match", "_now", "_epoch", "_read")
+
+    def __init__(self, start: int, end: int, template: Any, match: re.Match[str], now: float) -> None:
+        self.start = start
+        self.end = end
+        self._template = template
+        self._match = match
+        self._now = now
+        self._epoch: float | None = None
+        self._read = False
+
+    @property
+    def template(self) -> str:
+        return str(self._template.name)
+
+    @property
+    def epoch(self) -> float | None:
+        if not self._read:
+            self._read = True
+            self._epoch = _read_date(self._template, self._match, self.start, self.end, self._now)
+        return self._epoch
+
+    def __repr__(self) -> str:
+        return f"DateHit(start={self.start}, end={self.end}, epoch={self.epoch}, template={self.template!r})"
+
+
+class _Plan:
+    """The outcome of running the regexes over one line, before anything is committed."""
+
+    __slots__ = ("buffer", "pre_groups", "candidates")
+
+    def __init__(self, buffer: list[BufLine]) -> None:
+        self.buffer = buffer
+        self.pre_groups: dict[str, Any] = {}
+        self.candidates: list[_Candidate] = []
+
+
+class _SessionTxn:
+    """Session changes of one line, applied to the cache only by commit().
+
+    Entries are copied before they change (copy on write), so an interrupted line
+    leaves the cache untouched; later matches of the same line see earlier changes."""
+
+    def __init__(self, sessions: _Sessions, now: float) -> None:
+        self._sessions = sessions
+        self._now = now
+        self._changes: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if key in self._changes:
+            return self._changes[key]
+        known = self._sessions.get(key, self._now)
+        if known is None:
+            return None
+        entry = dict(known)
+        if isinstance(entry.get("users"), set):
+            entry["users"] = set(entry["users"])
+        return entry
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._changes[key] = value
+
+    def drop(self, key: str) -> None:
+        self._changes[key] = None
+
+    def commit(self) -> None:
+        for key, value in self._changes.items():
+            if value is None:
+                self._sessions.unset(key)
+            else:
+                self._sessions.put(key, value, self._now)
+
+
+def _host_of(fail: dict[str, Any]) -> str | None:
+    """The id to blame: an address, else a name, else a failure id (fail2ban's order).
+    When both an id and an address were captured the id wins and the address is kept
+    as field `ip`."""
+    fid = fail.get("fid")
+    ip4 = fail.get("ip4")
+    if ip4 is not None:
+        ip = _normalise_address(ip4, fail.get("cidr"))
+    else:
+        ip6 = fail.get("ip6")
+        if ip6 is not None:
+            ip = _normalise_address(ip6, fail.get("cidr"))
+        else:
+            dns = fail.get("dns")
+            if dns is None:
+                return str(fid) if fid is not None else None
+            ip = dns
+    if fid is None or fid == ip:
+        return ip
+    fail["ip"] = ip
+    return str(fid)
+
+
+def _merge_session(
+    sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matched: list[BufLine]
+) -> dict[str, Any]:
+    """Fold this line's groups into its session (fail2ban's multi-line failure id).
+
+    The session remembers groups (a host seen on an earlier line), the users tried,
+    and the lines seen since the last reported failure (the attempts)."""
+    known = sessions.get(mlfid)
+    gained = bool(fail.get("mlfgained"))
+    nofail = gained or bool(fail.get("nofail"))
+    if gained and not fail.get("nofail"):
+        fail["nofail"] = fail["mlfgained"]
+    forget = bool(fail.pop("mlfforget", None))
+    users: set[str] | None = None
+    if known is not None:
+        users = _add_user(known, fail.get("user"))
+        was_quiet = bool(known.pop("nofail", None))
+        was_quiet = bool(known.pop("mlfgained", None)) or was_quiet
+        if gained:
+            known.pop("mlfpending", None)  # a success cancels pending failures
+        if not was_quiet and not known.get("mlfpending"):
+            known.pop("matches", None)  # already reported: count afresh
+        known.update((k, v) for k, v in fail.items() if v is not None)
+        fail = known
+        if forget:
+            sessions.drop(mlfid)
+        else:
+            sessions.put(mlfid, fail)
+    elif not forget:
+        users = _add_user(fail, fail.get("user"))
+        sessions.put(mlfid, fail)
+    if fail.pop("mlfpending", 0) or (users and len(users) > 1):
+        # pending failures or several users tried: this is a failure after all
+        fail.pop("nofail", None)
+        fail.pop("mlfgained", None)
+        nofail = gained = False
+    if not nofail:
+        lines: list[BufLine] = fail.pop("nofail-matches", [])
+        lines = lines + (fail.get("matches") or [])
+        if not gained:
+            lines = lines + matched
+        fail["matches"] = lines
+    elif not forget:
+        fail["nofail-matches"] = (fail.get("nofail-matches") or []) + matched
+    return fail
+
+
+# Reading a date costs far more than finding it. Lines of one minute share all but
+# their seconds, so the epoch of "<prefix>:SS" is memoised as that of "<prefix>:00"
+# plus SS. Only for dates ending in H:MM:SS (nothing after, so no zone or fraction can
+# be mistaken for seconds); the key holds the day of `now`, on which the year guess of
+# year-less dates depends. (Belongs in dates.py; kept here until it offers it.)
+_HMS_END_RE = re.compile(r"(?<![\d:])\d{1,2}:\d\d:(\d\d)$")
+_MINUTE_MEMO: dict[tuple[Any, str, int], float] = {}
+_MINUTE_MEMO_MAX = 4096
+
+
+def _read_date(template: Any, m: re.Match[str], start: int, end: int, now: float) -> float | None:
+    text = m.string[start:end]
+    sec = _HMS_END_RE.search(text)
+    if sec is None:
+        return _convert(template, m, now)
+    seconds = int(sec.group(1))
+    key = (template, text[: sec.start(1)], int(now // 86400))
+    base = _MINUTE_MEMO.get(key)
+    if base is not None:
+        return base + seconds
+    epoch = _convert(template, m, now)
+    if epoch is not None and seconds < 60 and epoch == int(epoch):
+        if len(_MINUTE_MEMO) >= _MINUTE_MEMO_MAX:
+            _MINUTE_MEMO.clear()
+        _MINUTE_MEMO[key] = epoch - seconds
+    return epoch
+
+
+def _convert(template: Any, m: re.Match[str], now: float) -> float | None:
+    try:
+        epoch = template.convert(m, now)
+    except (ValueError, OverflowError):
+        return None
+    return None if epoch is None else float(epoch)
+
+
+def _unreadable_date_span(dates: DateDetectorLike | None, line: str) -> tuple[int, int] | None:
+    """Where a date the detector found but could not read sits in the line.
+
+    WORKAROUND: dates.DateDetector.match() returns None both for "no date" and for an
+    unreadable one, so we ask its private finder again (only for lines without a
+    usable date, which are rare). Remove once match() reports such dates itself."""
+    finder = getattr(dates, "_find", None)
+    if finder is None:
+        return None
+    found = finder(line)
+    if found is None:
+        return None
+    template, m = found
+    start, end = m.span(1)
+    if start == end or getattr(template, "is_none", False):
+        return None
+    return start, end
+
+
+def _add_user(groups: dict[str, Any], user: Any) -> set[str] | None:
+    users: set[str] | None = groups.get("users")
+    if user:
+        if not users:
+            users = set()
+            groups["users"] = users
+        users.add(user)
+    return users
+
+
+def _make_date_detector(
+    datepattern: str | None, logtimezone: str | None, d: FilterDefinition
+) -> DateDetectorLike:
+    from . import dates  # the date engine is a sibling module, imported when needed
+
+    try:
+        return dates.DateDetector(datepattern, logtimezone)  # type: ignore[no-any-return]
+    except FilterError:
+        raise
+    except (ValueError, re.error) as exc:
+        raise FilterError(f"bad datepattern {datepattern!r}: {exc}", d.sources[-1] if d.sources else None) from None

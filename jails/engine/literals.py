@@ -1,0 +1,628 @@
+"""Which log lines can possibly match a filter: the literal prefilter.
+
+Most lines of a real log match none of a filter's regexes. Running every regex on
+every line from Python is what makes fail2ban slow, so before any regex runs we ask a
+cheaper question of the whole buffer at C speed (`str.find`): which lines contain at
+least one string that every match must contain?
+
+`required_literals(pattern)` answers "which strings" by walking Python's own parse
+tree of the regex (`re._parser`), so every construct Python understands is understood
+here too. The result must be SOUND: a line that the regex can match always contains
+one of the strings. When in doubt we lose information (fewer, shorter, or no
+literals), never a match.
+
+The analysis keeps, for every node of the tree, four facts about the texts it can
+match (after Russ Cox's "Regular Expression Matching with a Trigram Index"):
+
+* exact:    a small finite superset of all of them (None when too many or infinite);
+* prefix:   every one of them starts with one of these strings;
+* suffix:   every one of them ends with one of these strings;
+* required: every one of them contains one of these strings.
+
+For prefix/suffix/required the set {""} means "nothing known": every text starts
+with, ends with and contains "". A set holding "" is therefore collapsed to {""}.
+
+Case-insensitive patterns are handled by folding: the pattern's literals and the
+buffer are both lower-cased (plus the three characters that Python's `re` matches to
+an ASCII letter under IGNORECASE although `str.lower` does not map them there), and
+the folded literals are searched in the folded buffer.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre_c
+import re._parser as sre_p
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Any
+
+__all__ = [
+    "ANYWHERE",
+    "LINE_BEGIN",
+    "NO_CUT",
+    "DateCut",
+    "Prefilter",
+    "cut_safe_pieces",
+    "date_cut_for",
+    "fold_text",
+    "required_literals",
+]
+
+# A literal set never holds more strings than this: each string costs one pass of
+# str.find over the buffer, and cross products of alternations grow fast.
+MAX_SET = 32
+# A character class is enumerated as single-character strings only up to this size.
+MAX_CLASS = 8
+# Repeats are unrolled (for cross products) only up to this many copies of the body.
+MAX_UNROLL = 3
+
+# A parse tree sequence: (opcode, argument) pairs whose argument type depends on the opcode.
+_Items = Sequence[tuple[Any, Any]]
+
+NOTHING_KNOWN: frozenset[str] = frozenset({""})
+ONLY_EMPTY: frozenset[str] = frozenset({""})
+
+
+# --- case folding -----------------------------------------------------------------
+
+# Characters that `re` under IGNORECASE matches to an ASCII letter although their
+# lower-case form is not that letter (checked over all code points by the tests).
+# 'İ' (U+0130) lowers to two characters, so it is mapped before lowering to keep
+# buffer offsets aligned; the others are mapped after lowering.
+_FOLD_BEFORE_LOWER = {"\u0130": "i"}
+_FOLD_AFTER_LOWER = {"\u0131": "i", "\u017f": "s"}
+
+
+def fold_text(text: str) -> str | None:
+    """Lower-case `text` the way the folded literals were, keeping every offset.
+
+    Returns None when the folding would change the length (some exotic character
+    lowers to several): the caller must then treat every line as a candidate.
+    """
+    if text.isascii():
+        return text.lower()
+    for char, repl in _FOLD_BEFORE_LOWER.items():
+        if char in text:
+            text = text.replace(char, repl)
+    folded = text.lower()
+    if len(folded) != len(text):
+        return None
+    for char, repl in _FOLD_AFTER_LOWER.items():
+        if char in folded:
+            folded = folded.replace(char, repl)
+    return folded
+
+
+def _fold_char(char: str) -> str | None:
+    folded = fold_text(char)
+    return folded if folded is not None and len(folded) == 1 else None
+
+
+# --- literal sets -------------------------------------------------------------------
+
+
+def _contains_min(strings: Iterable[str]) -> frozenset[str]:
+    """Drop strings containing another member: "has a or ab" is just "has a"."""
+    ordered = sorted(set(strings), key=len)
+    if not ordered or ordered[0] == "":
+        return NOTHING_KNOWN
+    kept: list[str] = []
+    for candidate in ordered:
+        if not any(shorter in candidate for shorter in kept):
+            kept.append(candidate)
+    return frozenset(kept)
+
+
+def _prefix_min(strings: Iterable[str]) -> frozenset[str]:
+    """Drop strings extending another member: "starts with a or ab" is "starts with a"."""
+    ordered = sorted(set(strings), key=len)
+    if not ordered or ordered[0] == "":
+        return NOTHING_KNOWN
+    kept: list[str] = []
+    for candidate in ordered:
+        if not any(candidate.startswith(shorter) for shorter in kept):
+            kept.append(candidate)
+    return frozenset(kept)
+
+
+def _suffix_min(strings: Iterable[str]) -> frozenset[str]:
+    ordered = sorted(set(strings), key=len)
+    if not ordered or ordered[0] == "":
+        return NOTHING_KNOWN
+    kept: list[str] = []
+    for candidate in ordered:
+        if not any(candidate.endswith(shorter) for shorter in kept):
+            kept.append(candidate)
+    return frozenset(kept)
+
+
+def _cross(left: frozenset[str], right: frozenset[str]) -> frozenset[str] | None:
+    """All concatenations, or None when there would be too many."""
+    if len(left) * len(right) > MAX_SET:
+        return None
+    return frozenset(a + b for a in left for b in right)
+
+
+def _char_probability(char: str) -> float:
+    # Rough odds that a given position of a log line holds this character: log text
+    # is mostly lower-case words, spaces and digits; punctuation and capitals rarer.
+    if char == " ":
+        return 0.15
+    if char.islower():
+        return 0.05
+    if char.isdigit():
+        return 0.05
+    if char.isupper():
+        return 0.02
+    return 0.03
+
+
+def literal_cost(literals: Iterable[str]) -> float:
+    """Estimated cost per line of searching these strings: scans + false candidates.
+
+    Each string costs one C-speed str.find pass over the buffer (the 1.0, about 60 ns
+    per line), and each line it selects costs Python regex attempts (~15 us, some 250
+    passes); a line offers ~90 positions. Lower is better; {""} is infinitely bad.
+    """
+    total = 0.0
+    for literal in literals:
+        if not literal:
+            return float("inf")
+        odds = 1.0
+        for char in literal:
+            odds *= _char_probability(char)
+        total += 1.0 + 2e4 * odds
+    return total
+
+
+def _best(*choices: frozenset[str] | None) -> frozenset[str]:
+    best = NOTHING_KNOWN
+    best_cost = float("inf")
+    for choice in choices:
+        if choice is None or len(choice) > MAX_SET:
+            continue
+        simplified = _contains_min(choice)
+        cost = literal_cost(simplified)
+        if cost < best_cost:
+            best, best_cost = simplified, cost
+    return best
+
+
+# --- the analysis ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What is known of the texts one node of the parse tree can match."""
+
+    exact: frozenset[str] | None
+    prefix: frozenset[str]
+    suffix: frozenset[str]
+    required: frozenset[str]
+
+
+def _from_exact(exact: frozenset[str] | None) -> _Facts:
+    if exact is None:
+        return _UNKNOWN
+    if len(exact) > MAX_SET:
+        return _UNKNOWN
+    return _Facts(exact, _prefix_min(exact), _suffix_min(exact), _best(exact))
+
+
+# Matches something we cannot describe (any text, maybe empty).
+_UNKNOWN = _Facts(None, NOTHING_KNOWN, NOTHING_KNOWN, NOTHING_KNOWN)
+# Matches the empty text only (anchors, lookarounds, empty alternatives).
+_EMPTY = _Facts(ONLY_EMPTY, NOTHING_KNOWN, NOTHING_KNOWN, NOTHING_KNOWN)
+
+
+def _concat(left: _Facts, right: _Facts) -> _Facts:
+    exact = None
+    if left.exact is not None and right.exact is not None:
+        exact = _cross(left.exact, right.exact)
+    prefix = left.prefix
+    if left.exact is not None:
+        # Every match starts with one of left's texts, followed by right's prefix.
+        joined = _cross(left.exact, right.prefix)
+        prefix = _prefix_min(joined if joined is not None else left.exact)
+    suffix = right.suffix
+    if right.exact is not None:
+        joined = _cross(left.suffix, right.exact)
+        suffix = _suffix_min(joined if joined is not None else right.exact)
+    # A match is l + r: it contains left's last chars glued to right's first ones.
+    seam = _cross(left.suffix, right.prefix)
+    if exact is not None and len(exact) <= MAX_SET:
+        return _Facts(exact, prefix, suffix, _best(exact, left.required, right.required, seam))
+    required = _best(left.required, right.required, seam, prefix, suffix)
+    return _Facts(exact, prefix, suffix, required)
+
+
+def _merged(sets: Iterable[frozenset[str]]) -> frozenset[str]:
+    union: set[str] = set()
+    for one in sets:
+        union |= one
+    return frozenset(union)
+
+
+def _union(branches: Sequence[_Facts]) -> _Facts:
+    exact: set[str] | None = set()
+    for branch in branches:
+        if exact is None or branch.exact is None:
+            exact = None
+            break
+        exact |= branch.exact
+    if exact is not None and len(exact) <= MAX_SET:
+        return _from_exact(frozenset(exact))
+
+    prefix = _prefix_min(_merged(b.prefix for b in branches))
+    suffix = _suffix_min(_merged(b.suffix for b in branches))
+    required = _contains_min(_merged(b.required for b in branches))
+    if len(prefix) > MAX_SET:
+        prefix = NOTHING_KNOWN
+    if len(suffix) > MAX_SET:
+        suffix = NOTHING_KNOWN
+    if len(required) > MAX_SET:
+        required = NOTHING_KNOWN
+    return _Facts(None, prefix, suffix, _best(required, prefix, suffix))
+
+
+def _power(body: _Facts, count: int) -> _Facts:
+    result = _EMPTY
+    for _ in range(count):
+        result = _concat(result, body)
+    return result
+
+
+def _repeat(low: int, high: int, body: _Facts) -> _Facts:
+    if high == 0:
+        return _EMPTY
+    if low == 0:
+        # The body may be skipped: only a finite enumeration survives (`(?:from )?`).
+        if high <= MAX_UNROLL and body.exact is not None:
+            return _union([_power(body, n) for n in range(high + 1)])
+        return _UNKNOWN
+    if low == high and low <= MAX_UNROLL:
+        return _power(body, low)
+    if high <= MAX_UNROLL and body.exact is not None:
+        return _union([_power(body, n) for n in range(low, high + 1)])
+    # At least min(low, MAX_UNROLL) copies come first, then more of them or not: the
+    # head tells the prefix and required strings; the last copy tells the suffix.
+    head = _power(body, min(low, MAX_UNROLL))
+    joined = _concat(head, _UNKNOWN)
+    required = _best(head.required, joined.prefix, body.suffix)
+    return _Facts(None, joined.prefix, body.suffix, required)
+
+
+class _Analyser:
+    """Walks a parse tree, knowing whether literals must be case-folded."""
+
+    def __init__(self, fold: bool) -> None:
+        self.fold = fold
+
+    def sequence(self, items: _Items, flags: int) -> _Facts:
+        result = _EMPTY
+        for op, arg in items:
+            result = _concat(result, self.node(op, arg, flags))
+        return result
+
+    def node(self, op: Any, arg: Any, flags: int) -> _Facts:
+        if op is sre_c.LITERAL:
+            assert isinstance(arg, int)
+            char = self.char(chr(arg), flags)
+            return _UNKNOWN_CHAR if char is None else _from_exact(frozenset({char}))
+        if op is sre_c.IN:
+            assert isinstance(arg, list)
+            return self.char_class(arg, flags)
+        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
+            low, high, body = arg
+            return _repeat(low, high, self.sequence(body, flags))
+        if op is sre_c.SUBPATTERN:
+            _group, add_flags, del_flags, body = arg
+            return self.sequence(body, (flags | add_flags) & ~del_flags)
+        if op is sre_c.ATOMIC_GROUP:
+            return self.sequence(arg, flags)
+        if op is sre_c.BRANCH:
+            _, branches = arg
+            return _union([self.sequence(b, flags) for b in branches])
+        if op is sre_c.GROUPREF_EXISTS:
+            _group, yes, no = arg
+            no_facts = _EMPTY if no is None else self.sequence(no, flags)
+            return _union([self.sequence(yes, flags), no_facts])
+        if op in (sre_c.AT, sre_c.ASSERT, sre_c.ASSERT_NOT):
+            # Anchors and lookarounds consume nothing: the text matched is "".
+            return _EMPTY
+        # ANY, NOT_LITERAL, GROUPREF and anything a later Python may add: unknown text.
+        return _UNKNOWN
+
+    def char(self, char: str, flags: int) -> str | None:
+        """The character as it will appear in the searched text, None if unsure."""
+        if not self.fold:
+            return char
+        if flags & re.IGNORECASE and not char.isascii():
+            # Non-ASCII case equivalences are many; give up this position.
+            return None
+        return _fold_char(char)
+
+    def char_class(self, items: _Items, flags: int) -> _Facts:
+        chars: set[str] = set()
+        for op, arg in items:
+            if op is sre_c.LITERAL:
+                assert isinstance(arg, int)
+                chars.add(chr(arg))
+            elif op is sre_c.RANGE:
+                low, high = arg
+                if high - low >= MAX_CLASS:
+                    return _UNKNOWN_CHAR
+                chars.update(chr(code) for code in range(low, high + 1))
+            else:  # NEGATE, CATEGORY...: too many characters
+                return _UNKNOWN_CHAR
+        folded: set[str] = set()
+        for char in chars:
+            mapped = self.char(char, flags)
+            if mapped is None:
+                return _UNKNOWN_CHAR
+            folded.add(mapped)
+        if len(folded) > MAX_CLASS:
+            return _UNKNOWN_CHAR
+        return _from_exact(frozenset(folded))
+
+
+# One character we cannot name: nothing known, but not the empty text either.
+_UNKNOWN_CHAR = _UNKNOWN
+
+
+def _uses_ignorecase(items: _Items) -> bool:
+    for op, arg in items:
+        if op is sre_c.SUBPATTERN:
+            _group, add_flags, _del, body = arg
+            if add_flags & re.IGNORECASE or _uses_ignorecase(body):
+                return True
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
+            if _uses_ignorecase(arg[2]):
+                return True
+        elif op is sre_c.ATOMIC_GROUP:
+            if _uses_ignorecase(arg):
+                return True
+        elif op is sre_c.BRANCH:
+            if any(_uses_ignorecase(b) for b in arg[1]):
+                return True
+        elif op is sre_c.GROUPREF_EXISTS:
+            _group, yes, no = arg
+            if _uses_ignorecase(yes) or (no is not None and _uses_ignorecase(no)):
+                return True
+    return False
+
+
+# A set expected to select more lines than this is not worth the scans: any single
+# character costs more (a lone "." or "a" is in most lines), two letters cost ~50.
+MAX_USEFUL_COST = 400.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiteralSet:
+    """`required_literals` with its folding: `folded` strings are lower-cased."""
+
+    strings: frozenset[str]
+    folded: bool
+
+
+def analyse(pattern: str, flags: int = 0) -> LiteralSet | None:
+    """Like `required_literals`, and says whether the strings are case-folded."""
+    try:
+        tree = sre_p.parse(pattern, flags)
+    except re.error:
+        return None
+    items = list(tree.data)
+    all_flags = tree.state.flags | flags
+    fold = bool(all_flags & re.IGNORECASE) or _uses_ignorecase(items)
+    facts = _Analyser(fold).sequence(items, all_flags)
+    if facts.required == NOTHING_KNOWN or literal_cost(facts.required) > MAX_USEFUL_COST:
+        return None
+    return LiteralSet(facts.required, fold)
+
+
+def required_literals(pattern: str, flags: int = 0) -> frozenset[str] | None:
+    """Strings such that every text `pattern` can match contains one of them.
+
+    None when no useful set exists (`.*`, single characters, too many alternatives)
+    or the pattern does not parse. For a case-insensitive pattern the strings are
+    lower-cased (`fold_text`) and must be searched in a folded text.
+    """
+    found = analyse(pattern, flags)
+    return None if found is None else found.strings
+
+
+# --- the prefilter ------------------------------------------------------------------
+
+
+# Two literals sharing a substring at least this long are searched as that substring.
+MIN_MERGE = 8
+
+
+def _fewer_passes(strings: set[str]) -> frozenset[str]:
+    """The literals, with groups sharing a long substring replaced by that substring.
+
+    Each literal costs a pass over the buffer; "Connection closed" and "Connection
+    reset" cost one pass as "Connection ". A substring of a literal is present
+    wherever the literal is, so this stays sound; only selectivity can drop, which a
+    long shared substring barely does.
+    """
+    if not strings:
+        return frozenset()
+    current = set(_contains_min(strings))
+    while True:
+        best = ""
+        ordered = sorted(current)
+        for index, first in enumerate(ordered):
+            for second in ordered[index + 1 :]:
+                shared = _longest_common_substring(first, second)
+                if len(shared) > len(best):
+                    best = shared
+        if len(best) < MIN_MERGE:
+            return frozenset(current)
+        current = set(_contains_min(current | {best}))
+
+
+def _longest_common_substring(first: str, second: str) -> str:
+    found = SequenceMatcher(None, first, second, autojunk=False).find_longest_match()
+    return first[found.a : found.a + found.size]
+
+
+@dataclass(frozen=True, slots=True)
+class DateCut:
+    """Where the matcher may cut a date out of a line, as far as literals care.
+
+    The matcher removes the date D from a raw line P+D+S and matches P+S, so a
+    literal can straddle the seam: found in P+S but absent from the raw line.
+    `max_before`: the longest P possible (None: any length, 0: no cut or the date
+    always starts the line). `nonword_before`: P holds only non-word characters.
+    """
+
+    max_before: int | None = None
+    nonword_before: bool = False
+
+
+# No date is cut (journal lines), or it always starts the line.
+NO_CUT = DateCut(max_before=0)
+# fail2ban's {^LN-BEG}: the date follows at most two non-word characters.
+LINE_BEGIN = DateCut(max_before=2, nonword_before=True)
+# A date may be found anywhere in the line (default templates, custom patterns).
+ANYWHERE = DateCut()
+
+_NONWORD = re.compile(r"\W+")
+
+
+def date_cut_for(datepattern: str | None, journal: bool = False) -> DateCut:
+    """The DateCut a filter's datepattern allows (ANYWHERE when unsure)."""
+    if journal:
+        return NO_CUT
+    lines = [line.strip() for line in (datepattern or "").splitlines() if line.strip()]
+    if lines and all(line.upper() == "{NONE}" for line in lines):
+        return NO_CUT
+    if [line.upper() for line in lines] == ["{^LN-BEG}"]:
+        # Only the built-in templates anchored at the line start: dates.py lets at most
+        # two non-word characters precede them. A custom `{^LN-BEG}...` pattern may
+        # put any text before its date group, so it gets no such promise.
+        return LINE_BEGIN
+    return ANYWHERE
+
+
+def _seams(literal: str, cut: DateCut) -> list[int]:
+    """Split points k at which the literal could straddle a cut: P ends with literal[:k]."""
+    last = len(literal) - 1
+    if cut.max_before is not None:
+        last = min(last, cut.max_before)
+    return [k for k in range(1, last + 1) if not cut.nonword_before or _NONWORD.fullmatch(literal, 0, k) is not None]
+
+
+def cut_safe_pieces(literal: str, cut: DateCut) -> tuple[str, ...]:
+    """Pieces of the literal, one of which a raw line holds whenever its cut text holds it.
+
+    Why this is sound: the literal either lies inside P or inside S (then the raw line
+    holds it whole) or straddles the seam as L[:k] | L[k:] with k a seam. Searching
+    L[:a] and L[b:] covers every seam k with k >= a (the raw P ends with L[:k], which
+    starts with L[:a]) or k <= b (the raw S starts with L[k:], which ends with L[b:]).
+    So any a, b with no seam strictly between b and a will do; we take the most
+    selective. A literal that cannot straddle (no seam) stays whole.
+    """
+    seams = _seams(literal, cut)
+    if not seams:
+        return (literal,)
+    choices: list[tuple[str, ...]] = [(literal[: seams[0]],), (literal[seams[-1] :],)]
+    for low, high in zip(seams, seams[1:], strict=False):
+        choices.append((literal[:high], literal[low:]))
+    return min(choices, key=literal_cost)
+
+
+def _line_piece(literal: str) -> str:
+    """The most selective newline-free piece of a literal.
+
+    A multi-line buffer is searched line by line; a literal holding "\\n" shows up
+    piecewise on consecutive lines, each piece inside one line.
+    """
+    pieces = [p for p in literal.split("\n") if p]
+    if not pieces:
+        return ""
+    return min(pieces, key=lambda piece: literal_cost((piece,)))
+
+
+class Prefilter:
+    """Finds the lines of a buffer that contain at least one required literal."""
+
+    __slots__ = ("exact", "folded")
+
+    def __init__(self, exact: frozenset[str], folded: frozenset[str]) -> None:
+        self.exact = exact  # searched in the buffer as is
+        self.folded = folded  # lower-cased, searched in fold_text(buffer)
+
+    @classmethod
+    def build(cls, patterns: Sequence[str], flags: int = 0, *, date_cut: DateCut = ANYWHERE) -> Prefilter | None:
+        """A prefilter for a filter's regexes, or None if one pattern has no set.
+
+        Give it the regexes that decide whether a line needs Python-level work: the
+        failregexes (a line matching none of them cannot fail), and the
+        ignoreregexes when the caller must also see ignored lines. `date_cut` says
+        where the matcher may cut a date out of the line before matching (see
+        `date_cut_for`): literals that could straddle such a cut are searched as
+        pieces (`cut_safe_pieces`). NO_CUT when the regexes see the raw line.
+        """
+        exact: set[str] = set()
+        folded: set[str] = set()
+        for pattern in patterns:
+            found = analyse(pattern, flags)
+            if found is None:
+                return None
+            target = folded if found.folded else exact
+            for literal in found.strings:
+                piece = _line_piece(literal)
+                target.update(cut_safe_pieces(piece, date_cut))
+        if not patterns or "" in exact or "" in folded:
+            return None
+        prefilter = cls(_fewer_passes(exact), _fewer_passes(folded))
+        if literal_cost(prefilter.exact | prefilter.folded) > MAX_USEFUL_COST * 4:
+            return None
+        return prefilter
+
+    @property
+    def literals(self) -> frozenset[str]:
+        return self.exact | self.folded
+
+    def candidate_offsets(self, buffer: str) -> list[int]:
+        """Sorted start offsets of the lines ("\\n"-terminated) holding a literal."""
+        starts: set[int] = set()
+        _scan(buffer, self.exact, starts)
+        if self.folded:
+            folded = fold_text(buffer)
+            if folded is None:
+                return _all_line_starts(buffer)
+            _scan(folded, self.folded, starts)
+        return sorted(starts)
+
+    def __repr__(self) -> str:
+        return f"Prefilter(exact={sorted(self.exact)!r}, folded={sorted(self.folded)!r})"
+
+
+def _scan(buffer: str, literals: Iterable[str], starts: set[int]) -> None:
+    # One str.find pass per literal: C speed over lines that hold none of them.
+    # After a hit we jump to the next line: one Python iteration per matching line.
+    find, rfind, add = buffer.find, buffer.rfind, starts.add
+    for literal in literals:
+        position = find(literal)
+        while position >= 0:
+            line_start = rfind("\n", 0, position) + 1
+            add(line_start)
+            line_end = find("\n", position)
+            if line_end < 0:
+                break
+            position = find(literal, line_end + 1)
+
+
+def _all_line_starts(buffer: str) -> list[int]:
+    if not buffer:
+        return []
+    starts = [0]
+    starts.extend(m.end() for m in re.finditer("\n", buffer))
+    if starts[-1] == len(buffer):
+        starts.pop()  # the buffer ends with "\n": no line starts after it
+    return starts
