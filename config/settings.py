@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +101,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("IPS_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+# Static files are found in the apps too, so the panel is styled even before collectstatic ran.
+WHITENOISE_USE_FINDERS = True
 
 # Security: the panel controls a firewall. Production (IPS_DEBUG off) gets secure cookies,
 # HSTS and HTTPS redirects unless the admin says TLS ends elsewhere (IPS_BEHIND_TLS_PROXY).

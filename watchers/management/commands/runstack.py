@@ -12,6 +12,7 @@ import sys
 import time
 from argparse import ArgumentParser
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -34,8 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
         parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat (run it elsewhere)")
+        parser.add_argument("--beat-schedule", default=str(settings.BASE_DIR / "var" / "celerybeat-schedule"),
+                            help="where Celery beat keeps its state (default: var/celerybeat-schedule)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        Path(options["beat_schedule"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         children = self.plan(options)
         stopping = False
 
@@ -55,7 +60,6 @@ class Command(BaseCommand):
 
     def plan(self, options: dict[str, Any]) -> list[Child]:
         python = sys.executable
-        beat_schedule = str(settings.BASE_DIR / "var" / "celerybeat-schedule")
         children = [
             Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
                           "--workers", str(options["web_workers"]), "--access-logfile", "-"]),
@@ -64,7 +68,7 @@ class Command(BaseCommand):
         ]
         if not options["no_beat"]:
             children.append(Child("beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-                                           "--schedule", beat_schedule]))
+                                           "--schedule", options["beat_schedule"]]))
         return children
 
     def watch(self, children: list[Child], stopping: Any) -> int:
