@@ -1,1 +1,155 @@
-"""Bans, failures and their history: filled by the watchers (see docs/architecture.md)."""
+"""Failures, bans and their history.
+
+The database is the truth about bans: the kernel's nftables sets are made to agree with the
+active Ban rows (reconciled at worker start and on a schedule). A ban counts as active only once
+the kernel has it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from jails.models import Jail
+
+
+class Failure(models.Model):
+    """One failure read from a log: who, when, which line, what the filter captured."""
+
+    jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="failures")
+    address = models.GenericIPAddressField(unpack_ipv4=True)
+    time = models.DateTimeField(db_index=True)
+    line = models.TextField(blank=True)
+    fields = models.JSONField(default=dict, blank=True, help_text="Captured values such as user.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["jail", "address", "time"])]
+        ordering = ["-time"]
+
+    def __str__(self) -> str:
+        return f"{self.jail_id}: {self.address} at {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class Tally(models.Model):
+    """The current failure count of one address in one jail (maxretry within findtime)."""
+
+    jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="tallies")
+    address = models.GenericIPAddressField(unpack_ipv4=True)
+    first_time = models.DateTimeField()
+    last_time = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    matches = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["jail", "address"], name="tally_one_per_jail_address")]
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.count} in {self.jail_id}"
+
+
+class Ignored(models.Model):
+    """A failure that reached a decision but was not banned, and why (ignoreip, this host...)."""
+
+    jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="ignored")
+    address = models.GenericIPAddressField(unpack_ipv4=True)
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-time"]
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.reason}"
+
+
+class Ban(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "waiting for the firewall"
+        ACTIVE = "active", "in the firewall"
+        FAILED = "failed", "the firewall refused it"
+        LIFTED = "lifted", "lifted by hand"
+        EXPIRED = "expired", "expired"
+
+    class Origin(models.TextChoices):
+        JAIL = "jail", "a jail"
+        SCHEDULE = "schedule", "a schedule (recidive)"
+        USER = "user", "a user"
+
+    LIVE_STATES = (State.PENDING, State.ACTIVE, State.FAILED)
+
+    # null jail: the permanent blocklist (all ports); jail_name survives the jail's deletion
+    jail = models.ForeignKey(Jail, null=True, blank=True, on_delete=models.SET_NULL, related_name="bans")
+    jail_name = models.CharField(max_length=100)
+    network = models.CharField(max_length=43, help_text="Address or network in CIDR form, e.g. 203.0.113.9/32.")
+    family = models.PositiveSmallIntegerField(choices=[(4, "IPv4"), (6, "IPv6")])
+    # which firewall host applies this ban: a parameter, so a second server can run its own worker
+    host = models.CharField(max_length=100, default="local")
+
+    started_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: permanent.")
+    bantime = models.IntegerField(help_text="Seconds; -1 for permanent.")
+    earlier_bans = models.PositiveIntegerField(default=0)
+    evidence = models.JSONField(default=list, blank=True, help_text="The log lines that led to the ban.")
+
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.JAIL)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    reason = models.TextField(blank=True)
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    apply_attempts = models.PositiveIntegerField(default=0)
+    apply_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["network", "started_at"]), models.Index(fields=["state", "expires_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["jail_name", "network", "host"],
+                condition=models.Q(state__in=["pending", "active", "failed"]),
+                name="ban_one_live_per_jail_network_host",
+            ),
+            models.CheckConstraint(condition=models.Q(family__in=[4, 6]), name="ban_family_4_or_6"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network} in {self.jail_name} ({self.state})"
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.bantime == -1
+
+    @property
+    def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.network)
+
+
+class JailStat(models.Model):
+    """Failures and bans per jail per minute or hour, rolled up for the charts."""
+
+    class Resolution(models.TextChoices):
+        MINUTE = "minute", "minute"
+        HOUR = "hour", "hour"
+
+    jail_name = models.CharField(max_length=100)
+    resolution = models.CharField(max_length=6, choices=Resolution.choices)
+    bucket = models.DateTimeField(help_text="Start of the minute or hour.")
+    failures = models.PositiveIntegerField(default=0)
+    bans = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["jail_name", "resolution", "bucket"],
+                                               name="jailstat_one_per_bucket")]
+        ordering = ["-bucket"]
+
+    def __str__(self) -> str:
+        return f"{self.jail_name} {self.resolution} {self.bucket:%Y-%m-%d %H:%M}"
