@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import math
+import operator
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from jails.engine.errors import FilterError
 
@@ -46,7 +47,7 @@ class DateHit:
 
 # --------------------------------------------------------------------------------------
 # Directives: what each `%X` stands for in a datepattern.
-# Group names are the directive letters; the converter reads them back by name.
+# Group names are the directive letters; the resolver reads them back by name.
 # --------------------------------------------------------------------------------------
 
 _MONTHS_FULL = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -85,11 +86,13 @@ def _build_directives() -> dict[str, str]:
     hh = r"(?P<H>[0-1]?\d|2[0-3])"
     mm = r"(?P<M>[0-5]?\d)"
     ss = r"(?P<S>[0-5]?\d|6[0-1])"
+    day_name = rf"(?P<a>{_alternatives(tuple(n[:3] for n in _DAYS_FULL))})"
+    month_name = rf"(?P<b>{_alternatives(tuple(n[:3] for n in _MONTHS_FULL))})"
     return {
         "%": "%",
-        "a": rf"(?P<a>{_alternatives(tuple(n[:3] for n in _DAYS_FULL))})",
+        "a": day_name,
         "A": rf"(?P<A>{_alternatives(_DAYS_FULL)})",
-        "b": rf"(?P<b>{_alternatives(tuple(n[:3] for n in _MONTHS_FULL))})",
+        "b": month_name,
         "B": rf"(?P<B>{_alternatives(_MONTHS_FULL)})",
         "d": d,
         "m": m,
@@ -109,6 +112,8 @@ def _build_directives() -> dict[str, str]:
         "w": r"(?P<w>[0-6])",
         "x": f"{m}/{d}/{y}",
         "X": f"{hh}:{mm}:{ss}",
+        # the C locale's date and time: Sun Jan 23 21:59:59 2005
+        "c": rf"{day_name}\s+{month_name}\s+{d}\s+{hh}:{mm}:{ss}\s+(?P<Y>\d{{4}})",
         # offsets and the few zone names that mean UTC; %Z takes any upper-case name
         "z": rf"(?P<z>Z|UTC|GMT|{_ZONE_OFFSET_RE})",
         "Z": r"(?P<Z>Z|[A-Z]{3,5})",
@@ -220,9 +225,8 @@ def parse_zone_offset(text: str) -> int | None:
 
 
 def _zone_value_offset(text: str) -> int | None:
-    # the value of a %z/%Z group; upper-cased because name directives make the whole
-    # pattern case-insensitive, so "utc" can reach here
-    text = text.upper()
+    # the value of a %z/%Z group. Name directives make a whole pattern case-insensitive,
+    # so "utc" or "error" can get here: like fail2ban, only upper-case zones count.
     if text in ("Z", "UTC", "GMT"):
         return 0
     return parse_zone_offset(text)
@@ -298,33 +302,31 @@ def _bounded_regex(regex: str, name: str, begin: str, end: bool) -> _RegexSpec:
 # Templates
 # --------------------------------------------------------------------------------------
 
-# A converter turns a match into epoch seconds (None: not a valid date) given "now".
-_Converter = Callable[["re.Match[str]", float], "float | None"]
+# A resolver turns a template's match into a DateHit (None: not a valid date), given now.
+_Resolve = Callable[["re.Match[str]", float], "DateHit | None"]
 
 
 class _Template:
     """One compiled date regex and the way to read a time out of its match."""
 
-    __slots__ = ("name", "source", "compiled", "search", "anchored", "convert", "is_none",
+    __slots__ = ("name", "source", "compiled", "search", "anchored", "resolve", "is_none",
                  "weight", "hits", "matches", "distance", "last_used")
 
     def __init__(self, name: str, source: str, regex: str, anchored: bool, flags: int = 0,
                  is_none: bool = False) -> None:
         self.name = name
-        self.source = source  # what {DATE} substitution re-uses
+        self.source = source
         try:
             self.compiled = re.compile(regex, flags)
         except re.error as exc:
             raise FilterError(f"datepattern {source!r} is not a valid regex: {exc}") from exc
         if self.compiled.groups < 1:
             raise FilterError(f"datepattern {source!r}: no group for the date text")
-        # a regex that starts with `^` can only match at 0: match() says so without
-        # trying every position of a long line (search() would too, just slower)
-        starts_at_0 = regex.startswith("^") or re.match(r"\(\?[aiLmsux]+\)\^", regex) is not None
-        self.search = self.compiled.match if starts_at_0 else self.compiled.search
+        # (no need for match() on `^` regexes: the regex engine stops after position 0)
+        self.search = self.compiled.search
         self.anchored = anchored
         self.is_none = is_none
-        self.convert: _Converter = _no_date
+        self.resolve: _Resolve = _no_date
         # what fail2ban's template ordering looks at (see DateDetector._promote)
         self.weight = 1.0  # 100 for the line-start twins of the defaults: always preferred
         self.hits = 0  # lines this template won
@@ -337,7 +339,7 @@ class _Template:
         return self.hits * self.weight / max(1, self.distance)
 
 
-def _no_date(match: re.Match[str], now: float) -> float | None:
+def _no_date(match: re.Match[str], now: float) -> DateHit | None:
     return None
 
 
@@ -353,7 +355,7 @@ def _pattern_template(pattern: str, context: _Context) -> _Template:
     flags = re.IGNORECASE if _ALPHA_DIRECTIVE_RE.search(body) else 0
     spec = _bounded_regex(regex, name, begin, end)
     template = _Template(spec.name, pattern, spec.regex, spec.anchored, flags)
-    template.convert = _FieldConverter(template.compiled, context, pattern).convert
+    template.resolve = _FieldsResolver(template, context).resolve
     return template
 
 
@@ -375,31 +377,28 @@ def _epoch_template(pattern: str | None, line_begin: bool, long_form: bool) -> _
                  r"(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\])))")
         spec = _bounded_regex(regex, name, "", True)
     template = _Template(spec.name, name, spec.regex, spec.anchored)
-    template.convert = _epoch_converter(value_group, long_form)
-    return template
 
-
-def _epoch_converter(group: int, long_form: bool) -> _Converter:
-    def convert(match: re.Match[str], now: float) -> float | None:
-        text = match.group(group)
+    def epoch_of(match: re.Match[str]) -> float:
+        text = match.group(value_group)
         value = float(text)
         if long_form and len(text) >= 13:  # glued milli- or microseconds
             value /= 1_000_000 if len(text) >= 16 and "." not in text else 1000
         return value
 
-    return convert
+    template.resolve = _ValueResolver(template, epoch_of).resolve
+    return template
 
 
 def _tai64n_template(line_begin: bool) -> _Template:
-    # "@" + 16 hex digits of 2^62 + seconds + 8 hex digits of nanoseconds
+    # "@" + 16 hex digits of 2^62 + seconds, then 8 hex digits of nanoseconds
     spec = _bounded_regex("@[0-9a-f]{24}", "TAI64N", "line" if line_begin else "", True)
     template = _Template(spec.name, "TAI64N", spec.regex, spec.anchored)
 
-    def convert(match: re.Match[str], now: float) -> float | None:
+    def epoch_of(match: re.Match[str]) -> float:
         # like fail2ban: the seconds label without the 2^62 bit; nanoseconds dropped
         return float(int(match.group(1)[2:17], 16))
 
-    template.convert = convert
+    template.resolve = _ValueResolver(template, epoch_of).resolve
     return template
 
 
@@ -523,115 +522,139 @@ def _expand_datepattern(datepattern: str | None) -> list[tuple[str, float]]:
 # Reading the captured fields
 # --------------------------------------------------------------------------------------
 
-_DAY = datetime.timedelta(days=1)
-_CACHE_LIMIT = 20000
+_CACHE_LIMIT = 512
+_UNIX_EPOCH_ORDINAL = 719163  # datetime.date(1970, 1, 1).toordinal()
 
 
 class _Context:
-    """What conversion needs besides the line: the log's zone, fractions policy, and a
-    memo of "now" in local time (year, naive seconds) so match() rarely asks libc."""
+    """What conversion needs besides the line: the log's zone, the fractions policy, a
+    memo of "now" in local time, and the local UTC offset of each calendar day."""
 
-    __slots__ = ("default_offset", "keep_fractions", "_valid_from", "_valid_to", "_offset", "_year",
-                 "_today")
+    __slots__ = ("default_offset", "keep_fractions", "valid_from", "valid_to", "offset", "year",
+                 "today", "day_offsets")
 
     def __init__(self, default_offset: int | None, keep_fractions: bool) -> None:
         self.default_offset = default_offset
         self.keep_fractions = keep_fractions
-        self._valid_from = 1.0
-        self._valid_to = 0.0
-        self._offset = 0
-        self._year = 1970
-        self._today = 0
+        # facts about "now", valid while valid_from <= now < valid_to
+        self.valid_from = 1.0
+        self.valid_to = 0.0
+        self.offset = 0  # local UTC offset in seconds
+        self.year = 1970  # local year
+        self.today = 0  # local date as a proleptic ordinal
+        self.day_offsets: dict[int, int | None] = {}
 
-    def _refresh(self, now: float) -> None:
+    def refresh(self, now: float) -> None:
         local = time.localtime(now)
-        self._offset = local.tm_gmtoff
-        self._year = local.tm_year
-        self._today = datetime.date(local.tm_year, local.tm_mon, local.tm_mday).toordinal()
-        # valid for a minute at most, and never across local midnight (day and year change)
+        self.offset = local.tm_gmtoff
+        self.year = local.tm_year
+        self.today = datetime.date(local.tm_year, local.tm_mon, local.tm_mday).toordinal()
+        # valid for a minute at most (DST switches), never across local midnight
         to_midnight = 86400 - (local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec) - now % 1.0
-        self._valid_from = now
-        self._valid_to = now + min(60.0, to_midnight)
+        self.valid_from = now
+        self.valid_to = now + min(60.0, to_midnight)
 
-    def local_year(self, now: float) -> int:
-        if not self._valid_from <= now < self._valid_to:
-            self._refresh(now)
-        return self._year
+    def local_epoch(self, wall: int) -> float:
+        """Epoch of local wall-clock seconds (seconds since 1970-01-01 00:00 *local*).
 
-    def local_today(self, now: float) -> int:
-        if not self._valid_from <= now < self._valid_to:
-            self._refresh(now)
-        return self._today
+        Days without a DST switch use their one offset (cached per day); switch days ask
+        libc, which picks the same answer as fail2ban's mktime for skipped/doubled hours.
+        """
+        day = wall // 86400
+        if day not in self.day_offsets:
+            if len(self.day_offsets) > _CACHE_LIMIT:
+                self.day_offsets.clear()
+            first, last = self._libc_epoch(day * 86400), self._libc_epoch(day * 86400 + 86399)
+            same = (day * 86400 - first) == (day * 86400 + 86399 - last)
+            self.day_offsets[day] = int(day * 86400 - first) if same else None
+        offset = self.day_offsets[day]
+        return float(wall - offset) if offset is not None else self._libc_epoch(wall)
 
-    def naive_now(self, now: float) -> float:
-        """`now` as local wall-clock seconds (how fail2ban compares guessed dates)."""
-        if not self._valid_from <= now < self._valid_to:
-            self._refresh(now)
-        return now + self._offset
+    @staticmethod
+    def _libc_epoch(wall: int) -> float:
+        t = time.gmtime(wall)
+        return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, 0, 0, -1))
 
 
-@dataclass
-class _Fields:
+class _Fields(NamedTuple):
     """The date parts read from a match; None where the pattern gave nothing."""
 
-    year: int | None = None
-    month: int | None = None
-    day: int | None = None
-    hour: int = 0
-    minute: int = 0
-    second: int = 0
-    fraction: float = 0.0
-    offset: int | None = None  # minutes east of UTC written in the line
-    yearday: int | None = None
-    weekday: int | None = None  # Monday = 0
-    week: int | None = None
-    week_starts_sunday: bool = False
-    epoch: float | None = None  # %s
+    year: int | None
+    month: int | None
+    day: int | None
+    hour: int
+    minute: int
+    second: int
+    fraction: float
+    offset: int | None  # minutes east of UTC written in the line
+    yearday: int | None
+    weekday: int | None  # Monday = 0
+    week: int | None
+    week_starts_sunday: bool
+    epoch: float | None  # %s
 
 
-def _read_fields(values: dict[str, str]) -> _Fields | None:
-    """Parse captured texts into numbers; None when a value cannot be a date part."""
-    f = _Fields()
-    for key, text in values.items():
-        if key == "Y":
-            f.year = int(text)
-        elif key == "y":
-            year = int(text)
-            f.year = year + 2000 if year <= 2000 else year  # two digits: this century
-        elif key == "m":
-            f.month = int(text)
-        elif key in ("b", "B"):
-            f.month = _MONTH_NUMBER.get(text.lower())
-            if f.month is None:
-                return None
-        elif key == "d":
-            f.day = int(text)
-        elif key == "H":
-            f.hour = int(text)
-        elif key == "I":
-            f.hour = _twelve_hour(int(text), values.get("p", ""))
-        elif key == "M":
-            f.minute = int(text)
-        elif key == "S":
-            f.second = int(text)
-        elif key == "f":
-            f.fraction = int(text) / 10 ** len(text)
-        elif key in ("a", "A"):
-            f.weekday = _WEEKDAY_NUMBER.get(text.lower())
-        elif key == "w":
-            f.weekday = (int(text) - 1) % 7
-        elif key == "j":
-            f.yearday = int(text)
-        elif key in ("U", "W"):
-            f.week = int(text)
-            f.week_starts_sunday = key == "U"
-        elif key in ("z", "Z"):
-            f.offset = _zone_value_offset(text)
-            if f.offset is None:
-                return None
-        elif key == "s":
-            f.epoch = float(text)
-    return f
+# plain numbers: group name -> place in the parts list of _FieldReader
+_NUMBER_SLOTS = {"Y": 0, "m": 1, "d": 2, "H": 3, "M": 4, "S": 5}
+_DATE_GROUPS = frozenset("YymbBdHIMSfaAwjUWzZsp")
+
+
+class _FieldReader:
+    """Parses one template's captured texts into `_Fields`.
+
+    The group layout is known when the template is compiled, so the plain numbers are
+    read by position (the common case, and the hot part of a cache miss) and only the
+    other directives go through the general loop.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.numbers = tuple((_NUMBER_SLOTS[n], i) for i, n in enumerate(names) if n in _NUMBER_SLOTS)
+        self.others = tuple((n, i) for i, n in enumerate(names) if n not in _NUMBER_SLOTS)
+        self.ampm = names.index("p") if "p" in names else -1
+
+    def read(self, values: tuple[str | None, ...]) -> _Fields | None:
+        """None when a value cannot be a date part (unknown month name or zone)."""
+        parts: list[int | None] = [None, None, None, 0, 0, 0]  # year month day hour minute second
+        for slot, i in self.numbers:
+            text = values[i]
+            if text is not None:
+                parts[slot] = int(text)
+        offset = yearday = weekday = week = None
+        fraction = 0.0
+        epoch = None
+        sunday_first = False
+        for key, i in self.others:
+            text = values[i]
+            if text is None:
+                continue
+            if key == "b" or key == "B":
+                parts[1] = _MONTH_NUMBER.get(text.lower())
+                if parts[1] is None:
+                    return None
+            elif key == "f":
+                fraction = int(text) / 10 ** len(text)
+            elif key == "z" or key == "Z":
+                offset = _zone_value_offset(text)
+                if offset is None:
+                    return None  # a zone we do not know: no guessing
+            elif key == "y":
+                short = int(text)
+                parts[0] = short + 2000 if short <= 2000 else short  # this century, like fail2ban
+            elif key == "I":
+                parts[3] = _twelve_hour(int(text), (values[self.ampm] if self.ampm >= 0 else None) or "")
+            elif key == "a" or key == "A":
+                weekday = _WEEKDAY_NUMBER.get(text.lower())
+            elif key == "w":
+                weekday = (int(text) - 1) % 7
+            elif key == "j":
+                yearday = int(text)
+            elif key == "U" or key == "W":
+                week, sunday_first = int(text), key == "U"
+            elif key == "s":
+                epoch = float(text)
+        year, month, day, hour, minute, second = parts
+        return _Fields(year, month, day, hour or 0, minute or 0, second or 0, fraction, offset, yearday,
+                       weekday, week, sunday_first, epoch)
 
 
 def _twelve_hour(hour: int, ampm: str) -> int:
@@ -641,7 +664,7 @@ def _twelve_hour(hour: int, ampm: str) -> int:
 
 
 def _date_from_week(year: int, week: int, weekday: int, sunday_first: bool) -> tuple[int, int] | None:
-    """(month, day) for %U/%W week number + weekday, like strptime does."""
+    """(month, day) for a %U/%W week number and a weekday, like strptime."""
     jan1 = datetime.date(year, 1, 1)
     if sunday_first:  # %U: week 1 starts on the first Sunday
         first = jan1 + datetime.timedelta(days=(6 - jan1.weekday()) % 7)
@@ -650,161 +673,273 @@ def _date_from_week(year: int, week: int, weekday: int, sunday_first: bool) -> t
         first = jan1 + datetime.timedelta(days=(7 - jan1.weekday()) % 7)
         offset = weekday
     when = first + datetime.timedelta(weeks=week - 1, days=offset)
-    if week == 0:
-        when = first - datetime.timedelta(days=7 - offset)
     return (when.month, when.day) if when.year == year else None
 
 
-class _FieldConverter:
-    """Reads a pattern template's named groups and turns them into epoch seconds.
+def _calendar_day(f: _Fields, year: int) -> tuple[int, int] | None:
+    """(month, day) of the fields in `year`, from month/day, day of year or week."""
+    if f.month is not None and f.day is not None:
+        return f.month, f.day
+    if f.yearday is not None:
+        if not 1 <= f.yearday <= (366 if calendar.isleap(year) else 365):
+            return None
+        when = datetime.date(year, 1, 1) + datetime.timedelta(days=f.yearday - 1)
+        return when.month, when.day
+    if f.week is not None and f.weekday is not None:
+        return _date_from_week(year, f.week, f.weekday, f.week_starts_sunday)
+    return None
 
-    Results are cached by the captured values. When the year (or the whole date) is
-    not in the line it depends on "now" too: the cache then keys on the local year
-    (or day) of now and does fail2ban's "not in the future" check per call.
+
+def _wall_and_epoch(f: _Fields, year: int, month: int, day: int, ctx: _Context) -> tuple[float, float] | None:
+    """(fail2ban's comparison value, epoch) of the fields on a given day; None if invalid.
+
+    The comparison value is the written wall-clock time as naive seconds, moved to UTC
+    when a zone is known: what fail2ban compares with its local "now".
     """
+    if not (0 <= f.hour <= 23 and 0 <= f.minute <= 59 and 0 <= f.second <= 59):
+        return None  # datetime() refuses these in fail2ban as well
+    try:
+        ordinal = datetime.date(year, month, day).toordinal()
+    except ValueError:  # 30 February...
+        return None
+    wall = (ordinal - _UNIX_EPOCH_ORDINAL) * 86400 + f.hour * 3600 + f.minute * 60 + f.second
+    offset = f.offset if f.offset is not None else ctx.default_offset
+    if offset is not None:
+        wall -= offset * 60
+        epoch = float(wall)
+    else:  # local time as the TZ environment variable says
+        epoch = ctx.local_epoch(wall)
+    # fail2ban drops fractions of pattern dates (epoch templates keep theirs)
+    return float(wall), (epoch + f.fraction if ctx.keep_fractions else epoch)
 
-    def __init__(self, compiled: re.Pattern[str], context: _Context, pattern: str) -> None:
-        self.context = context
-        self.pattern = pattern
-        # only date groups matter (not helpers like _sep); sorted for a stable key
-        self.names = tuple(sorted(n for n in compiled.groupindex if n in _KNOWN_GROUPS))
-        self.cache: dict[object, tuple[float, ...]] = {}
 
-    def convert(self, match: re.Match[str], now: float) -> float | None:
-        values = match.group(*self.names) if len(self.names) > 1 else (
-            (match.group(self.names[0]),) if self.names else ())
-        cached = self.cache.get(values)
-        if cached is None:
+_NEVER = float("inf")
+
+# A cached reading: the hit (None: not a date) and the `now` range it holds for
+# (lo <= now < hi). Dates with a year hold forever; the others depend on now.
+_Reading = tuple[DateHit | None, float, float]
+
+
+class _ValueResolver:
+    """For templates whose text is the time itself (epoch seconds, TAI64N)."""
+
+    def __init__(self, template: _Template, epoch_of: Callable[[re.Match[str]], float]) -> None:
+        self.name = template.name
+        self.epoch_of = epoch_of
+        self.cache: dict[str, DateHit] = {}
+
+    def resolve(self, m: re.Match[str], now: float) -> DateHit | None:
+        key = m.group()
+        hit = self.cache.get(key)
+        start, end = m.span(1)
+        if hit is None or hit.start != start:
             if len(self.cache) > _CACHE_LIMIT:
                 self.cache.clear()
-            cached = self._compute(values, now)
-            self.cache[values] = cached
-        if not cached:
-            return None
-        kind = cached[0]
-        if kind == 0.0:  # complete date: now does not matter
-            return cached[1]
-        if kind == 1.0:  # year guessed
-            return self._guess_year(cached, values, now)
-        return self._guess_day(values, now)
+            hit = self.cache[key] = DateHit(start, end, self.epoch_of(m), self.name)
+        return hit
 
-    # -- cache entries: (0, epoch) | (1, year, naive_limit_this_year, epoch_this_year) | (2,)
-    def _compute(self, values: tuple[str | None, ...], now: float) -> tuple[float, ...]:
-        found = {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
-        fields = _read_fields(found)
+
+_FIXED, _GUESS_YEAR, _GUESS_DAY, _INVALID = range(4)
+
+
+def _no_key(values: tuple[str | None, ...]) -> object:
+    return ()
+
+
+class _Day:
+    """The day part of a date, for the clock fast path of `_FieldsResolver`.
+
+    wall0: naive seconds of 00:00 on that day as written (None: no valid day);
+    zone: the UTC offset in seconds when known (line or logtimezone), None for local.
+    A day without a year (or a time without a day) is settled against the local year
+    (or date) of now, and settled again when that changes.
+    """
+
+    __slots__ = ("fields", "kind", "key", "wall0", "zone")
+
+    def __init__(self, fields: _Fields | None, default_offset: int | None) -> None:
+        self.fields = fields
+        self.key = -1
+        self.wall0: int | None = None
+        # minutes from the line, else the logtimezone's, else local time (None)
+        offset = fields.offset if fields is not None and fields.offset is not None else default_offset
+        self.zone: int | None = offset * 60 if offset is not None else None
         if fields is None:
-            return ()
-        if fields.epoch is not None:
-            return (0.0, fields.epoch)
-        if fields.month is None and fields.day is None and fields.yearday is None and fields.week is None:
-            return (2.0,)
-        if fields.year is None:
-            return (1.0, float("nan"))
-        epoch = self._epoch_of(fields, fields.year)
-        return () if epoch is None else (0.0, epoch)
+            self.kind = _INVALID
+        elif fields.month is None and fields.day is None and fields.yearday is None and fields.week is None:
+            self.kind = _GUESS_DAY
+        elif fields.year is None:
+            self.kind = _GUESS_YEAR
+        else:
+            self.kind = _FIXED
+            self._place(fields.year, _calendar_day(fields, fields.year))
 
-    def _guess_year(self, cached: tuple[float, ...], values: tuple[str | None, ...], now: float) -> float | None:
-        year = self.context.local_year(now)
-        key = (values, year)
-        entry = self.cache.get(key)
-        if entry is None:
-            entry = self._year_candidates(values, year)
-            self.cache[key] = entry
-        if not entry:
-            return None
-        naive_this_year, epoch_this_year, epoch_last_year = entry
-        # fail2ban: a date more than a day in the future is from last year
-        if naive_this_year > self.context.naive_now(now) + 86400.0:
-            return None if math.isnan(epoch_last_year) else epoch_last_year
-        return epoch_this_year
+    def settle(self, ctx: _Context) -> None:
+        if self.kind == _GUESS_YEAR and self.key != ctx.year:
+            assert self.fields is not None
+            self.key = ctx.year
+            self._place(ctx.year, _calendar_day(self.fields, ctx.year))
+        elif self.kind == _GUESS_DAY and self.key != ctx.today:
+            self.key = ctx.today
+            today = datetime.date.fromordinal(ctx.today)
+            self._place(today.year, (today.month, today.day))
 
-    def _year_candidates(self, values: tuple[str | None, ...], year: int) -> tuple[float, ...]:
-        found = {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
-        fields = _read_fields(found)
-        if fields is None:
-            return ()
-        naive = self._naive(fields, year)
-        if naive is None:
-            return ()
-        this_year = self._epoch_of(fields, year)
-        last_year = self._epoch_of(fields, year - 1)
-        if this_year is None:
-            return ()
-        # naive datetimes compared as if UTC: only the difference between them matters
-        return (float(calendar.timegm(naive.timetuple())), this_year,
-                float("nan") if last_year is None else last_year)
-
-    def _guess_day(self, values: tuple[str | None, ...], now: float) -> float | None:
-        """Only a time of day: today, or yesterday when today's would be in the future."""
-        today = self.context.local_today(now)
-        key = (values, today)
-        entry = self.cache.get(key)
-        if entry is None:
-            entry = self._day_candidates(values, today)
-            self.cache[key] = entry
-        if not entry:
-            return None
-        naive_today, epoch_today, epoch_yesterday = entry
-        if naive_today > self.context.naive_now(now):
-            return epoch_yesterday
-        return epoch_today
-
-    def _day_candidates(self, values: tuple[str | None, ...], today: int) -> tuple[float, ...]:
-        found = {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
-        fields = _read_fields(found)
-        if fields is None:
-            return ()
-        day = datetime.date.fromordinal(today)
-        yesterday = day - _DAY
-        fields.month, fields.day = day.month, day.day
-        naive = self._naive(fields, day.year)
-        epoch_today = self._epoch_of(fields, day.year)
-        fields.month, fields.day = yesterday.month, yesterday.day
-        epoch_yesterday = self._epoch_of(fields, yesterday.year)
-        if naive is None or epoch_today is None or epoch_yesterday is None:
-            return ()
-        return (float(calendar.timegm(naive.timetuple())), epoch_today, epoch_yesterday)
-
-    def _naive(self, f: _Fields, year: int) -> datetime.datetime | None:
-        """fail2ban's comparison value: the date as written, moved to UTC when a zone is known."""
-        month, day = f.month, f.day
-        if f.yearday is not None and (month is None or day is None):
-            try:
-                when = datetime.date(year, 1, 1) + datetime.timedelta(days=f.yearday - 1)
-            except (ValueError, OverflowError):
-                return None
-            year, month, day = when.year, when.month, when.day
-        elif f.week is not None and f.weekday is not None and (month is None or day is None):
-            found = _date_from_week(year, f.week, f.weekday, f.week_starts_sunday)
-            if found is None:
-                return None
-            month, day = found
-        if month is None or day is None:
-            return None
+    def _place(self, year: int, day: tuple[int, int] | None) -> None:
+        self.wall0 = None
+        if day is None or self.fields is None:
+            return
         try:
-            naive = datetime.datetime(year, month, day, f.hour, f.minute, f.second)
-        except ValueError:  # 31 February, hour 24...
+            ordinal = datetime.date(year, *day).toordinal()
+        except ValueError:
+            return
+        self.wall0 = (ordinal - _UNIX_EPOCH_ORDINAL) * 86400
+
+
+class _FieldsResolver:
+    """Reads a pattern template's named groups into a DateHit.
+
+    Cached by the matched text: a busy log repeats each second many times, so the
+    usual cost is one dict lookup. Logs are chronological, so a small cache that is
+    dropped when full does as well as a big one, and keeps the garbage collector idle.
+    Dates without a year (or without a day) get fail2ban's "not in the future" check
+    against `now`; their cached readings say for which `now` they hold.
+    """
+
+    def __init__(self, template: _Template, context: _Context) -> None:
+        self.name = template.name
+        self.context = context
+        self.cache: dict[str, _Reading] = {}
+        # the groups that make the date (not helpers like _sep), in a fixed order
+        names = self.names = tuple(n for n in template.compiled.groupindex if n in _DATE_GROUPS)
+        self.reader = _FieldReader(names)
+        # Fast path of a miss: the day part (everything but the clock) is read once per
+        # day and cached; then a new second costs three int() calls. Not for 12-hour
+        # clocks or epoch seconds, which the general reader handles.
+        self.days: dict[object, _Day] = {}
+        self.clock: tuple[int, int, int, int] | None = None
+        if "H" in names and "I" not in names and "s" not in names:
+            self.clock = tuple(names.index(n) if n in names else -1 for n in "HMSf")  # type: ignore[assignment]
+            day_places = [i for i, n in enumerate(names) if n not in "HMSf"]
+            self.day_key: Callable[[tuple[str | None, ...]], object] = (
+                operator.itemgetter(*day_places) if day_places else _no_key)
+
+    def resolve(self, m: re.Match[str], now: float) -> DateHit | None:
+        text = m.group()
+        cached = self.cache.get(text)
+        if cached is not None and cached[1] <= now < cached[2]:
+            hit = cached[0]
+            if hit is None or hit.start == m.start(1):
+                return hit
+        if len(self.cache) > _CACHE_LIMIT:
+            self.cache.clear()
+        names = self.names
+        values = m.group(*names) if len(names) > 1 else (m.group(names[0]),) if names else ()
+        reading = None
+        if self.clock is not None:
+            reading = self._read_clock(values, m.span(1), now)
+        if reading is None:
+            reading = self._read(values, m.span(1), now)
+        self.cache[text] = reading
+        return reading[0]
+
+    def _read_clock(self, values: tuple[str | None, ...], span: tuple[int, int], now: float) -> _Reading | None:
+        """The fast path: the cached day plus the clock. None: ask the general reader
+        (invalid values, or a date that must step back a year or a day)."""
+        assert self.clock is not None
+        key = self.day_key(values)
+        day = self.days.get(key)
+        if day is None:
+            if len(self.days) > _CACHE_LIMIT:
+                self.days.clear()
+            day = self.days[key] = _Day(self.reader.read(values), self.context.default_offset)
+        ctx = self.context
+        kind = day.kind
+        if kind != _FIXED:
+            if not ctx.valid_from <= now < ctx.valid_to:
+                ctx.refresh(now)
+            if day.key != (ctx.year if kind == _GUESS_YEAR else ctx.today):
+                day.settle(ctx)
+        if day.wall0 is None:
             return None
-        offset = f.offset if f.offset is not None else self.context.default_offset
-        if offset is not None:
-            naive -= datetime.timedelta(minutes=offset)
-        return naive
-
-    def _epoch_of(self, f: _Fields, year: int) -> float | None:
-        naive = self._naive(f, year)
-        if naive is None:
+        at_h, at_m, at_s, at_f = self.clock
+        text = values[at_h]
+        hour = int(text) if text is not None else 0
+        text = values[at_m] if at_m >= 0 else None
+        minute = int(text) if text is not None else 0
+        text = values[at_s] if at_s >= 0 else None
+        second = int(text) if text is not None else 0
+        if hour > 23 or minute > 59 or second > 59:
             return None
-        zoned = f.offset is not None or self.context.default_offset is not None
-        if zoned:
-            epoch = float(calendar.timegm(naive.timetuple()))
-        else:  # local time as the TZ environment variable says, DST guessed by libc
-            epoch = time.mktime((naive.year, naive.month, naive.day, naive.hour, naive.minute,
-                                 naive.second, 0, 0, -1))
-        # fail2ban drops fractions of pattern dates; epoch templates keep theirs
-        return epoch + f.fraction if self.context.keep_fractions else epoch
+        wall = day.wall0 + hour * 3600 + minute * 60 + second
+        if day.zone is not None:
+            wall -= day.zone
+            epoch = float(wall)
+        else:
+            offset = ctx.day_offsets.get(wall // 86400)  # (inlined first step of local_epoch)
+            epoch = float(wall - offset) if offset is not None else ctx.local_epoch(wall)
+        if ctx.keep_fractions and at_f >= 0 and values[at_f]:
+            fraction = values[at_f] or "0"
+            epoch += int(fraction) / 10 ** len(fraction)
+        hit = DateHit(span[0], span[1], epoch, self.name)
+        if kind == _FIXED:
+            return hit, -_NEVER, _NEVER
+        edge = wall - ctx.offset - (86400 if kind == _GUESS_YEAR else 0)
+        if now < edge:
+            return None  # this year's (today's) date lies ahead: the general reader steps back
+        return hit, max(edge, ctx.valid_from), ctx.valid_to
 
+    def _read(self, values: tuple[str | None, ...], span: tuple[int, int], now: float) -> _Reading:
+        fields = self.reader.read(values)
+        if fields is None:
+            return None, -_NEVER, _NEVER
+        if fields.epoch is not None:
+            return DateHit(span[0], span[1], fields.epoch, self.name), -_NEVER, _NEVER
+        ctx = self.context
+        if fields.month is None and fields.day is None and fields.yearday is None and fields.week is None:
+            return self._guess_day(fields, span, now)
+        if fields.year is None:
+            return self._guess_year(fields, span, now)
+        day = _calendar_day(fields, fields.year)
+        found = day and _wall_and_epoch(fields, fields.year, *day, ctx)
+        if not found:
+            return None, -_NEVER, _NEVER
+        return DateHit(span[0], span[1], found[1], self.name), -_NEVER, _NEVER
 
-_KNOWN_GROUPS = frozenset("YymbBdHIMSfaAwjUWzZsp")
+    def _guess_year(self, fields: _Fields, span: tuple[int, int], now: float) -> _Reading:
+        """This year, unless that is more than a day ahead of now: then last year."""
+        ctx = self.context
+        if not ctx.valid_from <= now < ctx.valid_to:
+            ctx.refresh(now)
+        year = ctx.year
+        day = _calendar_day(fields, year)
+        this_year = day and _wall_and_epoch(fields, year, *day, ctx)
+        if not this_year:  # 29 February in a common year: fail2ban gives up too
+            return None, ctx.valid_from, ctx.valid_to
+        # the now from which this year's date is no longer "more than a day ahead"
+        edge = this_year[0] - ctx.offset - 86400
+        if now >= edge:
+            return DateHit(span[0], span[1], this_year[1], self.name), max(edge, ctx.valid_from), ctx.valid_to
+        day = _calendar_day(fields, year - 1)
+        last_year = day and _wall_and_epoch(fields, year - 1, *day, ctx)
+        stepped = DateHit(span[0], span[1], last_year[1], self.name) if last_year else None
+        return stepped, ctx.valid_from, min(edge, ctx.valid_to)
+
+    def _guess_day(self, fields: _Fields, span: tuple[int, int], now: float) -> _Reading:
+        """Only a time of day: today, unless that is still to come: then yesterday."""
+        ctx = self.context
+        if not ctx.valid_from <= now < ctx.valid_to:
+            ctx.refresh(now)
+        today = datetime.date.fromordinal(ctx.today)
+        this_day = _wall_and_epoch(fields, today.year, today.month, today.day, ctx)
+        if not this_day:
+            return None, ctx.valid_from, ctx.valid_to
+        edge = this_day[0] - ctx.offset
+        if now >= edge:
+            return DateHit(span[0], span[1], this_day[1], self.name), max(edge, ctx.valid_from), ctx.valid_to
+        before = datetime.date.fromordinal(ctx.today - 1)
+        day_before = _wall_and_epoch(fields, before.year, before.month, before.day, ctx)
+        hit = DateHit(span[0], span[1], day_before[1], self.name) if day_before else None
+        return hit, ctx.valid_from, min(edge, ctx.valid_to)
 
 
 # --------------------------------------------------------------------------------------
@@ -829,19 +964,23 @@ class DateDetector:
     UNUSED_SECONDS = 300.0
 
     def __init__(self, datepattern: str | None = None, logtimezone: str | None = None,
-                 *, keep_fractions: bool = False) -> None:
+                 *, keep_fractions: bool = False, path: str | None = None, lineno: int | None = None) -> None:
+        """path, lineno: where the datepattern was written, for error messages."""
         default_offset = None
         if logtimezone is not None and logtimezone.strip():
             default_offset = parse_zone_offset(logtimezone.strip())
             if default_offset is None:
                 raise FilterError(f"logtimezone {logtimezone!r}: unknown time zone "
-                                  "(use UTC, UTC+HHMM, UTC-HHMM or a zone abbreviation like CET)")
+                                  "(use UTC, UTC+HHMM, UTC-HHMM or a zone abbreviation like CET)", path, lineno)
         self._context = _Context(default_offset, keep_fractions)
         templates: list[_Template] = []
         seen: set[str] = set()
         for text, weight in _expand_datepattern(datepattern):
-            template = _none_template() if text.upper() == "{NONE}" else _template_from_text(text, self._context)
-            if template.name in seen:
+            try:
+                template = _none_template() if text.upper() == "{NONE}" else _template_from_text(text, self._context)
+            except FilterError as exc:
+                raise FilterError(exc.message, path, lineno) from exc
+            if template.name in seen:  # fail2ban refuses duplicates of its own; one is enough
                 continue
             seen.add(template.name)
             template.weight = weight
@@ -861,24 +1000,30 @@ class DateDetector:
 
     def match(self, line: str, now: float) -> DateHit | None:
         """The date of `line` (None: no date found, or not a valid one)."""
-        found = self._find(line)
+        last = self._last
+        if last is not None and last.anchored:
+            # the usual case: same format as the previous line, at the line start
+            m = last.search(line)
+            if m is not None:
+                last.matches += 1
+                last.hits += 1
+                last.last_used = now
+                last.distance = self._start = m.start()
+                self._end = m.end()
+                if m.end(1) == m.start(1):
+                    return None  # an empty date: the line has none, the caller uses now
+                return last.resolve(m, now)
+        found = self._find(line, now)
         if found is None:
             return None
         template, m = found
-        start, end = m.span(1)
-        if start == end or template.is_none:
-            return None  # an empty date: the line has none, the caller uses now
-        try:
-            epoch = template.convert(m, now)
-        except (ValueError, OverflowError):
+        if m.end(1) == m.start(1):
             return None
-        if epoch is None:
-            return None
-        return DateHit(start, end, epoch, template.name)
+        return template.resolve(m, now)
 
     # -- which template: fail2ban's search order and preferences ---------------------
 
-    def _find(self, line: str) -> tuple[_Template, re.Match[str]] | None:
+    def _find(self, line: str, now: float) -> tuple[_Template, re.Match[str]] | None:
         reserve: tuple[_Template, re.Match[str]] | None = None
         skip: _Template | None = None
         last = self._last
@@ -887,11 +1032,11 @@ class DateDetector:
             if m is not None:
                 if (last.anchored or len(self.templates) == 1
                         or (m.start() == self._start and m.end() == self._end)):
-                    return self._won(last, m, line)
+                    return self._won(last, m, line, now)
                 reserve = (last, m)  # moved: maybe a different date now, ask the others
             if last.anchored or not self._same_surroundings(line):
                 skip = last  # already searched the whole line
-        return self._search_all(line, skip, reserve)
+        return self._search_all(line, now, skip, reserve)
 
     def _try_last(self, last: _Template, line: str) -> re.Match[str] | None:
         if last.anchored or not self._same_surroundings(line):
@@ -914,7 +1059,7 @@ class DateDetector:
             line[end - 1:end] == self._last_char and not self._last_char.isalnum())
         return left and right
 
-    def _search_all(self, line: str, skip: _Template | None,
+    def _search_all(self, line: str, now: float, skip: _Template | None,
                     reserve: tuple[_Template, re.Match[str]] | None) -> tuple[_Template, re.Match[str]] | None:
         """An anchored match wins at once. An unanchored one wins when it is not further
         into the line than dates were before; otherwise the match nearest to the line
@@ -931,30 +1076,30 @@ class DateDetector:
             template.matches += 1
             start = m.start()
             if i + 1 == count or template.anchored:
-                return self._won(template, m, line)
+                return self._won(template, m, line, now)
             if start == 0 and template.hits and not templates[i + 1].matches:
-                return self._won(template, m, line)  # a known format, and nothing else ever matched
+                return self._won(template, m, line, now)  # a known format, and nothing else ever matched
             if start > template.distance or start > self._start:
                 if start < best_start:
                     reserve, best_start = (template, m), start
                 continue
-            return self._won(template, m, line)
-        return None if reserve is None else self._won(*reserve, line)
+            return self._won(template, m, line, now)
+        return None if reserve is None else self._won(*reserve, line, now)
 
-    def _won(self, template: _Template, m: re.Match[str], line: str) -> tuple[_Template, re.Match[str]]:
+    def _won(self, template: _Template, m: re.Match[str], line: str, now: float) -> tuple[_Template, re.Match[str]]:
         start, end = m.span()
         template.hits += 1
-        template.last_used = time.time()
+        template.last_used = now  # fail2ban uses the wall clock: the same in live use
         template.distance = start
         self._start, self._before, self._first = start, line[start - 1:start], line[start:start + 1]
         self._end, self._last_char, self._after = end, line[end - 1:end], line[end:end + 1]
-        templates = self.templates
-        index = templates.index(template) if template is not templates[0] else 0
-        if self._first_unused == index:
-            self._first_unused += 1
-        if index and template is not self._last:
-            self._promote(index)
-        self._last = template
+        if template is not self._last:  # (the same template again: it has a place already)
+            index = self.templates.index(template)
+            if self._first_unused == index:
+                self._first_unused += 1
+            if index:
+                self._promote(index)
+            self._last = template
         return template, m
 
     def _promote(self, index: int) -> None:
