@@ -28,12 +28,6 @@ from .errors import FilterError, RegexTimeout
 from .regex import CompiledRegex, compile_failregex, compile_regex, first_chars
 
 
-class DateHitLike(Protocol):
-    start: int
-    end: int
-    epoch: float | None
-
-
 class DateDetectorLike(Protocol):
     def match(self, line: str, now: float) -> Any: ...
 
@@ -45,7 +39,7 @@ class BufLine(NamedTuple):
     original: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Failure:
     host: str | None
     time: float
@@ -56,7 +50,7 @@ class Failure:
     regex_index: int
 
 
-@dataclass
+@dataclass(slots=True)
 class LineResult:
     failures: list[Failure] = field(default_factory=list)
     ignored: bool = False
@@ -74,9 +68,7 @@ _DISPATCH_MAX = 512
 _SESSION_MAX = 100
 _SESSION_TTL = 300.0
 # Groups that are bookkeeping, not data worth showing with a failure.
-_INTERNAL_KEYS = frozenset(
-    {"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"}
-)
+_INTERNAL_KEYS = frozenset({"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"})
 
 
 def _join(lines: list[BufLine]) -> str:
@@ -167,7 +159,7 @@ class _Sessions:
 
 
 class _Candidate(NamedTuple):
-    index: int
+    regex_index: int
     groups: dict[str, Any]
     matched: list[BufLine]
 
@@ -229,19 +221,13 @@ class CompiledFilter:
         self._buffer: list[BufLine] = []
         self._last_date: float | None = None
         self._sessions = _Sessions()
-        self._fail_searches: list[Callable[[str], re.Match[str] | None]] = [
-            r.regex.search for r in failregex
-        ]
+        self._fail_searches: list[Callable[[str], re.Match[str] | None]] = [r.regex.search for r in failregex]
         # first-character dispatch: skip failregexes that cannot match a text
         self._first_chars = [first_chars(r.source, self.regex_flags) for r in failregex]
         self._all_runs = tuple(enumerate(self._fail_searches))
-        self._dispatch: dict[str, Any] | None = (
-            {} if any(c is not None for c in self._first_chars) else None
-        )
-        self._pending_date: _LazyDate | None = None
-        # WORKAROUND until dates.py offers it publicly: its finder, to read dates lazily
-        finder = getattr(dates, "_find", None)
-        self._dates_lazy: Callable[[str], Any] | None = finder if callable(finder) else None
+        self._dispatch: dict[str, Any] | None = {} if any(c is not None for c in self._first_chars) else None
+        # the lean path covers single-line filters without an up-front ignoreregex pass
+        self._quick_ok = maxlines == 1 and not self.ignore_first
 
     # --- construction ---------------------------------------------------------------
 
@@ -274,11 +260,7 @@ class CompiledFilter:
         ]
         if not fails:
             raise FilterError(f"filter {d.name!r} has no failregex", d.sources[-1] if d.sources else None)
-        ignores = [
-            compile_regex(r, kind="ignoreregex", use_dns=use_dns)
-            for r in d.ignoreregex
-            if r.pattern.strip()
-        ]
+        ignores = [compile_regex(r, kind="ignoreregex", use_dns=use_dns) for r in d.ignoreregex if r.pattern.strip()]
         if date_detector is None:
             date_detector = _make_date_detector(
                 datepattern if datepattern is not None else d.datepattern, logtimezone, d
@@ -296,7 +278,6 @@ class CompiledFilter:
         """Forget the per-log state (buffer, last date, sessions)."""
         self._buffer = []
         self._last_date = None
-        self._pending_date = None
         self._sessions.clear()
 
     # --- per line -------------------------------------------------------------------
@@ -321,25 +302,78 @@ class CompiledFilter:
         else:
             step.kind = _STEP_DATE
             text, date, no_date, hit = self._cut_date(line, now)
+        if self._quick_ok and not no_date:
+            return self._quick(line, text, date, hit, now, step)
+        return self._general(line, text, date, no_date, hit, now, step)
+
+    def _quick(self, line: str, text: str, date: float, hit: Any, now: float, step: _Step) -> LineResult:
+        """The common case, kept lean: one line (maxlines 1), a date found, regexes
+        run on the text directly. Same outcome as _general, fewer objects."""
+        buf = text + "\n"
+        pre_groups: dict[str, Any] = {}
+        pref = self._pref
+        if pref is not None:
+            step.kind = _STEP_PREF
+            pm = pref.regex.search(buf)
+            if pm is None:
+                self._last_date = date
+                return LineResult(date=hit)
+            pre_groups = pref.groups(pm)
+            content = pre_groups.pop("content", None)
+            if content:
+                buf = content + "\n"
+        dispatch = self._dispatch
+        runs = dispatch.get(buf[0]) if dispatch is not None else self._all_runs
+        if runs is None:
+            runs = self._runs_for(buf[0])
+        step.kind = _STEP_FAIL
+        matched: list[int] | None = None
+        found: list[tuple[int, re.Match[str]]] | None = None
+        ignore_index: int | None = None
+        for index, search in runs:
+            step.index = index
+            m = search(buf)
+            if m is None:
+                continue
+            if matched is None:
+                matched = []
+            matched.append(index)
+            if self._ignore:
+                ignored = self._search_ignores(buf, step)
+                step.kind = _STEP_FAIL
+                if ignored is not None:
+                    ignore_index = ignored
+                    if not self.check_all:
+                        break
+                    continue
+            if found is None:
+                found = []
+            found.append((index, m))
+            if not self.check_all:
+                break
+        if found is None:
+            self._last_date = date
+            result = LineResult(date=hit, matched=matched or [], ignore_index=ignore_index)
+            result.ignored = ignore_index is not None
+            return result
+        result = LineResult(date=hit, matched=matched or [], ignore_index=ignore_index)
+        result.ignored = ignore_index is not None
+        lines = [BufLine(text, line)]
+        sessions = _SessionTxn(self._sessions, now)
+        for index, m in found:
+            cand = _Candidate(index, self._fail[index].groups(m), lines)
+            failure = self._make_failure(cand, pre_groups, date, sessions)
+            if failure is not None:
+                result.failures.append(failure)
+                if failure.nofail:
+                    result.ignored = True
+        sessions.commit()
+        self._last_date = date
+        return result
+
+    def _general(self, line: str, text: str, date: Any, no_date: bool, hit: Any, now: float, step: _Step) -> LineResult:
         result = LineResult(date=hit)
         plan = self._search(BufLine(text, line), result, step)
-        if type(date) is _LazyDate:
-            # the date is read only when a failure needs it (reading costs more than
-            # finding); an unreadable one falls back as fail2ban does
-            if plan.candidates:
-                epoch = date.epoch
-                if epoch is None:
-                    last = self._resolved_last_date()
-                    no_date = True
-                    if last is not None and last > now - _LAST_DATE_WINDOW:
-                        # fail2ban keeps such a line whole and borrows the last date
-                        date = last
-                        result = LineResult(date=hit)
-                        plan = self._search(BufLine(line, line), result, step)
-                    else:
-                        date = None
-                else:
-                    date = epoch
         # Every regex has run. Below is bookkeeping only: no slow code, so a timeout
         # can no longer land in the middle of it in practice.
         if plan.candidates:
@@ -356,59 +390,27 @@ class CompiledFilter:
         if self.maxlines > 1:
             self._buffer = plan.buffer
         if date is not None and not no_date:
-            if type(date) is _LazyDate:
-                self._pending_date = date
-            else:
-                self._last_date = date
-                self._pending_date = None
+            self._last_date = date
         return result
-
-    def _resolved_last_date(self) -> float | None:
-        """The date of the last dated line (read now if it was not needed before)."""
-        pending = self._pending_date
-        if pending is not None:
-            self._pending_date = None
-            epoch = pending.epoch
-            if epoch is not None:
-                self._last_date = epoch
-        return self._last_date
 
     def _cut_date(self, line: str, now: float) -> tuple[str, Any, bool, Any]:
         """Find the date and cut it out; fail2ban's fallbacks for lines without one.
-        The date returned is a float, a _LazyDate (read on demand) or None."""
-        hit = self._find_date(line, now)
+        The date returned is epoch seconds or None."""
+        hit = self._dates.match(line, now) if self._dates is not None else None
         if hit is not None:
-            if type(hit) is _LazyDate:
-                return line[: hit.start] + line[hit.end :], hit, False, hit
             if hit.epoch is not None and hit.end > hit.start:
                 return line[: hit.start] + line[hit.end :], hit.epoch, False, hit
         # no usable date: borrow a recent one, else none (the failure gets `now`)
-        last = self._resolved_last_date()
+        last = self._last_date
         if last is not None and last > now - _LAST_DATE_WINDOW:
             return line, last, True, hit
         if hit is None:
-            span = _unreadable_date_span(self._dates, line) if self._dates_lazy is None else None
+            span = _unreadable_date_span(self._dates, line, now)
             if span is not None:
                 # fail2ban still cuts date-like text it could not read ("0000-12-30 ...")
                 return line[: span[0]] + line[span[1] :], None, True, hit
             return line, None, True, hit
         return line[: hit.start] + line[hit.end :], None, True, hit
-
-    def _find_date(self, line: str, now: float) -> Any:
-        """A _LazyDate through the detector's finder when it has one, else its DateHit."""
-        finder = self._dates_lazy
-        if finder is not None:
-            found = finder(line)
-            if found is None:
-                return None
-            template, m = found
-            start, end = m.span(1)
-            if start == end or template.is_none:
-                return None  # an empty optional date: as no date
-            return _LazyDate(start, end, template, m, now)
-        if self._dates is None:
-            return None
-        return self._dates.match(line, now)
 
     def _search(self, current: BufLine, result: LineResult, step: _Step) -> _Plan:
         """Run the regexes over the buffer (no state change): what matched, and the
@@ -421,10 +423,11 @@ class CompiledFilter:
         else:
             org = [current]
         plan = _Plan(org)
-        buf: str | None = _join(org)
+        whole = _join(org)
+        buf: str | None = whole
 
         if self.ignore_first:
-            found = self._search_ignores(buf, step)
+            found = self._search_ignores(whole, step)
             if found is not None:
                 result.ignore_index = found
                 result.ignored = True
@@ -432,7 +435,7 @@ class CompiledFilter:
 
         if self._pref is not None:
             step.kind = _STEP_PREF
-            pm = self._pref.regex.search(buf)
+            pm = self._pref.regex.search(whole)
             if pm is None:
                 return plan
             plan.pre_groups = self._pref.groups(pm)
@@ -534,7 +537,7 @@ class CompiledFilter:
             attempts=len(matches),
             lines=[ln.original for ln in matches],
             nofail=bool(fail.get("nofail")),
-            regex_index=cand.index,
+            regex_index=cand.regex_index,
         )
 
 
@@ -556,37 +559,6 @@ class _Step:
         if self.kind == _STEP_PREF:
             return "prefregex"
         return f"{'failregex' if self.kind == _STEP_FAIL else 'ignoreregex'} {self.index + 1}"
-
-
-class _LazyDate:
-    """A date found in a line, read (converted to epoch) only when first asked.
-
-    Looks like dates.DateHit: start, end, epoch, template (its name)."""
-
-    __slots__ = ("start", "end", "_template", "_match", "_now", "_epoch", "_read")
-
-    def __init__(self, start: int, end: int, template: Any, match: re.Match[str], now: float) -> None:
-        self.start = start
-        self.end = end
-        self._template = template
-        self._match = match
-        self._now = now
-        self._epoch: float | None = None
-        self._read = False
-
-    @property
-    def template(self) -> str:
-        return str(self._template.name)
-
-    @property
-    def epoch(self) -> float | None:
-        if not self._read:
-            self._read = True
-            self._epoch = _read_date(self._template, self._match, self.start, self.end, self._now)
-        return self._epoch
-
-    def __repr__(self) -> str:
-        return f"DateHit(start={self.start}, end={self.end}, epoch={self.epoch}, template={self.template!r})"
 
 
 class _Plan:
@@ -659,9 +631,7 @@ def _host_of(fail: dict[str, Any]) -> str | None:
     return str(fid)
 
 
-def _merge_session(
-    sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matched: list[BufLine]
-) -> dict[str, Any]:
+def _merge_session(sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matched: list[BufLine]) -> dict[str, Any]:
     """Fold this line's groups into its session (fail2ban's multi-line failure id).
 
     The session remembers groups (a host seen on an earlier line), the users tried,
@@ -706,43 +676,7 @@ def _merge_session(
     return fail
 
 
-# Reading a date costs far more than finding it. Lines of one minute share all but
-# their seconds, so the epoch of "<prefix>:SS" is memoised as that of "<prefix>:00"
-# plus SS. Only for dates ending in H:MM:SS (nothing after, so no zone or fraction can
-# be mistaken for seconds); the key holds the day of `now`, on which the year guess of
-# year-less dates depends. (Belongs in dates.py; kept here until it offers it.)
-_HMS_END_RE = re.compile(r"(?<![\d:])\d{1,2}:\d\d:(\d\d)$")
-_MINUTE_MEMO: dict[tuple[Any, str, int], float] = {}
-_MINUTE_MEMO_MAX = 4096
-
-
-def _read_date(template: Any, m: re.Match[str], start: int, end: int, now: float) -> float | None:
-    text = m.string[start:end]
-    sec = _HMS_END_RE.search(text)
-    if sec is None:
-        return _convert(template, m, now)
-    seconds = int(sec.group(1))
-    key = (template, text[: sec.start(1)], int(now // 86400))
-    base = _MINUTE_MEMO.get(key)
-    if base is not None:
-        return base + seconds
-    epoch = _convert(template, m, now)
-    if epoch is not None and seconds < 60 and epoch == int(epoch):
-        if len(_MINUTE_MEMO) >= _MINUTE_MEMO_MAX:
-            _MINUTE_MEMO.clear()
-        _MINUTE_MEMO[key] = epoch - seconds
-    return epoch
-
-
-def _convert(template: Any, m: re.Match[str], now: float) -> float | None:
-    try:
-        epoch = template.convert(m, now)
-    except (ValueError, OverflowError):
-        return None
-    return None if epoch is None else float(epoch)
-
-
-def _unreadable_date_span(dates: DateDetectorLike | None, line: str) -> tuple[int, int] | None:
+def _unreadable_date_span(dates: DateDetectorLike | None, line: str, now: float) -> tuple[int, int] | None:
     """Where a date the detector found but could not read sits in the line.
 
     WORKAROUND: dates.DateDetector.match() returns None both for "no date" and for an
@@ -751,8 +685,11 @@ def _unreadable_date_span(dates: DateDetectorLike | None, line: str) -> tuple[in
     finder = getattr(dates, "_find", None)
     if finder is None:
         return None
-    found = finder(line)
-    if found is None:
+    try:
+        found = finder(line, now)
+    except TypeError:  # its private signature changed: do without
+        return None
+    if not found:
         return None
     template, m = found
     start, end = m.span(1)
@@ -771,13 +708,11 @@ def _add_user(groups: dict[str, Any], user: Any) -> set[str] | None:
     return users
 
 
-def _make_date_detector(
-    datepattern: str | None, logtimezone: str | None, d: FilterDefinition
-) -> DateDetectorLike:
+def _make_date_detector(datepattern: str | None, logtimezone: str | None, d: FilterDefinition) -> DateDetectorLike:
     from . import dates  # the date engine is a sibling module, imported when needed
 
     try:
-        return dates.DateDetector(datepattern, logtimezone)  # type: ignore[no-any-return]
+        return dates.DateDetector(datepattern, logtimezone)
     except FilterError:
         raise
     except (ValueError, re.error) as exc:

@@ -21,6 +21,7 @@ this never differs.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -59,14 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("log", help="log file, '-' for stdin, or a literal log line")
     p.add_argument("filter", help="filter .conf path[options], filter name, or a raw failregex")
     p.add_argument("--json", action="store_true", help="one JSON object per input line")
-    p.add_argument("--journal", action="store_true",
-                   help="lines are journal messages: no date parsing, time is now")
+    p.add_argument("--journal", action="store_true", help="lines are journal messages: no date parsing, time is now")
     p.add_argument("--now", type=float, default=None, help="the current time, epoch seconds")
     p.add_argument("--datepattern", default=None, help="override the filter's datepattern")
     p.add_argument("--logtimezone", default=None, help="zone of dates written without one")
     p.add_argument("--maxlines", type=int, default=None, help="override the filter's maxlines")
-    p.add_argument("--timeout", type=float, default=1.0,
-                   help="regex time budget per line, seconds (default 1)")
+    p.add_argument("--timeout", type=float, default=1.0, help="regex time budget per line, seconds (default 1)")
     p.add_argument("--print-all-matched", action="store_true")
     p.add_argument("--print-all-missed", action="store_true")
     p.add_argument("--print-all-ignored", action="store_true")
@@ -97,9 +96,7 @@ def load_definition(spec: str, resolve_name: Resolver | None) -> FilterDefinitio
     if _BARE_NAME_RE.match(spec) and "<" not in spec:
         name, options = _split_options(spec) if base != spec else (spec, {})
         if resolve_name is None:
-            raise UsageError(
-                f"filter {name!r}: a bare name needs the filter store; give the path of a .conf file"
-            )
+            raise UsageError(f"filter {name!r}: a bare name needs the filter store; give the path of a .conf file")
         return resolve_name(name, options)
     if not has_host_tag(spec):
         raise FilterError(
@@ -185,8 +182,7 @@ class Runner:
         self.out = out
         self.now = args.now if args.now is not None else time.time()
         self.watchdog: Watchdog | None = None
-        self.stats = Stats(fail_hits=[0] * len(cf.failregex_patterns),
-                           ignore_hits=[0] * len(cf.ignoreregex_patterns))
+        self.stats = Stats(fail_hits=[0] * len(cf.failregex_patterns), ignore_hits=[0] * len(cf.ignoreregex_patterns))
         self.pending: list[str] = []
         self.keep_missed = args.print_all_missed
         self.keep_ignored = args.print_all_ignored
@@ -266,6 +262,17 @@ class Runner:
 
     # -- whole sources --
     def run(self, source: LogSource) -> float:
+        # Millions of short-lived, acyclic objects: the cyclic collector would only
+        # rescan them over and over. Reference counting still frees them.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(source)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _run(self, source: LogSource) -> float:
         started = time.perf_counter()
         prefilter = None if self.keep_missed else self._prefilter()
         if self.args.timeout and self.args.timeout > 0:
@@ -320,9 +327,12 @@ class Runner:
         return lineno
 
     def _candidates_only(self, block: str, lineno: int, prefilter: Any) -> int:
+        offsets = prefilter.candidate_offsets(block)
+        if not self.args.json and self.stats.missed > SHOW_LINES:
+            return lineno + self._candidates_counted(block, offsets)
         find, count = block.find, block.count
         pos = 0
-        for start in prefilter.candidate_offsets(block):
+        for start in offsets:
             skipped = count("\n", pos, start)
             if skipped:
                 self._skip(block, pos, start, lineno + 1, skipped)
@@ -336,6 +346,24 @@ class Runner:
             self._skip(block, pos, len(block), lineno + 1, total_left)
             lineno += total_left
         return lineno
+
+    def _candidates_counted(self, block: str, offsets: list[int]) -> int:
+        """Human mode once enough missed lines are shown: the lines between candidates
+        are only counted (one pass for the whole block), not walked."""
+        find, feed = block.find, self.feed
+        candidate_comments = 0
+        for start in offsets:
+            line = block[start : find("\n", start)]
+            if not line or line[0] == "#" or line == "\r":
+                candidate_comments += 1
+                continue
+            feed(0, line)
+        lines = block.count("\n")
+        comments = len(_COMMENT_OR_EMPTY_RE.findall(block)) - 1  # -1: the "" after the last \n
+        skipped = (lines - len(offsets)) - (comments - candidate_comments)
+        self.stats.lines += skipped
+        self.stats.missed += skipped
+        return lines
 
     def _skip(self, block: str, start: int, end: int, first: int, n: int) -> None:
         """Account for n lines that hold no required literal: they cannot match."""
@@ -385,13 +413,12 @@ def print_report(out: TextIO, runner: Runner, elapsed: float, spec: str, log: st
         rows = [f"{i + 1:2d}) [{n}] {lines[i].pattern}" for i, n in enumerate(hits) if n]
         if rows:
             _print_list(out, "#) [# of hits] regular expression", rows)
-    hits = cf.date_template_hits()
-    if hits is not None:
+    template_hits = cf.date_template_hits()
+    if template_hits is not None:
         out.write("\nDate template hits:\n")
-        _print_list(out, "[# of hits] date format", [f"[{n}] {name}" for name, n in hits if n])
+        _print_list(out, "[# of hits] date format", [f"[{n}] {name}" for name, n in template_hits if n])
     rate = s.lines / elapsed if elapsed > 0 else float("inf")
-    out.write(f"\nLines: {s.lines} lines, {s.ignored} ignored, {s.matched} matched, "
-              f"{s.missed} missed\n")
+    out.write(f"\nLines: {s.lines} lines, {s.ignored} ignored, {s.matched} matched, {s.missed} missed\n")
     out.write(f"[processed in {elapsed:.2f} sec, {rate:,.0f} lines/s]\n")
     if s.timed_out:
         out.write(f"\nTimed out ({args.timeout:g} s per line): {s.timed_out} line(s)\n")
@@ -408,8 +435,7 @@ def _print_lines(out: TextIO, title: str, count: int, lines: list[str], all_: bo
     if all_ or count <= SHOW_LINES:
         _print_list(out, f"{title} line(s):", [ln.rstrip() for ln in lines])
     else:
-        out.write(f"{title} line(s): too many to print.  Use --print-all-{flag} "
-                  f"to print all {count} lines\n")
+        out.write(f"{title} line(s): too many to print.  Use --print-all-{flag} to print all {count} lines\n")
 
 
 # --- entry point --------------------------------------------------------------------

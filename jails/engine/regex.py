@@ -176,9 +176,7 @@ def compile_regex(
         compiled = re.compile(translation.source, re.MULTILINE if multiline else 0)
     except re.error as exc:
         pos = f" at position {exc.pos}" if exc.pos is not None else ""
-        raise FilterError(
-            f"{kind} does not compile: {exc.msg}{pos}: {line.pattern!r}", **_where(line)
-        ) from None
+        raise FilterError(f"{kind} does not compile: {exc.msg}{pos}: {line.pattern!r}", **_where(line)) from None
     alt: list[tuple[str, str]] = []
     tup: list[tuple[str, str]] = []
     for name in compiled.groupindex:
