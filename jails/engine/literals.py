@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_c
 import re._parser as sre_p
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
@@ -548,48 +548,59 @@ def _line_piece(literal: str) -> str:
 
 
 class Prefilter:
-    """Finds the lines of a buffer that contain at least one required literal."""
+    """Finds the lines of a buffer that contain at least one required literal.
 
-    __slots__ = ("exact", "folded")
+    Each searched string also knows which patterns it stands for (a bit per pattern,
+    in `build` order), so `candidate_masks` can tell the matcher which regexes are
+    worth trying on a line: a pattern none of whose strings is in the line cannot
+    match it.
+    """
 
-    def __init__(self, exact: frozenset[str], folded: frozenset[str]) -> None:
-        self.exact = exact  # searched in the buffer as is
-        self.folded = folded  # lower-cased, searched in fold_text(buffer)
+    __slots__ = ("exact", "folded", "pattern_count")
+
+    def __init__(self, exact: Mapping[str, int], folded: Mapping[str, int], pattern_count: int) -> None:
+        self.exact = dict(exact)  # string -> pattern bits, searched in the buffer as is
+        self.folded = dict(folded)  # lower-cased, searched in fold_text(buffer)
+        self.pattern_count = pattern_count
 
     @classmethod
     def build(cls, patterns: Sequence[str], flags: int = 0, *, date_cut: DateCut = ANYWHERE) -> Prefilter | None:
         """A prefilter for a filter's regexes, or None if one pattern has no set.
 
-        Give it the regexes that decide whether a line needs Python-level work: the
-        failregexes (a line matching none of them cannot fail), and the
-        ignoreregexes when the caller must also see ignored lines. `date_cut` says
-        where the matcher may cut a date out of the line before matching (see
-        `date_cut_for`): literals that could straddle such a cut are searched as
-        pieces (`cut_safe_pieces`). NO_CUT when the regexes see the raw line.
+        Give it the (translated) regexes that decide whether a line needs
+        Python-level work: the failregexes (a line matching none of them cannot
+        fail), plus the ignoreregexes when the caller must also see ignored lines.
+        `date_cut` says where the matcher may cut a date out of the line before
+        matching (see `date_cut_for`): literals that could straddle such a cut are
+        searched as pieces (`cut_safe_pieces`). NO_CUT when the regexes see the raw
+        line. Pass the same `flags` the patterns are compiled with.
         """
-        exact: set[str] = set()
-        folded: set[str] = set()
+        if not patterns:
+            return None
+        exact: list[set[str]] = []  # per pattern: the pieces that stand for it
+        folded: list[set[str]] = []
         for pattern in patterns:
             found = analyse(pattern, flags)
             if found is None:
                 return None
-            target = folded if found.folded else exact
+            pieces: set[str] = set()
             for literal in found.strings:
-                piece = _line_piece(literal)
-                target.update(cut_safe_pieces(piece, date_cut))
-        if not patterns or "" in exact or "" in folded:
-            return None
-        prefilter = cls(_fewer_passes(exact), _fewer_passes(folded))
-        if literal_cost(prefilter.exact | prefilter.folded) > MAX_USEFUL_COST * 4:
+                pieces.update(cut_safe_pieces(_line_piece(literal), date_cut))
+            if "" in pieces:
+                return None
+            exact.append(set() if found.folded else pieces)
+            folded.append(pieces if found.folded else set())
+        prefilter = cls(_searched_strings(exact), _searched_strings(folded), len(patterns))
+        if literal_cost(prefilter.literals) > MAX_USEFUL_COST * 4:
             return None
         return prefilter
 
     @property
     def literals(self) -> frozenset[str]:
-        return self.exact | self.folded
+        return frozenset(self.exact) | frozenset(self.folded)
 
     def candidate_offsets(self, buffer: str) -> list[int]:
-        """Sorted start offsets of the lines ("\\n"-terminated) holding a literal."""
+        """Sorted start offsets of the lines ("\n"-terminated) holding a literal."""
         starts: set[int] = set()
         _scan(buffer, self.exact, starts)
         if self.folded:
@@ -599,8 +610,42 @@ class Prefilter:
             _scan(folded, self.folded, starts)
         return sorted(starts)
 
+    def candidate_masks(self, buffer: str) -> list[tuple[int, int]]:
+        """(line start, bits of the patterns that may match that line), by offset.
+
+        Bit i stands for patterns[i] of `build`: only those regexes need trying.
+        """
+        masks: dict[int, int] = {}
+        _scan_masks(buffer, self.exact, masks)
+        if self.folded:
+            folded = fold_text(buffer)
+            if folded is None:
+                every = (1 << self.pattern_count) - 1
+                return [(start, every) for start in _all_line_starts(buffer)]
+            _scan_masks(folded, self.folded, masks)
+        return sorted(masks.items())
+
     def __repr__(self) -> str:
         return f"Prefilter(exact={sorted(self.exact)!r}, folded={sorted(self.folded)!r})"
+
+
+def _searched_strings(pieces_by_pattern: list[set[str]]) -> dict[str, int]:
+    """The strings to search, each with the bits of the patterns it stands for.
+
+    `_fewer_passes` only ever replaces a piece by a substring of it, so every piece
+    of a pattern contains at least one searched string: a line holding the piece
+    holds that string, whose bits include the pattern.
+    """
+    every_piece: set[str] = set().union(*pieces_by_pattern)
+    searched = _fewer_passes(every_piece)
+    bits: dict[str, int] = {}
+    for string in searched:
+        mask = 0
+        for index, pieces in enumerate(pieces_by_pattern):
+            if any(string in piece for piece in pieces):
+                mask |= 1 << index
+        bits[string] = mask
+    return bits
 
 
 def _scan(buffer: str, literals: Iterable[str], starts: set[int]) -> None:
@@ -612,6 +657,20 @@ def _scan(buffer: str, literals: Iterable[str], starts: set[int]) -> None:
         while position >= 0:
             line_start = rfind("\n", 0, position) + 1
             add(line_start)
+            line_end = find("\n", position)
+            if line_end < 0:
+                break
+            position = find(literal, line_end + 1)
+
+
+def _scan_masks(buffer: str, literals: Mapping[str, int], masks: dict[int, int]) -> None:
+    # Same walk as _scan, OR-ing the literal's pattern bits into its line's mask.
+    find, rfind, get = buffer.find, buffer.rfind, masks.get
+    for literal, bits in literals.items():
+        position = find(literal)
+        while position >= 0:
+            line_start = rfind("\n", 0, position) + 1
+            masks[line_start] = get(line_start, 0) | bits
             line_end = find("\n", position)
             if line_end < 0:
                 break

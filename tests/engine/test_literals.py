@@ -133,6 +133,20 @@ def test_it_reports_each_line_once_and_in_order() -> None:
     assert prefilter.candidate_offsets("") == []
 
 
+def test_it_tells_which_patterns_may_match_each_line() -> None:
+    prefilter = Prefilter.build(["Failed password", "Invalid user", "(?i)connection closed"], date_cut=NO_CUT)
+    assert prefilter is not None
+    buffer = "Failed password x\nnoise\nInvalid user Failed password\nConnection CLOSED\n"
+    assert prefilter.candidate_masks(buffer) == [(0, 0b001), (24, 0b011), (53, 0b100)]
+
+
+def test_it_shares_one_search_between_patterns_with_a_common_substring() -> None:
+    prefilter = Prefilter.build(["Connection closed by", "Connection reset by"], date_cut=NO_CUT)
+    assert prefilter is not None
+    assert prefilter.exact == {"Connection ": 0b11}
+    assert prefilter.candidate_masks("Connection closed by\n") == [(0, 0b11)]
+
+
 def test_it_refuses_when_one_pattern_has_no_set() -> None:
     assert Prefilter.build(["Failed password", r".*\d"]) is None
     assert Prefilter.build([]) is None
@@ -337,10 +351,14 @@ def _check_cut_lines(sources: list[str], parts: list[tuple[str, str, str]], cut:
     raw_lines = [before + date + after for before, date, after in parts]
     buffer = "\n".join(raw_lines) + "\n"
     candidates = set(prefilter.candidate_offsets(buffer))
+    masks = dict(prefilter.candidate_masks(buffer))
+    assert set(masks) == candidates
     offset = 0
     for (before, _date, after), raw in zip(parts, raw_lines, strict=True):
-        if any(p.search(before + after) for p in patterns):
-            assert offset in candidates, (raw, prefilter)
+        for index, pattern in enumerate(patterns):
+            if pattern.search(before + after):
+                assert offset in candidates, (raw, prefilter)
+                assert masks[offset] & (1 << index), (raw, index, prefilter)
         offset += len(raw) + 1
 
 
@@ -410,6 +428,14 @@ def _texts_the_regexes_see(run: dict[str, Any], line: str) -> list[str]:
     return texts
 
 
+def _line_starts(texts: list[str]) -> list[int]:
+    starts, offset = [], 0
+    for text in texts:
+        starts.append(offset)
+        offset += len(text) + 1
+    return starts
+
+
 @needs_corpus
 def test_it_keeps_every_sample_line_a_stock_filter_must_match() -> None:
     checked = skipped_filters = 0
@@ -422,10 +448,7 @@ def test_it_keeps_every_sample_line_a_stock_filter_must_match() -> None:
             skipped_filters += 1
             continue
         texts = [line["text"] for line in run["lines"]]
-        starts, offset = [], 0
-        for text in texts:
-            starts.append(offset)
-            offset += len(text) + 1
+        starts = _line_starts(texts)
         candidates = set(prefilter.candidate_offsets("\n".join(texts) + "\n"))
         for index, line in enumerate(run["lines"]):
             if not line["expect"].get("match"):
@@ -445,17 +468,25 @@ def test_it_finds_a_literal_in_every_sample_line_each_stock_regex_matches() -> N
     problems: list[str] = []
     for run in _runs():
         sources, _maxlines = _failregex_sources(run)
-        for source in sources:
+        cut = date_cut_for(_definition(run).datepattern, run["journal"])
+        prefilter = Prefilter.build(sources, date_cut=cut)
+        texts = [line["text"] for line in run["lines"]]
+        masks = prefilter.candidate_masks("\n".join(texts) + "\n") if prefilter else []
+        mask_of_line = dict(zip(_line_starts(texts), [0] * len(texts), strict=True))
+        mask_of_line.update(masks)
+        for index, source in enumerate(sources):
             found = analyse(source)
             if found is None:
                 continue
             pattern = re.compile(source)
-            for line in run["lines"]:
+            for line, start in zip(run["lines"], mask_of_line, strict=True):
                 for seen in _texts_the_regexes_see(run, line["text"]):
                     match = pattern.search(seen)
                     if match is None:
                         continue
                     checked += 1
+                    if prefilter is not None and not mask_of_line[start] & (1 << index):
+                        problems.append(f"{line['src']}: regex {index} not in the line's mask")
                     text = match.group(0)
                     searched = fold_text(text) if found.folded else text
                     if searched is None or not any(lit in searched for lit in found.strings):
