@@ -7,6 +7,7 @@ SQLite in the project directory, Redis on loopback.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import django_stubs_ext
@@ -18,6 +19,11 @@ from config.env import database_from_url, env_bool, env_int, env_list, env_str, 
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Django sets the process's TZ to TIME_ZONE right after reading this file; log lines without a
+# zone must still be read in the host's local time (as fail2ban reads them), so the host's TZ is
+# kept here and put back by JailsConfig.ready() (see jails/apps.py).
+HOST_TZ = os.environ.get("TZ")
 
 DEBUG = env_bool("IPS_DEBUG", False)
 # The key comes from IPS_SECRET_KEY, else from the file scripts/run.sh generates on first run, so

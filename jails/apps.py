@@ -1,6 +1,23 @@
+import os
+import time
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class JailsConfig(AppConfig):
     name = "jails"
     verbose_name = "Jails and filters"
+
+    def ready(self) -> None:
+        restore_host_timezone(settings.HOST_TZ)
+
+
+def restore_host_timezone(host_tz: str | None) -> None:
+    """Undo Django's TZ=TIME_ZONE for this process: the engine reads dates written without a zone in
+    the host's local time, like fail2ban. Django's own aware datetimes do not depend on TZ."""
+    if host_tz is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = host_tz
+    time.tzset()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jails.models import Filter
-from tests.paths import CORPUS, REPO
+from tests.paths import CORPUS, F2B_CORPUS_TOOL, REPO
 
 SSHD_LINE = "Nov 22 03:04:05 host sshd[811]: Invalid user admin from 203.0.113.9 port 4242"
 
@@ -41,3 +41,14 @@ def test_it_says_when_a_named_filter_does_not_exist(stored_sshd: None, settings_
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "manage.py", "filtertest", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_it_scores_fail2ban_corpus_through_manage_py() -> None:
+    # The must-show, exactly: fail2ban's corpus tool drives `manage.py filtertest --json`
+    # over every annotated sample (fail2ban itself: 1822/1822). Kept here so it cannot regress.
+    cmd = f"{sys.executable} manage.py filtertest --json {{journal}} --now {{now}} {{log}} {{filter}}"
+    result = subprocess.run([sys.executable, str(F2B_CORPUS_TOOL), "check", "--jobs", "2", "--cmd", cmd],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    score = result.stdout.strip().splitlines()[-1]
+    assert score == "lines right: 1822/1822 = 100.0%", result.stdout[-3000:]

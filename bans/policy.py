@@ -1,0 +1,651 @@
+"""The ban decision policy: when an address is banned, for how long, and who never is.
+
+Plain Python over plain data (no Django, no database, no clock: the caller passes ``now``), so the
+watchers, the scheduled tasks and the tests share one set of rules, and the caller keeps the state
+(a `Tally` per jail and address) wherever it likes.
+
+The rules are fail2ban 1.0.2's, read in its source and checked by running it (the numbers in
+``tests/bans/test_policy.py`` come from those runs). Each section below says what is reproduced
+and where we differ on purpose:
+
+- counting failures: `add_failure` (fail2ban's FailManager and FailTicket), `is_stale`,
+  `time_in_operation`;
+- ban time with ``bantime.increment``: `next_bantime`, `compile_formula`, `earlier_ban_count`;
+- repeat offenders over the ban history: `recidive_offenders`;
+- addresses never banned: `ignore_reason`, `host_addresses`.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import ipaddress
+import json
+import math
+import operator
+import random as _random
+import socket
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeAlias
+
+__all__ = [
+    "DEFAULT_FORMULA",
+    "Formula",
+    "FailureEvent",
+    "IncrementSettings",
+    "Tally",
+    "add_failure",
+    "compile_formula",
+    "earlier_ban_count",
+    "host_addresses",
+    "ignore_reason",
+    "is_stale",
+    "next_bantime",
+    "recidive_offenders",
+    "time_in_operation",
+]
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting failures (fail2ban's FailManager.addFailure / FailTicket / Filter.processLine)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FailureEvent:
+    """One failure of `address` at `time` (epoch seconds).
+
+    `attempts`: how many failures this event stands for; the tally grows by that much (fail2ban's
+    ``count`` argument of addFailure, as ``fail2ban-client set JAIL attempt IP LINE...`` uses it).
+    A failure read from a log counts as ONE in fail2ban however many lines it spans (run with a
+    3-line failregex, three such failures give a count of 3): pass 1 for those, and put the lines
+    in `line`, one per ``\\n``; each becomes one kept match, as fail2ban keeps them.
+    """
+
+    address: str
+    time: float
+    attempts: int = 1
+    line: str = ""
+
+
+@dataclass
+class Tally:
+    """What is remembered about one address in one jail between failures (fail2ban's FailTicket).
+
+    `count` is fail2ban's retry count (compared with maxretry), `first_time` the start of the
+    interval it was counted over, `last_time` the latest failure, `matches` the latest lines.
+    """
+
+    address: str
+    first_time: float
+    last_time: float
+    count: int
+    matches: list[str] = field(default_factory=list)
+
+
+def is_stale(event_time: float, now: float, findtime: int) -> bool:
+    """Whether a failure is too old to count: older than `findtime` before `now`.
+
+    fail2ban drops such lines when it reads a log from the start (first start, or after being
+    down: "Ignoring all log entries older than findtime"); a line exactly findtime old still counts.
+    """
+    return event_time < now - findtime
+
+
+def time_in_operation(event_time: float, now: float) -> float:
+    """The time fail2ban gives a line read while following a log (not catching up).
+
+    A date more than 60 s away from now, either way, is taken for a clock or time-zone problem
+    and the line is treated as if it had just happened. Lines read while catching up keep their
+    own time (and `is_stale` drops the old ones).
+    """
+    return now if abs(int(event_time - now)) > 60 else event_time
+
+
+def add_failure(
+    tally: Tally | None,
+    event: FailureEvent,
+    *,
+    findtime: int,
+    maxretry: int,
+    maxmatches: int | None,
+    now: float,
+) -> tuple[Tally | None, bool]:
+    """Count `event` into `tally`; return the new tally and whether the address must be banned now.
+
+    The caller stores what comes back: None means "remember nothing". When the second value is
+    True the tally returned is the one that reached maxretry (its matches are the evidence for the
+    ban); the caller must then drop it, because fail2ban forgets an address's failures once it is
+    banned and counts from zero afterwards.
+
+    fail2ban 1.0.2 behaviour reproduced, in order:
+
+    1. A failure dated in the future counts as happening `now`.
+    2. A failure older than findtime (`is_stale`) is not counted.
+    3. A tally whose last failure is findtime old or older is forgotten before counting
+       (fail2ban's periodic cleanup, ``last <= now - findtime``). So the window is not reset at
+       ``first_time + findtime``: failures keep adding up while each comes within findtime of
+       the previous one...
+    4. ...but not without bound: when a failure comes later than the latest one and the tally
+       started more than findtime before it, the count is rescaled to the rate seen so far over
+       one findtime, ``round(count / (time - first_time) * findtime)`` (Python's round, half to
+       even), and the tally now starts at ``time - findtime``. This is fail2ban's estimate of a
+       sliding window, kept from three numbers instead of every failure's time.
+    5. A failure that comes before the latest one (out of order) is counted, and changes neither
+       first_time nor last_time.
+    6. The count grows by ``max(1, attempts)`` ("at least +1 attempt").
+    7. The event's lines are appended to the matches and only the last maxmatches are kept;
+       maxmatches None means as many as maxretry (jail.conf: ``maxmatches = %(maxretry)s``),
+       0 keeps none.
+    8. Ban when ``count >= maxretry``.
+
+    Deliberate differences: fail2ban's cleanup runs every few seconds, ours on every failure, so
+    a tally is forgotten exactly findtime after its last failure rather than up to a few seconds
+    later; fail2ban does not cut the first failure's own lines to maxmatches (nor drop them with
+    maxmatches 0) until the next failure comes, we always do. Not reproduced: with
+    bantime.increment, fail2ban's observer makes each failure of an address banned before count
+    more than once (2, 3, 5, 9... up to maxretry).
+    """
+    if tally is not None and tally.address != event.address:
+        raise ValueError(f"The tally is for {tally.address}, the failure for {event.address}.")
+    time = min(event.time, now)
+    if tally is not None and tally.last_time <= now - findtime:
+        tally = None
+    if is_stale(time, now, findtime):
+        return tally, False
+    keep = max(0, maxretry if maxmatches is None else maxmatches)
+    lines = _match_lines(event.line)
+    attempts = max(1, event.attempts)
+    if tally is None:
+        matches = lines[-keep:] if keep else []
+        tally = Tally(event.address, first_time=time, last_time=time, count=attempts, matches=matches)
+    else:
+        tally = _counted(tally, time, attempts, lines, findtime=findtime, keep=keep)
+    return tally, tally.count >= maxretry
+
+
+def _match_lines(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line] if text else []
+
+
+def _counted(tally: Tally, time: float, attempts: int, lines: list[str], *, findtime: int, keep: int) -> Tally:
+    first, last, count = tally.first_time, tally.last_time, tally.count
+    if time > last:
+        if first < time - findtime:
+            count = round(count / (time - first) * findtime)
+            first = time - findtime
+        last = time
+    matches = (tally.matches + lines)[-keep:] if keep else []
+    return replace(tally, first_time=first, last_time=last, count=count + attempts, matches=matches)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ban time with bantime.increment (fail2ban's Jail.setBanTimeExtra and ObserverThread.incrBanTime)
+# ---------------------------------------------------------------------------------------------
+
+# What fail2ban uses when bantime.formula is not set: 1, 2, 4, 8... times the ban time, doubling
+# stopping at 2**20. (jail.conf's exp() formula is only a commented example.)
+DEFAULT_FORMULA = "ban.Time * (1<<(ban.Count if ban.Count<20 else 20)) * banFactor"
+
+
+@dataclass(frozen=True)
+class IncrementSettings:
+    """A jail's ``bantime.*`` options, in seconds; None means "not set"."""
+
+    enabled: bool
+    factor: float = 1
+    formula: str = ""
+    multipliers: tuple[int, ...] = ()
+    maxtime: int | None = None
+    rndtime: int | None = None
+    overalljails: bool = False
+
+
+def earlier_ban_count(earlier_ban_jails: Iterable[str], jail: str, *, overalljails: bool) -> int:
+    """How many earlier bans `next_bantime` should be given: those in `jail`, or in any jail.
+
+    `earlier_ban_jails` names the jail of each earlier ban of the address. Which bans still count
+    is the caller's choice: fail2ban forgets an address once its last ban is older than dbpurgeage
+    (1 day by default) and ended more than three ban times before that.
+    """
+    return sum(1 for name in earlier_ban_jails if overalljails or name == jail)
+
+
+def next_bantime(
+    base: int,
+    earlier_bans: int,
+    settings: IncrementSettings,
+    random: Callable[[], float] = _random.random,
+) -> int:
+    """Seconds to ban an address banned `earlier_bans` times before (-1: permanent).
+
+    fail2ban 1.0.2 behaviour reproduced (ban.Count below is `earlier_bans`):
+
+    - a permanent ban (-1) stays permanent; without bantime.increment, or for a first ban, the
+      ban time is `base`, untouched (no jitter either);
+    - with multipliers: ``base * factor * multipliers[ban.Count]``, the last multiplier once
+      ban.Count runs past the list; so the first multiplier is never used, and nothing stops the
+      result from falling below `base` (factor < 1);
+    - otherwise the formula (`DEFAULT_FORMULA` when empty), never below `base`;
+    - then at most maxtime (even when that is below `base`), then plus ``random() * rndtime``
+      (after the cap: jitter may pass maxtime).
+
+    Deliberate differences: fail2ban keeps a fractional ban time; we round to whole seconds and
+    never return less than 1 (fail2ban would ban for 0 s with factor 0). With overalljails fail2ban
+    sums each jail's latest cumulative ban count, which over-counts an address that moves between
+    jails (bans in jails a, b, a, b, b got ban.Count 0, 1, 3, 6, 11); give us the real number of
+    earlier bans (`earlier_ban_count`). A formula that fails (overflow, division by zero) raises
+    ValueError, where fail2ban logs the error and keeps `base`.
+    """
+    if base <= 0 or not settings.enabled or earlier_bans <= 0:
+        return base
+    if settings.multipliers:
+        step = settings.multipliers[min(earlier_bans, len(settings.multipliers) - 1)]
+        seconds = float(base * settings.factor * step)
+    else:
+        formula = compile_formula(settings.formula.strip() or DEFAULT_FORMULA)
+        seconds = max(float(base), formula(base, earlier_bans, settings.factor))
+    if settings.maxtime is not None:
+        seconds = min(seconds, settings.maxtime)
+    if settings.rndtime is not None:
+        seconds += random() * settings.rndtime
+    if not math.isfinite(seconds):
+        raise ValueError(f"The ban time came out as {seconds} for {earlier_bans} earlier bans; set bantime.maxtime.")
+    return max(1, round(seconds))
+
+
+# -- The formula: admin-written text, evaluated by walking its syntax tree, never eval()ed. ----
+
+# A compiled formula: (ban.Time, ban.Count, banFactor) -> seconds.
+Formula: TypeAlias = Callable[[float, int, float], float]
+
+_MAX_FORMULA_LENGTH = 1000
+_MAX_SHIFT = 1024  # 1 << 1024 is still a small number for Python; beyond, a typo or an attack
+_MAX_ROUND_DIGITS = 15
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: lambda a, b: math.pow(a, b),  # floats: an int power could take forever to compute
+    ast.LShift: lambda a, b: _shift(operator.lshift, a, b),
+    ast.RShift: lambda a, b: _shift(operator.rshift, a, b),
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
+# The functions a fail2ban formula can reach (Python builtins and jail.py's `math`), with the
+# number of arguments each takes.
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], range]] = {
+    "min": (min, range(2, 100)),
+    "max": (max, range(2, 100)),
+    "abs": (abs, range(1, 2)),
+    "float": (float, range(1, 2)),
+    "int": (int, range(1, 2)),
+    "round": (lambda x, digits=None: round(x, _round_digits(digits)), range(1, 3)),
+    "math.exp": (math.exp, range(1, 2)),
+    "math.log": (math.log, range(1, 3)),
+    "math.log2": (math.log2, range(1, 2)),
+    "math.log10": (math.log10, range(1, 2)),
+    "math.sqrt": (math.sqrt, range(1, 2)),
+    "math.pow": (math.pow, range(2, 3)),
+    "math.floor": (math.floor, range(1, 2)),
+    "math.ceil": (math.ceil, range(1, 2)),
+}
+_VALUES = ("ban.Time", "ban.Count", "banFactor")
+_HINT = "a formula uses numbers, ban.Time, ban.Count, banFactor, + - * / // % ** << >>, comparisons, "
+_HINT += "x if condition else y, and " + ", ".join(_FUNCTIONS)
+
+
+def _shift(shift: Callable[[int, int], int], value: Any, places: Any) -> int:
+    if not isinstance(value, int) or not isinstance(places, int):
+        raise ValueError("<< and >> work on whole numbers only")
+    if not 0 <= places <= _MAX_SHIFT:
+        raise ValueError(f"a shift by {places} places is out of range (0 to {_MAX_SHIFT})")
+    return shift(value, places)
+
+
+def _round_digits(digits: Any) -> int | None:
+    if digits is not None and (not isinstance(digits, int) or abs(digits) > _MAX_ROUND_DIGITS):
+        raise ValueError(f"round() takes at most {_MAX_ROUND_DIGITS} digits")
+    return None if digits is None else int(digits)
+
+
+@functools.lru_cache(maxsize=64)
+def compile_formula(text: str) -> Formula:
+    """Check a ``bantime.formula`` and return it as a function; ValueError says what is wrong.
+
+    Allowed: numbers, ``ban.Time``, ``ban.Count``, ``banFactor``, arithmetic (including fail2ban's
+    ``<<``), comparisons, ``x if c else y`` and the functions fail2ban's formulas use (`_FUNCTIONS`).
+    """
+    if len(text) > _MAX_FORMULA_LENGTH:
+        raise ValueError(f"bantime.formula is longer than {_MAX_FORMULA_LENGTH} characters.")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        detail = exc.msg if isinstance(exc, SyntaxError) else "it cannot be read"
+        raise ValueError(f"bantime.formula is not an expression: {detail}.") from None
+    for node in ast.walk(tree):
+        _check_formula_node(node)
+    body = tree.body
+
+    def formula(ban_time: float, ban_count: int, ban_factor: float) -> float:
+        values = {"ban.Time": ban_time, "ban.Count": ban_count, "banFactor": ban_factor}
+        failed = f"bantime.formula failed for ban.Count={ban_count}"
+        try:
+            return float(_evaluate(body, values))
+        except OverflowError as exc:
+            raise ValueError(f"{failed}: a number grew too large ({exc}).") from None
+        except (ArithmeticError, LookupError, ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"{failed}: {exc}.") from None
+
+    return formula
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``ban.Time`` for the tree of ``ban.Time``; None for anything but a name or name.attribute."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return f"{node.value.id}.{node.attr}"
+    return None
+
+
+def _check_formula_node(node: ast.AST) -> None:
+    where = f" (column {node.col_offset + 1})" if isinstance(node, ast.expr) else ""
+    if isinstance(node, ast.Constant):
+        if type(node.value) not in (int, float):
+            raise ValueError(f"bantime.formula: {node.value!r}{where} is not a number; {_HINT}.")
+    elif isinstance(node, ast.Name | ast.Attribute):
+        name = _dotted(node)
+        prefix = isinstance(node, ast.Name) and name in ("ban", "math")  # checked again by the parent
+        if name not in _VALUES and name not in _FUNCTIONS and not prefix:
+            raise ValueError(f"bantime.formula: unknown name {ast.unparse(node)!r}{where}; {_HINT}.")
+    elif isinstance(node, ast.Call):
+        _check_call(node, where)
+    elif isinstance(node, ast.BinOp):
+        if type(node.op) not in _BINARY:
+            raise ValueError(f"bantime.formula: the operator{where} is not allowed; {_HINT}.")
+    elif isinstance(node, ast.UnaryOp):
+        if type(node.op) not in _UNARY:
+            raise ValueError(f"bantime.formula: the operator{where} is not allowed; {_HINT}.")
+    elif isinstance(node, ast.Compare):
+        if not all(type(op) in _COMPARE for op in node.ops):
+            raise ValueError(f"bantime.formula: the comparison{where} is not allowed; {_HINT}.")
+    elif not isinstance(node, ast.Expression | ast.IfExp | ast.Load | ast.operator | ast.unaryop | ast.cmpop):
+        raise ValueError(f"bantime.formula: {type(node).__name__}{where} is not allowed; {_HINT}.")
+    # A bare `ban` or `math` is only accepted as the left of ban.Time / math.exp, and a
+    # function name only as the thing called: _evaluate refuses them anywhere else.
+    if isinstance(node, ast.Expression) or (isinstance(node, ast.expr) and not isinstance(node, ast.Call)):
+        for child in ast.iter_child_nodes(node):
+            if _dotted(child) in _FUNCTIONS and not isinstance(node, ast.Attribute):
+                raise ValueError(f"bantime.formula: {ast.unparse(child)} must be called{where}; {_HINT}.")
+            if isinstance(child, ast.Name) and child.id in ("ban", "math") and not isinstance(node, ast.Attribute):
+                raise ValueError(f"bantime.formula: {child.id} alone means nothing{where}; {_HINT}.")
+
+
+def _check_call(node: ast.Call, where: str) -> None:
+    name = _dotted(node.func)
+    if name not in _FUNCTIONS:
+        raise ValueError(f"bantime.formula: {ast.unparse(node.func)}(){where} is not allowed; {_HINT}.")
+    if node.keywords or any(isinstance(arg, ast.Starred) for arg in node.args):
+        raise ValueError(f"bantime.formula: {name}(){where} takes plain arguments only.")
+    if len(node.args) not in _FUNCTIONS[name][1]:
+        raise ValueError(f"bantime.formula: {name}(){where} does not take {len(node.args)} argument(s).")
+    for arg in node.args:  # a function or `ban` passed as a value: f(min), f(ban)
+        if _dotted(arg) in _FUNCTIONS or (isinstance(arg, ast.Name) and arg.id in ("ban", "math")):
+            raise ValueError(f"bantime.formula: {ast.unparse(arg)} is not a number{where}; {_HINT}.")
+
+
+def _evaluate(node: ast.expr, values: dict[str, float]) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name | ast.Attribute):
+        return values[_dotted(node) or ""]
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_evaluate(node.left, values), _evaluate(node.right, values))
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_evaluate(node.operand, values))
+    if isinstance(node, ast.IfExp):  # only the branch taken is computed, as Python does
+        branch = node.body if _evaluate(node.test, values) else node.orelse
+        return _evaluate(branch, values)
+    if isinstance(node, ast.Compare):
+        return _compare(node, values)
+    if isinstance(node, ast.Call):
+        function = _FUNCTIONS[_dotted(node.func) or ""][0]
+        return function(*(_evaluate(arg, values) for arg in node.args))
+    raise ValueError(f"{type(node).__name__} is not allowed")  # _check_formula_node let it through
+
+
+def _compare(node: ast.Compare, values: dict[str, float]) -> bool:
+    left = _evaluate(node.left, values)
+    for op, right_node in zip(node.ops, node.comparators, strict=True):
+        right = _evaluate(right_node, values)
+        if not _COMPARE[type(op)](left, right):
+            return False
+        left = right
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Recidive: repeat offenders in the ban history
+# ---------------------------------------------------------------------------------------------
+
+
+def recidive_offenders(bans: Iterable[tuple[str, float]], *, findtime: int, maxretry: int, now: float) -> list[str]:
+    """The addresses banned at least `maxretry` times within `findtime` before `now`, in any jail.
+
+    `bans` holds (address, time of ban). What fail2ban's recidive jail does by reading its own log
+    ("Ban <ip>" lines of other jails), as a query: give us neither the recidive bans themselves
+    (fail2ban's filter excludes them) nor restored bans ("Restore Ban" does not match it), and skip
+    addresses already serving a recidive ban, since their earlier bans stay in the window.
+
+    A ban counts when it is not stale (`is_stale`); a ban dated after `now` counts as now.
+    Addresses are compared in canonical form (IPv4-mapped IPv6 as IPv4). Deliberate difference:
+    this is an exact window over the ban times, where fail2ban's recidive jail counts with its
+    failure estimate (see `add_failure`). Result in order of each address's first ban in `bans`.
+    """
+    counts: dict[str, int] = {}
+    for address, time in bans:
+        if is_stale(min(time, now), now, findtime):
+            continue
+        key = _canonical_text(address)
+        counts[key] = counts.get(key, 0) + 1
+    return [address for address, count in counts.items() if count >= maxretry]
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses never banned: ignoreip, ignoreself, loopback
+# ---------------------------------------------------------------------------------------------
+
+
+def ignore_reason(
+    address: str,
+    *,
+    ignoreip: Sequence[str],
+    own_addresses: Sequence[str],
+    resolve: Callable[[str], list[str]] | None,
+) -> str | None:
+    """Why `address` must never be banned, or None.
+
+    - "listed in ignoreip as ENTRY": ENTRY is an address, a network (``192.0.2.0/24``, or with a
+      netmask ``192.0.2.0/255.255.255.0``; host bits are ignored) or a host name; names are looked
+      up only through `resolve` (None: names never match; a failing lookup matches nothing), and
+      the reason then names the address found too;
+    - "an address of this host": one of `own_addresses` (fail2ban's ignoreself; pass an empty list
+      when the jail turns it off);
+    - "loopback": 127.0.0.0/8 and ::1, always (fail2ban would ban those if ignoreself and ignoreip
+      were cleared; a firewall rule against loopback only breaks the host).
+
+    IPv4-mapped IPv6 addresses (``::ffff:192.0.2.1``) and networks are compared as IPv4, as
+    fail2ban does for addresses. Raises ValueError when `address` is not an IP address.
+    """
+    ip = _canonical(address)
+    for entry in ignoreip:
+        matched = _ignore_entry_match(entry.strip(), ip, resolve)
+        if matched is not None:
+            return f"listed in ignoreip as {matched}"
+    if ip in _parsed_addresses(own_addresses):
+        return "an address of this host"
+    if ip.is_loopback:
+        return "loopback"
+    return None
+
+
+def _ignore_entry_match(entry: str, ip: IPAddress, resolve: Callable[[str], list[str]] | None) -> str | None:
+    if not entry:
+        return None
+    network = _network_of(entry)
+    if network is not None:
+        return entry if ip in network else None
+    if resolve is None or entry.replace(".", "").isdigit():  # "10.1" is a broken address, not a name
+        return None
+    try:
+        found = resolve(entry)
+    except (OSError, UnicodeError, ValueError):  # socket.gaierror is an OSError
+        return None
+    return f"{entry} ({ip})" if ip in _parsed_addresses(found) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _network_of(entry: str) -> IPNetwork | None:
+    try:
+        network = ipaddress.ip_network(entry.split("%", 1)[0], strict=False)
+    except ValueError:
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def _canonical(address: str) -> IPAddress:
+    """The address as ipaddress sees it: no zone (fe80::1%eth0), IPv4-mapped IPv6 as IPv4."""
+    ip = ipaddress.ip_address(address.strip().split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _canonical_text(address: str) -> str:
+    try:
+        return str(_canonical(address))
+    except ValueError:
+        return address
+
+
+def _parsed_addresses(addresses: Iterable[str]) -> set[IPAddress]:
+    parsed: set[IPAddress] = set()
+    for address in addresses:
+        try:
+            parsed.add(_canonical(address))
+        except ValueError:
+            continue
+    return parsed
+
+
+def host_addresses() -> list[str]:
+    """This host's own addresses, from every source available; never raises.
+
+    fail2ban's ignoreself takes the addresses of ``localhost``, the host name and the fully
+    qualified name; we add the addresses on the interfaces (``ip -j addr``, else /proc), so an
+    address the resolver does not know about is still ours.
+    """
+    found = set(_addresses_of_names())
+    from_ip = _addresses_from_ip_json(_command_output(["ip", "-j", "addr"]))
+    if from_ip:
+        found.update(from_ip)
+    else:
+        found.update(_addresses_from_if_inet6(_file_text("/proc/net/if_inet6")))
+        found.update(_addresses_from_fib_trie(_file_text("/proc/net/fib_trie")))
+    ips = _parsed_addresses(found)
+    return [str(ip) for ip in sorted(ips, key=lambda ip: (ip.version, int(ip)))]
+
+
+def _addresses_of_names() -> list[str]:
+    names = {"localhost"}
+    try:
+        names.update({socket.gethostname(), socket.getfqdn()})
+    except (OSError, UnicodeError):
+        pass
+    addresses: list[str] = []
+    for name in sorted(name for name in names if name):
+        try:
+            infos = socket.getaddrinfo(name, None)
+        except (OSError, UnicodeError):
+            continue
+        addresses.extend(str(info[4][0]) for info in infos if info[4])
+    return addresses
+
+
+def _command_output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def _file_text(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _addresses_from_ip_json(text: str) -> list[str]:
+    """The ``local`` addresses in ``ip -j addr`` output; [] for anything unreadable."""
+    try:
+        links = json.loads(text) if text.strip() else []
+    except ValueError:
+        return []
+    addresses: list[str] = []
+    for link in links if isinstance(links, list) else []:
+        infos = link.get("addr_info") if isinstance(link, dict) else None
+        for info in infos if isinstance(infos, list) else []:
+            local = info.get("local") if isinstance(info, dict) else None
+            if isinstance(local, str):
+                addresses.append(local)
+    return addresses
+
+
+def _addresses_from_if_inet6(text: str) -> list[str]:
+    """IPv6 addresses in /proc/net/if_inet6: 32 hex digits, then index, prefix, scope, flags, name."""
+    addresses: list[str] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and len(fields[0]) == 32:
+            try:
+                addresses.append(str(ipaddress.IPv6Address(int(fields[0], 16))))
+            except ValueError:
+                continue
+    return addresses
+
+
+def _addresses_from_fib_trie(text: str) -> list[str]:
+    """IPv4 addresses of this host in /proc/net/fib_trie: leaves followed by ``/32 host LOCAL``."""
+    addresses: list[str] = []
+    leaf = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|-- "):
+            leaf = stripped[4:]
+        elif leaf and stripped.split() == ["/32", "host", "LOCAL"]:
+            addresses.append(leaf)
+    return addresses
