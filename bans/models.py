@@ -69,8 +69,10 @@ class Ignored(models.Model):
 class Ban(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", "waiting for the firewall"
+        APPLYING = "applying", "being applied"
         ACTIVE = "active", "in the firewall"
-        FAILED = "failed", "the firewall refused it"
+        FAILED = "failed", "the firewall refused it; retrying"
+        LIFTING = "lifting", "being lifted"
         LIFTED = "lifted", "lifted by hand"
         EXPIRED = "expired", "expired"
 
@@ -79,7 +81,8 @@ class Ban(models.Model):
         SCHEDULE = "schedule", "a schedule (recidive)"
         USER = "user", "a user"
 
-    LIVE_STATES = (State.PENDING, State.ACTIVE, State.FAILED)
+    # states in which the ban holds (or should hold) in the kernel
+    LIVE_STATES = (State.PENDING, State.APPLYING, State.ACTIVE, State.FAILED)
 
     # null jail: the permanent blocklist (all ports); jail_name survives the jail's deletion
     jail = models.ForeignKey(Jail, null=True, blank=True, on_delete=models.SET_NULL, related_name="bans")
@@ -115,7 +118,7 @@ class Ban(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["jail_name", "network", "host"],
-                condition=models.Q(state__in=["pending", "active", "failed"]),
+                condition=models.Q(state__in=["pending", "applying", "active", "failed", "lifting"]),
                 name="ban_one_live_per_jail_network_host",
             ),
             models.CheckConstraint(condition=models.Q(family__in=[4, 6]), name="ban_family_4_or_6"),

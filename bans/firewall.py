@@ -1,0 +1,692 @@
+"""The firewall backend: bans become elements of our own nftables sets (plain Python, no Django).
+
+The bans app talks to a `FirewallBackend`:
+
+- `sync_rules(jails)` makes our table hold one set pair and one rule set per jail (and the blocklist);
+- `apply(add, remove)` changes elements in ONE atomic transaction;
+- `snapshot()` reads back what the kernel holds, per jail: network -> seconds left;
+- `reconcile(desired)` makes the kernel agree with the database (the truth about bans);
+- `teardown()` deletes our table.
+
+`NftablesBackend` does it through libnftables' JSON API (`bans.nft` spells the JSON);
+`RecordingBackend` is an in-memory fake with the same rules, for tests elsewhere. Both share the
+planning functions below, so they refuse and accept the same things.
+
+Two rules of nftables shape the planning:
+- an interval set cannot hold overlapping elements (203.0.113.5 and 203.0.113.0/24 in one jail), so
+  such an add is refused up front, naming both, instead of failing the whole batch in the kernel;
+- adding an element that exists leaves its timeout alone on older kernels, and deleting one that is
+  not there fails the batch; so each call reads the sets first and refreshes by delete + add.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import ipaddress
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypeVar
+
+from bans import nft
+from bans.nft import IPNetwork
+
+__all__ = [
+    "BLOCKLIST",
+    "BanEntry",
+    "FirewallBackend",
+    "FirewallError",
+    "IPNetwork",
+    "JailRules",
+    "NftablesBackend",
+    "ReconcileResult",
+    "RecordingBackend",
+    "plan_apply",
+    "plan_reconcile",
+    "resolve_ports",
+]
+
+# The blocklist's key in BanEntry.jail and snapshot(). A jail name starts with a letter or digit
+# (jails.validators.NAME_RE), so no jail can be called this, not even a jail named "blocklist".
+BLOCKLIST: Final = "@blocklist"
+PROTOCOLS: Final = ("tcp", "udp", "sctp", "dccp", "all")
+BLOCKTYPES: Final = ("drop", "reject")
+# Seconds by which the kernel's time left may differ from the database's before reconcile() resets it.
+RECONCILE_SLACK: Final = 5
+# Tries of one call when the kernel changed between our read and our write (an element expired).
+RACE_ATTEMPTS: Final = 3
+# Deletes from one set past which the set is rewritten instead (see _element_commands).
+REWRITE_AFTER: Final = 8
+NEEDS: Final = "the firewall worker needs CAP_NET_ADMIN and libnftables1; bans are not being applied"
+
+State = dict[str, dict[IPNetwork, int | None]]
+
+
+class FirewallError(Exception):
+    """Anything the firewall refused. `permanent`: retrying will not help (bad input, no CAP_NET_ADMIN,
+    no nftables); otherwise the caller retries with backoff. `entries`: the entries at fault, when known."""
+
+    def __init__(self, message: str, *, permanent: bool, entries: Iterable[BanEntry] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.entries = tuple(entries)
+
+
+class _RaceError(FirewallError):
+    """The kernel changed between our read and our write; the call reads again and retries."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False)
+
+
+@dataclass(frozen=True)
+class JailRules:
+    """What one jail blocks. ports: "all" or fail2ban's spec ("ssh", "http,https", "8000:8100")."""
+
+    name: str
+    ports: str
+    protocol: str
+    blocktype: str
+
+    def __post_init__(self) -> None:
+        if self.name == BLOCKLIST:
+            raise ValueError(f"{BLOCKLIST!r} is the blocklist's own key, not a jail name.")
+        nft.jail_set_base(self.name)  # raises for an empty or too long name
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"Jail {self.name}: protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}.")
+        if self.blocktype not in BLOCKTYPES:
+            raise ValueError(f"Jail {self.name}: blocktype {self.blocktype!r} is not one of {', '.join(BLOCKTYPES)}.")
+
+
+@dataclass(frozen=True)
+class BanEntry:
+    """One element: `network` (a single address is a /32 or /128) in `jail`'s sets (or BLOCKLIST's),
+    with `timeout` seconds left, None for no timeout."""
+
+    jail: str
+    network: IPNetwork
+    timeout: int | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            raise TypeError(f"BanEntry.network must be an ipaddress network, not {self.network!r}.")
+        # nft reads a timeout of 0 as "no timeout": an expired ban must never become a permanent one.
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, int)
+                                         or self.timeout < 1):
+            raise ValueError(f"Ban of {self.network}: timeout must be at least 1 second or None, "
+                             f"not {self.timeout!r}.")
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What reconcile() changed; `removed` carries the time the kernel had left, `skipped` says why."""
+
+    added: tuple[BanEntry, ...] = ()
+    removed: tuple[BanEntry, ...] = ()
+    refreshed: tuple[BanEntry, ...] = ()
+    skipped: tuple[tuple[BanEntry, str], ...] = ()
+
+
+class FirewallBackend(Protocol):
+    def sync_rules(self, jails: Sequence[JailRules]) -> None: ...
+
+    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None: ...
+
+    def snapshot(self) -> State: ...
+
+    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult: ...
+
+    def teardown(self) -> None: ...
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+_RANGE_RE = re.compile(r"^(\d+)\s*[:-]\s*(\d+)$")
+_ALL_PORTS = ("all", "0:65535", "1:65535", "0-65535", "1-65535")
+
+
+def resolve_ports(spec: str, protocol: str) -> list[tuple[int, int]]:
+    """Port ranges of a fail2ban port spec, sorted and merged; [(0, 65535)] for "all".
+
+    Items are comma separated: numbers, ranges ("8000:8100" or "8000-8100") and service names,
+    looked up as /etc/services has them (socket.getservbyname), for `protocol` (tcp for "all").
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
+    clean = spec.strip().lower()
+    if clean in _ALL_PORTS:
+        return [(0, 65535)]
+    ranges = sorted(_port_item(item.strip(), protocol) for item in clean.split(","))
+    merged = [ranges[0]]
+    for low, high in ranges[1:]:
+        if low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _port_item(item: str, protocol: str) -> tuple[int, int]:
+    if not item:
+        raise ValueError("Empty item in the port list: write e.g. 'ssh', '22', 'http,https' or '8000:8100'.")
+    bounds = _RANGE_RE.match(item)
+    if bounds:
+        low, high = _port_number(bounds.group(1)), _port_number(bounds.group(2))
+        if low > high:
+            raise ValueError(f"The port range {item!r} runs backwards.")
+        return low, high
+    if item.isdigit():
+        port = _port_number(item)
+        return port, port
+    port = _service_port(item, protocol)
+    return port, port
+
+
+def _port_number(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"Port {port} is out of range: ports go from 1 to 65535.")
+    return port
+
+
+def _service_port(name: str, protocol: str) -> int:
+    # /etc/services lists few sctp/dccp names; nft too falls back to the tcp entry for those.
+    lookups = ["tcp"] if protocol in ("tcp", "all") else [protocol] if protocol == "udp" else [protocol, "tcp"]
+    for proto in lookups:
+        try:
+            return socket.getservbyname(name, proto)
+        except OSError:
+            continue
+    raise ValueError(f"Unknown port name {name!r} for {protocol}: it is not in /etc/services; "
+                     "write a number (22), a known name (ssh) or a range (8000:8100).")
+
+
+# -- planning (shared by both backends) -------------------------------------------------------
+
+
+@dataclass
+class ElementPlan:
+    """Elements to delete (with the time the kernel had left), then elements to add."""
+
+    deletes: list[BanEntry] = field(default_factory=list)
+    adds: list[BanEntry] = field(default_factory=list)
+
+
+class _Intervals:
+    """Non-overlapping address intervals of one set, sorted, to find what a new element would overlap."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._networks: list[IPNetwork] = []
+
+    def overlapping(self, network: IPNetwork) -> IPNetwork | None:
+        start, end = int(network.network_address), int(network.broadcast_address)
+        # Sorted and disjoint: the last interval starting at or before `end` reaches furthest.
+        index = bisect.bisect_right(self._starts, end) - 1
+        if index >= 0 and self._ends[index] >= start:
+            return self._networks[index]
+        return None
+
+    def insert(self, network: IPNetwork) -> None:
+        start = int(network.network_address)
+        index = bisect.bisect_left(self._starts, start)
+        self._starts.insert(index, start)
+        self._ends.insert(index, int(network.broadcast_address))
+        self._networks.insert(index, network)
+
+
+def _fit(kept: Mapping[str, Iterable[IPNetwork]],
+         candidates: Sequence[BanEntry]) -> tuple[list[BanEntry], list[tuple[BanEntry, IPNetwork]]]:
+    """Candidates that fit beside the kept elements and the candidates before them, and those that
+    overlap (with the network in the way)."""
+    sets: dict[tuple[str, int], _Intervals] = {}
+
+    def intervals(jail: str, version: int) -> _Intervals:
+        if (jail, version) not in sets:
+            sets[(jail, version)] = _Intervals()
+            for network in kept.get(jail, ()):
+                if network.version == version:
+                    sets[(jail, version)].insert(network)
+        return sets[(jail, version)]
+
+    accepted, refused = [], []
+    for entry in candidates:
+        target = intervals(entry.jail, entry.network.version)
+        blocker = target.overlapping(entry.network)
+        if blocker is None:
+            target.insert(entry.network)
+            accepted.append(entry)
+        else:
+            refused.append((entry, blocker))
+    return accepted, refused
+
+
+def _widest_first(entries: Iterable[BanEntry]) -> list[BanEntry]:
+    return sorted(entries, key=lambda entry: entry.network.prefixlen - entry.network.max_prefixlen)
+
+
+def _jail_label(jail: str) -> str:
+    return "the blocklist" if jail == BLOCKLIST else f"jail {jail}"
+
+
+def _without(state: Mapping[str, Mapping[IPNetwork, Any]], gone: Iterable[BanEntry]) -> dict[str, set[IPNetwork]]:
+    kept = {jail: set(elements) for jail, elements in state.items()}
+    for entry in gone:
+        kept.get(entry.jail, set()).discard(entry.network)
+    return kept
+
+
+def plan_apply(state: Mapping[str, Mapping[IPNetwork, int | None]], jails: Iterable[str],
+               add: Sequence[BanEntry], remove: Sequence[BanEntry]) -> ElementPlan:
+    """The deletes and adds that carry out apply(add, remove) on `state` (what the kernel holds).
+
+    Removing what is not there is a no-op. Adding what is there refreshes its timeout (delete + add).
+    An entry both removed and added ends up added. Adds for unknown jails, or that overlap an element
+    of their set, refuse the whole call (FirewallError, permanent, naming the entries).
+    """
+    known = set(jails)
+    wanted: dict[tuple[str, IPNetwork], BanEntry] = {}
+    for entry in add:
+        wanted[(entry.jail, entry.network)] = entry  # the last one given wins
+    unknown = [entry for entry in wanted.values() if entry.jail not in known]
+    if unknown:
+        names = ", ".join(sorted({entry.jail for entry in unknown}))
+        raise FirewallError(f"No sets for {names} in the firewall: call sync_rules() with the jail first.",
+                            permanent=True, entries=unknown)
+    deletes: dict[tuple[str, IPNetwork], BanEntry] = {}
+    for entry in [*remove, *wanted.values()]:
+        present = state.get(entry.jail, {})
+        if entry.network in present:
+            deletes[(entry.jail, entry.network)] = BanEntry(entry.jail, entry.network, present[entry.network])
+    _, refused = _fit(_without(state, deletes.values()), _widest_first(wanted.values()))
+    if refused:
+        raise FirewallError(_overlap_message(refused), permanent=True, entries=[entry for entry, _ in refused])
+    return ElementPlan(deletes=list(deletes.values()), adds=list(wanted.values()))
+
+
+def _overlap_message(refused: Sequence[tuple[BanEntry, IPNetwork]]) -> str:
+    shown = "; ".join(f"{entry.network} overlaps {blocker} in {_jail_label(entry.jail)}"
+                      for entry, blocker in refused[:5])
+    more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+    return (f"Nothing applied: {shown}{more}. An nftables interval set cannot hold overlapping networks: "
+            "lift the narrower ban in the same apply() call, or keep only one.")
+
+
+def plan_reconcile(state: Mapping[str, Mapping[IPNetwork, int | None]], jails: Iterable[str],
+                   desired: Sequence[BanEntry], slack: int = RECONCILE_SLACK) -> tuple[ElementPlan, ReconcileResult]:
+    """What makes `state` agree with `desired`: strays deleted, missing entries added, elements whose
+    time left is off by more than `slack` seconds reset. Never refuses: entries that cannot go in
+    (unknown jail, overlap; the wider network wins) are skipped with the reason."""
+    known = set(jails)
+    skipped: list[tuple[BanEntry, str]] = []
+    wanted: dict[tuple[str, IPNetwork], BanEntry] = {}
+    for entry in desired:
+        if entry.jail in known:
+            wanted[(entry.jail, entry.network)] = entry
+        else:
+            skipped.append((entry, f"no sets for {_jail_label(entry.jail)} in the firewall (call sync_rules())"))
+    removed = [BanEntry(jail, network, left) for jail, elements in state.items()
+               for network, left in elements.items() if (jail, network) not in wanted]
+    stale, missing = [], []
+    for (jail, network), entry in wanted.items():
+        if network not in state.get(jail, {}):
+            missing.append(entry)
+        elif not _close(state[jail][network], entry.timeout, slack):
+            stale.append(BanEntry(jail, network, state[jail][network]))
+    refreshed = [wanted[(entry.jail, entry.network)] for entry in stale]
+    # Refreshed elements were disjoint in the kernel, so they always fit back; they go first.
+    accepted, refused = _fit(_without(state, [*removed, *stale]), [*refreshed, *_widest_first(missing)])
+    for entry, blocker in refused:
+        skipped.append((entry, f"overlaps {blocker} in {_jail_label(entry.jail)} (an nftables interval set "
+                               "cannot hold both)"))
+    refreshed_keys = {(entry.jail, entry.network) for entry in refreshed}
+    added = [entry for entry in accepted if (entry.jail, entry.network) not in refreshed_keys]
+    plan = ElementPlan(deletes=[*removed, *stale], adds=accepted)
+    return plan, ReconcileResult(added=tuple(added), removed=tuple(removed), refreshed=tuple(refreshed),
+                                 skipped=tuple(skipped))
+
+
+def _close(left: int | None, wanted: int | None, slack: int) -> bool:
+    if left is None or wanted is None:
+        return left is wanted
+    return abs(left - wanted) <= slack
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+_BLOCKLIST_SPEC = nft.RuleSpec(set_base=nft.BLOCKLIST_SET_BASE, comment="blocklist", protocol="all",
+                               ports=None, blocktype="drop")
+
+
+def rule_specs(jails: Sequence[JailRules]) -> list[nft.RuleSpec]:
+    """The blocklist first, then one spec per jail in the order given; bad input is a permanent error."""
+    specs = [_BLOCKLIST_SPEC]
+    seen: set[str] = set()
+    for jail in jails:
+        if jail.name in seen:
+            raise FirewallError(f"Jail {jail.name} is given twice.", permanent=True)
+        seen.add(jail.name)
+        try:
+            ranges = resolve_ports(jail.ports, jail.protocol)
+        except ValueError as exc:
+            raise FirewallError(f"Jail {jail.name}: {exc}", permanent=True) from None
+        every_port = len(ranges) == 1 and ranges[0][0] <= 1 and ranges[0][1] == 65535
+        specs.append(nft.RuleSpec(set_base=nft.jail_set_base(jail.name), comment=f"jail {jail.name}"[:127],
+                                  protocol=jail.protocol, ports=None if every_port else tuple(ranges),
+                                  blocktype=jail.blocktype))
+    return specs
+
+
+def _set_base_of(jail: str) -> str:
+    return nft.BLOCKLIST_SET_BASE if jail == BLOCKLIST else nft.jail_set_base(jail)
+
+
+def _jail_of(set_base: str) -> str | None:
+    return BLOCKLIST if set_base == nft.BLOCKLIST_SET_BASE else nft.jail_from_set_base(set_base)
+
+
+# -- the real thing ---------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+_NO_PERMISSION = ("Operation not permitted", "Permission denied")
+_NO_NFTABLES = ("Protocol not supported", "Address family not supported by protocol")
+_TRANSIENT = ("Device or resource busy", "Resource temporarily unavailable", "No buffer space available",
+              "Interrupted system call", "Cannot allocate memory", "Connection timed out")
+# After our own read these mean someone else (or the kernel's expiry) changed the sets meanwhile.
+_RACES = ("element does not exist", "No such file or directory", "interval overlaps", "File exists")
+_LOCATION_RE = re.compile(r"^(?:internal|netlink):(?:\d+:\d+-\d+:)?\s*")
+
+
+def nft_message(error: str) -> str:
+    """nft's error text without its "internal:0:0-0: Error: " decoration, one line."""
+    lines: list[str] = []
+    for raw in error.splitlines():
+        line = _LOCATION_RE.sub("", raw.strip()).removeprefix("Error: ").strip()
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines) or "libnftables failed without a message"
+
+
+def error_from_nft(error: str) -> FirewallError:
+    message = nft_message(error)
+    if any(marker in message for marker in _NO_PERMISSION + _NO_NFTABLES):
+        return FirewallError(f"{NEEDS} (nft: {message})", permanent=True)
+    if any(marker in message for marker in _RACES):
+        return _RaceError(f"nft: {message}")
+    # Unknown errors are most likely ours (a command nft does not accept): retrying will not help.
+    return FirewallError(f"nft: {message}", permanent=not any(marker in message for marker in _TRANSIENT))
+
+
+def _open_libnftables() -> Any:
+    try:
+        import nftables  # pip-nftables, over Debian's libnftables1
+    except ImportError as exc:
+        raise FirewallError(f"{NEEDS} (Python module nftables: {exc})", permanent=True) from None
+    try:
+        # Checked first: nftables.Nftables() prints a traceback from __del__ when the library is missing.
+        ctypes.CDLL("libnftables.so.1")
+    except OSError as exc:
+        raise FirewallError(f"{NEEDS} ({exc})", permanent=True) from None
+    return nftables.Nftables()
+
+
+class NftablesBackend:
+    """Our table in the kernel, through libnftables' JSON API. One instance per worker process
+    (the libnftables context is not shared between threads; a lock serialises our own calls).
+
+    The jails of the last sync_rules() are remembered: apply() recreates missing sets or table
+    (someone ran `nft flush ruleset`) before writing, and reconcile() always rewrites the rules.
+    """
+
+    def __init__(self, table: str = "ips") -> None:
+        if not nft.TABLE_NAME_RE.match(table):
+            raise ValueError(f"{table!r} is not a valid nftables table name.")
+        self.table = table
+        self._nft = _open_libnftables()
+        self._lock = threading.Lock()
+        self._specs: list[nft.RuleSpec] | None = None  # of the last sync_rules()
+        self._run([nft.list_tables()])  # fails now, clearly, without CAP_NET_ADMIN or nf_tables
+
+    def sync_rules(self, jails: Sequence[JailRules]) -> None:
+        specs = rule_specs(jails)
+        with self._lock:
+            self._retrying(lambda: self._sync(specs))
+            self._specs = specs
+
+    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
+        if not add and not remove:
+            return
+        with self._lock:
+            self._retrying(lambda: self._apply_once(add, remove))
+
+    def snapshot(self) -> State:
+        with self._lock:
+            table = self._read()
+        return {} if table is None else _state_of(table)
+
+    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
+        with self._lock:
+            return self._retrying(lambda: self._reconcile_once(desired))
+
+    def teardown(self) -> None:
+        with self._lock:
+            self._specs = None
+            try:
+                self._run([nft.delete_table(self.table)])
+            except _RaceError:
+                pass  # no table: nothing to delete
+
+    # -- steps, called with the lock held
+
+    def _run(self, commands: list[nft.Command]) -> dict[str, Any]:
+        rc, output, error = self._nft.json_cmd({"nftables": commands})
+        if rc != 0:
+            raise error_from_nft(error)
+        return output if isinstance(output, dict) else {}
+
+    def _read(self) -> nft.TableState | None:
+        """Our table as the kernel has it, None if there is none."""
+        try:
+            return nft.parse_table(self._run([nft.list_table(self.table)]))
+        except _RaceError as exc:
+            if "No such file or directory" in exc.message:
+                return None
+            raise
+
+    def _retrying(self, step: Callable[[], T]) -> T:
+        for _ in range(RACE_ATTEMPTS - 1):
+            try:
+                return step()
+            except _RaceError:
+                continue
+        try:
+            return step()
+        except _RaceError as exc:
+            raise FirewallError(f"{exc.message} (still, after {RACE_ATTEMPTS} tries)", permanent=False) from None
+
+    def _sync(self, specs: Sequence[nft.RuleSpec]) -> None:
+        self._run(nft.structure_commands(self.table, specs, self._read()))
+
+    def _table_for_elements(self) -> nft.TableState:
+        table = self._read()
+        if self._specs is not None and _lacks_structure(table, self._specs):
+            self._sync(self._specs)
+            table = self._read()
+        if table is None:
+            raise FirewallError(f"There is no table {nft.FAMILY} {self.table}: call sync_rules() first.",
+                                permanent=True)
+        return table
+
+    def _apply_once(self, add: Sequence[BanEntry], remove: Sequence[BanEntry]) -> None:
+        table = self._table_for_elements()
+        plan = plan_apply(_state_of(table), _jails_of(table), add, remove)
+        self._run(_element_commands(self.table, table, plan))
+
+    def _reconcile_once(self, desired: Sequence[BanEntry]) -> ReconcileResult:
+        if self._specs is not None:
+            self._sync(self._specs)  # also puts back rules someone deleted
+        table = self._table_for_elements()
+        plan, result = plan_reconcile(_state_of(table), _jails_of(table), desired)
+        if plan.deletes or plan.adds:
+            self._run(_element_commands(self.table, table, plan))
+        return result
+
+
+def _lacks_structure(table: nft.TableState | None, specs: Sequence[nft.RuleSpec]) -> bool:
+    if table is None or table.chain is None:
+        return True
+    return any(nft.set_name(spec.set_base, version) not in table.sets for spec in specs for version in (4, 6))
+
+
+def _state_of(table: nft.TableState) -> State:
+    state: State = {}
+    for name, elements in table.sets.items():
+        parts = nft.split_set_name(name)
+        jail = _jail_of(parts[0]) if parts else None
+        if jail is not None:
+            state.setdefault(jail, {}).update(elements)
+    return state
+
+
+def _jails_of(table: nft.TableState) -> set[str]:
+    """Jails (and the blocklist) whose two sets both exist."""
+    halves: dict[str, int] = {}
+    for name in table.sets:
+        parts = nft.split_set_name(name)
+        jail = _jail_of(parts[0]) if parts else None
+        if jail is not None:
+            halves[jail] = halves.get(jail, 0) + 1
+    return {jail for jail, count in halves.items() if count == 2}
+
+
+def _element_commands(table_name: str, table: nft.TableState, plan: ElementPlan) -> list[nft.Command]:
+    """The plan as one batch (one transaction): deletes or set rewrites first, then adds.
+
+    libnftables 1.0.6 deletes from an interval set in time proportional to the set's size for each
+    element (10,000 deletes from 10,000 elements: minutes). Past REWRITE_AFTER deletes in one set,
+    the set is flushed and what stays is added back with the time the kernel had left for it, in
+    the same transaction (10,000 elements: a tenth of a second), so no packet sees it empty.
+    """
+    deletes: dict[str, dict[str, Any]] = {}
+    for entry in plan.deletes:
+        name = nft.set_name(_set_base_of(entry.jail), entry.network.version)
+        value = table.raw_values.get(name, {}).get(entry.network, nft.element_value(entry.network))
+        deletes.setdefault(name, {})[_key(value)] = value  # a hand-made range is deleted once
+    adds: dict[str, list[Any]] = {}
+    for entry in plan.adds:
+        name = nft.set_name(_set_base_of(entry.jail), entry.network.version)
+        adds.setdefault(name, []).append(nft.element(entry.network, entry.timeout))
+    removing: list[nft.Command] = []
+    for name, values in sorted(deletes.items()):
+        if len(values) <= REWRITE_AFTER:
+            removing.append(nft.delete_elements(table_name, name, list(values.values())))
+        else:
+            removing.append(nft.flush_set(table_name, name))
+            adds[name] = _staying(table, name, set(values)) + adds.get(name, [])
+    return removing + [nft.add_elements(table_name, name, values) for name, values in sorted(adds.items()) if values]
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _staying(table: nft.TableState, name: str, deleted: set[str]) -> list[Any]:
+    """The elements of set `name` that are not deleted, to add back after a flush, with their time left."""
+    raw = table.raw_values.get(name, {})
+    seen = set(deleted)
+    staying = []
+    for network, left in table.sets.get(name, {}).items():
+        value = raw.get(network, nft.element_value(network))
+        if _key(value) in seen or (left is not None and left < 1):
+            continue  # deleted, or expiring now (a timeout of 0 would make it permanent)
+        seen.add(_key(value))
+        staying.append(nft.with_timeout(value, left))
+    return staying
+
+
+# -- the fake ---------------------------------------------------------------------------------
+
+
+class RecordingBackend:
+    """In memory, same rules as NftablesBackend (the same planning), for tests of the bans app.
+
+    `calls` records every call with its arguments; `fail_next(error)` makes the next call raise it;
+    `clock` (seconds, monotonic) drives expiry, so a test can move time by hand;
+    `simulate_ruleset_flush()` loses every element, as `nft flush ruleset` would.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.jails: dict[str, JailRules] | None = None
+        self._expiry: dict[str, dict[IPNetwork, float | None]] = {}
+        self._errors: list[FirewallError] = []
+
+    def fail_next(self, error: FirewallError) -> None:
+        self._errors.append(error)
+
+    def simulate_ruleset_flush(self) -> None:
+        self._expiry = {jail: {} for jail in self._expiry}
+
+    def sync_rules(self, jails: Sequence[JailRules]) -> None:
+        self._record("sync_rules", tuple(jails))
+        rule_specs(jails)  # same validation as the real backend
+        self.jails = {jail.name: jail for jail in jails}
+        self._expiry = {name: self._expiry.get(name, {}) for name in [BLOCKLIST, *self.jails]}
+
+    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
+        self._record("apply", tuple(add), tuple(remove))
+        if not add and not remove:
+            return
+        self._carry_out(plan_apply(self._state(), self._known(), add, remove))
+
+    def snapshot(self) -> State:
+        self._record("snapshot")
+        return self._state()
+
+    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
+        self._record("reconcile", tuple(desired))
+        plan, result = plan_reconcile(self._state(), self._known(), desired)
+        self._carry_out(plan)
+        return result
+
+    def teardown(self) -> None:
+        self._record("teardown")
+        self.jails = None
+        self._expiry = {}
+
+    def _record(self, method: str, *args: Any) -> None:
+        self.calls.append((method, args))
+        if self._errors:
+            raise self._errors.pop(0)
+
+    def _known(self) -> set[str]:
+        if self.jails is None:
+            raise FirewallError(f"There is no table {nft.FAMILY} ips: call sync_rules() first.", permanent=True)
+        return set(self._expiry)
+
+    def _state(self) -> State:
+        now = self.clock()
+        state: State = {}
+        for jail, elements in self._expiry.items():
+            for network, expires in list(elements.items()):
+                if expires is not None and expires <= now:
+                    del elements[network]  # the kernel lifts it by itself
+            state[jail] = {network: None if expires is None else max(0, round(expires - now))
+                           for network, expires in elements.items()}
+        return state
+
+    def _carry_out(self, plan: ElementPlan) -> None:
+        now = self.clock()
+        for entry in plan.deletes:
+            self._expiry[entry.jail].pop(entry.network, None)
+        for entry in plan.adds:
+            self._expiry[entry.jail][entry.network] = None if entry.timeout is None else now + entry.timeout
