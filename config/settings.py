@@ -13,7 +13,7 @@ from pathlib import Path
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str, read_secret_file
+from config.env import database_from_url, env_bool, env_choice, env_int, env_list, env_str, read_secret_file
 
 # Generic Django classes (ModelAdmin[Filter], QuerySet[Jail]) become subscriptable at run time.
 django_stubs_ext.monkeypatch()
@@ -138,6 +138,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("IPS_CELERY_EAGER", False)
+
+# The firewall: "nftables" (our own inet table, through libnftables' JSON API) or "off" (bans are
+# recorded and shown, the kernel is not touched). IPS_HOST_NAME names this firewall host: each host
+# has its own Celery queue (firewall.<name>) and applies only its own bans.
+IPS_FIREWALL = env_choice("IPS_FIREWALL", "nftables", ["nftables", "off"])
+IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
+IPS_NFT_TABLE = env_str("IPS_NFT_TABLE", "ips")
 
 # The filter engine: where the built-in filter library lives, and how long one regex may run on
 # one line before it is stopped and reported.
