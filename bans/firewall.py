@@ -16,20 +16,25 @@ Two rules of nftables shape the planning:
 - an interval set cannot hold overlapping elements (203.0.113.5 and 203.0.113.0/24 in one jail), so
   such an add is refused up front, naming both, instead of failing the whole batch in the kernel;
 - adding an element that exists leaves its timeout alone on older kernels, and deleting one that is
-  not there fails the batch; so each call reads the sets first and refreshes by delete + add.
+  not there fails the batch; so each call reads the sets first and refreshes by delete + add (or
+  rewrites the set in the same transaction when many elements go: see element_commands).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ctypes
+import fcntl
 import ipaddress
 import json
+import os
 import re
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
@@ -46,9 +51,12 @@ __all__ = [
     "NftablesBackend",
     "ReconcileResult",
     "RecordingBackend",
+    "element_commands",
+    "error_from_nft",
     "plan_apply",
     "plan_reconcile",
     "resolve_ports",
+    "rule_specs",
 ]
 
 # The blocklist's key in BanEntry.jail and snapshot(). A jail name starts with a letter or digit
@@ -60,7 +68,7 @@ BLOCKTYPES: Final = ("drop", "reject")
 RECONCILE_SLACK: Final = 5
 # Tries of one call when the kernel changed between our read and our write (an element expired).
 RACE_ATTEMPTS: Final = 3
-# Deletes from one set past which the set is rewritten instead (see _element_commands).
+# Deletes from one set past which the set is rewritten instead (see element_commands).
 REWRITE_AFTER: Final = 8
 NEEDS: Final = "the firewall worker needs CAP_NET_ADMIN and libnftables1; bans are not being applied"
 
@@ -439,50 +447,61 @@ def _open_libnftables() -> Any:
 
 
 class NftablesBackend:
-    """Our table in the kernel, through libnftables' JSON API. One instance per worker process
-    (the libnftables context is not shared between threads; a lock serialises our own calls).
+    """Our table in the kernel, through libnftables' JSON API. Create it in the process that uses it
+    (after a worker's fork, not before).
+
+    Each call reads the table, then writes one batch. Calls are serialised between threads (a lock)
+    and between processes (flock on `lock_path`, by default one file per table and network
+    namespace under /run/lock), so two workers never write from the same stale read.
 
     The jails of the last sync_rules() are remembered: apply() recreates missing sets or table
     (someone ran `nft flush ruleset`) before writing, and reconcile() always rewrites the rules.
     """
 
-    def __init__(self, table: str = "ips") -> None:
+    def __init__(self, table: str = "ips", lock_path: str | None = None) -> None:
         if not nft.TABLE_NAME_RE.match(table):
             raise ValueError(f"{table!r} is not a valid nftables table name.")
         self.table = table
+        self.lock_path = lock_path or _default_lock_path(table)
         self._nft = _open_libnftables()
-        self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
         self._specs: list[nft.RuleSpec] | None = None  # of the last sync_rules()
         self._run([nft.list_tables()])  # fails now, clearly, without CAP_NET_ADMIN or nf_tables
 
     def sync_rules(self, jails: Sequence[JailRules]) -> None:
         specs = rule_specs(jails)
-        with self._lock:
+        with self._exclusive():
             self._retrying(lambda: self._sync(specs))
             self._specs = specs
 
     def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
         if not add and not remove:
             return
-        with self._lock:
+        with self._exclusive():
             self._retrying(lambda: self._apply_once(add, remove))
 
     def snapshot(self) -> State:
-        with self._lock:
+        with self._exclusive():
             table = self._read()
         return {} if table is None else _state_of(table)
 
     def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
-        with self._lock:
+        with self._exclusive():
             return self._retrying(lambda: self._reconcile_once(desired))
 
     def teardown(self) -> None:
-        with self._lock:
+        with self._exclusive():
             self._specs = None
             try:
                 self._run([nft.delete_table(self.table)])
             except _RaceError:
                 pass  # no table: nothing to delete
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._thread_lock, open(self.lock_path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed
+            yield
 
     # -- steps, called with the lock held
 
@@ -528,7 +547,7 @@ class NftablesBackend:
     def _apply_once(self, add: Sequence[BanEntry], remove: Sequence[BanEntry]) -> None:
         table = self._table_for_elements()
         plan = plan_apply(_state_of(table), _jails_of(table), add, remove)
-        self._run(_element_commands(self.table, table, plan))
+        self._run(element_commands(self.table, table, plan))
 
     def _reconcile_once(self, desired: Sequence[BanEntry]) -> ReconcileResult:
         if self._specs is not None:
@@ -536,13 +555,22 @@ class NftablesBackend:
         table = self._table_for_elements()
         plan, result = plan_reconcile(_state_of(table), _jails_of(table), desired)
         if plan.deletes or plan.adds:
-            self._run(_element_commands(self.table, table, plan))
+            self._run(element_commands(self.table, table, plan))
         return result
 
 
+def _default_lock_path(table: str) -> str:
+    directory = "/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir()
+    try:
+        namespace = f"-netns{os.stat('/proc/self/ns/net').st_ino}"
+    except OSError:
+        namespace = ""
+    return os.path.join(directory, f"ips-firewall-{table}{namespace}.lock")
+
+
 def _lacks_structure(table: nft.TableState | None, specs: Sequence[nft.RuleSpec]) -> bool:
-    if table is None or table.chain is None:
-        return True
+    if table is None or table.chain is None or table.rule_count != nft.rule_count(specs):
+        return True  # gone, or someone flushed the chain or the ruleset
     return any(nft.set_name(spec.set_base, version) not in table.sets for spec in specs for version in (4, 6))
 
 
@@ -567,7 +595,7 @@ def _jails_of(table: nft.TableState) -> set[str]:
     return {jail for jail, count in halves.items() if count == 2}
 
 
-def _element_commands(table_name: str, table: nft.TableState, plan: ElementPlan) -> list[nft.Command]:
+def element_commands(table_name: str, table: nft.TableState, plan: ElementPlan) -> list[nft.Command]:
     """The plan as one batch (one transaction): deletes or set rewrites first, then adds.
 
     libnftables 1.0.6 deletes from an interval set in time proportional to the set's size for each

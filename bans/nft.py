@@ -43,6 +43,7 @@ __all__ = [
     "list_tables",
     "parse_elements",
     "parse_table",
+    "rule_count",
     "rules_for",
     "set_name",
     "structure_commands",
@@ -279,6 +280,11 @@ def rules_for(table: str, spec: RuleSpec) -> list[dict[str, Any]]:
             rules.append({"family": FAMILY, "table": table, "chain": CHAIN, "comment": spec.comment,
                           "expr": [*l4, saddr, verdict]})
     return rules
+
+
+def rule_count(specs: Sequence[RuleSpec]) -> int:
+    """How many rules the chain holds when these specs are in place."""
+    return sum(2 * len(_verdicts(spec)) for spec in specs)
 
 
 def _verdicts(spec: RuleSpec) -> list[tuple[tuple[str, ...], dict[str, Any]]]:

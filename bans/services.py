@@ -22,6 +22,7 @@ from jails.models import Jail
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
 INCREMENT_MEMORY = dt.timedelta(days=7)
+LOOPBACKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 @dataclass(frozen=True)
@@ -208,3 +209,77 @@ def request_firewall_sync(host: str) -> None:
 
 def now_epoch() -> float:
     return timezone.now().timestamp()
+
+
+# --- bans and unbans by hand (jailctl, the panel) -------------------------------------------------
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address or a network typed by a person; host bits are refused, not silently dropped."""
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise BanRefused(f"{text!r} is not an address or network ({exc})") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        mapped = network.network_address.ipv4_mapped
+        network = ipaddress.ip_network(f"{mapped}/{max(0, network.prefixlen - 96)}")
+    return network
+
+
+def lockout_reason(network: ipaddress.IPv4Network | ipaddress.IPv6Network, jail: Jail | None,
+                   own_addresses: Sequence[str], protected: Sequence[str] = ()) -> str | None:
+    """Why banning `network` would lock out someone who must never be locked out, or None.
+
+    Refused: loopback, this host's addresses, the admin's own address (`protected`), and a jail's
+    ignoreip entries, and any network that contains one of them.
+    """
+    people = [(a, "an address of this host") for a in own_addresses] + [(a, "your own address") for a in protected]
+    for address, why in people:
+        parsed = parse_address(address)
+        if parsed is not None and ipaddress.ip_address(parsed) in network:
+            return f"{network} contains {address}, {why}"
+    if any(network.overlaps(loopback) for loopback in LOOPBACKS if loopback.version == network.version):
+        return f"{network} contains loopback addresses"
+    return ignoreip_conflict(network, jail)
+
+
+def ignoreip_conflict(network: ipaddress.IPv4Network | ipaddress.IPv6Network, jail: Jail | None) -> str | None:
+    jails = [jail] if jail is not None else list(Jail.objects.all())
+    for each in jails:
+        for entry in each.ignoreip:
+            try:
+                ignored = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                continue  # a host name: compared by address only when it is resolved, never here
+            if ignored.version == network.version and ignored.overlaps(network):
+                return f"{network} overlaps {entry}, listed in ignoreip of jail {each.name}"
+    return None
+
+
+def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, own_addresses: Sequence[str],
+                protected: Sequence[str] = (), user: object | None = None, reason: str = "",
+                host: str = "local") -> Ban:
+    """A manual ban (jail None: the permanent blocklist, all ports). BanRefused says why not."""
+    network = parse_network(text)
+    refused = lockout_reason(network, jail, own_addresses, protected)
+    if refused:
+        raise BanRefused(f"refused: {refused}")
+    jail_name = jail.name if jail is not None else "blocklist"
+    if live_ban(jail_name, str(network), host) is not None:
+        raise BanRefused(f"{network} is already banned in {jail_name}")
+    ban = new_ban(jail_name, str(network), bantime if jail is not None else -1, now=now_epoch(), host=host,
+                  jail=jail, origin=Ban.Origin.USER, reason=reason, user=user)
+    request_firewall_sync(host)
+    return ban
+
+
+def unban(text: str, *, jail: Jail | None = None, user: object | None = None, host: str = "local") -> int:
+    """Lift the live bans of an address or network (in one jail, or all); returns how many."""
+    network = str(parse_network(text))
+    live = Ban.objects.filter(network=network, host=host, state__in=Ban.LIVE_STATES)
+    if jail is not None:
+        live = live.filter(jail_name=jail.name)
+    count = live.update(state=Ban.State.LIFTING, ended_by=user)
+    if count:
+        request_firewall_sync(host)
+    return count

@@ -16,7 +16,8 @@ echo "== lint (ruff)"
 .venv/bin/ruff check .
 
 echo "== tests on PostgreSQL (database-backed tests)"
-DATABASE_URL="postgres:///ips" .venv/bin/pytest -q -p no:cacheprovider --ignore=tests/engine "$@"
+# (the engine and the namespace tests use no database: they run once, in the SQLite pass)
+DATABASE_URL="postgres:///ips" .venv/bin/pytest -q -p no:cacheprovider --ignore=tests/engine -m "not netns and not slow" "$@"
 
 echo "== all tests on SQLite"
 DATABASE_URL="sqlite:///var/test.sqlite3" .venv/bin/pytest -p no:cacheprovider "$@"

@@ -1,0 +1,173 @@
+"""`python manage.py jailctl`: the jobs of fail2ban-client, against the panel's database.
+
+    jailctl status [JAIL] [--json]
+    jailctl ban JAIL ADDR [--time 1h] [--reason TEXT]      (JAIL "blocklist": permanent, all ports)
+    jailctl unban [JAIL | --all] ADDR
+    jailctl reload
+    jailctl check
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser, RawDescriptionHelpFormatter
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from bans import policy, services
+from bans.models import Ban, Failure, Tally
+from jails import services as jail_services
+from jails.engine.durations import parse_duration
+from jails.engine.errors import EngineError
+from jails.models import Jail
+from watchers.tail import expand_logpaths
+
+BLOCKLIST = "blocklist"
+
+
+class Command(BaseCommand):
+    help = __doc__ or ""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = RawDescriptionHelpFormatter
+        return parser
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        status = sub.add_parser("status", help="jails, or one jail's failures and bans")
+        status.add_argument("jail", nargs="?")
+        status.add_argument("--json", action="store_true", help="machine-readable output")
+        ban = sub.add_parser("ban", help="ban an address or network in a jail (or the permanent blocklist)")
+        ban.add_argument("jail")
+        ban.add_argument("address")
+        ban.add_argument("--time", help="ban time such as 10m, 1h, 7d or -1 (default: the jail's bantime)")
+        ban.add_argument("--reason", default="", help="why (kept in the ban's history)")
+        unban = sub.add_parser("unban", help="lift the bans of an address in a jail, or in every jail")
+        unban.add_argument("targets", nargs="+", metavar="[JAIL] ADDR")
+        unban.add_argument("--all", action="store_true", help="lift it in every jail")
+        sub.add_parser("reload", help="ask the workers to re-read jails and re-apply the firewall rules")
+        sub.add_parser("check", help="test the configuration (like fail2ban-client -t); non-zero exit on errors")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        getattr(self, f"do_{action}")(options)
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def do_status(self, options: dict[str, Any]) -> None:
+        if options["jail"]:
+            data = jail_status(find_jail(options["jail"]))
+            self.stdout.write(json.dumps(data) if options["json"] else render_jail_status(data))
+            return
+        names = list(Jail.objects.filter(enabled=True).values_list("name", flat=True))
+        if options["json"]:
+            self.stdout.write(json.dumps({"jails": names}))
+            return
+        self.stdout.write(f"Status\n|- Number of jail:\t{len(names)}\n`- Jail list:\t{', '.join(names)}")
+
+    # --- ban / unban -----------------------------------------------------------------------------
+
+    def do_ban(self, options: dict[str, Any]) -> None:
+        jail = None if options["jail"] == BLOCKLIST else find_jail(options["jail"])
+        bantime = jail.bantime if jail is not None else -1
+        if options["time"]:
+            try:
+                bantime = parse_duration(options["time"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+        try:
+            ban = services.ban_by_hand(jail, options["address"], bantime, own_addresses=policy.host_addresses(),
+                                       reason=options["reason"], host=settings.IPS_HOST_NAME)
+        except services.BanRefused as exc:
+            raise CommandError(str(exc)) from None
+        until = "permanently" if ban.expires_at is None else f"until {ban.expires_at:%Y-%m-%d %H:%M:%S %Z}"
+        self.stdout.write(f"banned {ban.network} in {ban.jail_name} {until} (waiting for the firewall worker)")
+
+    def do_unban(self, options: dict[str, Any]) -> None:
+        rest = options["targets"]
+        if options["all"] == (len(rest) == 2) or len(rest) > 2:
+            raise CommandError("give JAIL ADDR, or --all ADDR")
+        jail = find_jail(rest[0]) if len(rest) == 2 else None
+        try:
+            count = services.unban(rest[-1], jail=jail, host=settings.IPS_HOST_NAME)
+        except services.BanRefused as exc:
+            raise CommandError(str(exc)) from None
+        if not count:
+            raise CommandError(f"{rest[-1]} is not banned" + (f" in {jail.name}" if jail else ""))
+        self.stdout.write(f"lifting {count} ban(s) of {rest[-1]}")
+
+    # --- reload / check --------------------------------------------------------------------------
+
+    def do_reload(self, options: dict[str, Any]) -> None:
+        problems = check_configuration()
+        if any(level == "error" for level, _ in problems):
+            raise CommandError("not reloading, the configuration has errors:\n" + render_problems(problems))
+        services.request_firewall_sync(settings.IPS_HOST_NAME)
+        self.stdout.write("reload requested: the firewall rules are re-applied and watchers re-read their jails")
+
+    def do_check(self, options: dict[str, Any]) -> None:
+        problems = check_configuration()
+        if problems:
+            self.stdout.write(render_problems(problems))
+        if any(level == "error" for level, _ in problems):
+            raise CommandError("configuration has errors")
+        self.stdout.write("OK: configuration test is successful")
+
+
+def find_jail(name: str) -> Jail:
+    jail = Jail.objects.filter(name=name).first()
+    if jail is None:
+        known = ", ".join(Jail.objects.values_list("name", flat=True)) or "none yet"
+        raise CommandError(f"no jail named {name!r} (jails: {known})")
+    return jail
+
+
+def jail_status(jail: Jail) -> dict[str, Any]:
+    live = Ban.objects.filter(jail_name=jail.name, state__in=Ban.LIVE_STATES)
+    return {
+        "jail": jail.name,
+        "currently_failed": Tally.objects.filter(jail=jail).count(),
+        "total_failed": Failure.objects.filter(jail=jail).count(),
+        "file_list": expand_logpaths(jail.logpath) if jail.backend != Jail.Backend.SYSTEMD else [],
+        "journal_matches": jail.journalmatch or jail.filter.journalmatch if jail.backend == "systemd" else "",
+        "currently_banned": live.count(),
+        "total_banned": Ban.objects.filter(jail_name=jail.name).count(),
+        "banned_ip_list": list(live.order_by("network").values_list("network", flat=True)),
+    }
+
+
+def render_jail_status(data: dict[str, Any]) -> str:
+    listing = ("|  `- Journal matches:\t" + data["journal_matches"]) if data["journal_matches"] else \
+        ("|  `- File list:\t" + " ".join(data["file_list"]))
+    addresses = " ".join(n.removesuffix("/32").removesuffix("/128") for n in data["banned_ip_list"])
+    return "\n".join([
+        f"Status for the jail: {data['jail']}",
+        "|- Filter",
+        f"|  |- Currently failed:\t{data['currently_failed']}",
+        f"|  |- Total failed:\t{data['total_failed']}",
+        listing,
+        "`- Actions",
+        f"   |- Currently banned:\t{data['currently_banned']}",
+        f"   |- Total banned:\t{data['total_banned']}",
+        f"   `- Banned IP list:\t{addresses}",
+    ])
+
+
+def check_configuration() -> list[tuple[str, str]]:
+    """Every enabled jail's filter must compile; its logs should exist (warning only: they may appear)."""
+    problems: list[tuple[str, str]] = []
+    for jail in Jail.objects.filter(enabled=True).select_related("filter"):
+        try:
+            jail_services.compile_stored_filter(jail.filter.name, jail.filter_options)
+        except EngineError as exc:
+            problems.append(("error", f"jail {jail.name}: filter {jail.filter.name}: {exc}"))
+        if jail.backend != Jail.Backend.SYSTEMD and not expand_logpaths(jail.logpath):
+            problems.append(("warning", f"jail {jail.name}: no log file matches {' '.join(jail.logpath) or '(none)'}"))
+    return problems
+
+
+def render_problems(problems: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{level.upper()}: {text}" for level, text in problems)

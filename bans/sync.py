@@ -1,0 +1,139 @@
+"""Make the kernel agree with the Ban table, for one firewall host.
+
+`apply_pending` claims PENDING bans (and FAILED ones whose retry time came) with a conditional
+UPDATE, so two workers never apply the same ban, sends them and the LIFTING ones in one atomic
+firewall batch, and records the outcome: ACTIVE once the kernel has a ban, FAILED with the
+firewall's message and a retry time otherwise. `reconcile` re-adds what the kernel lost (reboot,
+`nft flush ruleset`) with its remaining time and removes strays from our sets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from bans.firewall import BLOCKLIST, BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult
+from bans.models import Ban
+from jails.models import Jail
+
+RETRY_BASE_SECONDS = 5
+RETRY_MAX_SECONDS = 300
+PERMANENT_RETRY_SECONDS = 900  # the admin may fix it (load nf_tables, grant CAP_NET_ADMIN)
+
+
+@dataclass
+class SyncReport:
+    applied: list[int] = field(default_factory=list)
+    lifted: list[int] = field(default_factory=list)
+    expired: int = 0
+    error: FirewallError | None = None
+
+
+def jail_rules() -> list[JailRules]:
+    """Rules for every enabled jail, and for disabled ones that still hold live bans."""
+    live = Ban.objects.filter(state__in=Ban.LIVE_STATES).values_list("jail_id", flat=True)
+    jails = Jail.objects.filter(Q(enabled=True) | Q(pk__in=live)).order_by("name")
+    return [JailRules(name=j.name, ports=j.port, protocol=j.protocol, blocktype=j.blocktype) for j in jails]
+
+
+def entry_of(ban: Ban, now: dt.datetime) -> BanEntry | None:
+    """The firewall element of a ban with the time it has left; None once it has run out."""
+    timeout = None
+    if ban.expires_at is not None:
+        left = math.ceil((ban.expires_at - now).total_seconds())
+        if left < 1:
+            return None
+        timeout = left
+    jail = BLOCKLIST if ban.jail_id is None else ban.jail_name
+    return BanEntry(jail=jail, network=ipaddress.ip_network(ban.network), timeout=timeout)
+
+
+def expire_due(host: str, now: dt.datetime) -> int:
+    """Bans whose time is up end here; the kernel's own timeout already removed them."""
+    return Ban.objects.filter(host=host, state=Ban.State.ACTIVE, expires_at__lte=now).update(
+        state=Ban.State.EXPIRED, ended_at=now)
+
+
+def claim(host: str, now: dt.datetime) -> list[Ban]:
+    """Take the bans that wait for the firewall, atomically (a second worker finds none of them)."""
+    due = Q(state=Ban.State.PENDING) | Q(state=Ban.State.FAILED, next_attempt_at__lte=now)
+    ids = list(Ban.objects.filter(due, host=host).values_list("pk", flat=True))
+    if not ids:
+        return []
+    Ban.objects.filter(due, pk__in=ids).update(state=Ban.State.APPLYING)
+    return list(Ban.objects.filter(pk__in=ids, state=Ban.State.APPLYING).select_related("jail"))
+
+
+def apply_pending(host: str, backend: FirewallBackend, now: dt.datetime | None = None) -> SyncReport:
+    now = now or timezone.now()
+    report = SyncReport(expired=expire_due(host, now))
+    claimed = claim(host, now)
+    lifting = list(Ban.objects.filter(host=host, state=Ban.State.LIFTING))
+    if not claimed and not lifting:
+        return report
+    add = entries(claimed, now)
+    remove = [BanEntry(jail=BLOCKLIST if b.jail_id is None else b.jail_name,
+                       network=ipaddress.ip_network(b.network), timeout=None) for b in lifting]
+    try:
+        backend.sync_rules(jail_rules())
+        backend.apply(add=add, remove=remove)
+    except FirewallError as exc:
+        record_failure(claimed, exc, now)
+        report.error = exc
+        return report
+    record_success(claimed, lifting, now, report)
+    return report
+
+
+def entries(bans: Iterable[Ban], now: dt.datetime) -> list[BanEntry]:
+    found = []
+    for ban in bans:
+        entry = entry_of(ban, now)
+        if entry is not None:
+            found.append(entry)
+    return found
+
+
+def record_success(claimed: Sequence[Ban], lifting: Sequence[Ban], now: dt.datetime, report: SyncReport) -> None:
+    with transaction.atomic():
+        for ban in claimed:
+            if ban.expires_at is not None and ban.expires_at <= now:
+                Ban.objects.filter(pk=ban.pk).update(state=Ban.State.EXPIRED, ended_at=now)
+                continue
+            Ban.objects.filter(pk=ban.pk, state=Ban.State.APPLYING).update(
+                state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
+            report.applied.append(ban.pk)
+        ids = [ban.pk for ban in lifting]
+        Ban.objects.filter(pk__in=ids, state=Ban.State.LIFTING).update(state=Ban.State.LIFTED, ended_at=now)
+        report.lifted.extend(ids)
+
+
+def record_failure(claimed: Sequence[Ban], error: FirewallError, now: dt.datetime) -> None:
+    """A refused batch: every claimed ban goes back to waiting, with the reason and a retry time."""
+    for ban in claimed:
+        attempts = ban.apply_attempts + 1
+        delay = PERMANENT_RETRY_SECONDS if error.permanent else min(RETRY_MAX_SECONDS,
+                                                                   RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+        Ban.objects.filter(pk=ban.pk, state=Ban.State.APPLYING).update(
+            state=Ban.State.FAILED, apply_attempts=attempts, apply_error=error.message,
+            next_attempt_at=now + dt.timedelta(seconds=delay))
+
+
+def desired(host: str, now: dt.datetime) -> list[BanEntry]:
+    """What the kernel must hold: every ban that is in force (applied or about to be)."""
+    live = Ban.objects.filter(host=host, state__in=[Ban.State.ACTIVE, Ban.State.APPLYING]).select_related("jail")
+    return entries(live, now)
+
+
+def reconcile(host: str, backend: FirewallBackend, now: dt.datetime | None = None) -> ReconcileResult:
+    now = now or timezone.now()
+    expire_due(host, now)
+    backend.sync_rules(jail_rules())
+    return backend.reconcile(desired(host, now))

@@ -1,0 +1,56 @@
+"""Celery tasks of the bans app: apply bans in the kernel, reconcile, expire.
+
+Each firewall host has its own queue (`firewall.<host>`), consumed by the only worker that needs
+CAP_NET_ADMIN; which host applies a ban is the Ban's `host` column, never an assumption.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from bans import sync
+from bans.firewall import FirewallBackend, FirewallError, NftablesBackend
+
+log = logging.getLogger(__name__)
+
+
+class FirewallUnavailable(RuntimeError):
+    """This process cannot change the firewall (IPS_FIREWALL=off, or no CAP_NET_ADMIN/nftables)."""
+
+
+def firewall_queue(host: str) -> str:
+    return f"firewall.{host}"
+
+
+@cache
+def backend() -> FirewallBackend:
+    """One backend per worker process, created after the fork (libnftables handles are per process)."""
+    if settings.IPS_FIREWALL == "off":
+        raise FirewallUnavailable("IPS_FIREWALL=off: bans are recorded but the firewall is not being changed")
+    try:
+        return NftablesBackend(table=settings.IPS_NFT_TABLE)
+    except FirewallError as exc:
+        raise FirewallUnavailable(f"the firewall is not being changed: {exc.message}") from None
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True)
+def sync_firewall(self: Any, host: str) -> dict[str, int]:
+    """Apply pending bans and lifts for `host`; transient firewall errors retry with backoff."""
+    report = sync.apply_pending(host, backend())
+    if report.error is not None and not report.error.permanent:
+        raise self.retry(countdown=min(sync.RETRY_MAX_SECONDS, sync.RETRY_BASE_SECONDS * 2 ** self.request.retries))
+    if report.error is not None:
+        log.error("firewall refused bans for %s: %s", host, report.error.message)
+    return {"applied": len(report.applied), "lifted": len(report.lifted), "expired": report.expired}
+
+
+@shared_task(acks_late=True)
+def reconcile_firewall(host: str) -> dict[str, int]:
+    """Make the kernel agree with the database (after a reboot or `nft flush ruleset`)."""
+    result = sync.reconcile(host, backend())
+    return {"added": len(result.added), "removed": len(result.removed), "refreshed": len(result.refreshed)}

@@ -1,0 +1,325 @@
+"""Network namespaces for the firewall tests, and the driver that runs inside them.
+
+The host's own nftables ruleset is never touched: the backend under test runs in a child process
+started with `ip netns exec <server namespace>`, so every netlink socket it opens belongs to that
+namespace from the start (nothing to switch, nothing to forget to switch back). As a second guard,
+the driver compares its network namespace with the host's (passed by the test) and refuses to
+start in the host's.
+
+A test talks to a driver through JSON lines on its stdin/stdout:
+
+    python -m tests.bans.netns serve <host netns inode>
+
+    {"op": "listen", "ports": [22, 8080]}                  TCP servers on [::] (IPv4 too)
+    {"op": "probe", "host": "10.201.0.1", "port": 22, "timeout": 0.5}  -> "open" | "refused" | "timeout"
+    {"op": "firewall", "method": "apply", "args": {...}}   a NftablesBackend method, JSON in and out
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bans.firewall import BanEntry, FirewallError, JailRules, NftablesBackend, ReconcileResult
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+SERVER_V4, ATTACKER_V4 = "10.201.0.1", "10.201.0.2"
+SERVER_V6, ATTACKER_V6 = "fd00:201::1", "fd00:201::2"
+CALL_TIMEOUT = 60.0
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def check(*command: str) -> str:
+    done = run(*command)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def host_netns_inode() -> int:
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+def netns_unusable() -> str | None:
+    """Why `ip netns` cannot be used here, or None if it can (probed with a throwaway namespace)."""
+    name = f"ipst-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        added = run("ip", "netns", "add", name)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`ip netns` cannot run: {exc}"
+    if added.returncode != 0:
+        return f"`ip netns add` failed (root and CAP_SYS_ADMIN needed): {added.stderr.strip()}"
+    run("ip", "netns", "del", name)
+    return None
+
+
+@dataclass
+class NamespacePair:
+    """"ipst-srv-<id>" and "ipst-atk-<id>" joined by a veth pair; created and deleted by the test."""
+
+    server: str
+    attacker: str
+    drivers: list[Driver] = field(default_factory=list)
+
+    @classmethod
+    def create(cls) -> NamespacePair:
+        tag = uuid.uuid4().hex[:8]
+        pair = cls(server=f"ipst-srv-{tag}", attacker=f"ipst-atk-{tag}")
+        try:
+            pair._build()
+        except BaseException:
+            pair.destroy()
+            raise
+        return pair
+
+    def _build(self) -> None:
+        check("ip", "netns", "add", self.server)
+        check("ip", "netns", "add", self.attacker)
+        # Created inside the server namespace, its peer moved straight into the attacker's:
+        # no interface ever appears in the host's namespace.
+        check("ip", "-n", self.server, "link", "add", "vsrv", "type", "veth", "peer", "name", "vatk",
+              "netns", self.attacker)
+        for namespace, device, v4, v6 in ((self.server, "vsrv", SERVER_V4, SERVER_V6),
+                                          (self.attacker, "vatk", ATTACKER_V4, ATTACKER_V6)):
+            check("ip", "-n", namespace, "addr", "add", f"{v4}/24", "dev", device)
+            # nodad: usable at once, no duplicate address detection wait
+            check("ip", "-n", namespace, "addr", "add", f"{v6}/64", "dev", device, "nodad")
+            check("ip", "-n", namespace, "link", "set", device, "up")
+            check("ip", "-n", namespace, "link", "set", "lo", "up")
+
+    def driver(self, namespace: str, prefix: Sequence[str] = ()) -> Driver:
+        """A driver process in `namespace`; `prefix` wraps the Python command (e.g. setpriv)."""
+        driver = Driver.start(namespace, prefix)
+        self.drivers.append(driver)
+        return driver
+
+    def nft(self, *args: str) -> str:
+        """The nft CLI, for inspection and for `flush ruleset`, inside the server namespace only."""
+        return check("ip", "netns", "exec", self.server, "nft", *args)
+
+    def destroy(self) -> None:
+        for driver in self.drivers:
+            driver.close()
+        for namespace in (self.server, self.attacker):
+            run("ip", "netns", "del", namespace)  # takes its end of the veth pair with it
+
+
+class DriverError(Exception):
+    pass
+
+
+class Driver:
+    """The test's end of a driver process."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+
+    @classmethod
+    def start(cls, namespace: str, prefix: Sequence[str] = ()) -> Driver:
+        command = ["ip", "netns", "exec", namespace, *prefix, str(PYTHON), "-m", "tests.bans.netns", "serve",
+                   str(host_netns_inode())]
+        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, bufsize=1)
+        driver = cls(process)
+        driver.call(op="ping")
+        return driver
+
+    def call(self, **request: Any) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], CALL_TIMEOUT)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise DriverError(f"driver gave no answer to {request.get('op')}: {stderr.strip()[-2000:]}")
+        answer = json.loads(line)
+        if "firewall_error" in answer:
+            raise FirewallError(answer["firewall_error"], permanent=answer["permanent"],
+                                entries=[decode_entry(item) for item in answer["entries"]])
+        if "error" in answer:
+            raise DriverError(answer["error"])
+        return answer["result"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            if self.process.stdin:
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+class RemoteFirewall:
+    """A FirewallBackend whose NftablesBackend lives in a driver (in the server namespace)."""
+
+    def __init__(self, driver: Driver, table: str = "ips") -> None:
+        self.driver = driver
+        self.table = table
+
+    def _call(self, method: str, **args: Any) -> Any:
+        return self.driver.call(op="firewall", table=self.table, method=method, args=args)
+
+    def sync_rules(self, jails: Sequence[JailRules]) -> None:
+        self._call("sync_rules", jails=[vars(jail) for jail in jails])
+
+    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
+        self._call("apply", add=[encode_entry(entry) for entry in add],
+                   remove=[encode_entry(entry) for entry in remove])
+
+    def snapshot(self) -> dict[str, dict[Any, int | None]]:
+        raw = self._call("snapshot")
+        return {jail: {ipaddress.ip_network(net): left for net, left in elements.items()}
+                for jail, elements in raw.items()}
+
+    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
+        raw = self._call("reconcile", desired=[encode_entry(entry) for entry in desired])
+        return ReconcileResult(added=tuple(decode_entry(item) for item in raw["added"]),
+                               removed=tuple(decode_entry(item) for item in raw["removed"]),
+                               refreshed=tuple(decode_entry(item) for item in raw["refreshed"]),
+                               skipped=tuple((decode_entry(item), why) for item, why in raw["skipped"]))
+
+    def teardown(self) -> None:
+        self._call("teardown")
+
+    def timed(self, method: str, **args: Any) -> float:
+        """Seconds the driver spent in one backend call (measured inside the namespace)."""
+        return float(self.driver.call(op="timed", table=self.table, method=method, args=args))
+
+
+def encode_entry(entry: BanEntry) -> dict[str, Any]:
+    return {"jail": entry.jail, "network": str(entry.network), "timeout": entry.timeout}
+
+
+def decode_entry(item: dict[str, Any]) -> BanEntry:
+    return BanEntry(item["jail"], ipaddress.ip_network(item["network"]), item["timeout"])
+
+
+# -- the driver side --------------------------------------------------------------------------
+
+
+class _Serving:
+    def __init__(self, lock_dir: str) -> None:
+        self.lock_dir = lock_dir
+        self.backends: dict[str, NftablesBackend] = {}
+        self.listeners: list[socket.socket] = []
+
+    def handle(self, request: dict[str, Any]) -> Any:
+        op = request["op"]
+        if op == "ping":
+            return "pong"
+        if op == "listen":
+            for port in request["ports"]:
+                self.listen(port)
+            return None
+        if op == "probe":
+            return probe(request["host"], request["port"], request["timeout"])
+        if op in ("firewall", "timed"):
+            started = time.perf_counter()
+            result = self.firewall(request["table"], request["method"], request["args"])
+            return time.perf_counter() - started if op == "timed" else result
+        raise ValueError(f"unknown op {op!r}")
+
+    def firewall(self, table: str, method: str, args: dict[str, Any]) -> Any:
+        if table not in self.backends:
+            self.backends[table] = NftablesBackend(table, lock_path=os.path.join(self.lock_dir, f"{table}.lock"))
+        backend = self.backends[table]
+        if method == "sync_rules":
+            return backend.sync_rules([JailRules(**jail) for jail in args["jails"]])
+        if method == "apply":
+            return backend.apply(add=[decode_entry(item) for item in args["add"]],
+                                 remove=[decode_entry(item) for item in args["remove"]])
+        if method == "snapshot":
+            return {jail: {str(net): left for net, left in elements.items()}
+                    for jail, elements in backend.snapshot().items()}
+        if method == "reconcile":
+            result = backend.reconcile([decode_entry(item) for item in args["desired"]])
+            return {"added": [encode_entry(e) for e in result.added],
+                    "removed": [encode_entry(e) for e in result.removed],
+                    "refreshed": [encode_entry(e) for e in result.refreshed],
+                    "skipped": [[encode_entry(e), why] for e, why in result.skipped]}
+        if method == "teardown":
+            return backend.teardown()
+        raise ValueError(f"unknown firewall method {method!r}")
+
+    def listen(self, port: int) -> None:
+        server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        server.bind(("::", port))
+        server.listen(64)
+        self.listeners.append(server)
+        threading.Thread(target=_accept_forever, args=(server,), daemon=True).start()
+
+
+def _accept_forever(server: socket.socket) -> None:
+    while True:
+        try:
+            connection, _ = server.accept()
+        except OSError:
+            return
+        connection.close()
+
+
+def probe(host: str, port: int, timeout: float) -> str:
+    """"open" (handshake done), "refused" (RST or ICMP unreachable) or "timeout" (dropped)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        try:
+            client.connect((host, port))
+        except ConnectionRefusedError:
+            return "refused"
+        except TimeoutError:
+            return "timeout"
+        except OSError as exc:
+            return f"error: {exc}"
+    return "open"
+
+
+def serve(host_inode: int) -> int:
+    if host_netns_inode() == host_inode:
+        print(json.dumps({"error": "refusing to run in the host's network namespace"}), flush=True)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ipst-locks-") as lock_dir:
+        return _answer_lines(_Serving(lock_dir))
+
+
+def _answer_lines(serving: _Serving) -> int:
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer: dict[str, Any] = {"result": serving.handle(request)}
+        except FirewallError as exc:
+            answer = {"firewall_error": exc.message, "permanent": exc.permanent,
+                      "entries": [encode_entry(entry) for entry in exc.entries]}
+        except Exception as exc:  # reported to the test, which fails with it
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "serve":
+        sys.exit(serve(int(sys.argv[2])))
+    sys.exit(f"usage: {sys.argv[0]} serve <host netns inode>")

@@ -1,0 +1,95 @@
+"""jailctl: fail2ban-client's jobs against the database (the firewall worker is not called here:
+its enqueueing is captured, and tests/bans/test_sync.py covers what it does)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from bans.models import Ban
+from bans.services import Observed, record_failures
+from tests.bans.builders import make_jail
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks():
+        yield
+
+
+def jailctl(*args: str) -> str:
+    out = StringIO()
+    call_command("jailctl", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_lists_enabled_jails() -> None:
+    make_jail("sshd")
+    make_jail("postfix", enabled=False)
+    assert "Jail list:\tsshd" in jailctl("status")
+    assert json.loads(jailctl("status", "--json")) == {"jails": ["sshd"]}
+
+
+def test_it_shows_a_jail_like_fail2ban_client(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    jail = make_jail("sshd", maxretry=2, logpath=[str(log)])
+    record_failures(jail, [Observed("203.0.113.9", 1.79e9), Observed("203.0.113.9", 1.79e9 + 1),
+                           Observed("198.51.100.2", 1.79e9 + 2)], now=1.79e9 + 3, own_addresses=[],
+                    catching_up=False)
+    text = jailctl("status", "sshd")
+    assert "|  |- Currently failed:\t1" in text and "|  |- Total failed:\t3" in text
+    assert f"|  `- File list:\t{log}" in text
+    assert "   `- Banned IP list:\t203.0.113.9" in text
+    data = json.loads(jailctl("status", "sshd", "--json"))
+    assert (data["currently_banned"], data["total_banned"]) == (1, 1)
+
+
+def test_it_bans_and_unbans_by_hand() -> None:
+    make_jail("sshd", bantime=600)
+    assert "banned 192.0.2.77/32 in sshd until" in jailctl("ban", "sshd", "192.0.2.77", "--time", "1h")
+    ban = Ban.objects.get()
+    assert (ban.bantime, ban.origin, ban.state) == (3600, Ban.Origin.USER, Ban.State.PENDING)
+    assert "lifting 1 ban(s)" in jailctl("unban", "sshd", "192.0.2.77")
+    assert Ban.objects.get().state == Ban.State.LIFTING
+
+
+def test_it_refuses_to_ban_an_ignored_address_with_the_reason() -> None:
+    make_jail("sshd", ignoreip=["192.0.2.0/24"])
+    with pytest.raises(CommandError, match="listed in ignoreip of jail sshd"):
+        jailctl("ban", "sshd", "192.0.2.5")
+    with pytest.raises(CommandError, match="refused: 127.0.0.1/32 contains"):
+        jailctl("ban", "sshd", "127.0.0.1")
+    with pytest.raises(CommandError, match="loopback"):
+        jailctl("ban", "sshd", "127.0.0.2")
+    with pytest.raises(CommandError, match="contains 192.0.2"):
+        jailctl("ban", "blocklist", "192.0.0.0/16")
+    assert not Ban.objects.exists()
+
+
+def test_it_explains_bad_input() -> None:
+    make_jail("sshd")
+    with pytest.raises(CommandError, match="no jail named 'nope'"):
+        jailctl("ban", "nope", "192.0.2.5")
+    with pytest.raises(CommandError, match="not an address or network"):
+        jailctl("ban", "sshd", "203.0.113.999")
+    with pytest.raises(CommandError, match="is not a duration"):
+        jailctl("ban", "sshd", "203.0.113.9", "--time", "soon")
+    with pytest.raises(CommandError, match="is not banned"):
+        jailctl("unban", "--all", "203.0.113.9")
+
+
+def test_it_checks_the_configuration(tmp_path: Path) -> None:
+    jail = make_jail("sshd", logpath=[str(tmp_path / "missing.log")])
+    assert "WARNING: jail sshd: no log file matches" in jailctl("check")
+    jail.filter.source = "[Definition]\nfailregex = ^(broken <HOST>\n"
+    jail.filter.save()
+    with pytest.raises(CommandError, match="configuration has errors"):
+        jailctl("check")

@@ -1,0 +1,101 @@
+"""bans.sync with the recording firewall (the real kernel is exercised in test_firewall_netns.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from bans import sync
+from bans.firewall import FirewallError, RecordingBackend
+from bans.models import Ban
+from bans.services import Observed, new_ban, record_failures
+from tests.bans.builders import make_jail
+
+pytestmark = pytest.mark.django_db
+
+
+def pending_ban(jail_name: str = "sshd", network: str = "203.0.113.9/32", bantime: int = 3600) -> Ban:
+    jail = make_jail(jail_name)
+    return new_ban(jail_name, network, bantime, now=timezone.now().timestamp(), host="local", jail=jail,
+                   origin=Ban.Origin.JAIL)
+
+
+def test_it_marks_a_ban_active_once_the_firewall_has_it() -> None:
+    ban = pending_ban()
+    backend = RecordingBackend()
+    report = sync.apply_pending("local", backend)
+    ban.refresh_from_db()
+    assert report.applied == [ban.pk]
+    assert ban.state == Ban.State.ACTIVE and ban.applied_at is not None
+    [(name, (add, remove))] = [c for c in backend.calls if c[0] == "apply"]
+    assert [str(e.network) for e in add] == ["203.0.113.9/32"] and 3590 < add[0].timeout <= 3600
+
+
+def test_it_claims_each_ban_once() -> None:
+    pending_ban()
+    backend = RecordingBackend()
+    sync.apply_pending("local", backend)
+    again = sync.apply_pending("local", backend)
+    assert again.applied == []
+    assert len([c for c in backend.calls if c[0] == "apply"]) == 1
+
+
+def test_it_records_a_refused_batch_and_retries_later() -> None:
+    ban = pending_ban()
+    backend = RecordingBackend()
+    backend.fail_next(FirewallError("netlink busy", permanent=False))
+    report = sync.apply_pending("local", backend)
+    ban.refresh_from_db()
+    assert report.error is not None
+    assert (ban.state, ban.apply_attempts, ban.apply_error) == (Ban.State.FAILED, 1, "netlink busy")
+    assert sync.apply_pending("local", backend).applied == []  # not due yet
+    later = timezone.now() + dt.timedelta(seconds=sync.RETRY_BASE_SECONDS + 1)
+    assert sync.apply_pending("local", backend, now=later).applied == [ban.pk]
+
+
+def test_it_applies_only_its_own_hosts_bans() -> None:
+    ban = pending_ban()
+    Ban.objects.filter(pk=ban.pk).update(host="other")
+    assert sync.apply_pending("local", RecordingBackend()).applied == []
+
+
+def test_it_lifts_bans_marked_for_lifting() -> None:
+    ban = pending_ban()
+    backend = RecordingBackend()
+    sync.apply_pending("local", backend)
+    Ban.objects.filter(pk=ban.pk).update(state=Ban.State.LIFTING)
+    report = sync.apply_pending("local", backend)
+    ban.refresh_from_db()
+    assert report.lifted == [ban.pk] and ban.state == Ban.State.LIFTED
+    assert backend.snapshot().get("sshd", {}) == {}
+
+
+def test_it_restores_lost_bans_on_reconcile() -> None:
+    pending_ban()
+    backend = RecordingBackend()
+    sync.apply_pending("local", backend)
+    backend.simulate_ruleset_flush()
+    result = sync.reconcile("local", backend)
+    assert [str(e.network) for e in result.added] == ["203.0.113.9/32"]
+
+
+def test_it_expires_bans_whose_time_is_up() -> None:
+    ban = pending_ban(bantime=60)
+    sync.apply_pending("local", RecordingBackend())
+    report = sync.apply_pending("local", RecordingBackend(), now=timezone.now() + dt.timedelta(seconds=61))
+    ban.refresh_from_db()
+    assert report.expired == 1 and ban.state == Ban.State.EXPIRED
+
+
+def test_it_applies_what_the_failures_earned(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    jail = make_jail(maxretry=2)
+    now = timezone.now().timestamp()
+    with django_capture_on_commit_callbacks() as callbacks:
+        record_failures(jail, [Observed("198.51.100.4", now - 2), Observed("198.51.100.4", now - 1)], now=now,
+                        own_addresses=[], catching_up=False)
+    assert len(callbacks) == 1  # the firewall worker is asked once the transaction commits
+    backend = RecordingBackend()
+    sync.apply_pending("local", backend)
+    assert [str(n) for n in backend.snapshot()["sshd"]] == ["198.51.100.4/32"]
