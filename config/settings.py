@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "django_celery_beat",
     "jails",
     "bans",
     "watchers",
@@ -138,6 +139,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("IPS_CELERY_EAGER", False)
+# Schedules live in the database (django-celery-beat), editable in Django admin; the defaults are
+# created by the migration watchers/0002_default_schedules.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # The firewall: "nftables" (our own inet table, through libnftables' JSON API) or "off" (bans are
 # recorded and shown, the kernel is not touched). IPS_HOST_NAME names this firewall host: each host

@@ -130,6 +130,14 @@ def read_new_lines(
         raise ValueError("max_bytes must be at least 1")
     reader = _Reader(_codec(encoding), max_bytes)
     try:
+        return _read_new_lines(reader, path, position, start_at_end)
+    except OSError as exc:  # EIO from a failing disk, ESTALE from NFS...: a reason, not a traceback
+        name = errno.errorcode.get(exc.errno or 0, "error")
+        raise SourceUnavailable(f"cannot read {path}: {exc.strerror} ({name})", code="error", path=path) from None
+
+
+def _read_new_lines(reader: _Reader, path: str, position: FilePosition | None, start_at_end: bool) -> ReadResult:
+    try:
         current = _open_log(path)
     except SourceUnavailable as exc:
         if exc.code == "missing" and position is not None:
@@ -140,13 +148,13 @@ def read_new_lines(
     with current:
         if position is None:
             offset = _last_line_end(current) if start_at_end else 0
-            result = reader.read(current, offset, max_bytes)
+            result = reader.read(current, offset, reader.max_bytes)
             if offset:
                 result.events.insert(0, f"started at the end: skipped {offset} bytes of history")
             return result
         change = _what_changed(current, position)
         if change is None:
-            return reader.read(current, position.offset, max_bytes)
+            return reader.read(current, position.offset, reader.max_bytes)
         return reader.follow(path, current, position, change)
 
 

@@ -52,7 +52,7 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
     try:
         assert wait_for(lambda: http_status(f"http://127.0.0.1:{port}/accounts/login/") == 200), log.read_text()
         assert http_status(f"http://127.0.0.1:{port}/static/css/panel.css") == 200
-        assert wait_for(lambda: " ready." in log.read_text()), log.read_text()
+        assert wait_for(lambda: log.read_text().count(" ready.") == 2), log.read_text()  # watchers, firewall
         assert wait_for(lambda: "beat: Starting" in log.read_text()), log.read_text()
     finally:
         stack.send_signal(signal.SIGINT)

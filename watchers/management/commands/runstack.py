@@ -28,7 +28,8 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Run the panel (gunicorn), the Celery worker and Celery beat in the foreground until Ctrl-C."
+    help = ("Run the panel (gunicorn), the Celery workers (log watchers; firewall) and Celery beat in the "
+            "foreground until Ctrl-C.")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="address:port for the panel (gunicorn)")
@@ -64,7 +65,12 @@ class Command(BaseCommand):
             Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
                           "--workers", str(options["web_workers"]), "--access-logfile", "-"]),
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                             "--concurrency", str(options["concurrency"])]),
+                             "--concurrency", str(options["concurrency"]), "--queues", "celery",
+                             "--hostname", "watchers@%h"]),
+            # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order.
+            Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                               "--concurrency", "1", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
+                               "--hostname", f"firewall-{settings.IPS_HOST_NAME}@%h"]),
         ]
         if not options["no_beat"]:
             children.append(Child("beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",

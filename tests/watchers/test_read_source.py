@@ -1,0 +1,80 @@
+"""watchers.services.read_source: lines read once, failures counted, position kept with them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bans.models import Ban, Failure
+from jails.builtin import FILTER_DIR
+from jails.models import Filter, Jail
+from watchers.models import LogSource
+from watchers.services import read_source, sync_sources
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def syslog(seconds_ago: int, text: str) -> str:
+    when = NOW - dt.timedelta(seconds=seconds_ago)
+    return f"{when:%b %d %H:%M:%S} web sshd[{100 + seconds_ago}]: {text}\n"
+
+
+@pytest.fixture
+def jail(tmp_path: Path, no_broker: None) -> Jail:
+    for name in ("ips-common", "sshd"):
+        Filter.objects.create(name=name, source=(FILTER_DIR / f"{name}.conf").read_text())
+    return Jail.objects.create(name="sshd", enabled=True, filter=Filter.objects.get(name="sshd"), maxretry=3,
+                               findtime=600, bantime=3600, logpath=[str(tmp_path / "auth.log")])
+
+
+@pytest.fixture
+def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks():
+        yield
+
+
+def read(source: LogSource) -> None:
+    read_source(source.pk, now=NOW.timestamp(), own_addresses=[])
+
+
+def test_it_bans_after_maxretry_failures_and_reads_each_line_once(jail: Jail, tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("".join(syslog(30 - i, f"Failed password for root from 203.0.113.9 port 4{i} ssh2")
+                           for i in range(2)))
+    [source] = sync_sources(jail)
+    read(source)
+    read(source)  # nothing new: nothing counted twice
+    assert Failure.objects.count() == 2 and not Ban.objects.exists()
+    with log.open("a") as fh:
+        fh.write(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
+        fh.write(syslog(4, "Failed password for adm").rstrip("\n"))  # a partial line: waits for its newline
+    read(source)
+    assert Ban.objects.get().network == "203.0.113.9/32"
+    source.refresh_from_db()
+    assert source.lines_read == 3 and source.health == LogSource.Health.OK
+
+
+def test_it_blames_the_sender_not_an_address_in_the_user_name(jail: Jail, tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_text("".join(
+        syslog(20 - i, "Invalid user root from 198.51.100.1 from 203.0.113.9 port 22") for i in range(3)))
+    read(sync_sources(jail)[0])
+    assert list(Ban.objects.values_list("network", flat=True)) in ([], ["203.0.113.9/32"])
+    assert not Failure.objects.filter(address="198.51.100.1").exists()
+
+
+def test_it_skips_lines_older_than_findtime_at_first_start(jail: Jail, tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_text("".join(
+        syslog(7200 + i, "Failed password for root from 203.0.113.9 port 22 ssh2") for i in range(5)))
+    read(sync_sources(jail)[0])
+    assert not Failure.objects.exists()
+
+
+def test_it_marks_a_missing_log_as_waiting_and_goes_on(jail: Jail) -> None:
+    [source] = sync_sources(jail)
+    read(source)
+    source.refresh_from_db()
+    assert source.health == LogSource.Health.WAITING and "auth.log" in source.health_reason
