@@ -22,8 +22,8 @@ from jails import services as jail_services
 from jails.engine.errors import EngineError
 from jails.engine.filter import CompiledFilter
 from jails.models import Jail
-from watchers.models import LogSource
 from watchers.journal import read_journal
+from watchers.models import LogSource
 from watchers.tail import FilePosition, ReadResult, SourceUnavailable, expand_logpaths, read_new_lines
 
 log = logging.getLogger(__name__)
