@@ -27,7 +27,8 @@ class Failure(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["jail", "address", "time"])]
+        # created_at: the statistics rollup finds failures stored late (a watcher catching up)
+        indexes = [models.Index(fields=["jail", "address", "time"]), models.Index(fields=["created_at"])]
         ordering = ["-time"]
 
     def __str__(self) -> str:

@@ -54,3 +54,31 @@ def reconcile_firewall(host: str) -> dict[str, int]:
     """Make the kernel agree with the database (after a reboot or `nft flush ruleset`)."""
     result = sync.reconcile(host, backend())
     return {"added": len(result.added), "removed": len(result.removed), "refreshed": len(result.refreshed)}
+
+
+# --- scheduled work (beat; defaults in bans/migrations/0002_default_schedules.py) ----------------
+# The plain functions live in bans.schedules; each is idempotent, so a late or doubled run is safe.
+
+
+@shared_task(acks_late=True)
+def run_recidive() -> int:
+    """Ban repeat offenders in the "recidive" jail, from the ban history; returns how many."""
+    from bans import schedules, services
+
+    return len(schedules.run_recidive(now=services.now_epoch()))
+
+
+@shared_task(acks_late=True)
+def cleanup_history() -> dict[str, int]:
+    """Delete history older than IPS_HISTORY_DAYS (and stale tallies); returns counts per kind."""
+    from bans import schedules, services
+
+    return schedules.cleanup_history(now=services.now_epoch())
+
+
+@shared_task(acks_late=True)
+def rollup_stats() -> int:
+    """Recount the recent per-minute and per-hour JailStat buckets; returns how many were written."""
+    from bans import schedules, services
+
+    return schedules.rollup_stats(now=services.now_epoch())

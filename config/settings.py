@@ -149,6 +149,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 IPS_FIREWALL = env_choice("IPS_FIREWALL", "nftables", ["nftables", "off"])
 IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
 IPS_NFT_TABLE = env_str("IPS_NFT_TABLE", "ips")
+# Days of failures, ended bans and hourly statistics kept (bans.schedules.cleanup_history).
+IPS_HISTORY_DAYS = env_int("IPS_HISTORY_DAYS", 90, minimum=1)
 
 # The filter engine: where the built-in filter library lives, and how long one regex may run on
 # one line before it is stopped and reported.

@@ -1,0 +1,287 @@
+"""The scheduled work of the bans app: recidive, history cleanup, statistics (plain functions).
+
+`bans.tasks` wraps each function in a Celery task that beat runs (the default schedules come from
+`bans/migrations/0002_default_schedules.py`). Each takes `now` (epoch seconds) so that tests and
+reruns are deterministic, and each is idempotent: a second run with the same rows changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import Trunc
+
+from bans import policy, services
+from bans.models import Ban, Failure, Ignored, JailStat, Tally
+from jails.models import Jail
+
+log = logging.getLogger(__name__)
+
+RECIDIVE_JAIL = "recidive"
+# The jail name of manual permanent bans (services.ban_by_hand): all ports, for ever already, so
+# they never make an address a repeat offender.
+BLOCKLIST_NAME = "blocklist"
+
+DEFAULT_HISTORY_DAYS = 90
+IGNORED_KEPT = dt.timedelta(days=30)
+MINUTE_BUCKETS_KEPT = dt.timedelta(days=2)
+# Rows are committed a little after the time they carry (a watcher's transaction, a slow rollup),
+# so each rollup recounts this much before the newest bucket it wrote last time.
+ROLLUP_OVERLAP = dt.timedelta(minutes=10)
+
+
+# --- recidive: repeat offenders in the ban history ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EarlierBan:
+    jail_name: str
+    started_at: dt.datetime
+
+    def as_evidence(self, address: str) -> str:
+        # the line fail2ban's recidive jail would have read in fail2ban.log for this ban
+        return f"{self.started_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC [{self.jail_name}] Ban {address}"
+
+
+# host -> address -> the bans that count against it, oldest first
+History = dict[str, dict[str, list[EarlierBan]]]
+
+
+def run_recidive(*, now: float, own_addresses: Sequence[str] | None = None) -> list[Ban]:
+    """Ban in the "recidive" jail the addresses banned maxretry times within its findtime elsewhere.
+
+    Does nothing unless a jail named "recidive" exists and is enabled; its maxretry, findtime,
+    bantime and bantime.* options apply, and its ignoreip (with this host's addresses,
+    `own_addresses`, looked up only when needed). Returns the bans created (PENDING, origin
+    SCHEDULE); the firewall worker of each ban's host is asked to apply them.
+    """
+    jail = Jail.objects.filter(name=RECIDIVE_JAIL, enabled=True).first()
+    if jail is None:
+        return []
+    own = OwnAddresses(own_addresses)
+    created: list[Ban] = []
+    for host, by_address in ban_history(jail, now).items():
+        times = [(address, ban.started_at.timestamp()) for address, bans in by_address.items() for ban in bans]
+        for address in policy.recidive_offenders(times, findtime=jail.findtime, maxretry=jail.maxretry, now=now):
+            ban = ban_repeat_offender(jail, address, by_address[address], now=now, host=host, own=own)
+            if ban is not None:
+                created.append(ban)
+    return created
+
+
+@dataclass
+class OwnAddresses:
+    """This host's addresses, read (a subprocess) only once an offender is found."""
+
+    given: Sequence[str] | None
+    lookup: Callable[[], list[str]] = policy.host_addresses
+    _found: list[str] | None = field(default=None, init=False)
+
+    def get(self) -> Sequence[str]:
+        if self.given is not None:
+            return self.given
+        if self._found is None:
+            self._found = self.lookup()
+        return self._found
+
+
+def ban_history(jail: Jail, now: float) -> History:
+    """The bans inside the recidive jail's findtime that count, per firewall host and address.
+
+    Not counted: the recidive jail's own bans, the blocklist, networks (recidive is about
+    addresses), and bans that started before the address's latest recidive ban: like fail2ban,
+    which forgets an address's failures once it bans it, an address lifted from recidive by hand
+    is not banned again a minute later for the same history.
+    """
+    since = services.aware(now - jail.findtime)
+    forgotten_until = {
+        (row["network"], row["host"]): row["latest"]
+        for row in Ban.objects.filter(jail_name=jail.name, started_at__gte=since)
+        .values("network", "host").annotate(latest=Max("started_at")).order_by()
+    }
+    rows = (Ban.objects.filter(started_at__gte=since).exclude(jail_name__in=[jail.name, BLOCKLIST_NAME])
+            .order_by("started_at", "pk").values_list("network", "host", "jail_name", "started_at"))
+    history: History = {}
+    for network, host, jail_name, started_at in rows:
+        address = single_address(network)
+        latest_recidive = forgotten_until.get((network, host))
+        if address is None or (latest_recidive is not None and started_at <= latest_recidive):
+            continue
+        history.setdefault(host, {}).setdefault(address, []).append(EarlierBan(jail_name, started_at))
+    return history
+
+
+def single_address(network: str) -> str | None:
+    """The address of a one-address network (203.0.113.9/32), None for a wider network.
+
+    In policy.recidive_offenders' canonical form (IPv4-mapped IPv6 as IPv4), since its answer is
+    looked up in the history.
+    """
+    try:
+        parsed = ipaddress.ip_network(network)
+    except ValueError:
+        return None
+    return services.parse_address(str(parsed.network_address)) if parsed.num_addresses == 1 else None
+
+
+def ban_repeat_offender(jail: Jail, address: str, earlier: list[EarlierBan], *, now: float, host: str,
+                        own: OwnAddresses) -> Ban | None:
+    network = services.network_of(address)
+    # the watcher may have banned it in this jail already (an imported recidive jail also reads
+    # fail2ban.log): one live ban per jail and address
+    if services.live_ban(jail.name, network, host) is not None:
+        return None
+    ignored = services.ignore_reason(jail, address, own.get())
+    if ignored is not None:
+        services.note_ignored(jail, address, ignored, now)
+        return None
+    count = services.earlier_bans(network, jail, now)
+    reason = f"banned {len(earlier)} times within {jail.findtime} s in other jails"
+    try:
+        with transaction.atomic():
+            ban = services.new_ban(jail.name, network, recidive_bantime(jail, count), now=now, host=host,
+                                   jail=jail, origin=Ban.Origin.SCHEDULE, earlier=count,
+                                   evidence=[each.as_evidence(address) for each in earlier], reason=reason)
+            services.request_firewall_sync(host)
+    except IntegrityError:
+        return None  # banned in this jail between our check and our insert (the unique constraint)
+    return ban
+
+
+def recidive_bantime(jail: Jail, earlier: int) -> int:
+    try:
+        return policy.next_bantime(jail.bantime, earlier, services.increment_settings(jail))
+    except ValueError as exc:
+        # fail2ban keeps the base ban time when the formula fails; so do we, rather than never ban
+        log.warning("recidive: %s; banning for bantime (%s s) instead", exc, jail.bantime)
+        return jail.bantime
+
+
+# --- cleanup: history kept for IPS_HISTORY_DAYS ----------------------------------------------------
+
+
+def history_days() -> int:
+    return int(getattr(settings, "IPS_HISTORY_DAYS", DEFAULT_HISTORY_DAYS))
+
+
+def cleanup_history(*, now: float) -> dict[str, int]:
+    """Delete old history; returns how many rows of each kind went.
+
+    - Failure rows older than IPS_HISTORY_DAYS;
+    - Ban rows that ended (EXPIRED, LIFTED) longer ago than that, but never those the ban
+      decisions still read (bantime.increment's memory, the recidive jail's findtime);
+    - Ignored rows older than 30 days;
+    - Tally rows whose last failure is findtime old or older, which add_failure would forget anyway.
+    """
+    moment = services.aware(now)
+    cutoff = moment - dt.timedelta(days=history_days())
+    ban_cutoff = min(cutoff, moment - ban_memory())
+    ended_long_ago = Q(ended_at__lt=ban_cutoff) | Q(ended_at__isnull=True, started_at__lt=ban_cutoff)
+    return {
+        "failures": Failure.objects.filter(time__lt=cutoff).delete()[0],
+        "bans": Ban.objects.filter(ended_long_ago, state__in=[Ban.State.EXPIRED, Ban.State.LIFTED]).delete()[0],
+        "ignored": Ignored.objects.filter(time__lt=moment - IGNORED_KEPT).delete()[0],
+        "tallies": delete_stale_tallies(now),
+    }
+
+
+def ban_memory() -> dt.timedelta:
+    """How far back the ban decisions look into the ban history."""
+    recidive_findtime = Jail.objects.filter(name=RECIDIVE_JAIL).values_list("findtime", flat=True).first() or 0
+    return max(services.INCREMENT_MEMORY, dt.timedelta(seconds=recidive_findtime))
+
+
+def delete_stale_tallies(now: float) -> int:
+    deleted = 0
+    for jail_id, findtime in Jail.objects.values_list("pk", "findtime"):
+        # `<=` as in policy.add_failure. One DELETE ... WHERE: a tally a watcher is updating
+        # (select_for_update) is checked again once its lock is released, not deleted blindly.
+        stale = Tally.objects.filter(jail_id=jail_id, last_time__lte=services.aware(now - findtime))
+        deleted += stale.delete()[0]
+    return deleted
+
+
+# --- statistics: failures and bans per jail per minute and per hour ---------------------------------
+
+
+@dataclass(frozen=True)
+class Resolution:
+    name: str  # JailStat.Resolution
+    kind: str  # Trunc's kind
+    step: dt.timedelta
+
+    def bucket_of(self, moment: dt.datetime) -> dt.datetime:
+        """The start of the bucket holding `moment`, in UTC, as Trunc(..., tzinfo=UTC) computes it."""
+        moment = moment.astimezone(dt.UTC)
+        start = moment.replace(second=0, microsecond=0)
+        return start.replace(minute=0) if self.kind == "hour" else start
+
+
+MINUTE = Resolution(JailStat.Resolution.MINUTE, "minute", dt.timedelta(minutes=1))
+HOUR = Resolution(JailStat.Resolution.HOUR, "hour", dt.timedelta(hours=1))
+
+
+def stats_kept(resolution: Resolution) -> dt.timedelta:
+    return MINUTE_BUCKETS_KEPT if resolution == MINUTE else dt.timedelta(days=history_days())
+
+
+def rollup_stats(*, now: float) -> int:
+    """Recount the recent buckets of both resolutions, prune old ones; returns buckets written.
+
+    Each bucket is recounted whole from the Failure and Ban rows, so a rerun writes the same
+    numbers. Buckets holding no failure and no ban are not written (the charts read them as 0).
+    """
+    moment = services.aware(now)
+    written = 0
+    for resolution in (MINUTE, HOUR):
+        horizon = resolution.bucket_of(moment - stats_kept(resolution))
+        written += write_buckets(resolution, count_buckets(resolution, rollup_start(resolution, horizon)))
+        JailStat.objects.filter(resolution=resolution.name, bucket__lt=horizon).delete()
+    return written
+
+
+def rollup_start(resolution: Resolution, horizon: dt.datetime) -> dt.datetime:
+    """The first bucket to recount: from a little before the newest one written, or the horizon.
+
+    Also from the oldest failure committed since then but dated earlier: a watcher catching up
+    on a backlog stores failures up to its jail's findtime in the past.
+    """
+    newest = JailStat.objects.filter(resolution=resolution.name).aggregate(newest=Max("bucket"))["newest"]
+    since = horizon if newest is None else max(horizon, newest - ROLLUP_OVERLAP)
+    longest_findtime = Jail.objects.aggregate(longest=Max("findtime"))["longest"] or 0
+    late = Failure.objects.filter(time__lt=since, time__gte=since - dt.timedelta(seconds=longest_findtime),
+                                  created_at__gte=since).aggregate(oldest=Min("time"))["oldest"]
+    start = since if late is None else min(since, late)
+    return max(horizon, resolution.bucket_of(start))
+
+
+def count_buckets(resolution: Resolution, start: dt.datetime) -> dict[tuple[str, dt.datetime], list[int]]:
+    """(jail name, bucket) -> [failures, bans] for every bucket from `start` on."""
+    counts: dict[tuple[str, dt.datetime], list[int]] = {}
+    failures = (Failure.objects.filter(time__gte=start)
+                .annotate(bucket=Trunc("time", resolution.kind, tzinfo=dt.UTC))
+                .values_list("jail__name", "bucket").annotate(n=Count("pk")).order_by())
+    for jail_name, bucket, n in failures:
+        counts.setdefault((jail_name, bucket), [0, 0])[0] += n
+    bans = (Ban.objects.filter(started_at__gte=start)
+            .annotate(bucket=Trunc("started_at", resolution.kind, tzinfo=dt.UTC))
+            .values_list("jail_name", "bucket").annotate(n=Count("pk")).order_by())
+    for jail_name, bucket, n in bans:
+        counts.setdefault((jail_name, bucket), [0, 0])[1] += n
+    return counts
+
+
+def write_buckets(resolution: Resolution, counts: dict[tuple[str, dt.datetime], list[int]]) -> int:
+    rows = [JailStat(jail_name=jail_name, resolution=resolution.name, bucket=bucket, failures=failures, bans=bans)
+            for (jail_name, bucket), (failures, bans) in counts.items()]
+    JailStat.objects.bulk_create(rows, batch_size=500, update_conflicts=True,
+                                 unique_fields=["jail_name", "resolution", "bucket"],
+                                 update_fields=["failures", "bans"])
+    return len(rows)
