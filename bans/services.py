@@ -12,6 +12,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.utils import timezone
 
@@ -190,7 +191,7 @@ def create_jail_ban(jail: Jail, address: str, evidence: Sequence[str], *, now: f
 
 def new_ban(jail_name: str, network: str, bantime: int, *, now: float, host: str, jail: Jail | None,
             origin: str, earlier: int = 0, evidence: list[str] | None = None, reason: str = "",
-            user: object | None = None) -> Ban:
+            user: Any = None) -> Ban:
     started = aware(now)
     expires = None if bantime == -1 else started + dt.timedelta(seconds=bantime)
     return Ban.objects.create(
