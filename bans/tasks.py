@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 
 from bans import sync
@@ -47,6 +48,14 @@ def sync_firewall(self: Any, host: str) -> dict[str, int]:
     if report.error is not None:
         log.error("firewall refused bans for %s: %s", host, report.error.message)
     return {"applied": len(report.applied), "lifted": len(report.lifted), "expired": report.expired}
+
+
+@worker_ready.connect
+def reconcile_when_a_worker_starts(**kwargs: Any) -> None:
+    """After a reboot or a crash the kernel may have lost our sets: heal at once, not at the next
+    scheduled reconcile. Queued to this host's firewall worker (harmless if it is already in sync)."""
+    host = settings.IPS_HOST_NAME
+    reconcile_firewall.apply_async(kwargs={"host": host}, queue=firewall_queue(host))
 
 
 @shared_task(acks_late=True)

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -106,7 +107,7 @@ def act_on(source: LogSource, result: ReadResult, now: float, own_addresses: lis
         return ReadReport(events=[source.health_reason])
     read_bytes = result.position.offset - (0 if first_read else source.offset)
     catching_up = first_read or read_bytes >= max_bytes
-    decision = record_failures(source.jail, observed, now=now, catching_up=catching_up,
+    decision = record_failures(source.jail, observed, now=now, catching_up=catching_up, host=settings.IPS_HOST_NAME,
                                own_addresses=own_addresses if own_addresses is not None else policy.host_addresses())
     save_position(source, result, now)
     for event in result.events:
@@ -130,7 +131,7 @@ def read_journal_source(source: LogSource, now: float, own_addresses: list[str] 
                          fields={k: v for k, v in f.fields.items() if is_plain(v)})
                 for entry in result.entries for f in flt.process_line(entry.line, entry.time, journal=True).failures
                 if not f.nofail and f.host]
-    decision = record_failures(jail, observed, now=now, catching_up=True,
+    decision = record_failures(jail, observed, now=now, catching_up=True, host=settings.IPS_HOST_NAME,
                                own_addresses=own_addresses if own_addresses is not None else policy.host_addresses())
     source.cursor = result.cursor or source.cursor
     source.health, source.health_reason = LogSource.Health.OK, ""

@@ -78,3 +78,11 @@ def test_it_marks_a_missing_log_as_waiting_and_goes_on(jail: Jail) -> None:
     read(source)
     source.refresh_from_db()
     assert source.health == LogSource.Health.WAITING and "auth.log" in source.health_reason
+
+
+def test_it_gives_bans_to_this_firewall_host(jail: Jail, tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.IPS_HOST_NAME = "web1"
+    (tmp_path / "auth.log").write_text("".join(
+        syslog(20 - i, f"Failed password for root from 203.0.113.9 port 4{i} ssh2") for i in range(3)))
+    read(sync_sources(jail)[0])
+    assert Ban.objects.get().host == "web1"

@@ -1,0 +1,1 @@
+"""End-to-end tests: the real pipeline (Redis, Celery workers and beat, nftables in namespaces)."""
