@@ -947,6 +947,93 @@ class _FieldsResolver:
 # --------------------------------------------------------------------------------------
 
 
+def _add_literal_guards(templates: list[_Template]) -> None:
+    """Give unanchored templates a cheap test that proves most lines hold no match.
+
+    An unanchored template's regex is tried at every position of a line, and
+    fail2ban's search order tries every template whenever the date moved (an
+    access log: every line whose address has another length), so such searches
+    dominate. Each guard holds literal sets that every match of the regex contains
+    (one string of each: literals.analyse_all, sound by construction): a line
+    lacking one of them cannot match, and `search` says None without running the
+    regex. The outcome of every search is unchanged; only its cost drops.
+    Anchored templates stay as they are: their regex stops after position 0.
+    """
+    try:
+        from .literals import analyse_all, fold_text
+    except ImportError:  # pragma: no cover - the literal analyser is a sibling module
+        return
+    folded_line: list[str | None] = ["", ""]  # the last line folded, shared by the guards
+
+    def fold(line: str) -> str | None:
+        if folded_line[0] is not line:
+            folded_line[0], folded_line[1] = line, fold_text(line)
+        return folded_line[1]
+
+    for template in templates:
+        if template.anchored or template.is_none:
+            continue
+        search = _boundary_first(template.compiled) or template.compiled.search
+        sets = analyse_all(template.compiled.pattern, template.compiled.flags)
+        if sets:
+            clauses = tuple(tuple(sorted(found.strings)) for found in sets)
+            search = _guarded(search, clauses, sets[0].folded, fold)
+        template.search = search
+
+
+_WORD_START = r"(?=^|\b|\W)"
+_WORD_START_RE = re.compile(_WORD_START)
+
+
+def _boundary_first(compiled: re.Pattern[str]) -> Callable[[str], re.Match[str] | None] | None:
+    r"""The same search as `compiled.search` for a regex `(?=^|\b|\W)X`, faster.
+
+    The leading lookahead stops the regex engine from skipping ahead to where X can
+    start, so X is searched alone and the lookahead checked where X matched: the
+    first position p where X matches and the lookahead holds is what the original
+    finds, with the same match (the lookahead captures nothing and consumes nothing,
+    and both `^` and `\b` look at the whole string even when a search starts at p).
+    Only worth it without IGNORECASE (folded character classes defeat the skipping).
+    """
+    pattern = compiled.pattern
+    if compiled.flags & re.IGNORECASE or not pattern.startswith(_WORD_START):
+        return None
+    try:
+        inner = re.compile(pattern[len(_WORD_START):], compiled.flags)
+    except re.error:
+        return None
+    if inner.groups != compiled.groups or inner.groupindex != compiled.groupindex:
+        return None
+    search, holds = inner.search, _WORD_START_RE.match
+
+    def boundary_first_search(line: str) -> re.Match[str] | None:
+        m = search(line)
+        while m is not None:
+            start = m.start()
+            if holds(line, start) is not None:
+                return m
+            m = search(line, start + 1)
+        return None
+
+    return boundary_first_search
+
+
+def _guarded(search: Callable[[str], re.Match[str] | None], clauses: tuple[tuple[str, ...], ...],
+             folded: bool, fold: Callable[[str], str | None]) -> Callable[[str], re.Match[str] | None]:
+    def guarded_search(line: str) -> re.Match[str] | None:
+        text = fold(line) if folded else line
+        if text is not None:
+            for strings in clauses:
+                for string in strings:
+                    if string in text:
+                        break
+                else:
+                    return None  # a required literal is missing: no match is possible
+        return search(line)
+
+    return guarded_search
+
+
 class DateDetector:
     """Finds and reads the date of log lines with fail2ban's templates and preferences.
 
@@ -986,6 +1073,8 @@ class DateDetector:
             template.weight = weight
             templates.append(template)
         self.templates: list[_Template] = templates
+        self.datepattern = datepattern
+        _add_literal_guards(templates)
         # True when lines carry no date at all ({NONE}): callers may skip match()
         self.no_date = all(t.is_none for t in templates)
         # where the last date was: its template, its span, and the characters around it
@@ -1020,6 +1109,20 @@ class DateDetector:
         if m.end(1) == m.start(1):
             return None
         return template.resolve(m, now)
+
+    def date_span(self, line: str, now: float) -> tuple[int, int] | None:
+        """Where a date sits in `line` even when it cannot be read (match() returns
+        None for "0000-12-30 ..." as for no date at all; fail2ban still cuts such
+        text out). None: no date text. Like match(), it looks for the date with
+        fail2ban's search order, and learns from the line as match() does."""
+        found = self._find(line, now)
+        if found is None:
+            return None
+        template, m = found
+        start, end = m.span(1)
+        if start == end or template.is_none:
+            return None
+        return start, end
 
     # -- which template: fail2ban's search order and preferences ---------------------
 

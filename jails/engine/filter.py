@@ -228,6 +228,14 @@ class CompiledFilter:
         self._dispatch: dict[str, Any] | None = {} if any(c is not None for c in self._first_chars) else None
         # the lean path covers single-line filters without an up-front ignoreregex pass
         self._quick_ok = maxlines == 1 and not self.ignore_first
+        self._mask_runs: dict[tuple[int, str], Any] = {}  # (mask, first char) -> runs, for tally()
+        self._tally_step = _Step()
+        # regexes whose groups need no merging: CompiledRegex.groups(m) is m.groupdict()
+        self._fail_plain = [not r.alt_groups and not r.tuple_groups for r in failregex]
+        self._pref_plain = prefregex is not None and not prefregex.alt_groups and not prefregex.tuple_groups
+        # the datepattern the detector was built from (None: fail2ban's defaults), for
+        # the literal prefilter's date-cut promise (literals.date_cut_for)
+        self.datepattern: str | None = getattr(dates, "datepattern", None)
 
     # --- construction ---------------------------------------------------------------
 
@@ -265,7 +273,9 @@ class CompiledFilter:
             date_detector = _make_date_detector(
                 datepattern if datepattern is not None else d.datepattern, logtimezone, d
             )
-        return cls(d.name, fails, ignores, pref, date_detector, lines, check_all)
+        cf = cls(d.name, fails, ignores, pref, date_detector, lines, check_all)
+        cf.datepattern = datepattern if datepattern is not None else d.datepattern
+        return cf
 
     def date_template_hits(self) -> list[tuple[str, int]] | None:
         """(template name, lines it dated) for each date template, for reports."""
@@ -293,6 +303,108 @@ class CompiledFilter:
             return self._process(line, now, journal, step)
         except RegexTimeout as exc:
             return LineResult(timed_out=f"{step.describe()}: {exc}")
+
+    def tally(self, line: str, now: float, mask: int = -1) -> LineResult | None:
+        """process_line for callers that only count (fail2ban-regex's summary).
+
+        `mask`: bits of the failregexes worth trying on this line (bit i: failregex
+        i), as literals.Prefilter.candidate_masks gives them; a failregex whose bit
+        is clear cannot match, so skipping it changes nothing. Returns None when no
+        failregex matched (the line is missed and there is nothing else to count);
+        otherwise a LineResult whose failures carry host, nofail and regex index
+        but no fields, lines or attempts (count-only callers never read them). The
+        filter state evolves exactly as with process_line (dates, sessions)."""
+        if not self._quick_ok:
+            result = self.process_line(line, now)
+            return result if result.failures or result.ignored or result.timed_out is not None else None
+        step = self._tally_step
+        step.kind = _STEP_DATE
+        try:
+            dates = self._dates
+            hit = dates.match(line, now) if dates is not None else None
+            if hit is not None and hit.epoch is not None and hit.end > hit.start:
+                # the usual case (_cut_date's first branch, inlined)
+                return self._tally_quick(line, line[: hit.start] + line[hit.end :], hit.epoch, now, mask, step)
+            text, date, no_date, hit = self._cut_after_match(line, now, hit)
+            if no_date:
+                result = self._general(line, text, date, no_date, hit, now, step)
+                if result.failures or result.ignored:
+                    return result
+                return None
+            return self._tally_quick(line, text, date, now, mask, step)
+        except RegexTimeout as exc:
+            return LineResult(timed_out=f"{step.describe()}: {exc}")
+
+    def _tally_quick(self, line: str, text: str, date: float, now: float, mask: int, step: _Step) -> LineResult | None:
+        """_quick with the failregexes narrowed by `mask`, and light failures."""
+        buf = text + "\n"
+        pre_groups: dict[str, Any] = {}
+        pref = self._pref
+        if pref is not None:
+            step.kind = _STEP_PREF
+            pm = pref.regex.search(buf)
+            if pm is None:
+                self._last_date = date
+                return None
+            pre_groups = pm.groupdict() if self._pref_plain else pref.groups(pm)
+            content = pre_groups.pop("content", None)
+            if content:
+                buf = content + "\n"
+        key = (mask, buf[0])
+        runs = self._mask_runs.get(key)
+        if runs is None:
+            runs = self._runs_masked(key)
+        step.kind = _STEP_FAIL
+        found: list[tuple[int, re.Match[str]]] | None = None
+        ignore_index: int | None = None
+        for index, search in runs:
+            step.index = index
+            m = search(buf)
+            if m is None:
+                continue
+            if self._ignore:
+                ignored = self._search_ignores(buf, step)
+                step.kind = _STEP_FAIL
+                if ignored is not None:
+                    ignore_index = ignored
+                    if not self.check_all:
+                        break
+                    continue
+            if found is None:
+                found = []
+            found.append((index, m))
+            if not self.check_all:
+                break
+        if found is None:
+            self._last_date = date
+            if ignore_index is None:
+                return None
+            return LineResult(ignored=True, ignore_index=ignore_index)
+        result = LineResult(ignore_index=ignore_index)
+        result.ignored = ignore_index is not None
+        lines = [BufLine(text, line)]
+        sessions = _SessionTxn(self._sessions, now)
+        fail, plain = self._fail, self._fail_plain
+        for index, m in found:
+            cand = _Candidate(index, m.groupdict() if plain[index] else fail[index].groups(m), lines)
+            failure = self._make_failure(cand, pre_groups, date, sessions, light=True)
+            if failure is not None:
+                result.failures.append(failure)
+                if failure.nofail:
+                    result.ignored = True
+        sessions.commit()
+        self._last_date = date
+        return result
+
+    def _runs_masked(self, key: tuple[int, str]) -> tuple[tuple[int, Callable[[str], re.Match[str] | None]], ...]:
+        mask, first = key
+        runs = self._dispatch.get(first) if self._dispatch is not None else self._all_runs
+        if runs is None:
+            runs = self._runs_for(first)
+        runs = tuple((i, search) for i, search in runs if mask >> i & 1)
+        if len(self._mask_runs) < _DISPATCH_MAX * 4:
+            self._mask_runs[key] = runs
+        return runs
 
     def _process(self, line: str, now: float, journal: bool, step: _Step) -> LineResult:
         hit: Any = None
@@ -397,6 +509,11 @@ class CompiledFilter:
         """Find the date and cut it out; fail2ban's fallbacks for lines without one.
         The date returned is epoch seconds or None."""
         hit = self._dates.match(line, now) if self._dates is not None else None
+        return self._cut_after_match(line, now, hit)
+
+    def _cut_after_match(self, line: str, now: float, hit: Any) -> tuple[str, Any, bool, Any]:
+        """_cut_date once the detector has looked at the line (it learns from each
+        line, so it must look only once)."""
         if hit is not None:
             if hit.epoch is not None and hit.end > hit.start:
                 return line[: hit.start] + line[hit.end :], hit.epoch, False, hit
@@ -506,14 +623,13 @@ class CompiledFilter:
     # --- building failures ----------------------------------------------------------
 
     def _make_failure(
-        self, cand: _Candidate, pre_groups: dict[str, Any], when: float, sessions: _SessionTxn
+        self, cand: _Candidate, pre_groups: dict[str, Any], when: float, sessions: _SessionTxn, light: bool = False
     ) -> Failure | None:
         fail = cand.groups
         if pre_groups:
             # failregex groups win, but a group the failregex left unset must not erase
             # what the prefregex captured (e.g. the address in dovecot's prefix)
-            fail = dict(pre_groups)
-            fail.update((k, v) for k, v in cand.groups.items() if v is not None)
+            fail = {**pre_groups, **{k: v for k, v in fail.items() if v is not None}}
         mlfid = fail.get("mlfid")
         if mlfid is not None:
             fail = _merge_session(sessions, mlfid, fail, cand.matched)
@@ -524,6 +640,8 @@ class CompiledFilter:
             if mlfid is None and not fail.get("nofail"):
                 return None  # names nobody and has no session to wait on
             fail["mlfpending"] = 1  # the session's failure waits for an address
+        if light:  # counting only: who and whether it counts, nothing to show
+            return Failure(host, when, {}, 0, [], bool(fail.get("nofail")), cand.regex_index)
         matches: list[BufLine] = fail.get("matches") or []
         fields = {
             k: (sorted(v) if isinstance(v, set) else v)
@@ -651,7 +769,7 @@ def _merge_session(sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matc
             known.pop("mlfpending", None)  # a success cancels pending failures
         if not was_quiet and not known.get("mlfpending"):
             known.pop("matches", None)  # already reported: count afresh
-        known.update((k, v) for k, v in fail.items() if v is not None)
+        known.update({k: v for k, v in fail.items() if v is not None})
         fail = known
         if forget:
             sessions.drop(mlfid)
@@ -677,25 +795,10 @@ def _merge_session(sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matc
 
 
 def _unreadable_date_span(dates: DateDetectorLike | None, line: str, now: float) -> tuple[int, int] | None:
-    """Where a date the detector found but could not read sits in the line.
-
-    WORKAROUND: dates.DateDetector.match() returns None both for "no date" and for an
-    unreadable one, so we ask its private finder again (only for lines without a
-    usable date, which are rare). Remove once match() reports such dates itself."""
-    finder = getattr(dates, "_find", None)
-    if finder is None:
-        return None
-    try:
-        found = finder(line, now)
-    except TypeError:  # its private signature changed: do without
-        return None
-    if not found:
-        return None
-    template, m = found
-    start, end = m.span(1)
-    if start == end or getattr(template, "is_none", False):
-        return None
-    return start, end
+    """Where a date the detector found but could not read sits in the line (only
+    asked for lines without a usable date, which are rare)."""
+    span = getattr(dates, "date_span", None)
+    return span(line, now) if span is not None else None
 
 
 def _add_user(groups: dict[str, Any], user: Any) -> set[str] | None:

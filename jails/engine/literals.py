@@ -44,6 +44,7 @@ __all__ = [
     "NO_CUT",
     "DateCut",
     "Prefilter",
+    "analyse_all",
     "cut_safe_pieces",
     "date_cut_for",
     "fold_text",
@@ -422,6 +423,97 @@ def analyse(pattern: str, flags: int = 0) -> LiteralSet | None:
     return LiteralSet(facts.required, fold)
 
 
+# At most this many literal sets are required together (see `analyse_all`).
+MAX_CLAUSES = 4
+
+
+def analyse_all(pattern: str, flags: int = 0) -> list[LiteralSet]:
+    """Several literal sets, ALL of which every match contains (one string of each).
+
+    The first is `analyse`'s set; the others come from the parts the pattern is a
+    sequence of. Why this is sound: a match of a sequence is the concatenation of a
+    match of each item, so it contains whatever each item's match must contain; a
+    group's text is a match of its body, and a repeat of at least one copy contains a
+    match of its body. Sets no better than MAX_USEFUL_COST, or implied by a kept
+    one (each of its strings contains a string of the kept set... the other way:
+    every string of the kept set contains one of its strings), are dropped.
+    Empty when the pattern has no useful set at all.
+    """
+    try:
+        tree = sre_p.parse(pattern, flags)
+    except re.error:
+        return []
+    items = list(tree.data)
+    all_flags = tree.state.flags | flags
+    fold = bool(all_flags & re.IGNORECASE) or _uses_ignorecase(items)
+    analyser = _MemoAnalyser(fold)
+    found: list[frozenset[str]] = []
+    _collect_required(analyser, items, all_flags, found, 0)
+    useful = [s for s in found if s != NOTHING_KNOWN and len(s) <= MAX_SET and literal_cost(s) <= MAX_USEFUL_COST]
+    if not useful:
+        return []
+    first, rest = useful[0], sorted(set(useful[1:]), key=lambda s: (literal_cost(s), sorted(s)))
+    kept: list[frozenset[str]] = [first]
+    for candidate in rest:
+        if len(kept) >= MAX_CLAUSES:
+            break
+        # candidate is implied by a kept set K when every string of K contains one of
+        # candidate's strings: a line holding K's string holds candidate's too.
+        if any(all(any(c in k for c in candidate) for k in known) for known in kept):
+            continue
+        # nor when it is the same text seen through another window (' "GET', '"GET ')
+        if any(all(_overlapping(c, known) for c in candidate) for known in kept):
+            continue
+        kept.append(candidate)
+    return [LiteralSet(strings, fold) for strings in kept]
+
+
+class _MemoAnalyser(_Analyser):
+    """An analyser that remembers the facts of each node of one parse tree: the
+    sets of `analyse_all` look at the same sub-trees many times."""
+
+    def __init__(self, fold: bool) -> None:
+        super().__init__(fold)
+        self._memo: dict[tuple[int, int], tuple[Any, _Facts]] = {}
+
+    def node(self, op: Any, arg: Any, flags: int) -> _Facts:
+        key = (id(arg), flags)
+        known = self._memo.get(key)
+        if known is not None and known[0] is arg:
+            return known[1]
+        facts = super().node(op, arg, flags)
+        if isinstance(arg, (list, tuple)) or hasattr(arg, "data"):
+            self._memo[key] = (arg, facts)  # (arg kept: its id stays unique while memoised)
+        return facts
+
+
+def _overlapping(string: str, known: frozenset[str]) -> bool:
+    """Whether the string shares all but one of its characters with one of `known`."""
+    need = max(1, min(len(string) - 1, 3))
+    return any(len(_longest_common_substring(string, other)) >= need for other in known)
+
+
+def _collect_required(analyser: _Analyser, items: _Items, flags: int, out: list[frozenset[str]], depth: int) -> None:
+    out.append(analyser.sequence(items, flags).required)
+    if depth > 20:
+        return
+    # contiguous runs of two and three items: their text is a substring of the match
+    # too, and a run knows more than its items (a month name followed by a space)
+    for width in (2, 3):
+        for start in range(len(items) - width + 1):
+            out.append(analyser.sequence(items[start : start + width], flags).required)
+    for op, arg in items:
+        if op is sre_c.SUBPATTERN:
+            _group, add_flags, del_flags, body = arg
+            _collect_required(analyser, body, (flags | add_flags) & ~del_flags, out, depth + 1)
+        elif op is sre_c.ATOMIC_GROUP:
+            _collect_required(analyser, arg, flags, out, depth + 1)
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT) and arg[0] >= 1:
+            _collect_required(analyser, arg[2], flags, out, depth + 1)
+        else:
+            out.append(analyser.node(op, arg, flags).required)
+
+
 def required_literals(pattern: str, flags: int = 0) -> frozenset[str] | None:
     """Strings such that every text `pattern` can match contains one of them.
 
@@ -556,15 +648,35 @@ class Prefilter:
     match it.
     """
 
-    __slots__ = ("exact", "folded", "pattern_count")
+    __slots__ = ("exact", "folded", "pattern_count", "checks", "checked")
 
-    def __init__(self, exact: Mapping[str, int], folded: Mapping[str, int], pattern_count: int) -> None:
+    def __init__(
+        self,
+        exact: Mapping[str, int],
+        folded: Mapping[str, int],
+        pattern_count: int,
+        checks: Sequence[Sequence[tuple[tuple[str, ...], bool]]] | None = None,
+    ) -> None:
         self.exact = dict(exact)  # string -> pattern bits, searched in the buffer as is
         self.folded = dict(folded)  # lower-cased, searched in fold_text(buffer)
         self.pattern_count = pattern_count
+        # checks[i]: further clauses pattern i requires, each (pieces, folded): a
+        # candidate line of pattern i must also hold one piece of every clause
+        self.checks: list[tuple[tuple[tuple[str, ...], bool], ...]] = [
+            tuple(c) for c in (checks or [()] * pattern_count)
+        ]
+        self.checked = sum(1 << i for i, c in enumerate(self.checks) if c)
 
     @classmethod
-    def build(cls, patterns: Sequence[str], flags: int = 0, *, date_cut: DateCut = ANYWHERE) -> Prefilter | None:
+    def build(
+        cls,
+        patterns: Sequence[str],
+        flags: int = 0,
+        *,
+        date_cut: DateCut = ANYWHERE,
+        sample: str | None = None,
+        single_line: bool = False,
+    ) -> Prefilter | None:
         """A prefilter for a filter's regexes, or None if one pattern has no set.
 
         Give it the (translated) regexes that decide whether a line needs
@@ -574,23 +686,58 @@ class Prefilter:
         matching (see `date_cut_for`): literals that could straddle such a cut are
         searched as pieces (`cut_safe_pieces`). NO_CUT when the regexes see the raw
         line. Pass the same `flags` the patterns are compiled with.
+
+        A pattern may require several literal sets at once (`analyse_all`, each a
+        clause): the most selective one is searched in the buffer, the others are
+        checked on the lines it selects (`in` on one line), so a line is a candidate
+        for the pattern only when it holds a piece of every clause. Only with
+        `single_line` (each regex runs on one line: maxlines 1), since the clauses of a
+        multi-line match may lie on different lines. `sample` (some lines of the log)
+        lets the selectivity of clauses be measured, not guessed.
         """
         if not patterns:
             return None
-        exact: list[set[str]] = []  # per pattern: the pieces that stand for it
+        exact: list[set[str]] = []  # per pattern: the pieces of its searched clause
         folded: list[set[str]] = []
+        checks: list[list[tuple[tuple[str, ...], bool]]] = []
+        all_clauses: list[list[tuple[set[str], bool]]] = []
         for pattern in patterns:
-            found = analyse(pattern, flags)
-            if found is None:
+            clauses: list[tuple[set[str], bool]] = []
+            sets = analyse_all(pattern, flags)
+            if not single_line:
+                sets = sets[:1]  # `analyse`'s own set, alone
+            for found in sets:
+                pieces: set[str] = set()
+                for literal in found.strings:
+                    pieces.update(cut_safe_pieces(_line_piece(literal), date_cut))
+                if "" not in pieces and pieces:
+                    clauses.append((pieces, found.folded))
+            if not clauses:
                 return None
-            pieces: set[str] = set()
-            for literal in found.strings:
-                pieces.update(cut_safe_pieces(_line_piece(literal), date_cut))
-            if "" in pieces:
-                return None
-            exact.append(set() if found.folded else pieces)
-            folded.append(pieces if found.folded else set())
-        prefilter = cls(_searched_strings(exact), _searched_strings(folded), len(patterns))
+            all_clauses.append(clauses)
+        # a piece several patterns may search costs them one pass between them
+        shared: dict[tuple[str, bool], int] = {}
+        for clauses in all_clauses:
+            for piece in {(piece, f) for pieces, f in clauses for piece in pieces}:
+                shared[piece] = shared.get(piece, 0) + 1
+        for clauses in all_clauses:
+            clauses.sort(key=lambda c: (literal_cost(c[0]), sorted(c[0])))
+            extras = [c for c in clauses[1:] if literal_cost(c[0]) <= MAX_USEFUL_COST]
+            if sample is not None and len(clauses) > 1:
+                # estimates can be far off (HTTP logs: "GET" on every line): the
+                # clause that selects the fewest sample lines is the one to search
+                # (a pass over the buffer costs about what 1/250 false candidate does),
+                # and a further clause is kept only if it rejects sample lines
+                passes = (sample.count("\n") + 1) / 250
+                clauses.sort(
+                    key=lambda c: _sample_hits(sample, c[0], c[1]) + passes * sum(1 / shared[p, c[1]] for p in c[0])
+                )
+                extras = _rejecting_clauses(sample, clauses[0], clauses[1:])
+            pieces, is_folded = clauses[0]
+            exact.append(set() if is_folded else pieces)
+            folded.append(pieces if is_folded else set())
+            checks.append([(tuple(sorted(c, key=lambda x: (-len(x), x))), f) for c, f in extras])
+        prefilter = cls(_searched_strings(exact), _searched_strings(folded), len(patterns), checks)
         if literal_cost(prefilter.literals) > MAX_USEFUL_COST * 4:
             return None
         return prefilter
@@ -600,7 +747,10 @@ class Prefilter:
         return frozenset(self.exact) | frozenset(self.folded)
 
     def candidate_offsets(self, buffer: str) -> list[int]:
-        """Sorted start offsets of the lines ("\n"-terminated) holding a literal."""
+        """Sorted start offsets of the lines ("\n"-terminated) holding a literal
+        (of every clause of some pattern)."""
+        if self.checked:
+            return [start for start, _ in self.candidate_masks(buffer)]
         starts: set[int] = set()
         _scan(buffer, self.exact, starts)
         if self.folded:
@@ -623,10 +773,74 @@ class Prefilter:
                 every = (1 << self.pattern_count) - 1
                 return [(start, every) for start in _all_line_starts(buffer)]
             _scan_masks(folded, self.folded, masks)
-        return sorted(masks.items())
+        if not self.checked:
+            return sorted(masks.items())
+        return self._checked_masks(buffer, masks)
+
+    def _checked_masks(self, buffer: str, masks: dict[int, int]) -> list[tuple[int, int]]:
+        """Drop the pattern bits whose further clauses a line does not satisfy."""
+        checked, checks, find = self.checked, self.checks, buffer.find
+        kept: list[tuple[int, int]] = []
+        for start, bits in sorted(masks.items()):
+            todo = bits & checked
+            if todo:
+                line = buffer[start : find("\n", start)]
+                low: str | None = None
+                while todo:
+                    bit = todo & -todo
+                    todo ^= bit
+                    for pieces, is_folded in checks[bit.bit_length() - 1]:
+                        text = line
+                        if is_folded:
+                            if low is None:
+                                low = fold_text(line) or ""
+                            if not low and line:
+                                continue  # cannot fold with offsets kept: assume present
+                            text = low
+                        if not any(piece in text for piece in pieces):
+                            bits ^= bit
+                            break
+                if not bits:
+                    continue
+            kept.append((start, bits))
+        return kept
 
     def __repr__(self) -> str:
         return f"Prefilter(exact={sorted(self.exact)!r}, folded={sorted(self.folded)!r})"
+
+
+def _rejecting_clauses(
+    sample: str, primary: tuple[set[str], bool], others: list[tuple[set[str], bool]]
+) -> list[tuple[set[str], bool]]:
+    """The clauses worth checking on the lines the primary one selects: each must
+    reject at least a tenth of the sample lines still selected before it."""
+    lines = sample.split("\n")
+    low = (fold_text(sample) or sample.lower()).split("\n")
+    if len(low) != len(lines):
+        return []
+
+    def holds(index: int, clause: tuple[set[str], bool]) -> bool:
+        text = low[index] if clause[1] else lines[index]
+        return any(piece in text for piece in clause[0])
+
+    selected = [i for i in range(len(lines)) if holds(i, primary)]
+    if not selected:
+        return []  # no evidence: a check would only cost
+    kept: list[tuple[set[str], bool]] = []
+    for clause in sorted(others, key=lambda c: sum(1 for i in selected if holds(i, c))):
+        remaining = [i for i in selected if holds(i, clause)]
+        if len(selected) - len(remaining) >= max(1, len(selected) // 10):
+            kept.append(clause)
+            selected = remaining
+            if not selected:
+                break
+    return kept
+
+
+def _sample_hits(sample: str, pieces: set[str], is_folded: bool) -> int:
+    """Lines of the sample holding a piece (a piece hitting twice in a line counts twice)."""
+    text = (fold_text(sample) or sample.lower()) if is_folded else sample
+    return sum(text.count(piece) for piece in pieces)
 
 
 def _searched_strings(pieces_by_pattern: list[set[str]]) -> dict[str, int]:

@@ -388,3 +388,56 @@ def test_it_reads_the_corpus_dates() -> None:
     print("\n".join(failures))
     print(f"corpus dates right: {right}/{total}")
     assert right >= CORPUS_RIGHT_AT_LEAST
+
+
+# --- the guarded searches of unanchored templates ------------------------------------
+
+
+def _sample_lines() -> list[str]:
+    lines = [
+        '192.0.2.1 - - [20/Nov/2026:00:00:00 +0000] "GET /blog/2026/11/x HTTP/1.1" 200 5 "-" "Mozilla/5.0"',
+        "Nov 20 00:00:00 host sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2",
+        "x 2026-11-20 10:00:00 y 1700000000 audit(1700000000.123:45): z",
+        "a-b 20/11/2026 10:00:00 b 11/20/2026:10:00:00 c 261120 10:00:00",
+        "Mon Nov 20 10:00:00 2026 weekday, Nov 20, 2026 10:00:00 AM, 20261120T100000",
+        "2026.11.20 1:02:03 20-11-26 1:02:03 11-20-2026 1:02:03 UTC Nov 20 10:00:00",
+        "[1700000000] 2026/1/2 03:04:05 20/1/2026 3:4:5 word2026-11-20 10:00:00word",
+        "@4000000065c7b5e81234abcd 12:00:00 a_2026-11-20 10:00:00",
+    ]
+    if CORPUS.is_dir():
+        for path in sorted((CORPUS / "logs").glob("*"))[:60]:
+            if path.is_file():
+                lines += path.read_text(errors="replace").splitlines()[:40]
+    return lines
+
+
+def test_guarded_template_searches_find_exactly_what_the_regex_finds() -> None:
+    import re
+
+    templates = DateDetector(None).templates
+    guarded = [t for t in templates if t.search != t.compiled.search]
+    assert guarded  # the unanchored defaults get guards
+    lines = _sample_lines()
+    for line in lines + [line[k:] for line in lines[:8] for k in range(1, 40, 3)]:
+        for template in guarded:
+            expected = template.compiled.search(line)
+            got = template.search(line)
+            assert (got is None) == (expected is None), (template.name, line)
+            if got is not None and expected is not None:
+                assert got.span() == expected.span() and got.groups() == expected.groups(), (template.name, line)
+    # the boundary-first search: an inner match that fails the boundary is skipped
+    rx = re.compile(r"(?=^|\b|\W)((?P<Y>\d{4})-(?P<m>\d\d))")
+    from jails.engine.dates import _boundary_first
+
+    search = _boundary_first(rx)
+    assert search is not None
+    for line in ["x12026-11 2026-11", "2026-11", "a2026-11", "-2026-11", "12026-11"]:
+        expected, got = rx.search(line), search(line)
+        assert (got and got.span()) == (expected and expected.span()), line
+
+
+def test_date_span_finds_unreadable_dates() -> None:
+    # 30 February: the template matches, the date cannot be read
+    assert DateDetector(None).match("2026-02-30 10:00:00 x", NOW) is None
+    assert DateDetector(None).date_span("2026-02-30 10:00:00 x", NOW) == (0, 19)
+    assert DateDetector(None).date_span("no date here", NOW) is None

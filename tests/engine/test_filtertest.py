@@ -168,3 +168,42 @@ def test_it_runs_as_a_module(log: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0 and "2 matched" in proc.stdout
+
+
+# --- the counting fast path (prefilter + CompiledFilter.tally) ------------------------
+
+
+def _lines_of(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, list[str]]:
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    summary = [ln for ln in out.splitlines() if ln.startswith("Lines:")]
+    hits = [ln for ln in out.splitlines() if ln.startswith("|") and ") [" in ln]
+    return summary[0], hits
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="fail2ban corpus not present")
+@pytest.mark.parametrize("name", ["sshd", "apache-auth", "postfix", "dovecot", "nginx-http-auth", "pam-generic"])
+def test_counting_path_counts_like_the_line_by_line_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    # 30 noise lines first, so that the counting path takes over early; then the
+    # sample log three times (sessions and dates carry over between copies)
+    sample = (CORPUS / "logs" / name).read_text(errors="surrogateescape")
+    path = tmp_path / "log"
+    path.write_text("\n".join([NOISE] * 30) + "\n" + sample * 3, errors="surrogateescape")
+    conf = str(CORPUS / "config" / "filter.d" / f"{name}.conf")
+    fast = _lines_of(capsys, str(path), conf, "--now", NOW)
+    # --print-all-missed turns the prefilter off: every line goes through process_line
+    slow = _lines_of(capsys, str(path), conf, "--now", NOW, "--print-all-missed")
+    assert fast == slow
+
+
+def test_comment_and_empty_lines_are_counted_like_the_multiline_regex() -> None:
+    import random
+
+    from jails.engine.filtertest import _COMMENT_OR_EMPTY_RE, _comment_or_empty_count
+
+    rng = random.Random(7)
+    for _ in range(20000):
+        text = "".join(rng.choice("#\r\na ") for _ in range(rng.randint(0, 10)))
+        assert _comment_or_empty_count(text) == len(_COMMENT_OR_EMPTY_RE.findall(text)), repr(text)

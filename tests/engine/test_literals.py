@@ -26,6 +26,7 @@ from jails.engine.literals import (
     DateCut,
     Prefilter,
     analyse,
+    analyse_all,
     cut_safe_pieces,
     date_cut_for,
     fold_text,
@@ -493,3 +494,71 @@ def test_it_finds_a_literal_in_every_sample_line_each_stock_regex_matches() -> N
                         problems.append(f"{line['src']}: {source[:80]!r} {sorted(found.strings)}")
     assert not problems, "\n".join(problems[:20])
     assert checked > 100
+
+
+# --- several clauses per pattern: analyse_all, and the prefilter that uses them -------
+
+
+def test_it_finds_several_literal_sets_every_match_contains() -> None:
+    found = analyse_all(r'^\S+ .* "(GET|POST) /(?:\.env|\.git).*" (?:403|404) ', 0)
+    sets = [found_set.strings for found_set in found]
+    assert any(all("GET" in s or "POST" in s for s in x) for x in sets)  # the method
+    assert any(all(".env" in s or ".git" in s for s in x) for x in sets)  # the path
+    assert any(all("40" in s for s in x) for x in sets)  # the status
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_regexes(), st.text(ALPHABET, max_size=9), st.booleans())
+@example("(?:ab)+c(d|e)", "ababcd", False)
+def test_every_set_of_analyse_all_is_in_every_match(source: str, text: str, ignorecase: bool) -> None:
+    flags = re.IGNORECASE if ignorecase else 0
+    pattern = _compiled(source, flags)
+    for found in analyse_all(source, flags):
+        for matched in _match_texts(pattern, text):
+            searched = fold_text(matched) if found.folded else matched
+            assert searched is not None
+            assert any(literal in searched for literal in found.strings), (matched, found)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_regexes(), min_size=1, max_size=3),
+    st.lists(st.tuples(st.text(ALPHABET, max_size=6), _DATES, st.text(ALPHABET, max_size=6)), min_size=1, max_size=5),
+    st.booleans(),
+)
+def test_clauses_never_skip_a_single_line_that_matches(
+    sources: list[str], parts: list[tuple[str, str, str]], with_sample: bool
+) -> None:
+    patterns = [_compiled(source) for source in sources]
+    raw_lines = [before + date + after for before, date, after in parts]
+    buffer = "\n".join(raw_lines) + "\n"
+    sample = buffer if with_sample else None
+    prefilter = Prefilter.build(sources, date_cut=ANYWHERE, sample=sample, single_line=True)
+    if prefilter is None:
+        return
+    candidates = set(prefilter.candidate_offsets(buffer))
+    masks = dict(prefilter.candidate_masks(buffer))
+    assert set(masks) == candidates
+    offset = 0
+    for (before, _date, after), raw in zip(parts, raw_lines, strict=True):
+        for index, pattern in enumerate(patterns):
+            if pattern.search(before + after + "\n"):
+                assert offset in candidates, (raw, prefilter)
+                assert masks[offset] & (1 << index), (raw, index, prefilter)
+        offset += len(raw) + 1
+
+
+def test_a_further_clause_rejects_lines_holding_only_the_first() -> None:
+    lines = ['1.2.3.4 - - "GET /.env HTTP/1.1" 404 1', '1.2.3.4 - - "GET /index HTTP/1.1" 404 1'] * 50
+    buffer = "\n".join(lines) + "\n"
+    prefilter = Prefilter.build([r'"GET /\.env.*" 404 '], date_cut=NO_CUT, sample=buffer, single_line=True)
+    assert prefilter is not None
+    starts = prefilter.candidate_offsets(buffer)
+    assert len(starts) == 50
+    assert all(buffer.startswith(lines[0], start) for start in starts)
+
+
+def test_multi_line_patterns_keep_a_single_clause() -> None:
+    prefilter = Prefilter.build([r"^first line\nsecond (?:one|two) here"], re.MULTILINE)
+    assert prefilter is not None
+    assert not prefilter.checked
