@@ -12,8 +12,9 @@ export IPS_SECRET_KEY="test-only-secret-key-not-for-production-use-0123456789"
 export IPS_SSL_REDIRECT=false
 export PYTHONDONTWRITEBYTECODE=1
 
-echo "== lint (ruff)"
+echo "== lint (ruff) and types (mypy)"
 .venv/bin/ruff check .
+.venv/bin/mypy config jails bans watchers
 
 echo "== tests on PostgreSQL (database-backed tests)"
 # (the engine and the namespace tests use no database: they run once, in the SQLite pass)

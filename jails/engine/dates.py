@@ -323,7 +323,7 @@ class _Template:
         if self.compiled.groups < 1:
             raise FilterError(f"datepattern {source!r}: no group for the date text")
         # (no need for match() on `^` regexes: the regex engine stops after position 0)
-        self.search = self.compiled.search
+        self.search: Callable[[str], re.Match[str] | None] = self.compiled.search
         self.anchored = anchored
         self.is_none = is_none
         self.resolve: _Resolve = _no_date
@@ -973,7 +973,9 @@ def _add_literal_guards(templates: list[_Template]) -> None:
     for template in templates:
         if template.anchored or template.is_none:
             continue
-        search = _boundary_first(template.compiled) or template.compiled.search
+        search: Callable[[str], re.Match[str] | None] = (
+            _boundary_first(template.compiled) or template.compiled.search
+        )
         sets = analyse_all(template.compiled.pattern, template.compiled.flags)
         if sets:
             clauses = tuple(tuple(sorted(found.strings)) for found in sets)
