@@ -68,6 +68,9 @@ _DISPATCH_MAX = 512
 _SESSION_MAX = 100
 _SESSION_TTL = 300.0
 # Groups that are bookkeeping, not data worth showing with a failure.
+# shared, never filled: the fields and lines of tally()'s light failures
+_NO_FIELDS: dict[str, object] = {}
+_NO_LINES: list[Any] = []
 _INTERNAL_KEYS = frozenset({"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"})
 
 
@@ -233,6 +236,7 @@ class CompiledFilter:
         # regexes whose groups need no merging: CompiledRegex.groups(m) is m.groupdict()
         self._fail_plain = [not r.alt_groups and not r.tuple_groups for r in failregex]
         self._pref_plain = prefregex is not None and not prefregex.alt_groups and not prefregex.tuple_groups
+        self._pref_content = prefregex is not None and "content" in prefregex.regex.groupindex
         # the datepattern the detector was built from (None: fail2ban's defaults), for
         # the literal prefilter's date-cut promise (literals.date_cut_for)
         self.datepattern: str | None = getattr(dates, "datepattern", None)
@@ -311,9 +315,13 @@ class CompiledFilter:
         i), as literals.Prefilter.candidate_masks gives them; a failregex whose bit
         is clear cannot match, so skipping it changes nothing. Returns None when no
         failregex matched (the line is missed and there is nothing else to count);
-        otherwise a LineResult whose failures carry host, nofail and regex index
-        but no fields, lines or attempts (count-only callers never read them). The
-        filter state evolves exactly as with process_line (dates, sessions)."""
+        otherwise a LineResult whose failures carry nofail and regex index, and as
+        host None (nobody named yet) or "" (someone), but no fields, lines or
+        attempts (count-only callers never read them; the shared empty containers
+        must not be filled). The filter state evolves as with process_line (dates,
+        sessions and every decision they make), except that sessions updated here
+        remember no matched lines: a later process_line reports only the lines it
+        saw itself as a failure's lines."""
         if not self._quick_ok:
             result = self.process_line(line, now)
             return result if result.failures or result.ignored or result.timed_out is not None else None
@@ -336,9 +344,11 @@ class CompiledFilter:
             return LineResult(timed_out=f"{step.describe()}: {exc}")
 
     def _tally_quick(self, line: str, text: str, date: float, now: float, mask: int, step: _Step) -> LineResult | None:
-        """_quick with the failregexes narrowed by `mask`, and light failures."""
+        """_quick with the failregexes narrowed by `mask`, light failures, and
+        count-only session updates (_tally_failures)."""
         buf = text + "\n"
-        pre_groups: dict[str, Any] = {}
+        pm = None
+        pre_groups: dict[str, Any] | None = None
         pref = self._pref
         if pref is not None:
             step.kind = _STEP_PREF
@@ -346,10 +356,17 @@ class CompiledFilter:
             if pm is None:
                 self._last_date = date
                 return None
-            pre_groups = pm.groupdict() if self._pref_plain else pref.groups(pm)
-            content = pre_groups.pop("content", None)
-            if content:
-                buf = content + "\n"
+            if self._pref_plain:
+                # the groups are read only if a failregex matches (most lines: once)
+                if self._pref_content:
+                    content = pm.group("content")
+                    if content:
+                        buf = content + "\n"
+            else:
+                pre_groups = pref.groups(pm)
+                content = pre_groups.pop("content", None)
+                if content:
+                    buf = content + "\n"
         key = (mask, buf[0])
         runs = self._mask_runs.get(key)
         if runs is None:
@@ -371,29 +388,102 @@ class CompiledFilter:
                         break
                     continue
             if found is None:
-                found = []
-            found.append((index, m))
+                found = [(index, m)]
+            else:
+                found.append((index, m))
             if not self.check_all:
                 break
+        self._last_date = date
         if found is None:
-            self._last_date = date
             if ignore_index is None:
                 return None
             return LineResult(ignored=True, ignore_index=ignore_index)
-        result = LineResult(ignore_index=ignore_index)
-        result.ignored = ignore_index is not None
-        lines = [BufLine(text, line)]
-        sessions = _SessionTxn(self._sessions, now)
-        fail, plain = self._fail, self._fail_plain
+        if pre_groups is None:
+            if pm is not None:
+                pre_groups = pm.groupdict()
+                pre_groups.pop("content", None)
+            else:
+                pre_groups = {}
+        return self._tally_failures(found, pre_groups, date, now, ignore_index)
+
+    def _tally_failures(
+        self,
+        found: list[tuple[int, re.Match[str]]],
+        pre_groups: dict[str, Any],
+        date: float,
+        now: float,
+        ignore_index: int | None,
+    ) -> LineResult:
+        """_make_failure(light=True) and _merge_session for counting only: the same
+        decisions (who, whether it counts, session groups, users, pending and gained
+        flags), without the matched-line lists nobody reads when counting. Sessions
+        that tally updates therefore remember no lines ("matches")."""
+        failures: list[Failure] = []
+        ignored = ignore_index is not None
+        fail_regexes, plain = self._fail, self._fail_plain
+        store = self._sessions
+        changes: dict[str, dict[str, Any] | None] = {}  # this line's session changes
         for index, m in found:
-            cand = _Candidate(index, m.groupdict() if plain[index] else fail[index].groups(m), lines)
-            failure = self._make_failure(cand, pre_groups, date, sessions, light=True)
-            if failure is not None:
-                result.failures.append(failure)
-                if failure.nofail:
-                    result.ignored = True
-        sessions.commit()
-        self._last_date = date
+            fail: dict[str, Any] = m.groupdict() if plain[index] else fail_regexes[index].groups(m)
+            # {**pre_groups, **(fail's set groups)}, from the other side: the same
+            # values, only unset groups may stay as None (None and absent read alike)
+            for k, v in pre_groups.items():
+                if fail.get(k) is None:
+                    fail[k] = v
+            mlfid = fail.get("mlfid")
+            if mlfid is not None:
+                # _merge_session, minus the lines
+                known = changes[mlfid] if mlfid in changes else store.get(mlfid, now)
+                mlfgained = fail.get("mlfgained")
+                nofail = fail.get("nofail")
+                gained = bool(mlfgained)
+                if gained and not nofail:
+                    fail["nofail"] = mlfgained
+                forget = bool(fail.pop("mlfforget", None))
+                users: set[str] | None = None
+                if known is not None:
+                    user = fail.get("user")
+                    users = known.get("users")
+                    if user:
+                        if not users:
+                            users = known["users"] = set()
+                        users.add(user)
+                    known.pop("nofail", None)
+                    known.pop("mlfgained", None)
+                    if gained:
+                        known.pop("mlfpending", None)
+                    known.update({k: v for k, v in fail.items() if v is not None})
+                    fail = known
+                    changes[mlfid] = None if forget else fail
+                elif not forget:
+                    user = fail.get("user")
+                    users = fail.get("users")
+                    if user:
+                        if not users:
+                            users = fail["users"] = set()
+                        users.add(user)
+                    changes[mlfid] = fail
+                if fail.pop("mlfpending", 0) or (users and len(users) > 1):
+                    fail.pop("nofail", None)
+                    fail.pop("mlfgained", None)
+            get = fail.get
+            if get("ip4") is None and get("ip6") is None and get("dns") is None and get("fid") is None:
+                if mlfid is None and not fail.get("nofail"):
+                    continue  # names nobody and has no session to wait on
+                fail["mlfpending"] = 1
+                host = None
+            else:
+                host = ""  # someone (the address itself is not needed to count)
+            nofail = bool(fail.get("nofail"))
+            failures.append(Failure(host, date, _NO_FIELDS, 0, _NO_LINES, nofail, index))
+            if nofail:
+                ignored = True
+        for key, value in changes.items():
+            if value is None:
+                store.unset(key)
+            else:
+                store.put(key, value, now)
+        result = LineResult(failures, ignored, _NO_LINES, ignore_index)
         return result
 
     def _runs_masked(self, key: tuple[int, str]) -> tuple[tuple[int, Callable[[str], re.Match[str] | None]], ...]:

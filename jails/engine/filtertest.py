@@ -381,8 +381,11 @@ class Runner:
         find = block.find
         tally, now, count, s = self.cf.tally, self.now, self._count, self.stats
         watchdog = self.watchdog
+        fail_hits = s.fail_hits
+        lean = not self.keep_matched  # plain matches need no more than their counts
         candidate_comments = 0
         missed = 0
+        matched = 0
         for start, mask in masks:
             line = block[start : find("\n", start)]
             if line and line[-1] == "\r":
@@ -399,10 +402,16 @@ class Runner:
                 result = LineResult(timed_out=str(exc))
             if result is None:
                 missed += 1
+            elif lean and result.failures and not result.ignored and result.timed_out is None:
+                # _count's usual case: nothing ignored, so no failure is a nofail one
+                matched += 1
+                for failure in result.failures:
+                    fail_hits[failure.regex_index] += 1
             else:
                 count(line, result)
-        s.lines += missed
+        s.lines += missed + matched
         s.missed += missed
+        s.matched += matched
         lines = block.count("\n")
         comments = _comment_or_empty_count(block) - 1  # -1: the "" after the last \n
         skipped = (lines - len(masks)) - (comments - candidate_comments)

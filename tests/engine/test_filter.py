@@ -221,3 +221,83 @@ def test_it_blames_the_sender_not_the_user_name() -> None:
         ):
             found = [x.host for x in f.process_line(line, NOW).failures if not x.nofail]
             assert found == ["203.0.113.9"], (line, found)
+
+
+# --- tally(): count-only sessions decide as process_line does -----------------------
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="fail2ban corpus not present")
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("sshd", "normal"),
+        ("sshd", "aggressive"),
+        ("sshd", "ddos"),
+        ("sendmail-auth", None),
+        ("sendmail-reject", None),
+        ("slapd", None),
+        ("dovecot", None),
+        ("pam-generic", None),
+    ],
+)
+def test_tally_decides_line_by_line_as_process_line(name: str, mode: str | None) -> None:
+    # tally skips the matched-line lists of sessions; every decision must stay: which
+    # failregexes count, nofail, whether someone is named, ignored. Two copies of the
+    # sample, so that sessions carry over.
+    conf = CORPUS / "config" / "filter.d" / f"{name}.conf"
+    log = CORPUS / "logs" / name
+    if not conf.is_file() or not log.is_file():
+        pytest.skip(f"no {name} in the corpus")
+    lines = [
+        ln.rstrip("\r")
+        for ln in log.read_text(errors="surrogateescape").splitlines() * 2
+        if ln and not ln.startswith("#")
+    ]
+    options = {"mode": mode} if mode else {}
+    slow = CompiledFilter.from_definition(load_filter_file(str(conf), options), check_all=True)
+    fast = CompiledFilter.from_definition(load_filter_file(str(conf), options), check_all=True)
+    counted = 0
+    for line in lines:
+        full = slow.process_line(line, NOW)
+        light = fast.tally(line, NOW)
+        if light is None:
+            assert not full.failures and not full.ignored and full.timed_out is None, line
+            continue
+        counted += 1
+        assert [(f.regex_index, f.nofail, f.host is None) for f in light.failures] == [
+            (f.regex_index, f.nofail, f.host is None) for f in full.failures
+        ], line
+        assert (light.ignored, light.ignore_index) == (full.ignored, full.ignore_index), line
+    assert counted
+
+
+@pytest.mark.parametrize("check_all", [False, True])
+def test_tally_follows_random_sessions_as_process_line(check_all: bool) -> None:
+    import random
+
+    regexes = [
+        *SESSION,
+        r"^ s<F-MLFID>\d+</F-MLFID>: <F-NOFAIL>probe</F-NOFAIL> <F-USER>\S+</F-USER>(?: from <HOST>)?$",
+        r"^ s<F-MLFID>\d+</F-MLFID>: (?:probe|failed for) <F-USER>\S+</F-USER>.*$",
+    ]
+    shapes = [
+        "s{s}: connect from 192.0.2.{h}",
+        "s{s}: failed for {u}",
+        "s{s}: accepted {u}",
+        "s{s}: closed",
+        "s{s}: probe {u}",
+        "s{s}: probe {u} from 192.0.2.{h}",
+    ]
+    rng = random.Random(5)
+    slow, fast = make(regexes, check_all=check_all), make(regexes, check_all=check_all)
+    for n in range(3000):
+        text = rng.choice(shapes).format(s=rng.randint(1, 4), h=rng.randint(1, 3), u=rng.choice("abc"))
+        line = f"@{n + 1} {text}"
+        full, light = slow.process_line(line, NOW), fast.tally(line, NOW)
+        if light is None:
+            assert not full.failures and not full.ignored, line
+            continue
+        assert [(f.regex_index, f.nofail, f.host is None) for f in light.failures] == [
+            (f.regex_index, f.nofail, f.host is None) for f in full.failures
+        ], (n, line)
+        assert light.ignored == full.ignored, line
