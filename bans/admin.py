@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from bans.models import Ban, Failure, Ignored, JailStat, Tally
+from bans.models import Ban, Failure, FirewallHost, Ignored, JailStat, Tally
 
 
 @admin.register(Ban)
@@ -38,3 +38,11 @@ class IgnoredAdmin(admin.ModelAdmin[Ignored]):
 class JailStatAdmin(admin.ModelAdmin[JailStat]):
     list_display = ["jail_name", "resolution", "bucket", "failures", "bans"]
     list_filter = ["resolution", "jail_name"]
+
+
+@admin.register(FirewallHost)
+class FirewallHostAdmin(admin.ModelAdmin[FirewallHost]):
+    # written by the firewall workers (bans.status): shown, not edited
+    list_display = ["name", "state", "reason", "last_seen_at", "last_applied_at"]
+    list_filter = ["state"]
+    readonly_fields = ["name", "state", "reason", "last_seen_at", "last_applied_at"]

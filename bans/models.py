@@ -157,3 +157,28 @@ class JailStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.jail_name} {self.resolution} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class FirewallHost(models.Model):
+    """What the firewall worker of one host last found: it changes the kernel, or it cannot and why.
+
+    Written by that worker on every sync and reconcile (bans.status); read by the panel and jailctl,
+    which must say plainly when bans are recorded but the kernel is not being changed.
+    """
+
+    class State(models.TextChoices):
+        OK = "ok", "changing nftables"
+        UNAVAILABLE = "unavailable", "cannot change the firewall"  # IPS_FIREWALL=off, no CAP_NET_ADMIN/nftables
+        FAILING = "failing", "the firewall refuses changes"
+
+    name = models.CharField(max_length=100, unique=True, help_text="IPS_HOST_NAME of the firewall worker.")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.OK)
+    reason = models.TextField(blank=True, help_text="Why the firewall is not being changed, in the worker's words.")
+    last_seen_at = models.DateTimeField(help_text="The worker's last sync or reconcile.")
+    last_applied_at = models.DateTimeField(null=True, blank=True, help_text="The kernel last accepted a change.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.state})"

@@ -136,4 +136,9 @@ def reconcile(host: str, backend: FirewallBackend, now: dt.datetime | None = Non
     now = now or timezone.now()
     expire_due(host, now)
     backend.sync_rules(jail_rules())
-    return backend.reconcile(desired(host, now))
+    result = backend.reconcile(desired(host, now))
+    # A firewall worker killed between claim() and recording its result leaves bans APPLYING; the
+    # kernel now holds them (desired() includes them), so they are active, not stuck.
+    Ban.objects.filter(host=host, state=Ban.State.APPLYING).update(
+        state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
+    return result

@@ -42,7 +42,7 @@ def backend() -> FirewallBackend:
 @shared_task(bind=True, max_retries=None, acks_late=True)
 def sync_firewall(self: Any, host: str) -> dict[str, int]:
     """Apply pending bans and lifts for `host`; transient firewall errors retry with backoff."""
-    report = sync.apply_pending(host, backend())
+    report = sync.apply_pending(host, watched_backend(host))
     if report.error is not None and not report.error.permanent:
         raise self.retry(countdown=min(sync.RETRY_MAX_SECONDS, sync.RETRY_BASE_SECONDS * 2 ** self.request.retries))
     if report.error is not None:
@@ -61,7 +61,7 @@ def reconcile_when_a_worker_starts(**kwargs: Any) -> None:
 @shared_task(acks_late=True)
 def reconcile_firewall(host: str) -> dict[str, int]:
     """Make the kernel agree with the database (after a reboot or `nft flush ruleset`)."""
-    result = sync.reconcile(host, backend())
+    result = sync.reconcile(host, watched_backend(host))
     return {"added": len(result.added), "removed": len(result.removed), "refreshed": len(result.refreshed)}
 
 
@@ -91,3 +91,20 @@ def rollup_stats() -> int:
     from bans import schedules, services
 
     return schedules.rollup_stats(now=services.now_epoch())
+
+
+# --- what the firewall worker found, for the panel and jailctl (bans.status) ---------------------
+
+
+def watched_backend(host: str) -> FirewallBackend:
+    """This process's backend, recording on `host`'s FirewallHost row what the firewall says: that it
+    cannot be opened (then raised on, as before), and how each change went (bans.status.StatusBackend)."""
+    from bans import status  # here, not at the top: this module's additions stay at its end
+
+    try:
+        real = backend()
+    except FirewallUnavailable as exc:
+        status.record_unavailable(host, str(exc))
+        raise
+    status.record_seen(host)
+    return status.StatusBackend(real, host)

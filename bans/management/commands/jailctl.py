@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bans import policy, services
 from bans.models import Ban, Failure, Tally
+from bans.status import firewall_status
 from jails import services as jail_services
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
@@ -66,6 +67,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps({"jails": names}))
             return
+        self.stdout.write(firewall_line())
         self.stdout.write(f"Status\n|- Number of jail:\t{len(names)}\n`- Jail list:\t{', '.join(names)}")
 
     # --- ban / unban -----------------------------------------------------------------------------
@@ -115,6 +117,12 @@ class Command(BaseCommand):
         if any(level == "error" for level, _ in problems):
             raise CommandError("configuration has errors")
         self.stdout.write("OK: configuration test is successful")
+
+
+def firewall_line() -> str:
+    """First line of `status`: whether this host's kernel is being changed, and if not, why."""
+    ok, message = firewall_status(settings.IPS_HOST_NAME)
+    return f"Firewall: {message}" if ok else f"WARNING: {message}"
 
 
 def find_jail(name: str) -> Jail:

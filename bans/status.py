@@ -1,0 +1,131 @@
+"""Is the firewall being changed? What each firewall worker last found, and the verdict for people.
+
+Only the firewall worker holds CAP_NET_ADMIN. Without it, without nftables, or with IPS_FIREWALL=off,
+the product still runs (failures are counted, bans are recorded), so the panel and jailctl must say
+plainly that the kernel is not being changed. The worker records what it finds on every sync and
+reconcile in `FirewallHost` (through `StatusBackend`, which watches the real backend's calls);
+`firewall_status()` turns that row into one sentence. A worker that has not reported for
+`STALE_AFTER` counts as down: bans then wait, whatever its last report said.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.utils import timezone
+
+from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
+from bans.models import FirewallHost
+
+# The firewall worker runs at least every 30 s (beat's "apply pending bans" schedule); two minutes
+# of silence is four missed runs, not a busy moment.
+STALE_AFTER = dt.timedelta(minutes=2)
+# The worker's own wording of FirewallUnavailable starts with this; the verdict says it already.
+_REDUNDANT_PREFIX = "the firewall is not being changed: "
+
+
+# --- recording (the firewall worker) --------------------------------------------------------------
+
+
+def record_seen(host: str, now: dt.datetime | None = None) -> None:
+    """The worker ran and could open the firewall. A FAILING state stays until the kernel accepts a
+    change again (the refused bans are still waiting); UNAVAILABLE ends here, the backend opened."""
+    now = now or timezone.now()
+    kept = FirewallHost.objects.filter(name=host, state__in=[FirewallHost.State.OK, FirewallHost.State.FAILING])
+    if not kept.update(last_seen_at=now):
+        FirewallHost.objects.update_or_create(
+            name=host, defaults={"state": FirewallHost.State.OK, "reason": "", "last_seen_at": now})
+
+
+def record_ok(host: str, now: dt.datetime | None = None) -> None:
+    """The kernel accepted a change (an applied batch, a reconcile)."""
+    now = now or timezone.now()
+    FirewallHost.objects.update_or_create(name=host, defaults={
+        "state": FirewallHost.State.OK, "reason": "", "last_seen_at": now, "last_applied_at": now})
+
+
+def record_unavailable(host: str, reason: str, now: dt.datetime | None = None) -> None:
+    """This worker cannot change the firewall at all (IPS_FIREWALL=off, no CAP_NET_ADMIN, no nftables)."""
+    _record_problem(host, FirewallHost.State.UNAVAILABLE, reason, now)
+
+
+def record_failing(host: str, reason: str, now: dt.datetime | None = None) -> None:
+    """The firewall refused a change; the bans in it wait for a retry."""
+    _record_problem(host, FirewallHost.State.FAILING, reason, now)
+
+
+def _record_problem(host: str, state: str, reason: str, now: dt.datetime | None) -> None:
+    FirewallHost.objects.update_or_create(name=host, defaults={
+        "state": state, "reason": reason, "last_seen_at": now or timezone.now()})
+
+
+class StatusBackend:
+    """A FirewallBackend that passes every call to `inner` and records what the kernel said.
+
+    sync.py stays unaware of it: a refused call is recorded as FAILING and raised on unchanged, an
+    accepted change (apply, reconcile) as OK."""
+
+    def __init__(self, inner: FirewallBackend, host: str) -> None:
+        self.inner = inner
+        self.host = host
+
+    def sync_rules(self, jails: Sequence[JailRules]) -> None:
+        try:
+            self.inner.sync_rules(jails)
+        except FirewallError as exc:
+            record_failing(self.host, exc.message)
+            raise
+
+    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
+        try:
+            self.inner.apply(add=add, remove=remove)
+        except FirewallError as exc:
+            record_failing(self.host, exc.message)
+            raise
+        record_ok(self.host)
+
+    def snapshot(self) -> State:
+        return self.inner.snapshot()
+
+    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
+        try:
+            result = self.inner.reconcile(desired)
+        except FirewallError as exc:
+            record_failing(self.host, exc.message)
+            raise
+        record_ok(self.host)
+        return result
+
+    def teardown(self) -> None:
+        self.inner.teardown()
+
+
+# --- the verdict (the panel, jailctl) -------------------------------------------------------------
+
+
+def firewall_status(host: str | None = None, now: dt.datetime | None = None) -> tuple[bool, str]:
+    """(True, "changing nftables on host H") or (False, "the firewall is NOT being changed on host H: why")."""
+    host = host or settings.IPS_HOST_NAME
+    problem = firewall_problem(host, now or timezone.now())
+    if problem is None:
+        return True, f"changing nftables on host {host}"
+    return False, f"the firewall is NOT being changed on host {host}: {problem}"
+
+
+def firewall_problem(host: str, now: dt.datetime) -> str | None:
+    """Why `host`'s kernel is not being changed, or None when its worker reported success lately."""
+    row = FirewallHost.objects.filter(name=host).first()
+    fresh = row is not None and now - row.last_seen_at <= STALE_AFTER
+    if row is not None and fresh:
+        # The worker's fresh word beats this process's settings: it is the one that holds the firewall.
+        return None if row.state == FirewallHost.State.OK else row.reason.removeprefix(_REDUNDANT_PREFIX)
+    if settings.IPS_FIREWALL == "off" and host == settings.IPS_HOST_NAME:
+        return "IPS_FIREWALL=off: bans are recorded and shown, the kernel is not touched"
+    if row is None:
+        return (f"no firewall worker has reported yet (is the worker of queue firewall.{host} running?); "
+                "bans wait as pending")
+    minutes = int((now - row.last_seen_at).total_seconds() // 60)
+    return (f"its firewall worker was last seen {minutes} min ago, at {row.last_seen_at:%Y-%m-%d %H:%M:%S %Z} "
+            f"(is the worker of queue firewall.{host} running?); bans wait as pending")
