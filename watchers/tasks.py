@@ -1,22 +1,85 @@
-"""Celery tasks of the watchers app: find each enabled jail's sources and read them.
+"""Celery tasks of the watchers app: follow the enabled jails' sources, or read them on a schedule.
 
-Only what matched leaves the matcher: a task reads a whole source (all its new lines) and the
-database receives failures and bans, never a message per line.
+Only what matched leaves the matcher: sources are read where they are followed (or by a task that
+reads a whole source), and the database receives failures and bans, never a message per line.
+
+`follow` is the low-latency path (watchers.follow): one long-running follower per shard of the
+jails, started and restarted by beat (watchers/migrations/0003_follow_schedule.py). `read_all_sources`
+is the safety net for the shards no follower holds (no follower scheduled, or a worker with too few
+processes): it reads them every 2 s, as before followers existed.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import redis
 from celery import shared_task
+from celery.signals import worker_init, worker_process_init, worker_shutting_down
 
 from jails.models import Jail
+from watchers import follow as following
 from watchers import services
+
+log = logging.getLogger(__name__)
+
+# Processes of this worker's pool, learned in the main process before the pool forks (None: unknown).
+_pool_size: int | None = None
+
+
+@worker_init.connect
+def prepare_followers(sender: Any = None, **kwargs: Any) -> None:
+    """In the worker's main process, before its pool forks: the shutdown pipe, and the pool's size."""
+    global _pool_size
+    following.SHUTDOWN.open()
+    concurrency = getattr(sender, "concurrency", None)
+    _pool_size = concurrency if isinstance(concurrency, int) and concurrency > 0 else None
+
+
+@worker_process_init.connect
+def forget_shutdown_writer(**kwargs: Any) -> None:
+    following.SHUTDOWN.forget_writer()
+
+
+@worker_shutting_down.connect
+def stop_followers(**kwargs: Any) -> None:
+    """Warm shutdown waits for running tasks: tell the followers now instead of after their lease."""
+    following.SHUTDOWN.close_writer()
+
+
+@shared_task(bind=True, acks_late=True)
+def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DEFAULT_LEASE_SECONDS) -> str:
+    """Follow the sources of the jails whose id % shards == shard for `lease_seconds`, then hand over
+    to a fresh task (so redelivery and upgrades never wait on an endless task). A second follower of a
+    shard that is held returns at once: beat may (re)start followers as often as it likes."""
+    if _pool_size is not None and _pool_size < shards + 1:
+        log.error("follow shard %d/%d: this worker has %d process(es); following %d shards needs at least %d "
+                  "(the others run ordinary tasks). Sources are read every 2 s by read_all_sources instead.",
+                  shard, shards, _pool_size, shards, shards + 1)
+        return str(following.Outcome.DECLINED)
+    with following.sigterm_pipe() as terminated:
+        stop_fds = tuple(fd for fd in (following.SHUTDOWN.read_fd, terminated) if fd is not None)
+        outcome = following.follow_shard(shard, shards, lease_seconds, stop_fds=stop_fds)
+    if outcome == following.Outcome.TIME_UP:
+        queue = (self.request.delivery_info or {}).get("routing_key") or None
+        follow.apply_async(kwargs={"shard": shard, "shards": shards, "lease_seconds": lease_seconds}, queue=queue)
+    return str(outcome)
 
 
 @shared_task(acks_late=True)
 def read_all_sources() -> int:
-    """Scheduled by beat: re-expand every enabled jail's logpath globs and read each source."""
+    """Scheduled by beat: re-expand every enabled jail's logpath globs and read each source that no
+    follower holds (all of them when Redis cannot say)."""
+    try:
+        held = following.live_shards(following.broker_redis())
+    except redis.RedisError as exc:
+        log.warning("read_all_sources: cannot see the followers' leases (%s); reading every source", exc)
+        held = set()
     count = 0
     for jail in Jail.objects.filter(enabled=True):
+        if following.followed(jail.pk, held):
+            continue
         for source in services.sync_sources(jail):
             read_source.delay(source.pk)
             count += 1

@@ -1,8 +1,12 @@
 """runstack: the README's run command starts the panel, a real Celery worker (real Redis) and
-beat in the foreground, and one Ctrl-C stops them all."""
+beat in the foreground, beat starts the log followers in the watcher worker (which has a process
+for each of them besides its ordinary ones), and one Ctrl-C stops them all at once."""
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -12,8 +16,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.apps import apps
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.paths import REPO
+from watchers.management.commands.runstack import Command, scheduled_followers
+
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IPS_E2E_REDIS_DB', '15')}"
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -41,22 +50,72 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def follower_schedules() -> int:
+    """The rows watchers/migrations/0003 creates (a transactional test before this one flushed them);
+    returns how many shards they follow (1 on SQLite, 2 on PostgreSQL)."""
+    importlib.import_module("watchers.migrations.0003_follow_schedule").create(apps, None)
+    return int(PeriodicTask.objects.filter(task="watchers.tasks.follow").count())
+
+
+def follow_row(shard: int, shards: int) -> PeriodicTask:
+    every = IntervalSchedule.objects.create(every=10, period="seconds")
+    return PeriodicTask.objects.create(name=f"test follower {shard}/{shards}", task="watchers.tasks.follow",
+                                       interval=every, kwargs=json.dumps({"shard": shard, "shards": shards}))
+
+
 def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[str, str], tmp_path: Path) -> None:
+    shards = follower_schedules()
     port = free_port()
     log = tmp_path / "stack.log"
     with log.open("w") as out:
         stack = subprocess.Popen([sys.executable, "manage.py", "runstack", "--bind", f"127.0.0.1:{port}",
                                   "--web-workers", "1", "--concurrency", "1",
                                   "--beat-schedule", str(tmp_path / "beat" / "schedule")],
-                                 cwd=REPO, env=settings_db_env, stdout=out, stderr=subprocess.STDOUT)
+                                 cwd=REPO, env={**settings_db_env, "IPS_REDIS_URL": REDIS_URL}, stdout=out,
+                                 stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: http_status(f"http://127.0.0.1:{port}/accounts/login/") == 200), log.read_text()
         assert http_status(f"http://127.0.0.1:{port}/static/css/panel.css") == 200
         assert wait_for(lambda: log.read_text().count(" ready.") == 2), log.read_text()  # watchers, firewall
         assert wait_for(lambda: "beat: Starting" in log.read_text()), log.read_text()
+        # beat starts one follower per shard; the worker has a process for each, plus --concurrency 1
+        assert wait_for(lambda: all(f"follow shard {shard}/{shards}: following" in log.read_text()
+                                    for shard in range(shards))), log.read_text()
+        assert f"concurrency: {1 + shards} (prefork)" in log.read_text()
     finally:
         stack.send_signal(signal.SIGINT)
         code = stack.wait(timeout=60)
-    assert code == 0, log.read_text()
-    assert "runstack: stopping" in log.read_text()
+    text = log.read_text()
+    assert code == 0, text
+    assert "runstack: stopping" in text
+    # the followers let the worker stop at once
+    assert all(f"follow shard {shard}/{shards}: worker stopping" in text for shard in range(shards)), text
+    assert "did not stop" not in text
     assert http_status(f"http://127.0.0.1:{port}/accounts/login/") is None
+
+
+@pytest.mark.django_db
+def test_it_gives_the_watcher_worker_one_process_per_follower(db: None) -> None:
+    PeriodicTask.objects.filter(task="watchers.tasks.follow").delete()
+    assert scheduled_followers() == 0
+    rows = [follow_row(shard, 3) for shard in range(3)]
+    assert scheduled_followers() == 3
+    PeriodicTask.objects.filter(pk=rows[0].pk).update(enabled=False)
+    assert scheduled_followers() == 2
+    plan = Command().plan({"bind": "127.0.0.1:8000", "web_workers": 1, "concurrency": 2, "no_beat": True,
+                           "beat_schedule": "x", "followers": None})
+    [worker] = [child for child in plan if child.name == "worker"]
+    assert worker.argv[worker.argv.index("--concurrency") + 1] == "4"  # 2 + one per enabled follower
+
+
+@pytest.mark.django_db
+def test_the_migration_schedules_one_follower_on_sqlite_and_two_on_postgresql(db: None) -> None:
+    from django.db import connection
+
+    PeriodicTask.objects.filter(task="watchers.tasks.follow").delete()
+    shards = follower_schedules()
+    assert shards == (1 if connection.vendor == "sqlite" else 2)
+    kwargs = [json.loads(raw) for raw in PeriodicTask.objects.filter(task="watchers.tasks.follow")
+              .order_by("name").values_list("kwargs", flat=True)]
+    assert kwargs == [{"shard": s, "shards": shards, "lease_seconds": 300} for s in range(shards)]
+    assert follower_schedules() == shards  # a second run adds nothing

@@ -2,10 +2,16 @@
 
 One Ctrl-C (SIGINT) or SIGTERM stops everything. If one process dies, the others are stopped
 too and the exit status says so: a half-running firewall panel is worse than a stopped one.
+
+The watcher worker gets one process per log follower (watchers.tasks.follow holds one for as long
+as it runs; the follower schedules say how many shards there are) on top of `--concurrency`
+processes for ordinary tasks (reads of unfollowed sources, recidive, statistics).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import signal
 import subprocess
 import sys
@@ -18,6 +24,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError
+from django_celery_beat.models import PeriodicTask
+
+from watchers import follow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +46,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="address:port for the panel (gunicorn)")
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-        parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+        parser.add_argument("--concurrency", type=int, default=2,
+                            help="Celery worker processes for ordinary tasks (plus one per log follower)")
+        parser.add_argument("--followers", type=int, default=None,
+                            help="worker processes kept for log followers (default: the enabled follower "
+                                 "schedules, one per shard)")
         parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat (run it elsewhere)")
         parser.add_argument("--beat-schedule", default=str(settings.BASE_DIR / "var" / "celerybeat-schedule"),
                             help="where Celery beat keeps its state (default: var/celerybeat-schedule)")
@@ -61,11 +77,14 @@ class Command(BaseCommand):
 
     def plan(self, options: dict[str, Any]) -> list[Child]:
         python = sys.executable
+        followers = options.get("followers")
+        followers = scheduled_followers() if followers is None else followers
+        watcher_processes = options["concurrency"] + followers
         children = [
             Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
                           "--workers", str(options["web_workers"]), "--access-logfile", "-"]),
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                             "--concurrency", str(options["concurrency"]), "--queues", "celery",
+                             "--concurrency", str(watcher_processes), "--queues", "celery",
                              "--hostname", "watchers@%h"]),
             # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order.
             Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
@@ -103,3 +122,21 @@ class Command(BaseCommand):
                 self.stderr.write(f"runstack: {child.name} did not stop in {grace:.0f}s; killing it")
                 child.process.kill()
                 child.process.wait()
+
+
+def scheduled_followers() -> int:
+    """How many follower shards beat keeps running (enabled `watchers.tasks.follow` rows)."""
+    try:
+        rows = list(PeriodicTask.objects.filter(task="watchers.tasks.follow", enabled=True)
+                    .values_list("kwargs", flat=True))
+    except DatabaseError as exc:  # not migrated yet: the default the migration will create
+        log.warning("runstack: cannot read the follower schedules (%s); assuming %d", exc, follow.DEFAULT_SHARDS)
+        return follow.DEFAULT_SHARDS
+    shards = set()
+    for raw in rows:
+        try:
+            kwargs = json.loads(raw or "{}")
+            shards.add((int(kwargs["shard"]), int(kwargs["shards"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a row the follow task itself will refuse
+    return len(shards)

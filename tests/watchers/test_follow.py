@@ -1,0 +1,389 @@
+"""watchers.follow: a follower reads an appended line within milliseconds (inotify) or within its
+polling interval, follows files that appear later and jails that change, holds its shard alone, and
+stops at once when its worker shuts down. Real files in tmp_path; the database as in
+test_read_source.py; real Redis for the lease; a real Celery worker for the task itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bans.models import Ban
+from jails.builtin import FILTER_DIR
+from jails.models import Filter, Jail
+from tests.paths import REPO
+from watchers import inotify
+from watchers.follow import (
+    Follower,
+    Lease,
+    Outcome,
+    ShutdownPipe,
+    follow_shard,
+    followed,
+    lease_key,
+    live_shards,
+    redis_client,
+    sigterm_pipe,
+)
+from watchers.models import LogSource
+from watchers.services import ReadReport, read_source
+
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IPS_E2E_REDIS_DB', '15')}"
+ATTACKER = "203.0.113.9"
+
+
+def failure(address: str = ATTACKER, port: int = 40000) -> str:
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    return f"{stamp} srv sshd[{port}]: Failed password for root from {address} port {port} ssh2\n"
+
+
+def benign() -> str:
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    return f"{stamp} srv sshd[1]: Accepted publickey for deploy from 192.0.2.50 port 40100 ssh2: ED25519 SHA256:x\n"
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as out:
+        out.write(text)
+
+
+@pytest.fixture
+def sshd(db: None) -> Filter:
+    for name in ("ips-common", "sshd"):
+        Filter.objects.create(name=name, source=(FILTER_DIR / f"{name}.conf").read_text())
+    return Filter.objects.get(name="sshd")
+
+
+def make_jail(sshd: Filter, name: str, logpath: list[str], **options: Any) -> Jail:
+    return Jail.objects.create(name=name, enabled=True, filter=sshd, maxretry=1, findtime=600, bantime=3600,
+                               logpath=logpath, **options)
+
+
+class Spy:
+    """read_source, with the time and the source of each read."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[float, int]] = []
+
+    def __call__(self, source_id: int, **kwargs: Any) -> ReadReport:
+        self.reads.append((time.monotonic(), source_id))
+        return read_source(source_id, **kwargs)
+
+    def since(self, moment: float) -> list[int]:
+        return [source_id for when, source_id in self.reads if when >= moment]
+
+
+def follower(shard: int = 0, shards: int = 1, **options: Any) -> tuple[Follower, Spy]:
+    spy = Spy()
+    # the safety net and the re-sync are pushed far away unless a test wants them: what is measured is the wake
+    settings: dict[str, Any] = {"safety_seconds": 60.0, "resync_seconds": 60.0, "poll_seconds": 0.2, **options}
+    return Follower(shard, shards, reader=spy, **settings), spy
+
+
+def step_until(flw: Follower, done: Any, timeout: float = 5.0) -> float:
+    """Step the follower until `done()`; returns the seconds it took (bounded by `timeout`)."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < timeout, "the follower did not read the line in time"
+        flw.step(0.5)
+    return time.monotonic() - started
+
+
+def banned(address: str = ATTACKER) -> bool:
+    return Ban.objects.filter(network=f"{address}/32").exists()
+
+
+@pytest.fixture
+def no_broker(django_capture_on_commit_callbacks: Any) -> Iterator[None]:
+    with django_capture_on_commit_callbacks():
+        yield
+
+
+# --- following ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_reads_an_appended_line_within_milliseconds(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    jail = make_jail(sshd, "sshd", [str(log)])
+    other = tmp_path / "other.log"
+    other.write_text(benign())
+    make_jail(sshd, "other", [str(other)])
+    flw, spy = follower()
+    flw.start()
+    assert len(flw.sources) == 2 and not Ban.objects.exists()
+    assert flw.watchers["auto"].backend == "inotify"
+    written = time.monotonic()
+    append(log, failure())
+    took = step_until(flw, banned)
+    flw.close()
+    assert took < 1.0  # inotify: milliseconds (the bound allows for a loaded machine)
+    # only the changed source was read: the other one and the safety net were not involved
+    assert set(spy.since(written)) == {LogSource.objects.get(jail=jail).pk}
+
+
+@pytest.mark.django_db
+def test_it_follows_a_file_created_later_that_matches_a_glob(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    make_jail(sshd, "web", [str(logs / "*.log")])
+    flw, _ = follower()
+    flw.start()
+    assert {f.path for f in flw.sources.values()} == {str(logs / "*.log")}  # waiting for a file
+    append(logs / "site.log", benign())  # a new file: its history is read as history...
+    step_until(flw, lambda: str(logs / "site.log") in {f.path for f in flw.sources.values()})
+    append(logs / "site.log", failure())  # ...and what comes next as it comes
+    assert step_until(flw, banned) < 1.0
+    flw.close()
+
+
+@pytest.mark.django_db
+def test_it_resyncs_new_and_disabled_jails(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    for log in (first, second):
+        log.write_text(benign())
+    old = make_jail(sshd, "old", [str(first)])
+    flw, _ = follower(resync_seconds=0.2)
+    flw.start()
+    Jail.objects.filter(pk=old.pk).update(enabled=False)
+    make_jail(sshd, "new", [str(second)])
+    step_until(flw, lambda: {f.path for f in flw.sources.values()} == {str(second)})
+    append(first, failure("203.0.113.1"))  # the disabled jail's log is not read any more
+    append(second, failure("203.0.113.2"))
+    step_until(flw, lambda: banned("203.0.113.2"))
+    flw.close()
+    assert not banned("203.0.113.1")
+
+
+@pytest.mark.django_db
+def test_it_follows_only_the_jails_of_its_shard(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    jails = [make_jail(sshd, f"j{i}", [str(tmp_path / f"{i}.log")]) for i in range(4)]
+    flw, _ = follower(shard=1, shards=2)
+    flw.resync()
+    flw.close()
+    assert {f.jail_id for f in flw.sources.values()} == {j.pk for j in jails if j.pk % 2 == 1}
+    assert [followed(j.pk, {(1, 2)}) for j in jails] == [j.pk % 2 == 1 for j in jails]
+    assert not any(followed(j.pk, set()) for j in jails)
+
+
+@pytest.mark.django_db
+def test_it_polls_a_jail_whose_backend_is_polling(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    make_jail(sshd, "sshd", [str(log)], backend=Jail.Backend.POLLING)
+    flw, _ = follower(poll_seconds=0.2)
+    flw.start()
+    assert flw.watchers["polling"].backend == "polling"
+    append(log, failure())
+    assert step_until(flw, banned) < 2.0  # within the polling interval, not the 60 s safety net
+    flw.close()
+
+
+@pytest.mark.django_db
+def test_it_falls_back_to_polling_when_inotify_is_unavailable(sshd: Filter, tmp_path: Path, no_broker: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_inotify(self: object) -> None:
+        raise inotify.WatcherUnavailable("the per-user limit of inotify instances is reached")
+
+    monkeypatch.setattr(inotify._Libc, "__init__", no_inotify)
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    make_jail(sshd, "auto", [str(log)])
+    make_jail(sshd, "explicit", [str(tmp_path / "other.log")], backend=Jail.Backend.INOTIFY)
+    flw, _ = follower(poll_seconds=0.2)
+    flw.start()
+    assert {group: w.backend for group, w in flw.watchers.items()} == {"auto": "polling", "inotify": "polling"}
+    assert "inotify is unavailable" in (flw.watchers["auto"].fallback_reason or "")
+    append(log, failure())
+    assert step_until(flw, banned) < 2.0
+    flw.close()
+
+
+@pytest.mark.django_db
+def test_it_reads_every_source_when_the_safety_net_is_due(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    make_jail(sshd, "sshd", [str(log)])
+    flw, spy = follower(safety_seconds=0.3)
+    flw.start()
+    before = time.monotonic()
+    for _ in range(4):  # nothing is written: only the safety net reads, every 0.3 s
+        flw.step(5.0)
+    flw.close()
+    times = [when for when, _ in spy.reads if when >= before]
+    assert len(times) == 4
+    assert all(later - earlier >= 0.25 for earlier, later in zip([before, *times], times, strict=False))
+
+
+@pytest.mark.django_db
+def test_it_stops_at_once_when_its_worker_shuts_down(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    pipe = ShutdownPipe()
+    pipe.open()
+    assert pipe.read_fd is not None
+    flw, _ = follower(stop_fds=(pipe.read_fd,))
+    threading.Timer(0.3, pipe.close_writer).start()
+    started = time.monotonic()
+    assert flw.run(time.monotonic() + 30) == Outcome.STOPPING
+    assert time.monotonic() - started < 3
+    assert pipe.read_fd is not None
+    os.close(pipe.read_fd)
+
+
+@pytest.mark.django_db
+def test_it_stops_at_once_on_sigterm_and_puts_the_handler_back(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_pipe() as terminated:
+        assert terminated is not None
+        flw, _ = follower(stop_fds=(terminated,))
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        started = time.monotonic()
+        assert flw.run(time.monotonic() + 30) == Outcome.STOPPING
+        assert time.monotonic() - started < 3
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_shutdown_pipe_stays_open_in_the_worker_s_own_process() -> None:
+    pipe = ShutdownPipe()
+    pipe.open()
+    pipe.forget_writer()  # a solo pool runs tasks in the main process: nothing to forget there
+    assert not pipe.stopping()
+    pipe.close_writer()
+    assert pipe.stopping()
+    assert pipe.read_fd is not None
+    os.close(pipe.read_fd)
+
+
+# --- the lease ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    client = redis_client(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is needed at {REDIS_URL}: {exc}")
+    yield client
+
+
+@pytest.fixture
+def key(client: redis.Redis) -> Iterator[str]:
+    key = f"ips:test:lease:{uuid.uuid4().hex}"
+    yield key
+    client.delete(key)
+
+
+@pytest.mark.worker
+def test_it_gives_a_lease_to_one_holder_at_a_time(client: redis.Redis, key: str) -> None:
+    first, second = Lease(client, key, ttl_seconds=5), Lease(client, key, ttl_seconds=5)
+    assert first.acquire()
+    assert not second.acquire()
+    assert not second.renew()  # renewing is for the holder only
+    second.release()  # and so is releasing
+    assert client.get(key) == first.token.encode()
+    first.release()
+    assert second.acquire()
+    second.release()
+
+
+@pytest.mark.worker
+def test_it_loses_an_expired_lease_to_the_next_holder(client: redis.Redis, key: str) -> None:
+    first = Lease(client, key, ttl_seconds=0.2, renew_every=0.0)
+    assert first.acquire() and first.keep()
+    time.sleep(0.4)
+    second = Lease(client, key, ttl_seconds=5)
+    assert second.acquire()
+    assert not first.keep()  # a stalled follower finds out and stops
+    second.release()
+
+
+@pytest.mark.worker
+def test_a_second_follower_of_a_shard_returns_at_once(client: redis.Redis) -> None:
+    shard, shards = 0, 7919  # a shard count nothing else uses
+    holder = Lease(client, lease_key(shard, shards), ttl_seconds=5)
+    assert holder.acquire()
+    try:
+        assert (shard, shards) in live_shards(client)
+        started = time.monotonic()
+        assert follow_shard(shard, shards, 60, client=client) == Outcome.BUSY
+        assert time.monotonic() - started < 1
+    finally:
+        holder.release()
+    assert (shard, shards) not in live_shards(client)
+
+
+# --- the Celery task, in a real worker ------------------------------------------------------------
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
+        sshd: Filter, tmp_path: Path, settings_db_env: dict[str, str], client: redis.Redis) -> None:
+    from config.celery import app
+    from watchers.tasks import follow
+
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    jail = make_jail(sshd, "sshd", [str(log)])
+    queue, host = f"test-follow-{uuid.uuid4().hex[:8]}", f"t{uuid.uuid4().hex[:8]}"
+    shards = 2  # the worker has 3 processes: one follower per shard and one for the rest
+    shard = jail.pk % shards
+    env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_HOST_NAME": host, "IPS_FIREWALL": "off",
+           "PYTHONUNBUFFERED": "1"}
+    out = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
+                               "3", "--hostname", f"{queue}@%h", "--loglevel", "INFO"], cwd=REPO, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output = (tmp_path / "worker.log").read_text
+        assert wait(lambda: " ready." in output(), 60), output()
+        kwargs = {"shard": shard, "shards": shards, "lease_seconds": 4}
+        with app.connection_for_write(REDIS_URL) as connection:  # the worker's Redis, not this process's
+            follow.apply_async(kwargs=kwargs, queue=queue, connection=connection)
+            assert wait(lambda: client.exists(lease_key(shard, shards)) == 1, 30), output()
+            follow.apply_async(kwargs=kwargs, queue=queue, connection=connection)  # beat's restart: a no-op
+        assert wait(lambda: "succeeded" in output() and "'busy'" in output(), 30), output()
+        append(log, failure())
+        assert wait(banned, 10), output()
+        # the lease time is up: the follower hands over to a new task, which goes on following
+        assert wait(lambda: "'time up'" in output() and output().count("following for 4 s") >= 2, 30), output()
+        append(log, failure("203.0.113.77"))
+        assert wait(lambda: banned("203.0.113.77"), 10), output()
+        # warm shutdown: the running follower stops at once instead of holding the worker for its lease
+        stopping = time.monotonic()
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        assert time.monotonic() - stopping < 10, output()
+        assert "worker stopping" in output()
+        assert client.exists(lease_key(shard, shards)) == 0  # released for the next worker
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        out.close()
+        client.delete(lease_key(shard, shards), *(f"{prefix}{name}" for name in (queue, f"firewall.{host}")
+                                                  for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent.")))
+
+
+def wait(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())

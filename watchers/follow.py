@@ -1,0 +1,541 @@
+"""Following log sources with low latency: one long-running loop per shard of the enabled jails.
+
+A follower runs inside a watcher worker (Celery task `watchers.tasks.follow`). It follows the
+sources of the enabled jails whose id % shards == shard, sleeps in inotify (or polls, per the jail's
+backend), and reads a changed source within milliseconds of the write, in this process, by calling
+`services.read_source`: no Celery message per line, nor per read. One follower reads its sources
+one after another, in order; the shards run in parallel in other worker processes.
+
+What keeps it honest:
+
+- every source is also read every SAFETY_READ_SECONDS, whatever the watcher said (inotify cannot
+  see everything: network file systems, a log renamed away and still written to), and journal
+  sources are polled every POLL_SECONDS;
+- the jails are re-read every RESYNC_SECONDS (new files matching a glob, new or disabled jails,
+  changed logpath or backend; a changed filter is recompiled by read_source itself);
+- a Redis lease (SET NX PX, renewed) lets only one follower per shard run anywhere; a killed
+  follower's shard is free again after LEASE_TTL_SECONDS, and beat's schedule starts a new one;
+- the follower ends after `lease_seconds` (the task re-enqueues itself), so Celery redelivery,
+  code upgrades and worker restarts never wait for an endless task; it also ends at once when its
+  worker shuts down (`ShutdownPipe`), when it gets SIGTERM (`sigterm_pipe`) or its parent is gone.
+
+Pacing (figures from bench/latency.py, see bench/README.md): a quiet source is read the moment it
+changes; a busy one at most every MIN_READ_INTERVAL_SECONDS (a log written line by line is not read
+once per line); a read is bounded so it lasts about READ_TARGET_SECONDS (its bans reach the firewall
+when it commits); on SQLite the follower rests between reads so other writers get the lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import os
+import select
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from functools import cache
+from types import FrameType
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+from django import db
+from django.conf import settings
+
+from bans import policy
+from jails.models import Jail
+from watchers import inotify, services
+from watchers.models import LogSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARDS = 2
+DEFAULT_LEASE_SECONDS = 300
+# Under Redis' visibility timeout (1 h): a running follower's message is never redelivered to another.
+MAX_LEASE_SECONDS = 1800
+LEASE_TTL_SECONDS = 30  # a follower that died without releasing its shard holds it this long at most
+RENEW_SECONDS = 5.0
+RESYNC_SECONDS = 3.0
+SAFETY_READ_SECONDS = 2.0  # every source is read at least this often (the cadence beat used to poll at)
+POLL_SECONDS = 1.0  # polling backend and journal sources (fail2ban's polling sleeps 1 s too)
+UNKNOWN_RESYNC_SECONDS = 1.0  # a file nobody follows yet changed: re-read the jails, at most this often
+# A source that changes again this soon after a read is read once this much time has passed since
+# (see Follower.not_too_soon); a quiet source is read at once.
+MIN_READ_INTERVAL_SECONDS = 0.025
+# SQLite has one writer, and the others wait by polling (sleeping up to 100 ms between tries, no
+# queue): a follower reading back to back under a steady stream holds the lock nearly all the time
+# and the firewall worker's writes waited seconds (bench/latency.py). On SQLite a follower rests after
+# its reads as long as they took, so another writer finds the lock free half the time; at most
+# MAX_REST_SECONDS, which is longer than a waiter's sleep, so it gets its turn after a long read too.
+SQLITE_REST_RATIO = 1.0
+MAX_REST_SECONDS = 0.12
+# A read is one transaction, and its bans reach the firewall when it commits: a follower that fell
+# behind (a ban storm) must not read megabytes in one go. The bytes per read adapt, per source, so a
+# read lasts about READ_TARGET_SECONDS: fewer bytes of lines that carry failures (database work),
+# more of lines that do not. Lines longer than the smallest read are cut (read_new_lines).
+READ_TARGET_SECONDS = 1.0
+MIN_READ_BYTES = 16 << 10
+FIRST_READ_BYTES = 256 << 10
+MAX_READ_BYTES = services.READ_CHUNK_BYTES
+ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before trying again (bounded by the deadline)
+LEASE_PREFIX = "ips:follow:lease"
+
+Reader = Callable[..., services.ReadReport]
+
+
+class Outcome(enum.StrEnum):
+    TIME_UP = "time up"  # hand over: the task re-enqueues itself
+    LEASE_LOST = "lease lost"  # another follower owns the shard now
+    BUSY = "busy"  # another follower held the shard already
+    STOPPING = "worker stopping"
+    DECLINED = "declined"  # the worker has too few processes to give one to a follower
+
+
+# --- the lease --------------------------------------------------------------------------------
+
+# Renew and release only the lease we hold: a lease that expired may belong to another follower now.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def lease_key(shard: int, shards: int) -> str:
+    return f"{LEASE_PREFIX}:{shards}:{shard}"
+
+
+@cache
+def redis_client(url: str) -> redis.Redis:
+    """A client for the broker's Redis (redis-py's pool reconnects after a fork by itself).
+
+    kombu's `redis+socket://PATH?virtual_host=N` (used across network namespaces) is not redis-py's
+    spelling, so it is translated here."""
+    parts = urlsplit(url)
+    if parts.scheme == "redis+socket":
+        db_number = int((parse_qs(parts.query).get("virtual_host") or ["0"])[0] or 0)
+        return redis.Redis(unix_socket_path=parts.path, db=db_number, socket_timeout=5)
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
+def broker_redis() -> redis.Redis:
+    return redis_client(settings.CELERY_BROKER_URL)
+
+
+@dataclass
+class Lease:
+    """A Redis key only one holder can set; it expires unless renewed."""
+
+    client: redis.Redis
+    key: str
+    ttl_seconds: float = LEASE_TTL_SECONDS
+    renew_every: float = RENEW_SECONDS
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    renewed_at: float = 0.0
+
+    def acquire(self) -> bool:
+        taken = bool(self.client.set(self.key, self.token, nx=True, px=self._ttl_ms()))
+        self.renewed_at = time.monotonic()
+        return taken
+
+    def renew(self) -> bool:
+        kept = bool(self.client.eval(_RENEW, 1, self.key, self.token, self._ttl_ms()))
+        self.renewed_at = time.monotonic()
+        return kept
+
+    def keep(self) -> bool:
+        """Renew when due; False once the lease is no longer ours (expired and taken, or Redis gone)."""
+        if time.monotonic() - self.renewed_at < self.renew_every:
+            return True
+        try:
+            return self.renew()
+        except redis.RedisError as exc:
+            log.warning("follow: cannot renew the lease %s: %s", self.key, exc)
+            return False
+
+    def release(self) -> None:
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.token)
+        except redis.RedisError as exc:  # it expires by itself
+            log.warning("follow: cannot release the lease %s: %s", self.key, exc)
+
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ttl_seconds * 1000))
+
+
+def live_shards(client: redis.Redis) -> set[tuple[int, int]]:
+    """(shard, shards) of every follower holding a lease now."""
+    found = set()
+    for key in client.scan_iter(match=f"{LEASE_PREFIX}:*", count=100):
+        parts = (key.decode() if isinstance(key, bytes) else str(key)).rsplit(":", 2)
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            found.add((int(parts[2]), int(parts[1])))
+    return found
+
+
+def followed(jail_id: int, shards: Iterable[tuple[int, int]]) -> bool:
+    return any(shard_count > 0 and jail_id % shard_count == shard for shard, shard_count in shards)
+
+
+def in_shard(jail_id: int, shard: int, shards: int) -> bool:
+    return jail_id % shards == shard
+
+
+# --- knowing when the worker stops ------------------------------------------------------------------
+
+
+class ShutdownPipe:
+    """Tells a worker's pool processes that the worker is shutting down (or died), within milliseconds.
+
+    Celery's warm shutdown waits for running tasks and tells the pool processes nothing, so a follower
+    would hold the worker up for the rest of its lease. The worker's main process makes a pipe before
+    forking its pool (`open`, from the worker_init signal); each pool process closes its copy of the
+    write end (`forget_writer`, worker_process_init); the main process closes the last one when it
+    starts shutting down (`close_writer`, worker_shutting_down) or when it dies. The read end then
+    reads EOF: a follower polls it with its inotify descriptors and stops."""
+
+    def __init__(self) -> None:
+        self.read_fd: int | None = None
+        self.write_fd: int | None = None
+        self.owner_pid = 0
+
+    def open(self) -> None:
+        if self.read_fd is None:
+            self.read_fd, self.write_fd = os.pipe()
+            self.owner_pid = os.getpid()
+
+    def forget_writer(self) -> None:
+        """In a pool process: only the main process may keep the pipe open (a solo pool IS the main process)."""
+        if self.write_fd is not None and os.getpid() != self.owner_pid:
+            os.close(self.write_fd)
+            self.write_fd = None
+
+    def close_writer(self) -> None:
+        if self.write_fd is not None and os.getpid() == self.owner_pid:
+            os.close(self.write_fd)
+            self.write_fd = None
+
+    def stopping(self) -> bool:
+        if self.read_fd is None:
+            return False
+        readable, _, _ = select.select([self.read_fd], [], [], 0)
+        return bool(readable)
+
+
+SHUTDOWN = ShutdownPipe()
+
+
+@contextmanager
+def sigterm_pipe() -> Iterator[int | None]:
+    """A descriptor that turns readable when this process gets SIGTERM while the block runs.
+
+    systemd stops a service by sending SIGTERM to all its processes: a pool process running a follower
+    then releases its shard and returns, instead of dying with it (its lease would keep the shard from
+    every other reader for LEASE_TTL_SECONDS). The previous handler is put back afterwards. None outside
+    the main thread, where Python cannot set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        with suppress(OSError):  # the pipe is full: it is readable already
+            os.write(write_fd, b"x")
+
+    previous = signal.signal(signal.SIGTERM, note)
+    try:
+        yield read_fd
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+# --- the follower ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One source as the follower knows it."""
+
+    source_id: int
+    jail_id: int
+    path: str  # absolute; empty for the journal
+    group: str  # which watcher tells us about it: a backend name, or "journal"
+
+
+def rest_ratio_for(vendor: str) -> float:
+    return SQLITE_REST_RATIO if vendor == "sqlite" else 0.0
+
+
+def watcher_group(jail: Jail) -> str:
+    """fail2ban's backend names, reduced to the watchers that serve them (options in brackets ignored)."""
+    name = jail.backend.strip().lower().partition("[")[0].strip()
+    if name.startswith("systemd"):
+        return "journal"
+    return "inotify" if name == "pyinotify" else name
+
+
+@dataclass
+class Follower:
+    """Follows the sources of one shard; `run` until a deadline, or drive it with `start` and `step`."""
+
+    shard: int
+    shards: int
+    reader: Reader = services.read_source
+    stop_fds: tuple[int, ...] = ()  # readable (or EOF): stop now
+    poll_seconds: float = POLL_SECONDS
+    safety_seconds: float = SAFETY_READ_SECONDS
+    resync_seconds: float = RESYNC_SECONDS
+    min_read_interval: float = MIN_READ_INTERVAL_SECONDS
+    rest_ratio: float = field(default_factory=lambda: rest_ratio_for(db.connection.vendor))
+    sources: dict[int, Followed] = field(default_factory=dict)
+    by_path: dict[str, set[int]] = field(default_factory=dict)
+    watchers: dict[str, inotify.Watcher] = field(default_factory=dict)
+    patterns: dict[str, list[str]] = field(default_factory=dict)
+    backlog: set[int] = field(default_factory=set)
+    last_read: dict[int, float] = field(default_factory=dict)  # source -> when its last read started
+    deferred: dict[int, float] = field(default_factory=dict)  # source -> when it may be read again
+    read_bytes: dict[int, int] = field(default_factory=dict)  # source -> the most its next read takes
+    own_addresses: list[str] = field(default_factory=list)
+    next_resync: float = 0.0
+    next_poll: float = 0.0
+    next_safety: float = 0.0
+    last_unknown_resync: float = 0.0
+    rest_until: float = 0.0
+    stop_requested: bool = False
+
+    # --- the loop
+
+    def run(self, deadline: float, lease: Lease | None = None) -> Outcome:
+        """Follow until `deadline` (time.monotonic()), the lease is lost or the worker stops."""
+        parent = os.getppid()
+        try:
+            self.start()
+            while True:
+                if self.stop_requested or os.getppid() != parent:
+                    return Outcome.STOPPING
+                if time.monotonic() >= deadline:
+                    return Outcome.TIME_UP
+                if lease is not None and not lease.keep():
+                    return Outcome.LEASE_LOST
+                self.guarded_step(deadline)
+        finally:
+            self.close()
+
+    def guarded_step(self, deadline: float) -> None:
+        """One step; an unexpected error (the database went away...) is logged and retried later,
+        it does not end the follower (its sources would go unread until beat restarted it)."""
+        try:
+            self.step(max(0.0, deadline - time.monotonic()))
+        except Exception:
+            log.exception("follow shard %d/%d: unexpected error; retrying", self.shard, self.shards)
+            db.connection.close()  # a broken connection is reopened by the next query
+            self.pause(min(ERROR_PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    def start(self) -> None:
+        """Find the sources and read them all (what was written while nobody followed)."""
+        self.resync()
+        self.read(set(self.sources))
+        now = time.monotonic()
+        self.next_safety = now + self.safety_seconds
+        self.next_poll = now + self.poll_seconds
+
+    def step(self, longest: float) -> set[int]:
+        """Wait at most `longest` seconds for a change, then read what changed; returns the sources read."""
+        if time.monotonic() >= self.next_resync:
+            self.backlog |= self.resync()  # new sources are read at once
+        now = time.monotonic()
+        due = min(self.next_safety, self.next_resync, self.next_poll if self.polls() else self.next_safety,
+                  min(self.deferred.values(), default=self.next_safety))
+        timeout = 0.0 if self.backlog else max(0.0, min(longest, due - now))
+        changed = self.wait(timeout)
+        now = time.monotonic()
+        if now >= self.next_safety:
+            # the safety net: every source, whatever the watchers said
+            self.next_safety = now + self.safety_seconds
+            return self.read(set(self.sources))
+        wanted = self.sources_of(changed)
+        if self.polls() and now >= self.next_poll:
+            self.next_poll = now + self.poll_seconds
+            wanted |= self.sources_of(self.poll_watchers())
+            wanted |= {f.source_id for f in self.sources.values() if f.group == "journal"}
+        return self.read(self.backlog | self.not_too_soon(wanted, now))
+
+    def not_too_soon(self, wanted: set[int], now: float) -> set[int]:
+        """The sources to read now: a source read less than `min_read_interval` ago waits for the rest
+        of it (and is then read once for every write in between). A log written line by line would
+        otherwise be read once per line: under a steady stream each read's fixed cost (a transaction,
+        the file's identity checks) would outweigh its lines, and the reader's back-to-back write
+        transactions would starve every other writer of an SQLite database."""
+        for source_id in wanted:
+            not_before = self.last_read.get(source_id, -math.inf) + self.min_read_interval
+            self.deferred[source_id] = min(self.deferred.get(source_id, math.inf), not_before)
+        ready = {source_id for source_id, not_before in self.deferred.items() if not_before <= now}
+        for source_id in ready:
+            del self.deferred[source_id]
+        return ready
+
+    def polls(self) -> bool:
+        """Whether some source is only known to change by looking (polling backend, the journal)."""
+        return any(not hasattr(w, "fileno") for w in self.watchers.values()) or any(
+            f.group == "journal" for f in self.sources.values())
+
+    def read(self, source_ids: set[int]) -> set[int]:
+        """Read each source in turn; one whose backlog is not finished is read again without waiting."""
+        self.backlog &= set(self.sources)
+        wanted = sorted(source_ids & set(self.sources))
+        if not wanted:
+            return set()
+        self.pause(self.rest_until - time.monotonic())
+        started = time.monotonic()
+        done = set()
+        for source_id in wanted:
+            self.last_read[source_id] = time.monotonic()
+            self.deferred.pop(source_id, None)
+            report = self.reader(source_id, own_addresses=self.own_addresses,
+                                 max_bytes=self.read_bytes.get(source_id, FIRST_READ_BYTES))
+            self.adapt(source_id, report, time.monotonic() - self.last_read[source_id])
+            if report.more:
+                self.backlog.add(source_id)
+            else:
+                self.backlog.discard(source_id)
+            done.add(source_id)
+        ended = time.monotonic()
+        self.rest_until = ended + min(MAX_REST_SECONDS, (ended - started) * self.rest_ratio)
+        return done
+
+    def adapt(self, source_id: int, report: services.ReadReport, took: float) -> None:
+        """Halve the next read of a source whose read was too long; double it when a full read was quick."""
+        size = self.read_bytes.get(source_id, FIRST_READ_BYTES)
+        if took > 2 * READ_TARGET_SECONDS:
+            size = max(MIN_READ_BYTES, size // 2)
+        elif report.more and took < READ_TARGET_SECONDS / 2:
+            size = min(MAX_READ_BYTES, size * 2)
+        self.read_bytes[source_id] = size
+
+    def pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        readable, _, _ = select.select(list(self.stop_fds), [], [], seconds)
+        self.stop_requested = self.stop_requested or bool(readable)
+
+    def close(self) -> None:
+        for watcher in self.watchers.values():
+            watcher.close()
+        self.watchers.clear()
+
+    # --- waiting
+
+    def wait(self, timeout: float) -> set[str]:
+        """Paths inotify saw change, waiting at most `timeout` seconds (woken within milliseconds)."""
+        poller = select.poll()
+        for watcher in self.watchers.values():
+            fileno = getattr(watcher, "fileno", None)
+            if fileno is not None:
+                poller.register(fileno(), select.POLLIN)
+        for stop_fd in self.stop_fds:
+            poller.register(stop_fd, select.POLLIN)
+        # poll() takes milliseconds: round up, or a short timeout becomes a busy loop
+        ready = poller.poll(math.ceil(timeout * 1000))
+        if any(fd in self.stop_fds for fd, _ in ready):
+            self.stop_requested = True
+        changed: set[str] = set()
+        for watcher in self.watchers.values():
+            if hasattr(watcher, "fileno"):
+                changed |= watcher.wait(0)
+        return changed
+
+    def poll_watchers(self) -> set[str]:
+        changed: set[str] = set()
+        for watcher in self.watchers.values():
+            if not hasattr(watcher, "fileno"):
+                changed |= watcher.wait(0)
+        return changed
+
+    def sources_of(self, paths: set[str]) -> set[int]:
+        """The sources of the changed paths; a path nobody follows (a new file matching a glob) makes
+        the jails be read again first."""
+        unknown = {path for path in paths if os.path.abspath(path) not in self.by_path}
+        now = time.monotonic()
+        if unknown and now - self.last_unknown_resync >= UNKNOWN_RESYNC_SECONDS:
+            self.last_unknown_resync = now
+            self.backlog |= self.resync()
+        found: set[int] = set()
+        for path in paths:
+            found |= self.by_path.get(os.path.abspath(path), set())
+        return found
+
+    # --- which sources
+
+    def resync(self) -> set[int]:
+        """Re-read the shard's enabled jails and their sources; returns the sources new to us."""
+        self.next_resync = time.monotonic() + self.resync_seconds
+        self.own_addresses = policy.host_addresses()  # once per resync, not once per read
+        sources: dict[int, Followed] = {}
+        patterns: dict[str, list[str]] = {}
+        for jail in Jail.objects.filter(enabled=True).order_by("pk"):
+            if not in_shard(jail.pk, self.shard, self.shards):
+                continue
+            group = watcher_group(jail)
+            for source in services.sync_sources(jail):
+                path = os.path.abspath(source.path) if source.kind == LogSource.Kind.FILE else ""
+                sources[source.pk] = Followed(source.pk, jail.pk, path, group)
+            if group != "journal":
+                patterns.setdefault(group, []).extend(os.path.abspath(p) for p in jail.logpath)
+        new = set(sources) - set(self.sources)
+        self.sources = sources
+        self.by_path = {}
+        for followed_source in sources.values():
+            if followed_source.path:
+                self.by_path.setdefault(followed_source.path, set()).add(followed_source.source_id)
+        self.backlog &= set(sources)
+        self.deferred = {source_id: due for source_id, due in self.deferred.items() if source_id in sources}
+        self.update_watchers(patterns)
+        return new
+
+    def update_watchers(self, patterns: dict[str, list[str]]) -> None:
+        for group in set(self.watchers) - set(patterns):
+            self.watchers.pop(group).close()
+            self.patterns.pop(group, None)
+        for group, paths in patterns.items():
+            paths = sorted(set(paths))
+            if group not in self.watchers:
+                self.watchers[group] = self.make_watcher(group, paths)
+            elif self.patterns.get(group) != paths:
+                self.watchers[group].set_paths(paths)
+            self.patterns[group] = paths
+
+    def make_watcher(self, group: str, paths: list[str]) -> inotify.Watcher:
+        try:
+            return inotify.make_watcher(group, paths, poll_interval=self.poll_seconds)
+        except inotify.WatcherUnavailable as exc:
+            # backend "inotify" asked for explicitly: reading late beats not reading at all
+            log.error("follow: backend %s is unavailable (%s); polling every %g s instead", group, exc.reason,
+                      self.poll_seconds)
+            return inotify.PollingWatcher(paths, interval=self.poll_seconds)
+
+
+def follow_shard(shard: int, shards: int, lease_seconds: int, *, stop_fds: tuple[int, ...] = (),
+                 client: redis.Redis | None = None) -> Outcome:
+    """Take the shard's lease and follow its sources for `lease_seconds` (what the Celery task runs)."""
+    if shards < 1 or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}: expected 0 <= shard < shards")
+    if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
+        raise ValueError(f"lease_seconds {lease_seconds}: expected 1 to {MAX_LEASE_SECONDS}")
+    lease = Lease(client or broker_redis(), lease_key(shard, shards))
+    if not lease.acquire():
+        return Outcome.BUSY
+    log.info("follow shard %d/%d: following for %d s", shard, shards, lease_seconds)
+    follower = Follower(shard, shards, stop_fds=stop_fds)
+    outcome = Outcome.LEASE_LOST
+    try:
+        outcome = follower.run(time.monotonic() + lease_seconds, lease)
+    finally:
+        if outcome != Outcome.LEASE_LOST:
+            lease.release()
+    log.info("follow shard %d/%d: %s (%d sources)", shard, shards, outcome, len(follower.sources))
+    return outcome
