@@ -13,7 +13,16 @@ from pathlib import Path
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_choice, env_int, env_list, env_str, read_secret_file
+from config.env import (
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    read_secret_file,
+)
 
 # Generic Django classes (ModelAdmin[Filter], QuerySet[Jail]) become subscriptable at run time.
 django_stubs_ext.monkeypatch()
@@ -83,6 +92,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "jails.context_processors.panel",
             ],
         },
     },
@@ -106,7 +116,12 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "static"]
+# Chart.js, installed pinned from the npm registry by scripts/setup.sh (package-lock.json), served
+# as static/vendor/chartjs/. Without it the dashboard says so and shows its figures as tables.
+CHARTJS_DIST = BASE_DIR / "node_modules" / "chart.js" / "dist"
+if CHARTJS_DIST.is_dir():
+    STATICFILES_DIRS.append(("vendor/chartjs", CHARTJS_DIST))
 STATIC_ROOT = Path(env_str("IPS_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 # Static files are found in the apps too, so the panel is styled even before collectstatic ran.
 WHITENOISE_USE_FINDERS = True
@@ -156,6 +171,12 @@ IPS_HISTORY_DAYS = env_int("IPS_HISTORY_DAYS", 90, minimum=1)
 # one line before it is stopped and reported.
 IPS_BUILTIN_FILTERS = BASE_DIR / "jails" / "builtin" / "filter.d"
 IPS_REGEX_BUDGET_SECONDS = env_int("IPS_REGEX_BUDGET_MS", 1000, minimum=10) / 1000
+
+# The panel's own client address: REMOTE_ADDR, unless the request comes from one of these proxies
+# (addresses or networks), then the nearest untrusted address of X-Forwarded-For (config/client.py).
+IPS_TRUSTED_PROXIES = env_networks("IPS_TRUSTED_PROXIES", [])
+# The panel's failed logins go to this file, one line each, for its built-in jail (filter "panel").
+IPS_PANEL_LOG = Path(env_str("IPS_PANEL_LOG", str(BASE_DIR / "var" / "log" / "panel.log")))
 
 LOGGING = {
     "version": 1,

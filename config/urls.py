@@ -1,4 +1,5 @@
-"""URL map. Every page needs a login (LoginRequiredMiddleware); the login page itself is public."""
+"""URL map. Every page needs a login (LoginRequiredMiddleware) and a role (jails.roles); the login
+page itself is public."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -8,5 +9,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("", include("bans.urls")),
     path("", include("jails.urls")),
 ]

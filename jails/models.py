@@ -7,6 +7,7 @@ holds every fail2ban jail option, validated, with durations stored in seconds.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -140,3 +141,29 @@ class Jail(models.Model):
     def is_permanent(self) -> bool:
         return self.bantime == -1
 
+
+
+class AuditEntry(models.Model):
+    """One change, by whom, when, from where, and what it was before and after (jails.audit.record)."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    # Kept as text too: the entry still says who after the user is deleted. "" = the system.
+    username = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="Client address; none from the command line.")
+    via = models.CharField(max_length=20, default="panel", help_text="panel, admin, cli or system.")
+    action = models.CharField(max_length=40, db_index=True, help_text="For example jail.edit, ban.create.")
+    object_type = models.CharField(max_length=40, db_index=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or 'system'} {self.action} {self.object_repr}"

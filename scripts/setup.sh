@@ -21,6 +21,8 @@ missing_packages() {
 install_packages() {
   local want=("${RUNTIME_PKGS[@]}")
   [ "$DEV" = 1 ] && want+=("${DEV_PKGS[@]}")
+  # shellcheck disable=SC2207
+  want+=($(need_npm))
   local missing
   missing=$(missing_packages "${want[@]}")
   [ -z "$missing" ] && return 0
@@ -42,6 +44,22 @@ install_packages() {
   return 0
 }
 
+# Front-end libraries (the dashboard's charts) come pinned from the npm registry: package.json and
+# package-lock.json say which, `npm ci` installs exactly those into node_modules, and Django serves
+# them from there as static files (config/settings.py). Never a CDN, never a committed copy.
+need_npm() {
+  command -v npm >/dev/null 2>&1 || echo "nodejs npm"
+}
+
+install_npm_packages() {
+  local stamp=node_modules/.ips-installed want
+  want=$(sha256sum package-lock.json | cut -c1-16)
+  if [ -f "$stamp" ] && grep -qxF "$want" "$stamp"; then return 0; fi
+  echo "setup: installing front-end packages from package-lock.json (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+}
+
 install_python() {
   local reqs=requirements.txt stamp=.venv/.installed
   [ "$DEV" = 1 ] && reqs=requirements-dev.txt
@@ -61,3 +79,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 install_packages
 install_python
+install_npm_packages
