@@ -146,6 +146,8 @@ if env_bool("IPS_BEHIND_TLS_PROXY", False):
 # Celery: Redis on loopback by default; tasks acknowledged after they ran so a killed worker's
 # work is redelivered (tasks are idempotent).
 CELERY_BROKER_URL = env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0")
+# kombu's Redis transport with the fix in config/broker.py (workers survive a Redis restart).
+CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -394,13 +394,7 @@ FAULTS: dict[str, tuple[Callable[[Stack], None], Callable[[Writer], int] | None]
 
 
 # Known bugs, reported with their fix; each mark goes once its fix lands (strict: a fix shows as XPASS).
-KNOWN_BUGS = {
-    "follow-restart-redis": pytest.mark.xfail(strict=False, reason=(
-        "Celery 5.7/kombu 5.7: a worker with a free slot (BRPOP outstanding) and an acks_late task running "
-        "(a follower always is) exits with 'Unrecoverable error: AttributeError: NoneType has no attribute "
-        "hostname' when Redis goes away (kombu redis Channel.close aborted by _brpop_read, then closed again "
-        "after collect() dropped the transport's client)")),
-}
+KNOWN_BUGS: dict[str, Any] = {}  # none today; Redis restarts were one (fixed in config/broker.py)
 
 
 def cases() -> list[Any]:
