@@ -100,6 +100,11 @@ TEMPLATES = [
 
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///db.sqlite3"), BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The database cache (table ips_cache): the login throttle's counters must be shared by every
+# gunicorn worker and survive a restart, which the per-process memory cache does not; the database
+# is there anyway, while Redis is the broker and the panel's login should not depend on it.
+# `manage.py installfilters` (run at every start) creates the table; test databases get it too.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ips_cache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -107,6 +112,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's ModelBackend with the login throttle (jails/logins.py): it covers the panel's login page
+# and Django admin's alike.
+AUTHENTICATION_BACKENDS = ["jails.logins.ThrottledModelBackend"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 

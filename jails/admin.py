@@ -1,11 +1,90 @@
-from django.contrib import admin
+"""Django admin for jails and filters, the audit trail, and users; every change made here is audited.
 
-from jails.models import Filter, Jail
+`AuditedModelAdmin` is the base of every ModelAdmin of the project (bans/admin.py and
+watchers/admin.py use it too): additions, changes and deletions made in Django admin are written
+to the audit trail (via="admin") in the same transaction as the change, as the panel's own pages do.
+"""
+
+from __future__ import annotations
+
+from hashlib import sha256
+from typing import Any, TypeVar
+
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.db import models
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from jails import audit
+from jails.logins import PanelAdminAuthenticationForm
+from jails.models import AuditEntry, Filter, Jail
+
+M = TypeVar("M", bound=models.Model)
+
+# Never copied into the audit trail as they are; a change still shows (as a different digest).
+SECRET_FIELDS = {"password"}
+
+# Django admin's own login is throttled and logged like the panel's (jails/logins.py).
+admin.site.login_form = PanelAdminAuthenticationForm
+admin.site.site_header = "IPS panel: Django admin"
+admin.site.site_title = "IPS panel admin"
+
+
+def admin_snapshot(obj: models.Model) -> dict[str, Any]:
+    """The object's fields and many-to-many values (a user's groups), secrets replaced by a digest."""
+    # auto_now stamps change on every save: noise in a diff (the entry has its own time)
+    names = [f.attname for f in obj._meta.concrete_fields if not getattr(f, "auto_now", False)]
+    values = audit.snapshot(obj, names)
+    for name in SECRET_FIELDS & values.keys():
+        values[name] = f"(hidden, digest {sha256(str(values[name]).encode()).hexdigest()[:8]})"
+    if obj.pk is not None:
+        for field in obj._meta.many_to_many:
+            values[field.name] = sorted(str(item) for item in getattr(obj, field.name).all())
+    return audit.clean(values)  # type: ignore[no-any-return]
+
+
+class AuditedModelAdmin(admin.ModelAdmin[M]):
+    """Records jails.audit entries for what Django admin adds, changes and deletes."""
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> M | None:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj._audit_before = admin_snapshot(obj)  # type: ignore[attr-defined]  # read by log_change
+        return obj
+
+    def save_model(self, request: HttpRequest, obj: M, form: ModelForm[M], change: bool) -> None:
+        if change and not hasattr(obj, "_audit_before"):  # list_editable rows skip get_object
+            stored = type(obj)._default_manager.filter(pk=obj.pk).first()
+            obj._audit_before = admin_snapshot(stored) if stored is not None else {}  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def log_addition(self, request: HttpRequest, obj: M, message: Any) -> Any:
+        audit.record(request, f"{obj._meta.model_name}.create", obj, after=admin_snapshot(obj), via="admin")
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: M, message: Any) -> Any:
+        before: dict[str, Any] = getattr(obj, "_audit_before", {})
+        after = admin_snapshot(obj)
+        changed = audit.changed_fields(before, after)
+        if changed:
+            audit.record(request, f"{obj._meta.model_name}.edit", obj, via="admin",
+                         before={name: old for name, (old, _) in changed.items()},
+                         after={name: new for name, (_, new) in changed.items()})
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet[M] | list[M]) -> Any:
+        # called before the deletion, both by the delete page and by the "delete selected" action
+        for obj in queryset:
+            audit.record(request, f"{obj._meta.model_name}.delete", obj, before=admin_snapshot(obj), via="admin")
+        return super().log_deletions(request, queryset)  # type: ignore[arg-type]
 
 
 @admin.register(Filter)
-class FilterAdmin(admin.ModelAdmin[Filter]):
-    list_display = ["name", "kind", "origin", "maxlines", "updated_at"]
+class FilterAdmin(AuditedModelAdmin[Filter]):
+    list_display = ["name", "kind", "origin", "maxlines", "parse_error", "updated_at"]
     list_filter = ["kind", "origin"]
     search_fields = ["name", "description", "source"]
     readonly_fields = [
@@ -15,8 +94,42 @@ class FilterAdmin(admin.ModelAdmin[Filter]):
 
 
 @admin.register(Jail)
-class JailAdmin(admin.ModelAdmin[Jail]):
-    list_display = ["name", "enabled", "filter", "backend", "maxretry", "findtime", "bantime"]
-    list_filter = ["enabled", "backend", "bantime_increment", "usedns"]
+class JailAdmin(AuditedModelAdmin[Jail]):
+    list_display = ["name", "enabled", "filter", "backend", "maxretry", "findtime", "bantime", "port"]
+    list_filter = ["enabled", "backend", "bantime_increment", "usedns", "protocol", "blocktype"]
     search_fields = ["name", "description", "filter__name"]
     autocomplete_fields = ["filter"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
+    """The audit trail is read-only everywhere: nobody edits or deletes history."""
+
+    list_display = ["at", "username", "address", "via", "action", "object_type", "object_repr"]
+    list_filter = ["via", "action", "object_type", ("at", admin.DateFieldListFilter)]
+    search_fields = ["username", "address", "action", "object_type", "object_repr", "object_id"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+
+# Users and groups (the role groups viewer/operator/admin): Django's own admin pages, audited.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedModelAdmin[User], UserAdmin[User]):
+    list_filter = ["is_active", "is_superuser", "is_staff", "groups"]
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedModelAdmin[Group], GroupAdmin):
+    pass

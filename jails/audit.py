@@ -8,6 +8,7 @@ or a user name an attacker wrote cannot paint the audit page or a terminal).
 
 from __future__ import annotations
 
+import getpass
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -81,3 +82,11 @@ def record(
 def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The fields whose value differs: {name: (before, after)}, for display."""
     return {key: (before.get(key), after.get(key)) for key in after if before.get(key) != after.get(key)}
+
+
+def command_user() -> str:
+    """Who runs a management command, for entries with via="cli": the login name of the process."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        return ""

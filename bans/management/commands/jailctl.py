@@ -15,10 +15,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from bans import policy, services
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
+from jails import audit
 from jails import services as jail_services
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
@@ -81,8 +83,11 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
         try:
-            ban = services.ban_by_hand(jail, options["address"], bantime, own_addresses=policy.host_addresses(),
-                                       reason=options["reason"], host=settings.IPS_HOST_NAME)
+            with transaction.atomic():
+                ban = services.ban_by_hand(jail, options["address"], bantime, own_addresses=policy.host_addresses(),
+                                           reason=options["reason"], host=settings.IPS_HOST_NAME)
+                audit.record(None, "ban.create", ban, after=audit.snapshot(ban), via="cli",
+                             username=audit.command_user())
         except services.BanRefused as exc:
             raise CommandError(str(exc)) from None
         until = "permanently" if ban.expires_at is None else f"until {ban.expires_at:%Y-%m-%d %H:%M:%S %Z}"
@@ -94,7 +99,12 @@ class Command(BaseCommand):
             raise CommandError("give JAIL ADDR, or --all ADDR")
         jail = find_jail(rest[0]) if len(rest) == 2 else None
         try:
-            count = services.unban(rest[-1], jail=jail, host=settings.IPS_HOST_NAME)
+            with transaction.atomic():
+                count = services.unban(rest[-1], jail=jail, host=settings.IPS_HOST_NAME)
+                if count:
+                    audit.record(None, "ban.lift", object_type="ban", object_repr=rest[-1], via="cli",
+                                 username=audit.command_user(),
+                                 after={"address": rest[-1], "jail": jail.name if jail else "(all)", "lifted": count})
         except services.BanRefused as exc:
             raise CommandError(str(exc)) from None
         if not count:

@@ -6,7 +6,9 @@ from argparse import ArgumentParser, RawDescriptionHelpFormatter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from jails import audit
 from jails.engine.errors import EngineError
 from jails.importer import import_tree, summarize
 
@@ -46,8 +48,14 @@ Examples:
                 self.stderr.write(message)
 
         try:
-            report = import_tree(options["directory"], include_disabled=options["all"],
-                                 dry_run=options["dry_run"], progress=progress)
+            with transaction.atomic():  # the import and its audit entry, together
+                report = import_tree(options["directory"], include_disabled=options["all"],
+                                     dry_run=options["dry_run"], progress=progress)
+                changed = [f"{c.action} {c.kind} {c.name}" for c in report.changes
+                           if c.action in ("created", "updated")]
+                if changed and not report.dry_run:
+                    audit.record(None, "config.import", object_type="import", object_repr=report.root, via="cli",
+                                 username=audit.command_user(), after={"root": report.root, "changes": changed})
         except EngineError as exc:
             raise CommandError(f"{exc}\nNothing was imported.") from None
         for line in summarize(report, verbose=not quiet):

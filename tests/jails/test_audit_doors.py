@@ -1,0 +1,124 @@
+"""Every door audits: Django admin (add, change, delete, bulk delete, users' passwords hidden) and the
+commands that change things (jailctl ban/unban, importconf), with via="admin" / "cli"."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+
+from bans.models import Ban
+from jails.admin import AuditedModelAdmin
+from jails.models import AuditEntry, Filter, Jail
+from tests.jails.builders import minimal_tree
+
+pytestmark = pytest.mark.django_db
+
+FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
+
+
+@pytest.fixture(autouse=True)
+def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks():
+        yield
+
+
+@pytest.fixture
+def admin_client() -> Client:
+    client = Client(REMOTE_ADDR="192.0.2.8")
+    client.force_login(User.objects.create_superuser("root", "root@example.org", "x"))
+    return client
+
+
+def make_jail(name: str = "web") -> Jail:
+    flt = Filter.objects.get_or_create(name="web", defaults={"source": FILTER_SOURCE})[0]
+    return Jail.objects.create(name=name, filter=flt, logpath=["/var/log/web.log"])
+
+
+def test_every_project_model_admin_is_audited() -> None:
+    from django.contrib import admin
+
+    ours = [ma for model, ma in admin.site._registry.items()
+            if model._meta.app_label in ("jails", "bans", "watchers") and model._meta.model_name != "auditentry"]
+    assert ours and all(isinstance(ma, AuditedModelAdmin) for ma in ours)
+
+
+def test_it_audits_a_change_made_in_django_admin(admin_client: Client) -> None:
+    jail = make_jail()
+    form = admin_client.get(f"/admin/jails/jail/{jail.pk}/change/")
+    data = {k: v for k, v in form.context["adminform"].form.initial.items()}
+    data.update({"name": "web", "filter": jail.filter_id, "maxretry": 9, "findtime": 600, "bantime": 600,
+                 "logpath": '["/var/log/web.log"]', "filter_options": "{}", "ignoreip": "[]", "extra_options": "{}",
+                 "backend": "auto", "usedns": "no", "protocol": "tcp", "blocktype": "drop", "port": "all",
+                 "banaction": "nftables", "logencoding": "auto", "bantime_factor": 1.0, "ignoreself": "on"})
+    data = {k: v for k, v in data.items() if v is not None and v is not False}
+    response = admin_client.post(f"/admin/jails/jail/{jail.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entry = AuditEntry.objects.get(action="jail.edit")
+    assert (entry.via, entry.username, entry.address) == ("admin", "root", "192.0.2.8")
+    assert entry.before == {"maxretry": 5} and entry.after == {"maxretry": 9}
+
+
+def test_it_audits_deletions_in_django_admin_one_and_many(admin_client: Client) -> None:
+    first, second, third = make_jail("a"), make_jail("b"), make_jail("c")
+    admin_client.post(f"/admin/jails/jail/{first.pk}/delete/", {"post": "yes"})
+    admin_client.post("/admin/jails/jail/", {"action": "delete_selected", "post": "yes",
+                                             "_selected_action": [second.pk, third.pk]})
+    assert not Jail.objects.exists()
+    deleted = AuditEntry.objects.filter(action="jail.delete", via="admin")
+    assert sorted(deleted.values_list("object_repr", flat=True)) == ["a", "b", "c"]
+    assert deleted.get(object_repr="a").before["name"] == "a"
+
+
+def test_it_audits_users_made_in_django_admin_without_their_password_hash(admin_client: Client) -> None:
+    response = admin_client.post("/admin/auth/user/add/", {
+        "username": "newbie", "password1": "a-long-enough-passphrase-7", "password2": "a-long-enough-passphrase-7",
+        "usable_password": "true"})
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="user.create")
+    assert entry.via == "admin" and entry.after["username"] == "newbie"
+    hashed = User.objects.get(username="newbie").password
+    assert hashed not in str(entry.after) and entry.after["password"].startswith("(hidden")
+
+
+def test_audit_entries_are_read_only_in_django_admin(admin_client: Client) -> None:
+    entry = AuditEntry.objects.create(action="jail.edit", object_type="jail")
+    assert admin_client.get(f"/admin/jails/auditentry/{entry.pk}/change/").status_code == 200  # viewable
+    admin_client.post(f"/admin/jails/auditentry/{entry.pk}/delete/", {"post": "yes"})
+    assert admin_client.get("/admin/jails/auditentry/add/").status_code == 403
+    assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_jailctl_ban_and_unban_are_audited_as_cli() -> None:
+    make_jail("sshd")
+    call_command("jailctl", "ban", "sshd", "203.0.113.9", stdout=StringIO())
+    call_command("jailctl", "unban", "sshd", "203.0.113.9", stdout=StringIO())
+    created = AuditEntry.objects.get(action="ban.create")
+    assert created.via == "cli" and created.address is None
+    assert created.object_id == str(Ban.objects.get().pk) and created.after["network"] == "203.0.113.9/32"
+    lifted = AuditEntry.objects.get(action="ban.lift")
+    assert lifted.via == "cli" and lifted.after == {"address": "203.0.113.9", "jail": "sshd", "lifted": 1}
+
+
+def test_a_refused_jailctl_ban_leaves_no_entry() -> None:
+    make_jail("sshd")
+    with pytest.raises(Exception, match="refused"):
+        call_command("jailctl", "ban", "sshd", "127.0.0.1", stdout=StringIO())
+    assert not AuditEntry.objects.exists()
+
+
+def test_importconf_is_audited_as_cli_but_not_a_dry_run_or_a_no_op(tmp_path: Path) -> None:
+    tree = minimal_tree(tmp_path, "[web]\nenabled = true\nfilter = web\nlogpath = /var/log/web.log\n",
+                        {"web.conf": FILTER_SOURCE})
+    call_command("importconf", str(tree), "--dry-run", stdout=StringIO(), stderr=StringIO())
+    assert not AuditEntry.objects.exists()
+    call_command("importconf", str(tree), stdout=StringIO(), stderr=StringIO())
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.via) == ("config.import", "cli")
+    assert "created jail web" in entry.after["changes"]
+    call_command("importconf", str(tree), stdout=StringIO(), stderr=StringIO())  # unchanged: nothing to audit
+    assert AuditEntry.objects.count() == 1
