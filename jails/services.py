@@ -84,3 +84,20 @@ def check_definition(definition: FilterDefinition) -> None:
     """Compile a definition to prove its regexes work (raises FilterError with file and line)."""
     if definition.failregex:
         CompiledFilter.from_definition(definition)
+
+
+def derive_stored_fields(name: str, conf: str, local: str = "") -> dict[str, object]:
+    """The derived columns of filter `name` if its files were `conf` (+ `local`), proven to compile.
+
+    Includes resolve against the other stored filters, as at run time. Raises EngineError (file and
+    line) when the text does not parse or a regex does not compile; nothing is written here.
+    """
+    files = filter_files(list(Filter.objects.exclude(name=name).only("name", "source", "source_local")))
+    files[f"filter.d/{name}.conf"] = conf
+    if local:
+        files[f"filter.d/{name}.local"] = local
+    if is_include_only(name, conf, local):
+        return include_fields(f"filter.d/{name}.conf", conf, local)
+    definition = ini.load_filter(ini.MemoryLoader(files), name)
+    check_definition(definition)
+    return derive_fields(definition, conf)

@@ -1,36 +1,183 @@
-"""Pages of the jails app: jails, filters and their tester, import, audit."""
+"""Pages of the jails app: the jail list, a jail's page, creating, editing, enabling and disabling.
 
+Filters and their tester live in views_filters.py / views_tester.py, the fail2ban import in
+views_import.py, the audit and users pages in views_access.py. Saved changes need no restart: the
+log followers re-read the jails every few seconds (watchers/follow.py, RESYNC_SECONDS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jails.models import Filter, Jail
+from bans.models import Ban, Failure, Tally
+from jails import audit
+from jails.engine.durations import format_duration
+from jails.forms import JAIL_GROUPS, JAIL_HELP, JailForm
+from jails.models import Jail
 from jails.roles import Role, role_required
+from watchers.models import LogSource
+from watchers.tail import expand_logpaths
+
+# Said next to every save button: what "applies" means without a restart.
+APPLIES_SOON = "Changes apply within seconds: the log watchers re-read the jails every 3 s, no restart needed."
+
+
+# --- counts ---------------------------------------------------------------------------------------
+
+
+def jail_counts(jails: Iterable[Jail]) -> dict[int, dict[str, int]]:
+    """fail2ban-client's numbers per jail (as `jailctl status JAIL`), in four grouped queries."""
+    ids = [jail.id for jail in jails]
+    names = {jail.name: jail.id for jail in jails}
+    counts: dict[int, dict[str, int]] = {
+        i: {"currently_failed": 0, "total_failed": 0, "currently_banned": 0, "total_banned": 0} for i in ids}
+    for jail_id, n in Tally.objects.filter(jail_id__in=ids).values_list("jail_id").annotate(n=Count("id")):
+        counts[jail_id]["currently_failed"] = n
+    for jail_id, n in Failure.objects.filter(jail_id__in=ids).values_list("jail_id").annotate(n=Count("id")):
+        counts[jail_id]["total_failed"] = n
+    bans = Ban.objects.filter(jail_name__in=list(names))
+    for name, n in bans.filter(state__in=Ban.LIVE_STATES).values_list("jail_name").annotate(n=Count("id")):
+        counts[names[name]]["currently_banned"] = n
+    for name, n in bans.values_list("jail_name").annotate(n=Count("id")):
+        counts[names[name]]["total_banned"] = n
+    return counts
+
+
+def sources_by_jail(jails: Iterable[Jail]) -> dict[int, list[LogSource]]:
+    found: dict[int, list[LogSource]] = {jail.id: [] for jail in jails}
+    for source in LogSource.objects.filter(jail_id__in=list(found)).order_by("path"):
+        found[source.jail_id].append(source)
+    return found
+
+
+def annotate(jails: list[Jail]) -> list[Jail]:
+    """Attach `counts` and `log_sources` to each jail for the templates."""
+    counts = jail_counts(jails)
+    sources = sources_by_jail(jails)
+    for jail in jails:
+        jail.counts = counts[jail.id]  # type: ignore[attr-defined]
+        jail.log_sources = sources[jail.id]  # type: ignore[attr-defined]
+    return jails
+
+
+def duration_text(seconds: int | None) -> str:
+    return "" if seconds is None else format_duration(seconds)
+
+
+def option_rows(jail: Jail) -> list[dict[str, Any]]:
+    """Every option of the jail by section, as text, for its page (durations as 10m, lists joined)."""
+    durations = {"findtime", "bantime", "bantime_maxtime", "bantime_rndtime"}
+    groups = []
+    for legend, _, names in JAIL_GROUPS:
+        rows = []
+        for name in names:
+            value = getattr(jail, name)
+            if name in durations:
+                text = "permanent (-1)" if value == -1 else duration_text(value)
+            elif isinstance(value, bool):
+                text = "yes" if value else "no"
+            elif isinstance(value, list):
+                text = "\n".join(value)
+            elif isinstance(value, dict):
+                text = ", ".join(f"{key}={item}" for key, item in value.items())
+            elif hasattr(jail, f"get_{name}_display"):
+                text = getattr(jail, f"get_{name}_display")()
+            else:
+                text = "" if value is None else str(value)
+            option = "bantime." + name.removeprefix("bantime_") if name.startswith("bantime_") else name
+            rows.append({"name": name, "option": option, "value": text, "help": JAIL_HELP.get(name, "")})
+        groups.append({"legend": legend, "rows": rows})
+    return groups
+
+
+# --- pages ----------------------------------------------------------------------------------------
 
 
 @require_GET
 @role_required(Role.VIEWER)
 def jail_list(request: HttpRequest) -> HttpResponse:
+    jails = annotate(list(Jail.objects.select_related("filter")))
+    return render(request, "jails/jail_list.html", {"jails": jails, "applies_soon": APPLIES_SOON})
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def jail_detail(request: HttpRequest, name: str) -> HttpResponse:
+    jail = annotate([get_object_or_404(Jail.objects.select_related("filter"), name=name)])[0]
+    files = expand_logpaths(jail.logpath) if jail.backend != Jail.Backend.SYSTEMD else []
+    known = {source.path for source in jail.log_sources}  # type: ignore[attr-defined]
     context = {
-        "jails": Jail.objects.select_related("filter").all(),
-        "filter_count": Filter.objects.filter(kind=Filter.Kind.FILTER).count(),
+        "jail": jail,
+        "unread_files": [path for path in files if path not in known],
+        "groups": option_rows(jail),
+        "live_bans": Ban.objects.filter(jail_name=jail.name, state__in=Ban.LIVE_STATES).order_by("network")[:50],
+        "applies_soon": APPLIES_SOON,
     }
-    return render(request, "jails/home.html", context)
+    return render(request, "jails/jail_detail.html", context)
 
 
-@require_GET
-@role_required(Role.VIEWER)
-def filter_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "placeholder.html", {"title": "Filters"})
-
-
-@require_GET
+@require_http_methods(["GET", "POST"])
 @role_required(Role.ADMIN)
-def import_config(request: HttpRequest) -> HttpResponse:
-    return render(request, "placeholder.html", {"title": "Import"})
+def jail_create(request: HttpRequest) -> HttpResponse:
+    form = JailForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            jail = form.save()
+            audit.record(request, "jail.create", jail, after=audit.snapshot(jail))
+        messages.success(request, f"Jail {jail.name} created. {APPLIES_SOON}")
+        return redirect("jail_detail", name=jail.name)
+    return render(request, "jails/jail_form.html", {"form": form, "jail": None, "applies_soon": APPLIES_SOON},
+                  status=400 if form.is_bound else 200)
 
 
-@require_GET
-@role_required(Role.VIEWER)
-def audit_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "placeholder.html", {"title": "Audit"})
+@require_http_methods(["GET", "POST"])
+@role_required(Role.ADMIN)
+def jail_edit(request: HttpRequest, name: str) -> HttpResponse:
+    jail = get_object_or_404(Jail, name=name)
+    form = JailForm(request.POST or None, instance=jail)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            # "before" from the locked row (the form's instance already holds the new values); two
+            # admins saving at once each get a true before/after
+            before = audit.snapshot(Jail.objects.select_for_update().get(pk=jail.pk))
+            jail = form.save()
+            after = audit.snapshot(jail)
+            changed = {key: after[key] for key in audit.changed_fields(before, after)}
+            if changed:
+                audit.record(request, "jail.edit", jail, before={k: before[k] for k in changed}, after=changed)
+        messages.success(request, f"Jail {jail.name} saved. {APPLIES_SOON}" if changed else "Nothing changed.")
+        return redirect("jail_detail", name=jail.name)
+    return render(request, "jails/jail_form.html", {"form": form, "jail": jail, "applies_soon": APPLIES_SOON},
+                  status=400 if form.is_bound else 200)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def jail_toggle(request: HttpRequest, name: str) -> HttpResponse:
+    """Enable or disable (the form says which, so a double click cannot flip it back)."""
+    wanted = request.POST.get("enabled")
+    if wanted not in ("on", "off"):
+        return HttpResponse("enabled must be on or off", status=400, content_type="text/plain")
+    with transaction.atomic():
+        jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
+        enabled = wanted == "on"
+        if jail.enabled != enabled:
+            jail.enabled = enabled
+            jail.save(update_fields=["enabled", "updated_at"])
+            audit.record(request, "jail.enable" if enabled else "jail.disable", jail,
+                         before={"enabled": not enabled}, after={"enabled": enabled})
+    if request.htmx:  # type: ignore[attr-defined]
+        row = annotate([Jail.objects.select_related("filter").get(pk=jail.pk)])[0]
+        return render(request, "jails/jail_list.html#jail_row", {"jail": row, "just_toggled": True})
+    messages.success(request, f"Jail {jail.name} {'enabled' if jail.enabled else 'disabled'}. {APPLIES_SOON}")
+    if request.POST.get("next") == "detail":
+        return redirect("jail_detail", name=jail.name)
+    return redirect("jail_list")

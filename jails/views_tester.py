@@ -1,0 +1,121 @@
+"""The filter tester page: fail2ban-regex in the browser, live as you type.
+
+The same form works three ways: a plain POST renders the whole page with the results (JavaScript
+off); with htmx, every edit posts the form (HX-Request) and only the results partial comes back;
+"Load" fills the log box with the last lines of a jail's log (a plain POST, so the box is refilled).
+Testing changes nothing, so a viewer may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_http_methods
+
+from jails import tester
+from jails.engine.definition import FilterDefinition
+from jails.engine.errors import EngineError
+from jails.forms import TesterForm
+from jails.models import Filter, Jail
+from jails.roles import Role, role_required
+from watchers.tail import expand_logpaths
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.VIEWER)
+def filter_tester(request: HttpRequest, name: str | None = None) -> HttpResponse:
+    if name is not None:
+        get_object_or_404(Filter, name=name)
+    context: dict[str, Any] = {"filter_name": name, "limits": {"lines": tester.MAX_LINES,
+                                                               "tail": tester.TAIL_MAX_LINES}}
+    if request.method == "GET":
+        context["form"] = TesterForm(initial=initial_values(request, name))
+        return render(request, "jails/tester.html", context)
+    data = request.POST.copy()
+    if "load_tail" in data:
+        context["loaded"] = load_tail(data)
+    form = TesterForm(data)
+    context["form"] = form
+    context.update(results(form))
+    template = "jails/tester.html#results" if request.htmx else "jails/tester.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+def initial_values(request: HttpRequest, name: str | None) -> dict[str, Any]:
+    """Preselect the filter of /filters/NAME/test/, or a jail given as ?jail=NAME."""
+    jail = request.GET.get("jail", "")
+    if jail and Jail.objects.filter(name=jail).exists():
+        return {"source": "jail", "jail": jail, "tail_jail": jail}
+    return {"source": "stored", "filter": name or ""}
+
+
+def load_tail(data: QueryDict) -> dict[str, Any]:
+    """Put the last lines of the chosen jail's log into the form's log box; what happened, for the page."""
+    jail = Jail.objects.filter(name=data.get("tail_jail", "")).first()
+    if jail is None:
+        return {"error": "Choose a jail to load lines from."}
+    if jail.backend == Jail.Backend.SYSTEMD:
+        return {"error": f"Jail {jail.name} reads the systemd journal: paste lines from "
+                         "`journalctl -o short` instead."}
+    try:
+        count = int(data.get("tail_count") or 50)
+    except ValueError:
+        count = 50
+    try:
+        path, lines = tester.tail_lines(expand_logpaths(jail.logpath), count)
+    except tester.TesterRefused as exc:
+        return {"error": f"Jail {jail.name}: {exc}"}
+    data["log"] = "\n".join(lines)
+    if not data.get("source") or data.get("source") == "stored" and not data.get("filter"):
+        data["source"], data["jail"] = "jail", jail.name
+    return {"path": path, "count": len(lines)}
+
+
+def results(form: TesterForm) -> dict[str, Any]:
+    """The test's report, or why there is none (`error`): never an exception for the page."""
+    if not form.is_valid():
+        return {}
+    data = form.cleaned_data
+    if not data["log"].strip():
+        return {"waiting": True}
+    try:
+        lines = tester.split_input(data["log"])
+        definition, options, label = chosen_filter(data)
+        report = tester.run(definition, lines, options, label=label)
+    except tester.TesterRefused as exc:
+        return {"error": str(exc)}
+    except EngineError as exc:
+        return {"error": f"The filter does not work: {exc}", "warnings": lint_anyway(data)}
+    return {"report": report, "summary": tester.failure_summary(report), "warnings": report.warnings}
+
+
+def chosen_filter(data: dict[str, Any]) -> tuple[FilterDefinition, tester.Settings, str]:
+    source = data["source"]
+    override = tester.Settings(datepattern=data.get("datepattern") or None)
+    if source == "jail":
+        jail = Jail.objects.select_related("filter").filter(name=data["jail"]).first()
+        if jail is None:
+            raise tester.TesterRefused(f"no jail named {data['jail']!r}")
+        options = tester.Settings(
+            datepattern=override.datepattern or jail.datepattern or None, logtimezone=jail.logtimezone or None,
+            maxlines=jail.maxlines, use_dns="no" if jail.usedns == Jail.UseDns.NO else "yes")
+        label = f"jail {jail.name}: {jail.filter.name}"
+        return tester.stored_definition(jail.filter.name, jail.filter_options), options, label
+    if source == "pasted":
+        return tester.pasted_definition(data["filter_source"], options=data.get("options")), override, "pasted filter"
+    if source == "regex":
+        return tester.raw_definition(data["failregex"], data.get("ignoreregex") or ""), override, "raw regex"
+    name = data["filter"]
+    label = name + (f"[{', '.join(f'{k}={v}' for k, v in data['options'].items())}]" if data.get("options") else "")
+    return tester.stored_definition(name, data.get("options")), override, label
+
+
+def lint_anyway(data: dict[str, Any]) -> list[tester.RegexWarning]:
+    """Raw regexes that do not compile still get their warnings (often the reason why)."""
+    if data.get("source") != "regex":
+        return []
+    fails = [p for p in (data.get("failregex") or "").splitlines() if p.strip()]
+    ignores = [p for p in (data.get("ignoreregex") or "").splitlines() if p.strip()]
+    return tester.lint_patterns("", fails, ignores)

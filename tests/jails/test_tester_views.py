@@ -1,0 +1,155 @@
+"""The filter tester page: live results (htmx partial) and plain POST, highlight escaping, limits, timeouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+
+from jails import tester
+from jails.builtin import install_builtin_filters
+from jails.models import Filter, Jail
+
+pytestmark = pytest.mark.django_db
+
+SSHD_FAIL = "Nov 22 03:04:05 host sshd[1]: Invalid user bob from 192.0.2.7 port 22"
+SSHD_OTHER = "Nov 22 03:04:06 host sshd[1]: Accepted publickey for alice from 192.0.2.8 port 22 ssh2"
+HOSTILE = "Nov 22 03:04:07 host sshd[1]: Invalid user <script>alert(1)</script> from 192.0.2.9 port 22"
+
+
+def client_for(role: str) -> Client:
+    user = User.objects.create_user(f"{role}-user", password="x")
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    client = Client(REMOTE_ADDR="198.51.100.50")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer() -> Client:
+    install_builtin_filters()
+    return client_for("viewer")
+
+
+def post(client: Client, htmx: bool = False, url: str | None = None, **data: str) -> str:
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    response = client.post(url or reverse("filter_tester"), {"source": "stored", **data}, **headers)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_it_shows_the_page_to_a_viewer(viewer: Client) -> None:
+    html = viewer.get(reverse("filter_tester")).content.decode()
+    assert 'id="tester-form"' in html and 'id="tester-log"' in html
+    assert 'hx-trigger="input changed delay:300ms"' in html and 'id="tester-results"' in html
+
+
+def test_it_preselects_the_filter_of_its_url(viewer: Client) -> None:
+    html = viewer.get(reverse("filter_tester_for", args=["sshd"])).content.decode()
+    assert '<option value="sshd" selected>' in html
+    assert viewer.get(reverse("filter_tester_for", args=["nope"])).status_code == 404
+
+
+def test_it_answers_htmx_with_the_results_partial_only(viewer: Client) -> None:
+    html = post(viewer, htmx=True, filter="sshd", log=SSHD_FAIL)
+    assert html.strip().startswith('<section id="tester-results"')
+    assert "<html" not in html and 'id="tester-form"' not in html
+    assert 'class="tester-lines"' in html
+
+
+def test_it_renders_the_whole_page_without_javascript(viewer: Client) -> None:
+    html = post(viewer, filter="sshd", log=SSHD_FAIL)
+    assert "<html" in html and 'id="tester-form"' in html and 'class="tester-lines"' in html
+    assert SSHD_FAIL.split(": ")[1].split(" from")[0] in html  # the log box keeps what was typed
+
+
+def test_it_reports_each_line_with_regex_host_date_and_fields(viewer: Client) -> None:
+    html = post(viewer, htmx=True, filter="sshd", log="\n".join([SSHD_FAIL, SSHD_OTHER, "# a comment"]))
+    assert 'id="tester-summary"' in html
+    assert '<span class="count-lines">2</span>' in html
+    assert '<span class="count-matched">1</span>' in html
+    line1 = html.split('id="line-1"')[1].split("</tr>")[0]
+    assert "status-matched" in line1 and "failregex 2" in line1
+    assert 'from <mark class="host">192.0.2.7</mark> port 22' in line1
+    assert "03:04:05 UTC" in line1 and "date-template" in line1
+    assert '<span class="field-name">user</span>=<span class="field-value">bob</span>' in line1
+    line2 = html.split('id="line-2"')[1].split("</tr>")[0]
+    assert "status-missed" in line2 or "status-ignored" in line2
+    assert "status-skipped" in html.split('id="line-3"')[1]
+
+
+def test_it_escapes_a_hostile_line_around_the_highlight(viewer: Client) -> None:
+    html = post(viewer, htmx=True, filter="sshd", log=HOSTILE)
+    assert "<script>" not in html
+    assert 'Invalid user &lt;script&gt;alert(1)&lt;/script&gt; from <mark class="host">192.0.2.9</mark>' in html
+
+
+def test_it_highlights_the_address_the_regex_took_not_an_earlier_one(viewer: Client) -> None:
+    line = "Nov 22 03:04:05 host sshd[1]: Invalid user 192.0.2.50 from 192.0.2.7 port 22"
+    html = post(viewer, htmx=True, filter="sshd", log=line)
+    assert 'user 192.0.2.50 from <mark class="host">192.0.2.7</mark>' in html
+
+
+def test_it_counts_ignored_lines(viewer: Client) -> None:
+    html = post(viewer, htmx=True, source="regex", failregex=r"^login failed from <HOST>$",
+                ignoreregex=r"192\.0\.2\.1\b", log="login failed from 192.0.2.1\nlogin failed from 192.0.2.2\nnoise")
+    assert '<span class="count-ignored">1</span>' in html
+    assert '<span class="count-matched">1</span>' in html and '<span class="count-missed">1</span>' in html
+    assert "ignoreregex 1" in html
+
+
+def test_it_flags_an_unsafe_regex_with_its_explanation(viewer: Client) -> None:
+    html = post(viewer, htmx=True, source="regex", failregex="^.* from <HOST>", log="user x from 192.0.2.1")
+    assert 'id="regex-warnings"' in html and "greedy catch-all" in html and "end anchor" in html
+
+
+def test_it_reports_a_regex_that_does_not_compile(viewer: Client) -> None:
+    html = post(viewer, htmx=True, source="regex", failregex="^(unclosed <HOST>", log="x 192.0.2.1")
+    assert 'id="tester-error"' in html and "does not compile" in html
+
+
+def test_it_reports_a_regex_that_runs_out_of_time(viewer: Client, settings: object) -> None:
+    settings.IPS_REGEX_BUDGET_SECONDS = 0.05  # type: ignore[attr-defined]
+    evil = "a" * 40 + "!"
+    html = post(viewer, htmx=True, source="regex", failregex=r"^(a|aa)+$<HOST>", log="\n".join([evil] * 5))
+    assert "status-timeout" in html and "ran longer than" in html
+    assert 'id="tester-stopped"' in html  # stopped after MAX_TIMEOUTS lines, the rest untested
+    assert "status-untested" in html
+
+
+def test_it_refuses_too_many_lines_with_a_clear_message(viewer: Client) -> None:
+    html = post(viewer, htmx=True, filter="sshd", log="\n".join([SSHD_FAIL] * (tester.MAX_LINES + 1)))
+    assert 'id="tester-error"' in html and f"at most {tester.MAX_LINES:,}" in html
+    assert "tester-lines" not in html
+
+
+def test_it_tests_a_pasted_filter_with_stored_includes(viewer: Client) -> None:
+    source = ("[INCLUDES]\nbefore = ips-common.conf\n[Definition]\n_daemon = sshd\n"
+              "failregex = ^%(__prefix_line)sInvalid user \\S+ from <HOST> port \\d+$\n")
+    html = post(viewer, htmx=True, source="pasted", filter_source=source, log=SSHD_FAIL)
+    assert '<span class="count-matched">1</span>' in html
+
+
+def test_it_loads_the_last_lines_of_a_jails_log(viewer: Client, tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("\n".join(["noise"] * 10 + [SSHD_FAIL, SSHD_OTHER]) + "\n")
+    Jail.objects.create(name="sshd", filter=Filter.objects.get(name="sshd"), logpath=[str(tmp_path / "*.log")])
+    html = post(viewer, source="jail", jail="sshd", tail_jail="sshd", tail_count="2", load_tail="1")
+    assert 'id="tester-loaded"' in html and str(log) in html
+    assert '<span class="count-lines">2</span>' in html and '<span class="count-matched">1</span>' in html
+
+
+def test_it_says_why_it_cannot_load_a_journal_jail(viewer: Client) -> None:
+    Jail.objects.create(name="sshd", filter=Filter.objects.get(name="sshd"), backend=Jail.Backend.SYSTEMD)
+    html = post(viewer, tail_jail="sshd", load_tail="1", filter="sshd")
+    assert 'id="tester-load-error"' in html and "journal" in html
+
+
+def test_it_needs_a_filter_for_the_chosen_kind(viewer: Client) -> None:
+    html = post(viewer, htmx=True, source="regex", log=SSHD_FAIL)
+    assert "tester-lines" not in html
+    html = post(viewer, source="regex", log=SSHD_FAIL)
+    assert "Needed for this kind of test." in html
