@@ -182,3 +182,61 @@ class FirewallHost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.state})"
+
+
+class ReplayRun(models.Model):
+    """"What would this have banned": a jail's settings (edited or not) run over its existing log.
+
+    Run in the background by bans.tasks.replay_jail (the plain work is bans.replay.run_replay), which
+    claims a QUEUED run with a conditional UPDATE and reports its progress here every half second.
+    Nothing of a replay touches the live counting or the firewall.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "waiting for a worker"
+        RUNNING = "running", "reading the log"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="replays")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # What the admin changed against the jail (maxretry, findtime, bantime, filter_options, failregex),
+    # and the settings in force once those are applied (shown with the results).
+    overrides = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The worker's last progress report.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    files = models.JSONField(default=list, blank=True, help_text="The log files read, oldest first.")
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_read = models.BigIntegerField(default=0)
+    lines_read = models.BigIntegerField(default=0)
+    failures_found = models.BigIntegerField(default=0)
+    first_time = models.DateTimeField(null=True, blank=True, help_text="The oldest failure in the log.")
+    last_time = models.DateTimeField(null=True, blank=True, help_text="The newest failure in the log.")
+    # [{"network", "bans": [{"at", "bantime", "count"}]}] and [{"network", "replay": {...}|None, "live": {...}|None}]
+    results = models.JSONField(default=list, blank=True)
+    comparison = models.JSONField(default=list, blank=True)
+    # counts over everything, even when results/comparison are cut to their first REPLAY_ROWS_KEPT
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"replay {self.pk} of {self.jail_id} ({self.state})"
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        return min(100, int(self.bytes_read * 100 / self.bytes_total)) if self.bytes_total else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)

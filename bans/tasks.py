@@ -108,3 +108,14 @@ def watched_backend(host: str) -> FirewallBackend:
         raise
     status.record_seen(host)
     return status.StatusBackend(real, host)
+
+
+# --- replay: what a jail's settings would have banned in its log (bans.replay; the panel's page) ---
+
+
+@shared_task(acks_late=True)
+def replay_jail(run_id: int) -> str:
+    """Run one ReplayRun (claimed with a conditional UPDATE: a redelivered task finds it taken)."""
+    from bans import replay
+
+    return replay.run_replay(run_id)

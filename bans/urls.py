@@ -1,8 +1,18 @@
+"""URLs of the bans app (names are the contract base.html and the other apps link to)."""
+
 from django.urls import path
 
-from bans import views
+from bans import views, views_bans, views_replay
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("bans/", views.ban_list, name="ban_list"),
+    path("dashboard/data/", views.dashboard_data, name="dashboard_data"),
+    path("bans/", views_bans.ban_list, name="ban_list"),
+    path("bans/new/", views_bans.ban_create, name="ban_create"),
+    path("bans/<int:pk>/", views_bans.ban_detail, name="ban_detail"),
+    path("bans/<int:pk>/unban/", views_bans.ban_unban, name="ban_unban"),
+    path("bans/<int:pk>/permanent/", views_bans.ban_make_permanent, name="ban_make_permanent"),
+    path("bans/lift-all/<str:jail_name>/", views_bans.jail_lift_all, name="jail_lift_all"),
+    path("replay/", views_replay.replay_start, name="replay_start"),
+    path("replay/<int:pk>/", views_replay.replay_detail, name="replay_detail"),
 ]

@@ -1,19 +1,216 @@
-"""Pages of the bans app: the dashboard, bans, replay."""
+"""Pages of the bans app: the dashboard (here), bans (views_bans), replay (views_replay).
 
-from django.http import HttpRequest, HttpResponse
+The dashboard's charts read the per-minute and per-hour JailStat rollups (bans.schedules.rollup_stats,
+run by beat every minute) and, for the buckets the rollup has not reached yet, count the Failure and
+Ban rows directly, so the newest minutes show up at once. The page refreshes its panels with htmx
+and its charts from `dashboard_data` (JSON) every 30 seconds; without JavaScript it is a plain page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from bans import schedules
+from bans.models import Ban, Failure, JailStat
+from bans.status import firewall_status
+from jails.models import Jail
 from jails.roles import Role, role_required
+
+TOP_ROWS = 10
+LATEST_BANS = 10
+REFRESH_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Period:
+    """A chart's time span: `buckets` bars of `step`, counted from rollups of `resolution`."""
+
+    name: str
+    label: str
+    resolution: schedules.Resolution
+    step: dt.timedelta
+    buckets: int
+    label_format: str
+
+    def start(self, now: dt.datetime) -> dt.datetime:
+        """The first bucket's start: the last bucket holds `now`."""
+        return self.floor(now) - self.step * (self.buckets - 1)
+
+    def floor(self, moment: dt.datetime) -> dt.datetime:
+        moment = self.resolution.bucket_of(moment)
+        return moment.replace(hour=0) if self.step >= dt.timedelta(days=1) else moment
+
+
+PERIODS = {
+    period.name: period
+    for period in (
+        Period("hour", "last hour", schedules.MINUTE, dt.timedelta(minutes=1), 60, "%H:%M"),
+        Period("day", "last day", schedules.HOUR, dt.timedelta(hours=1), 24, "%H:00"),
+        Period("week", "last week", schedules.HOUR, dt.timedelta(hours=1), 24 * 7, "%a %H:00"),
+        Period("month", "last month", schedules.HOUR, dt.timedelta(days=1), 30, "%d %b"),
+    )
+}
+DEFAULT_PERIOD = "day"
+
+
+def period_of(request: HttpRequest) -> Period:
+    return PERIODS.get(request.GET.get("period", ""), PERIODS[DEFAULT_PERIOD])
+
+
+def firewall_banner() -> dict[str, Any]:
+    """Whether this host's firewall is being changed, for the warning banner of every bans page."""
+    ok, message = firewall_status(settings.IPS_HOST_NAME)
+    return {"firewall_ok": ok, "firewall_message": message}
+
+
+def chartjs_installed() -> bool:
+    """Chart.js is served only when scripts/setup.sh installed it (settings.CHARTJS_DIST)."""
+    return bool((settings.CHARTJS_DIST / "chart.umd.min.js").is_file())
+
+
+# --- the figures -----------------------------------------------------------------------------------
+
+
+def series(period: Period, now: dt.datetime) -> dict[str, Any]:
+    """Failures and bans per jail per bucket: {"labels": [...], "jails": [{"name", "failures", "bans"}]}.
+
+    Rolled-up buckets come from JailStat; from the newest rolled-up bucket on, the Failure and Ban
+    rows are counted as the rollup counts them (its newest bucket may have grown since it ran: there
+    the larger of the two counts wins).
+    """
+    start = period.start(now)
+    newest = (JailStat.objects.filter(resolution=period.resolution.name)
+              .aggregate(newest=Max("bucket"))["newest"])
+    raw_from = start if newest is None else max(start, newest)
+    merged: dict[tuple[str, dt.datetime], tuple[int, int]] = {
+        (jail_name, bucket): (failures, bans)
+        for jail_name, bucket, failures, bans in JailStat.objects.filter(
+            resolution=period.resolution.name, bucket__gte=start, bucket__lte=raw_from,
+        ).values_list("jail_name", "bucket", "failures", "bans")
+    }
+    for key, (failures, bans) in schedules.count_buckets(period.resolution, raw_from).items():
+        rolled = merged.get(key, (0, 0))
+        merged[key] = (max(rolled[0], failures), max(rolled[1], bans))
+    counts: dict[str, list[list[int]]] = {}
+    for (jail_name, bucket), (failures, bans) in merged.items():
+        index = int((bucket - start) / period.step)
+        if 0 <= index < period.buckets:
+            row = counts.setdefault(jail_name, [[0] * period.buckets, [0] * period.buckets])
+            row[0][index] += failures
+            row[1][index] += bans
+    labels = [timezone.localtime(start + period.step * i).strftime(period.label_format)
+              for i in range(period.buckets)]
+    jails = [{"name": name, "failures": row[0], "bans": row[1]} for name, row in sorted(counts.items())]
+    totals = {"failures": sum(sum(row[0]) for row in counts.values()),
+              "bans": sum(sum(row[1]) for row in counts.values())}
+    return {"period": period.name, "labels": labels, "jails": jails, "totals": totals}
+
+
+def banned_per_jail() -> list[dict[str, Any]]:
+    rows = (Ban.objects.filter(state__in=Ban.LIVE_STATES).values("jail_name")
+            .annotate(count=Count("pk")).order_by("-count", "jail_name"))
+    return [{"jail": row["jail_name"], "count": row["count"]} for row in rows]
+
+
+def top_addresses(since: dt.datetime) -> list[dict[str, Any]]:
+    rows = (Failure.objects.filter(time__gte=since).values("address")
+            .annotate(count=Count("pk"), jails=Count("jail", distinct=True)).order_by("-count", "address"))
+    return [dict(row) for row in rows[:TOP_ROWS]]
+
+
+def network_key(address: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) an address belongs to: how attackers' networks are usually cut."""
+    ip = ipaddress.ip_address(address)
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def top_networks(since: dt.datetime) -> list[dict[str, Any]]:
+    """Failures per /24 and /64, summed from the per-address counts (one GROUP BY, then Python)."""
+    failures: Counter[str] = Counter()
+    addresses: Counter[str] = Counter()
+    per_address = Failure.objects.filter(time__gte=since).values_list("address").annotate(n=Count("pk")).order_by()
+    for address, n in per_address.iterator():
+        key = network_key(address)
+        failures[key] += n
+        addresses[key] += 1
+    return [{"network": key, "count": count, "addresses": addresses[key]}
+            for key, count in sorted(failures.items(), key=lambda item: (-item[1], item[0]))[:TOP_ROWS]]
+
+
+def top_users(since: dt.datetime) -> list[dict[str, Any]]:
+    """The user names failures named (a filter's <F-USER> capture)."""
+    rows = (Failure.objects.filter(time__gte=since, fields__has_key="user").values("fields__user")
+            .annotate(count=Count("pk")).order_by("-count"))
+    return [{"user": str(row["fields__user"]), "count": row["count"]} for row in rows[:TOP_ROWS]
+            if row["fields__user"] not in (None, "")]
+
+
+def is_fresh_install() -> bool:
+    """Nothing watched and nothing ever recorded: the dashboard explains how to begin instead."""
+    return not (Jail.objects.filter(enabled=True).exists() or Failure.objects.exists() or Ban.objects.exists())
+
+
+def dashboard_context(period: Period, now: dt.datetime) -> dict[str, Any]:
+    since = period.start(now)
+    figures = series(period, now)
+    figures["banned"] = banned = banned_per_jail()
+    return {
+        "period": period,
+        "periods": PERIODS.values(),
+        "figures": figures,
+        "rows": table_rows(figures),
+        "banned": banned,
+        "top_addresses": top_addresses(since),
+        "top_networks": top_networks(since),
+        "top_users": top_users(since),
+        "latest_bans": Ban.objects.order_by("-started_at", "-pk")[:LATEST_BANS],
+        "fresh": is_fresh_install(),
+        "enabled_jails": Jail.objects.filter(enabled=True).count(),
+        "refresh_seconds": REFRESH_SECONDS,
+        "chartjs": chartjs_installed(),
+        **firewall_banner(),
+    }
+
+
+def table_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart's figures as table rows (buckets with something in them), for readers without charts."""
+    rows = []
+    for index, label in enumerate(figures["labels"]):
+        cells = [(jail["failures"][index], jail["bans"][index]) for jail in figures["jails"]]
+        if any(f or b for f, b in cells):
+            rows.append({"label": label, "cells": cells})
+    return rows
+
+
+# --- the views -------------------------------------------------------------------------------------
 
 
 @require_GET
 @role_required(Role.VIEWER)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "placeholder.html", {"title": "Dashboard"})
+    context = dashboard_context(period_of(request), timezone.now())
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]  # django-htmx middleware
+        return render(request, "bans/dashboard.html#dashboard-panels", context)
+    return render(request, "bans/dashboard.html", context)
 
 
 @require_GET
 @role_required(Role.VIEWER)
-def ban_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "placeholder.html", {"title": "Bans"})
+def dashboard_data(request: HttpRequest) -> JsonResponse:
+    """The charts' figures as JSON (the dashboard's script polls this)."""
+    now = timezone.now()
+    data = series(period_of(request), now)
+    data["banned"] = banned_per_jail()
+    return JsonResponse(data)

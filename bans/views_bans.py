@@ -1,0 +1,249 @@
+"""The bans pages: search the bans, one ban's evidence and history, bans by hand, unbans, lifting a jail.
+
+Reading needs the viewer role; every change needs operator and is written to the audit trail in
+the same transaction. The lockout guard lives in bans.services.ban_by_hand (shared with jailctl);
+here it also gets the requesting person's own address, so nobody bans themselves out of the panel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Page, Paginator
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from bans import actions, policy, services
+from bans.forms import BLOCKLIST, BanCreateForm, BanSearchForm, LiftAllForm
+from bans.models import Ban, Failure
+from bans.views import firewall_banner
+from config.client import client_address
+from jails import audit
+from jails.models import AuditEntry, Jail
+from jails.roles import Role, role_required
+
+PAGE_SIZE = 50
+HISTORY_ROWS = 50
+# What the audit trail keeps of a ban.
+BAN_FIELDS = ["network", "jail_name", "host", "state", "origin", "bantime", "started_at", "expires_at", "reason"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+# --- searching -------------------------------------------------------------------------------------
+
+
+def networks_holding(address: Address) -> list[str]:
+    """Every network (in the Ban table's CIDR text) that contains `address`, from /32 (/128) up."""
+    prefixes = range(address.max_prefixlen + 1)
+    return [str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)) for prefix in prefixes]
+
+
+def bans_inside(bans: QuerySet[Ban], network: Network) -> QuerySet[Ban]:
+    """The bans whose network lies inside `network` (the network itself included).
+
+    CIDR text cannot be compared as numbers in SQL portably, so the database narrows by family and
+    by the address text every member shares, and `ipaddress` decides.
+    """
+    bans = bans.filter(family=network.version)
+    shared = shared_text_prefix(network)
+    if shared:
+        bans = bans.filter(network__startswith=shared)
+    ids = [pk for pk, text in bans.values_list("pk", "network") if ipaddress.ip_network(text).subnet_of(network)]  # type: ignore[arg-type]
+    return bans.filter(pk__in=ids)
+
+
+def shared_text_prefix(network: Network) -> str:
+    """Text every address of the network starts with: its whole octets (IPv4) or first hextet (IPv6)."""
+    if network.version == 4:
+        octets = network.prefixlen // 8
+        return ".".join(str(network.network_address).split(".")[:octets]) + "." if octets else ""
+    first = int(network.network_address) >> 112
+    return f"{first:x}:" if network.prefixlen >= 16 and first else ""
+
+
+def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
+    bans = Ban.objects.all()
+    if cleaned.get("jail"):
+        bans = bans.filter(jail_name=cleaned["jail"])
+    state = cleaned.get("state")
+    if state == "live":
+        bans = bans.filter(state__in=Ban.LIVE_STATES)
+    elif state == "ended":
+        bans = bans.filter(state__in=[Ban.State.LIFTED, Ban.State.EXPIRED])
+    elif state:
+        bans = bans.filter(state=state)
+    if cleaned.get("origin") == "manual":
+        bans = bans.filter(origin=Ban.Origin.USER)
+    elif cleaned.get("origin") == "automatic":
+        bans = bans.exclude(origin=Ban.Origin.USER)
+    target = cleaned.get("q")
+    if isinstance(target, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        bans = bans.filter(network__in=networks_holding(target))
+    elif target is not None:
+        bans = bans_inside(bans, target)
+    return bans.order_by("-started_at", "-pk")
+
+
+def page_of(request: HttpRequest, bans: QuerySet[Ban]) -> Page[Ban]:
+    return Paginator(bans.select_related("created_by", "jail"), PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def query_without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def ban_list(request: HttpRequest) -> HttpResponse:
+    form = BanSearchForm(request.GET)
+    bans = search_bans(form.cleaned_data) if form.is_valid() else Ban.objects.none()
+    context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
+               "live_per_jail": live_per_jail(), "live_states": list(Ban.LIVE_STATES), **firewall_banner()}
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
+        return render(request, "bans/ban_list.html#ban-results", context)
+    return render(request, "bans/ban_list.html", context)
+
+
+def live_per_jail() -> list[dict[str, Any]]:
+    rows = Ban.objects.filter(state__in=Ban.LIVE_STATES).values("jail_name").annotate(count=Count("pk"))
+    return [dict(row) for row in rows.order_by("jail_name")]
+
+
+# --- one ban ---------------------------------------------------------------------------------------
+
+
+def address_history(ban: Ban) -> dict[str, Any]:
+    """The bans of the same address or network in every jail, and, for one address, its failures."""
+    network = ban.ip_network
+    if network.num_addresses == 1:
+        holders = networks_holding(network.network_address)
+        failures = Failure.objects.filter(address=str(network.network_address))
+    else:
+        holders = [ban.network]
+        failures = Failure.objects.none()
+    bans = Ban.objects.filter(network__in=holders).exclude(pk=ban.pk).order_by("-started_at")
+    return {
+        "other_bans": bans[:HISTORY_ROWS],
+        "failures": failures.select_related("jail").order_by("-time")[:HISTORY_ROWS],
+        "failures_per_jail": failures.values("jail__name").annotate(count=Count("pk")).order_by("-count"),
+    }
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def ban_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    ban = get_object_or_404(Ban.objects.select_related("created_by", "ended_by", "jail"), pk=pk)
+    audit_entries = AuditEntry.objects.filter(object_type="ban", object_id=str(ban.pk)).order_by("-at")[:20]
+    context = {"ban": ban, "is_live": ban.state in Ban.LIVE_STATES, "audit_entries": audit_entries,
+               **address_history(ban), **firewall_banner()}
+    return render(request, "bans/ban_detail.html", context)
+
+
+# --- changes ----------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.OPERATOR)
+def ban_create(request: HttpRequest) -> HttpResponse:
+    """A ban by hand. A refusal of the lockout guard comes back as a form error saying why."""
+    if request.method != "POST":
+        initial = {key: request.GET[key] for key in ("address", "jail") if key in request.GET}
+        return render_ban_form(request, BanCreateForm(initial=initial))
+    form = BanCreateForm(request.POST)
+    if not form.is_valid():
+        return render_ban_form(request, form)
+    jail = form.chosen_jail
+    protected = [address for address in [client_address(request)] if address]
+    try:
+        with transaction.atomic():
+            ban = services.ban_by_hand(jail, form.cleaned_data["address"], form.bantime_for(jail),
+                                       own_addresses=policy.host_addresses(), protected=protected,
+                                       user=request.user, reason=form.cleaned_data["reason"],
+                                       host=settings.IPS_HOST_NAME)
+            audit.record(request, "ban.create", ban, after=audit.snapshot(ban, BAN_FIELDS))
+    except services.BanRefused as exc:
+        form.add_error(None, str(exc))
+        return render_ban_form(request, form)
+    messages.success(request, f"{ban.network} banned in {ban.jail_name}; the firewall applies it shortly.")
+    return redirect("ban_detail", pk=ban.pk)
+
+
+def render_ban_form(request: HttpRequest, form: BanCreateForm) -> HttpResponse:
+    context = {"form": form, "client_address": client_address(request), "blocklist": BLOCKLIST,
+               **firewall_banner()}
+    return render(request, "bans/ban_form.html", context)
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def ban_unban(request: HttpRequest, pk: int) -> HttpResponse:
+    ban = get_object_or_404(Ban, pk=pk)
+    before = audit.snapshot(ban, BAN_FIELDS)
+    with transaction.atomic():
+        lifted = actions.lift_ban(ban, request.user)
+        if lifted:
+            ban.refresh_from_db()
+            audit.record(request, "ban.lift", ban, before=before, after=audit.snapshot(ban, BAN_FIELDS))
+    if lifted:
+        messages.success(request, f"Lifting the ban of {ban.network} in {ban.jail_name}.")
+    else:
+        messages.warning(request, f"The ban of {ban.network} in {ban.jail_name} is not in force: nothing to lift.")
+    return back_or(request, reverse("ban_detail", args=[ban.pk]))
+
+
+def back_or(request: HttpRequest, default: str) -> HttpResponse:
+    """Back to the page the form came from (the ban list) when it is one of ours, else `default`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def ban_make_permanent(request: HttpRequest, pk: int) -> HttpResponse:
+    ban = get_object_or_404(Ban, pk=pk)
+    before = audit.snapshot(ban, BAN_FIELDS)
+    with transaction.atomic():
+        changed = actions.make_permanent(ban)
+        if changed:
+            ban.refresh_from_db()
+            audit.record(request, "ban.make_permanent", ban, before=before, after=audit.snapshot(ban, BAN_FIELDS))
+    if changed:
+        messages.success(request, f"The ban of {ban.network} in {ban.jail_name} is now permanent.")
+    else:
+        messages.warning(request, f"The ban of {ban.network} is not in force or is permanent already.")
+    return redirect("ban_detail", pk=ban.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.OPERATOR)
+def jail_lift_all(request: HttpRequest, jail_name: str) -> HttpResponse:
+    """Lift every ban of a jail (or of the blocklist), after a confirmation step."""
+    live = Ban.objects.filter(jail_name=jail_name, state__in=Ban.LIVE_STATES)
+    jail = Jail.objects.filter(name=jail_name).first()
+    if jail is None and jail_name != BLOCKLIST and not Ban.objects.filter(jail_name=jail_name).exists():
+        raise Http404(f"no jail named {jail_name!r} and no bans under that name")
+    form = LiftAllForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            lifted = actions.lift_jail(jail_name, request.user)
+            audit.record(request, "jail.lift_all", jail, object_type="jail", object_repr=jail_name,
+                         after={"jail": jail_name, "lifted": len(lifted), "networks": [b.network for b in lifted]})
+        messages.success(request, f"Lifting {len(lifted)} ban(s) of {jail_name}.")
+        return redirect(f"{reverse('ban_list')}?{urlencode({'jail': jail_name})}")
+    context = {"jail_name": jail_name, "count": live.count(), "sample": live.order_by("network")[:20], "form": form,
+               **firewall_banner()}
+    return render(request, "bans/lift_all_confirm.html", context)

@@ -1,0 +1,58 @@
+"""Replay pages: run a jail's settings (edited or not) over its log in the background, watch the
+progress bar, then compare what it would have banned with what the live jail did (bans.replay)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from bans import tasks
+from bans.forms import ReplayForm
+from bans.models import ReplayRun
+from bans.views import firewall_banner
+from jails import audit
+from jails.models import Jail
+from jails.roles import Role, role_required
+
+RECENT_RUNS = 20
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.OPERATOR)
+def replay_start(request: HttpRequest) -> HttpResponse:
+    """The replay form and the recent runs. A replay changes nothing, but it reads whole logs on a
+    worker and runs regexes a person typed: operators only."""
+    if request.method == "POST":
+        form = ReplayForm(request.POST)
+        if form.is_valid():
+            run = start(request, form)
+            return redirect("replay_detail", pk=run.pk)
+    else:
+        form = ReplayForm(initial={"jail": request.GET.get("jail")} if request.GET.get("jail") else None)
+    context = {"form": form, "runs": ReplayRun.objects.select_related("jail", "created_by")[:RECENT_RUNS],
+               "jails": Jail.objects.exclude(backend=Jail.Backend.SYSTEMD).select_related("filter"),
+               **firewall_banner()}
+    return render(request, "bans/replay_form.html", context)
+
+
+def start(request: HttpRequest, form: ReplayForm) -> ReplayRun:
+    """Record the run and queue its task once the row is committed (the worker must find it)."""
+    with transaction.atomic():
+        run = ReplayRun.objects.create(jail=form.cleaned_data["jail"], overrides=form.overrides(),
+                                       created_by=request.user if request.user.is_authenticated else None)
+        audit.record(request, "replay.start", run, after={"jail": run.jail.name, "overrides": run.overrides})
+        tasks.replay_jail.delay_on_commit(run.pk)
+    return run
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run's progress (polled by htmx every second until it is finished), then its results."""
+    run = get_object_or_404(ReplayRun.objects.select_related("jail", "created_by"), pk=pk)
+    context = {"run": run, "changed": sorted(run.overrides), **firewall_banner()}
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
+        return render(request, "bans/replay_detail.html#replay-status", context)
+    return render(request, "bans/replay_detail.html", context)

@@ -1,0 +1,387 @@
+"""The bans pages: search, one ban, bans by hand with the lockout guard, unban, permanent, lift all."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from bans import views_bans
+from bans.models import Ban, Failure
+from jails.models import AuditEntry, Jail
+from tests.bans.builders import make_jail
+
+pytestmark = pytest.mark.django_db
+
+CLIENT_ADDRESS = "198.51.100.50"
+HOST_ADDRESS = "192.0.2.1"
+
+
+def user_with(role: str) -> User:
+    user = User.objects.create_user(f"{role}-user", password="x")
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+def client_for(role: str) -> Client:
+    client = Client(REMOTE_ADDR=CLIENT_ADDRESS)
+    client.force_login(user_with(role))
+    return client
+
+
+@pytest.fixture
+def viewer() -> Client:
+    return client_for("viewer")
+
+
+@pytest.fixture
+def operator() -> Client:
+    return client_for("operator")
+
+
+@pytest.fixture(autouse=True)
+def this_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    # this host's addresses without running `ip -j addr`
+    monkeypatch.setattr(views_bans.policy, "host_addresses", lambda: [HOST_ADDRESS, "127.0.0.1"])
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks: Any) -> Any:
+    """What would run once the view's transaction commits (the tests' transaction never does)."""
+    return django_capture_on_commit_callbacks
+
+
+@pytest.fixture
+def sshd() -> Jail:
+    return make_jail("sshd", ignoreip=["10.0.0.0/8"])
+
+
+def ban(network: str, jail: Jail | None = None, **values: Any) -> Ban:
+    fields: dict[str, Any] = {"jail": jail, "jail_name": jail.name if jail else "blocklist", "network": network,
+                              "family": 6 if ":" in network else 4, "bantime": 3600, "state": Ban.State.ACTIVE,
+                              "expires_at": timezone.now() + dt.timedelta(hours=1)}
+    fields.update(values)
+    return Ban.objects.create(**fields)
+
+
+# --- the list --------------------------------------------------------------------------------------
+
+
+def test_it_lists_bans_to_a_viewer(viewer: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd)
+
+    response = viewer.get(reverse("ban_list"))
+
+    assert response.status_code == 200
+    assert b"203.0.113.9" in response.content and b'class="badge state-active"' in response.content
+    assert b'class="unban' not in response.content  # a viewer gets no buttons
+
+
+def test_it_finds_an_address_and_the_networks_holding_it(viewer: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd)
+    ban("203.0.113.0/24", sshd)
+    ban("198.51.100.7/32", sshd)
+
+    response = viewer.get(reverse("ban_list"), {"q": "203.0.113.9"})
+
+    found = {b.network for b in response.context["page"].object_list}
+    assert found == {"203.0.113.9/32", "203.0.113.0/24"}
+
+
+def test_it_finds_the_bans_inside_a_network(viewer: Client, sshd: Jail) -> None:
+    for network in ("203.0.113.9/32", "203.0.113.128/25", "203.0.112.1/32", "2001:db8::1/128", "2001:db9::1/128"):
+        ban(network, sshd)
+
+    inside_v4 = viewer.get(reverse("ban_list"), {"q": "203.0.113.0/24"}).context["page"].object_list
+    inside_v6 = viewer.get(reverse("ban_list"), {"q": "2001:db8::/32"}).context["page"].object_list
+
+    assert {b.network for b in inside_v4} == {"203.0.113.9/32", "203.0.113.128/25"}
+    assert {b.network for b in inside_v6} == {"2001:db8::1/128"}
+
+
+def test_it_filters_by_jail_state_and_origin(viewer: Client, sshd: Jail) -> None:
+    web = make_jail("web")
+    ban("203.0.113.1/32", sshd)
+    ban("203.0.113.2/32", sshd, state=Ban.State.EXPIRED)
+    ban("203.0.113.3/32", web, origin=Ban.Origin.USER)
+    ban("203.0.113.4/32", sshd, state=Ban.State.PENDING)
+
+    def found(**query: str) -> set[str]:
+        return {b.network.removesuffix("/32") for b in viewer.get(reverse("ban_list"), query).context["page"]}
+
+    assert found(jail="web") == {"203.0.113.3"}
+    assert found(state="live") == {"203.0.113.1", "203.0.113.3", "203.0.113.4"}
+    assert found(state="ended") == {"203.0.113.2"}
+    assert found(state="pending") == {"203.0.113.4"}
+    assert found(origin="manual") == {"203.0.113.3"}
+    assert found(origin="automatic", state="live") == {"203.0.113.1", "203.0.113.4"}
+
+
+def test_it_says_so_when_the_search_is_not_an_address(viewer: Client) -> None:
+    response = viewer.get(reverse("ban_list"), {"q": "not-an-ip"})
+
+    assert b'id="ban-search-errors"' in response.content
+
+
+def test_it_pages_the_list(viewer: Client, sshd: Jail) -> None:
+    for n in range(views_bans.PAGE_SIZE + 3):
+        ban(f"203.0.113.{n}/32", sshd)
+
+    first = viewer.get(reverse("ban_list"), {"jail": "sshd"})
+    second = viewer.get(reverse("ban_list"), {"jail": "sshd", "page": 2})
+
+    assert len(first.context["page"].object_list) == views_bans.PAGE_SIZE
+    assert len(second.context["page"].object_list) == 3
+    assert b"jail=sshd&amp;page=2" in first.content
+
+
+def test_it_answers_htmx_with_the_results_only(viewer: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd)
+
+    response = viewer.get(reverse("ban_list"), {"q": "203.0.113.9"}, HTTP_HX_REQUEST="true")
+
+    assert response.content.lstrip().startswith(b'<div id="ban-results">')
+    assert b"<html" not in response.content and b"203.0.113.9" in response.content
+
+
+def test_it_warns_when_the_firewall_is_not_being_changed(viewer: Client) -> None:
+    response = viewer.get(reverse("ban_list"))  # no firewall worker has reported
+
+    assert b'id="firewall-warning"' in response.content
+    assert b"NOT being changed" in response.content
+
+
+# --- one ban ---------------------------------------------------------------------------------------
+
+
+def test_it_shows_a_ban_with_its_evidence_and_the_address_history(viewer: Client, sshd: Jail) -> None:
+    web = make_jail("web")
+    shown = ban("203.0.113.9/32", sshd, evidence=["Nov 1 sshd: Failed password for <script>x</script>"])
+    ban("203.0.113.9/32", web, state=Ban.State.EXPIRED)
+    ban("203.0.113.0/24", None, bantime=-1, expires_at=None)
+    Failure.objects.create(jail=web, address="203.0.113.9", time=timezone.now(), line="GET /wp-login.php")
+
+    response = viewer.get(reverse("ban_detail", args=[shown.pk]))
+
+    assert response.status_code == 200
+    assert b"&lt;script&gt;x&lt;/script&gt;" in response.content and b"<script>x" not in response.content
+    others = {(b.jail_name, b.network) for b in response.context["other_bans"]}
+    assert others == {("web", "203.0.113.9/32"), ("blocklist", "203.0.113.0/24")}
+    assert b"GET /wp-login.php" in response.content
+    assert b'id="unban-button"' not in response.content  # viewer
+
+
+def test_it_offers_the_actions_to_an_operator(operator: Client, sshd: Jail) -> None:
+    shown = ban("203.0.113.9/32", sshd)
+
+    response = operator.get(reverse("ban_detail", args=[shown.pk]))
+
+    assert b'id="unban-button"' in response.content and b'id="make-permanent-button"' in response.content
+
+
+# --- permissions -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ban_create", "ban_unban", "ban_make_permanent", "jail_lift_all"])
+def test_a_viewer_cannot_change_bans(viewer: Client, sshd: Jail, name: str) -> None:
+    target = ban("203.0.113.9/32", sshd)
+    args = {"ban_create": [], "jail_lift_all": ["sshd"]}.get(name, [target.pk])
+
+    response = viewer.post(reverse(name, args=args), {"address": "203.0.113.10", "jail": "sshd", "confirm": "on"})
+
+    assert response.status_code == 403
+    assert Ban.objects.count() == 1 and Ban.objects.get().state == Ban.State.ACTIVE
+    assert not AuditEntry.objects.exists()
+
+
+def test_nobody_without_a_role_sees_the_bans() -> None:
+    client = Client()
+    client.force_login(User.objects.create_user("nobody", password="x"))
+
+    assert client.get(reverse("ban_list")).status_code == 403
+    assert Client().get(reverse("ban_list")).status_code == 302  # to the login page
+
+
+# --- bans by hand ----------------------------------------------------------------------------------
+
+
+def test_an_operator_bans_an_address_by_hand(operator: Client, sshd: Jail, on_commit: Any) -> None:
+    with on_commit() as callbacks:
+        response = operator.post(reverse("ban_create"), {"address": "203.0.113.9", "jail": "sshd",
+                                                         "duration": "2h", "reason": "scanner"})
+
+    created = Ban.objects.get()
+    assert response.status_code == 302 and response.url == reverse("ban_detail", args=[created.pk])
+    assert (created.network, created.jail_name, created.bantime) == ("203.0.113.9/32", "sshd", 7200)
+    assert created.origin == Ban.Origin.USER and created.reason == "scanner" and created.state == Ban.State.PENDING
+    assert created.created_by is not None and created.created_by.username == "operator-user"
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.object_id, entry.address) == ("ban.create", str(created.pk), CLIENT_ADDRESS)
+    assert entry.after["network"] == "203.0.113.9/32"
+    assert len(callbacks) == 1  # the firewall worker is asked once the transaction commits
+
+
+def test_an_empty_duration_is_the_jails_bantime_and_permanent_is_permanent(operator: Client, sshd: Jail) -> None:
+    operator.post(reverse("ban_create"), {"address": "203.0.113.9", "jail": "sshd", "duration": ""})
+    operator.post(reverse("ban_create"), {"address": "203.0.113.10", "jail": "sshd", "duration": "permanent"})
+
+    times = dict(Ban.objects.values_list("network", "bantime"))
+    assert times == {"203.0.113.9/32": 3600, "203.0.113.10/32": -1}
+
+
+def test_the_blocklist_takes_permanent_bans_only(operator: Client, sshd: Jail) -> None:
+    refused = operator.post(reverse("ban_create"), {"address": "203.0.113.0/24", "jail": "blocklist",
+                                                    "duration": "1h"})
+    accepted = operator.post(reverse("ban_create"), {"address": "203.0.113.0/24", "jail": "blocklist"})
+
+    assert b"blocklist (all ports) are permanent" in refused.content
+    assert accepted.status_code == 302
+    assert Ban.objects.get().jail_name == "blocklist" and Ban.objects.get().bantime == -1
+
+
+@pytest.mark.parametrize("address, why", [
+    (CLIENT_ADDRESS, b"your own address"),
+    ("198.51.100.0/24", b"your own address"),
+    ("127.0.0.1", b"loopback"),
+    ("::1", b"loopback"),
+    (HOST_ADDRESS, b"an address of this host"),
+    ("10.1.2.3", b"ignoreip"),
+    ("10.0.0.0/7", b"ignoreip"),
+])
+def test_the_lockout_guard_refuses_with_the_reason(operator: Client, sshd: Jail, address: str, why: bytes) -> None:
+    response = operator.post(reverse("ban_create"), {"address": address, "jail": "sshd", "duration": "1h"})
+
+    assert response.status_code == 200
+    assert b'id="ban-form-errors"' in response.content and why in response.content
+    assert not Ban.objects.exists() and not AuditEntry.objects.exists()
+
+
+def test_it_guards_the_address_behind_a_trusted_proxy(sshd: Jail, settings: Any) -> None:
+    import ipaddress
+
+    settings.IPS_TRUSTED_PROXIES = [ipaddress.ip_network("10.9.9.9/32")]
+    client = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="203.0.113.77")
+    client.force_login(user_with("operator"))
+
+    response = client.post(reverse("ban_create"), {"address": "203.0.113.77", "jail": "sshd"})
+
+    assert b"your own address" in response.content and not Ban.objects.exists()
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"address": "203.0.113.9/16", "jail": "sshd"}, "address"),  # host bits set
+    ({"address": "example.org", "jail": "sshd"}, "address"),
+    ({"address": "203.0.113.9", "jail": "sshd", "duration": "soon"}, "duration"),
+    ({"address": "203.0.113.9", "jail": "nope"}, "jail"),
+])
+def test_it_explains_what_is_wrong_with_the_form(operator: Client, sshd: Jail, values: dict[str, str],
+                                                 field: str) -> None:
+    response = operator.post(reverse("ban_create"), values)
+
+    assert response.status_code == 200 and field in response.context["form"].errors
+    assert f'id="id_{field}-error"'.encode() in response.content
+    assert not Ban.objects.exists()
+
+
+def test_it_refuses_a_second_ban_of_the_same_address_in_a_jail(operator: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd)
+
+    response = operator.post(reverse("ban_create"), {"address": "203.0.113.9", "jail": "sshd"})
+
+    assert b"already banned" in response.content and Ban.objects.count() == 1
+
+
+def test_the_form_is_prefilled_from_the_query(operator: Client, sshd: Jail) -> None:
+    response = operator.get(reverse("ban_create"), {"address": "203.0.113.9", "jail": "sshd"})
+
+    assert b'value="203.0.113.9"' in response.content and CLIENT_ADDRESS.encode() in response.content
+
+
+# --- unban, permanent, lift all --------------------------------------------------------------------
+
+
+def test_an_operator_unbans(operator: Client, sshd: Jail, on_commit: Any) -> None:
+    target = ban("203.0.113.9/32", sshd)
+    elsewhere = ban("203.0.113.9/32", make_jail("web"))
+
+    with on_commit() as callbacks:
+        response = operator.post(reverse("ban_unban", args=[target.pk]))
+
+    target.refresh_from_db()
+    elsewhere.refresh_from_db()
+    assert response.status_code == 302
+    assert target.state == Ban.State.LIFTING and target.ended_by is not None
+    assert elsewhere.state == Ban.State.ACTIVE  # only this ban, not the address everywhere
+    entry = AuditEntry.objects.get()
+    assert entry.action == "ban.lift" and entry.before["state"] == "active" and entry.after["state"] == "lifting"
+    assert len(callbacks) == 1
+
+
+def test_unban_goes_back_to_the_list_it_came_from(operator: Client, sshd: Jail) -> None:
+    target = ban("203.0.113.9/32", sshd)
+
+    back = operator.post(reverse("ban_unban", args=[target.pk]), {"next": "/bans/?jail=sshd"})
+    away = operator.post(reverse("ban_unban", args=[target.pk]), {"next": "https://evil.example/"})
+
+    assert back.url == "/bans/?jail=sshd"
+    assert away.url == reverse("ban_detail", args=[target.pk])
+
+
+def test_unbanning_an_ended_ban_changes_nothing(operator: Client, sshd: Jail) -> None:
+    target = ban("203.0.113.9/32", sshd, state=Ban.State.EXPIRED)
+
+    operator.post(reverse("ban_unban", args=[target.pk]))
+
+    target.refresh_from_db()
+    assert target.state == Ban.State.EXPIRED and not AuditEntry.objects.exists()
+
+
+def test_an_operator_makes_a_ban_permanent(operator: Client, sshd: Jail, on_commit: Any) -> None:
+    target = ban("203.0.113.9/32", sshd)
+
+    with on_commit() as callbacks:
+        operator.post(reverse("ban_make_permanent", args=[target.pk]))
+
+    target.refresh_from_db()
+    assert (target.bantime, target.expires_at, target.state) == (-1, None, Ban.State.PENDING)
+    entry = AuditEntry.objects.get()
+    assert entry.action == "ban.make_permanent" and entry.before["bantime"] == 3600 and entry.after["bantime"] == -1
+    assert len(callbacks) == 1  # re-applied without a timeout
+
+
+def test_lifting_all_bans_of_a_jail_asks_first(operator: Client, sshd: Jail) -> None:
+    for n in range(3):
+        ban(f"203.0.113.{n}/32", sshd)
+
+    page = operator.get(reverse("jail_lift_all", args=["sshd"]))
+    unconfirmed = operator.post(reverse("jail_lift_all", args=["sshd"]))
+
+    assert b'id="lift-all-count">3<' in page.content
+    assert b'id="lift-all-errors"' in unconfirmed.content
+    assert Ban.objects.filter(state=Ban.State.ACTIVE).count() == 3
+
+
+def test_an_operator_lifts_all_bans_of_a_jail(operator: Client, sshd: Jail, on_commit: Any) -> None:
+    for n in range(3):
+        ban(f"203.0.113.{n}/32", sshd)
+    ban("203.0.113.9/32", sshd, state=Ban.State.EXPIRED)
+    other = ban("203.0.113.1/32", make_jail("web"))
+
+    with on_commit() as callbacks:
+        response = operator.post(reverse("jail_lift_all", args=["sshd"]), {"confirm": "on"})
+
+    assert response.status_code == 302 and response.url == "/bans/?jail=sshd"
+    assert Ban.objects.filter(jail_name="sshd", state=Ban.State.LIFTING).count() == 3
+    assert Ban.objects.get(pk=other.pk).state == Ban.State.ACTIVE
+    entry = AuditEntry.objects.get()
+    assert entry.action == "jail.lift_all" and entry.after["lifted"] == 3 and entry.object_repr == "sshd"
+    assert len(callbacks) == 1
+
+
+def test_lifting_an_unknown_jail_is_not_found(operator: Client) -> None:
+    assert operator.get(reverse("jail_lift_all", args=["nope"])).status_code == 404

@@ -1,0 +1,216 @@
+"""The dashboard: charts' figures from rollups plus recent rows, top offenders, latest bans, empty state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from bans import views
+from bans.models import Ban, Failure, FirewallHost, JailStat
+from jails.models import Jail
+from tests.bans.builders import make_jail
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def viewer() -> Client:
+    user = User.objects.create_user("watcher", password="x")
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def sshd() -> Jail:
+    return make_jail("sshd")
+
+
+def fail(jail: Jail, address: str, minutes_ago: float, user: str | None = None) -> Failure:
+    return Failure.objects.create(jail=jail, address=address, time=timezone.now() - dt.timedelta(minutes=minutes_ago),
+                                  fields={"user": user} if user else {})
+
+
+def ban(jail: Jail, network: str, minutes_ago: float = 1, **values: Any) -> Ban:
+    fields: dict[str, Any] = {"jail": jail, "jail_name": jail.name, "network": network, "family": 4, "bantime": 600,
+                              "started_at": timezone.now() - dt.timedelta(minutes=minutes_ago),
+                              "state": Ban.State.ACTIVE}
+    fields.update(values)
+    return Ban.objects.create(**fields)
+
+
+# --- empty states ----------------------------------------------------------------------------------
+
+
+def test_a_fresh_install_explains_how_to_begin(viewer: Client) -> None:
+    response = viewer.get(reverse("dashboard"))
+
+    assert response.status_code == 200
+    assert b'id="dashboard-empty"' in response.content
+    assert reverse("jail_list").encode() in response.content and b"importconf" in response.content
+    assert b"<canvas" not in response.content
+
+
+def test_an_admin_gets_the_import_link(client: Client) -> None:
+    client.force_login(User.objects.create_superuser("root", "root@example.org", "x"))
+
+    response = client.get(reverse("dashboard"))
+
+    assert reverse("import_config").encode() in response.content
+
+
+def test_a_quiet_period_says_so_instead_of_blank_charts(viewer: Client, sshd: Jail) -> None:
+    fail(sshd, "203.0.113.9", minutes_ago=60 * 5)  # outside the last hour
+
+    response = viewer.get(reverse("dashboard"), {"period": "hour"})
+
+    assert b'id="period-empty"' in response.content
+    assert b'id="period-empty" hidden' not in response.content
+    assert b'id="dashboard-empty"' not in response.content
+
+
+# --- the figures -----------------------------------------------------------------------------------
+
+
+def test_it_counts_rollups_and_the_rows_not_rolled_up_yet(viewer: Client, sshd: Jail) -> None:
+    now = timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    # rolled up: 5 failures and 1 ban three hours ago; the raw rows of that hour are gone (pruned)
+    JailStat.objects.create(jail_name="sshd", resolution="hour", bucket=hour - dt.timedelta(hours=3),
+                            failures=5, bans=1)
+    # not rolled up yet: newer than the newest bucket
+    for _ in range(2):
+        Failure.objects.create(jail=sshd, address="203.0.113.9", time=now)
+    ban(sshd, "203.0.113.9/32", minutes_ago=0)
+
+    data = viewer.get(reverse("dashboard_data"), {"period": "day"}).json()
+
+    assert data["period"] == "day" and len(data["labels"]) == 24
+    jail = data["jails"][0]
+    assert jail["name"] == "sshd"
+    assert jail["failures"][-4] == 5 and jail["bans"][-4] == 1
+    assert jail["failures"][-1] == 2 and jail["bans"][-1] == 1
+    assert data["totals"] == {"failures": 7, "bans": 2}
+    assert data["banned"] == [{"jail": "sshd", "count": 1}]
+
+
+def test_the_newest_rolled_up_bucket_is_counted_from_the_rows(viewer: Client, sshd: Jail) -> None:
+    now = timezone.now()
+    minute = now.replace(second=0, microsecond=0)
+    # the rollup saw one failure in this minute; a second came after it ran
+    JailStat.objects.create(jail_name="sshd", resolution="minute", bucket=minute, failures=1, bans=0)
+    fail(sshd, "203.0.113.9", minutes_ago=0)
+    fail(sshd, "203.0.113.9", minutes_ago=0)
+
+    data = viewer.get(reverse("dashboard_data"), {"period": "hour"}).json()
+
+    assert len(data["labels"]) == 60 and data["jails"][0]["failures"][-1] == 2
+
+
+@pytest.mark.parametrize("period, buckets", [("hour", 60), ("day", 24), ("week", 168), ("month", 30)])
+def test_every_period_has_its_buckets(viewer: Client, sshd: Jail, period: str, buckets: int) -> None:
+    fail(sshd, "203.0.113.9", minutes_ago=0)
+
+    data = viewer.get(reverse("dashboard_data"), {"period": period}).json()
+
+    assert len(data["labels"]) == buckets and data["jails"][0]["failures"][-1] == 1
+
+
+def test_it_shows_top_addresses_networks_users_and_latest_bans(viewer: Client, sshd: Jail) -> None:
+    for _ in range(3):
+        fail(sshd, "203.0.113.9", 1, user="root")
+    fail(sshd, "203.0.113.10", 1, user="admin")
+    fail(sshd, "2001:db8::1", 1, user="root")
+    fail(sshd, "2001:db8::2", 1)
+    ban(sshd, "203.0.113.9/32")
+
+    response = viewer.get(reverse("dashboard"))
+
+    assert response.context["top_addresses"][0] == {"address": "203.0.113.9", "count": 3, "jails": 1}
+    assert response.context["top_networks"][:2] == [
+        {"network": "203.0.113.0/24", "count": 4, "addresses": 2},
+        {"network": "2001:db8::/64", "count": 2, "addresses": 2},
+    ]
+    assert response.context["top_users"] == [{"user": "root", "count": 4}, {"user": "admin", "count": 1}]
+    assert [b.network for b in response.context["latest_bans"]] == ["203.0.113.9/32"]
+    assert response.context["banned"] == [{"jail": "sshd", "count": 1}]
+
+
+def test_it_escapes_what_attackers_wrote(viewer: Client, sshd: Jail) -> None:
+    fail(sshd, "203.0.113.9", 1, user="<img src=x onerror=alert(1)>")
+
+    response = viewer.get(reverse("dashboard"))
+
+    assert b"<img src=x" not in response.content and b"&lt;img src=x" in response.content
+
+
+# --- charts, refresh, banner -----------------------------------------------------------------------
+
+
+def test_it_draws_charts_from_the_embedded_figures_and_polls_for_more(viewer: Client, sshd: Jail) -> None:
+    fail(sshd, "203.0.113.9", 1)
+
+    response = viewer.get(reverse("dashboard"))
+
+    assert b'id="chart-failures"' in response.content and b'id="chart-bans"' in response.content
+    assert b'id="dashboard-figures"' in response.content and b"vendor/chartjs/chart.umd.min.js" in response.content
+    assert b'hx-trigger="every 30s"' in response.content
+
+
+def test_without_chartjs_it_shows_tables_and_says_to_run_setup(viewer: Client, sshd: Jail, settings: Any,
+                                                               tmp_path: Path) -> None:
+    settings.CHARTJS_DIST = tmp_path / "missing"
+    fail(sshd, "203.0.113.9", 1)
+
+    response = viewer.get(reverse("dashboard"))
+
+    assert b'id="charts-missing"' in response.content and b"scripts/setup.sh" in response.content
+    assert b"<canvas" not in response.content and b"chart.umd.min.js" not in response.content
+    assert b'<details id="figures-table" open>' in response.content
+
+
+def test_htmx_refreshes_only_the_panels(viewer: Client, sshd: Jail) -> None:
+    fail(sshd, "203.0.113.9", 1)
+
+    response = viewer.get(reverse("dashboard"), {"period": "week"}, HTTP_HX_REQUEST="true")
+
+    assert response.content.lstrip().startswith(b'<div id="dashboard-panels"')
+    assert b"<html" not in response.content and b"period=week" in response.content
+
+
+def test_it_warns_when_the_firewall_is_not_being_changed(viewer: Client, sshd: Jail, settings: Any) -> None:
+    FirewallHost.objects.create(name=settings.IPS_HOST_NAME, state=FirewallHost.State.UNAVAILABLE,
+                                reason="no CAP_NET_ADMIN", last_seen_at=timezone.now())
+
+    response = viewer.get(reverse("dashboard"))
+
+    assert b'id="firewall-warning"' in response.content and b"no CAP_NET_ADMIN" in response.content
+
+
+def test_no_warning_while_the_firewall_worker_reports_success(viewer: Client, sshd: Jail, settings: Any) -> None:
+    FirewallHost.objects.create(name=settings.IPS_HOST_NAME, state=FirewallHost.State.OK, last_seen_at=timezone.now())
+
+    response = viewer.get(reverse("dashboard"))
+
+    assert b'id="firewall-warning"' not in response.content
+
+
+def test_the_dashboard_needs_a_role(client: Client) -> None:
+    client.force_login(User.objects.create_user("nobody", password="x"))
+
+    assert client.get(reverse("dashboard")).status_code == 403
+    assert client.get(reverse("dashboard_data")).status_code == 403
+
+
+def test_an_unknown_period_is_the_default_one(viewer: Client, sshd: Jail) -> None:
+    data = viewer.get(reverse("dashboard_data"), {"period": "century"}).json()
+
+    assert data["period"] == views.DEFAULT_PERIOD
