@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 # Playwright's sync API runs an event loop in this thread; the live server and the test's own ORM
 # calls are still plain synchronous Django, which refuses to run next to a loop unless told.
@@ -23,6 +23,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 PASSWORD = "correct-horse-battery-9"
+# Generous waits: the machine running the suite may be busy (two cores, other test runs). Pages
+# and actions wait up to this long (new_context), and so do expect()'s assertions.
+TIMEOUT_MS = 10_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,13 +47,37 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def new_context(browser: Browser, live_server: object, **options: object) -> BrowserContext:
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=str(live_server), **options)
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
 @pytest.fixture
 def page(browser: Browser, live_server: object) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=str(live_server))
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
+    context = new_context(browser, live_server)
+    yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def nojs_page(browser: Browser, live_server: object) -> Iterator[Page]:
+    """A browser with JavaScript off: htmx does nothing, forms are plain POSTs."""
+    context = new_context(browser, live_server, java_script_enabled=False)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def firewall_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No firewall worker runs in browser tests: the panel's requests to one (sent to Redis once a
+    ban or an unban commits) are kept here instead, so a test run never queues work for a real
+    worker of this machine. Bans therefore stay in the state the panel gave them (pending, lifting)."""
+    from bans import services
+
+    sent: list[str] = []
+    monkeypatch.setattr(services.FirewallSyncRequest, "__call__", lambda self: sent.append(self.host))
+    return sent
 
 
 def shot(page: Page, name: str) -> Path:
@@ -78,8 +106,13 @@ def log_in(page: Page, username: str) -> None:
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
+def log_in_as(page: Page, username: str, role: str | None) -> User:
+    user = make_user(username, role)
+    log_in(page, username)
+    return user
+
+
 @pytest.fixture
 def admin_page(page: Page, transactional_db: None) -> Page:
-    make_user("admin", "superuser")
-    log_in(page, "admin")
+    log_in_as(page, "admin", "superuser")
     return page
