@@ -104,6 +104,9 @@ class BanCreateForm(forms.Form):
 
     def clean_address(self) -> str:
         text = self.cleaned_data["address"].strip()
+        if "%" in text:
+            # ipaddress takes fe80::1%eth0; the firewall's sets take no zone: it would never apply
+            raise forms.ValidationError(f"{text!r}: write the address without a zone (%interface)")
         try:
             return str(services.parse_network(text))
         except services.BanRefused as exc:

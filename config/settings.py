@@ -122,6 +122,11 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("IPS_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
+# One date format on every page (2026-12-03 13:55), even where a template gives none: see
+# config/formats/en/formats.py (the "en" locale's formats would win over DATETIME_FORMAT here).
+FORMAT_MODULE_PATH = ["config.formats"]
+DATE_FORMAT = "Y-m-d"
+DATETIME_FORMAT = "Y-m-d H:i"
 
 STATIC_URL = "static/"
 STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "static"]

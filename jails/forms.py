@@ -7,6 +7,7 @@ fail2ban's terms, because the people editing these know fail2ban.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -18,9 +19,10 @@ from jails.engine import ini
 from jails.engine.durations import format_duration
 from jails.engine.errors import EngineError
 from jails.models import Filter, Jail
-from jails.tester import MAX_LINES, TAIL_MAX_LINES
+from jails.tester import MAX_LINES, TAIL_MAX_LINES, private_file_reason
 
 MAX_FILTER_CHARS = 200_000
+MAX_REGEX_CHARS = 20_000  # the tester's raw failregex / ignoreregex boxes
 # Names that are page addresses (/jails/new/, /filters/import/...), not jails or filters.
 RESERVED_NAMES = frozenset({"new", "import", "test"})
 
@@ -51,7 +53,14 @@ class DurationField(forms.CharField):
         text = super().to_python(value)
         if not text:
             return None
-        seconds = validators.validate_duration_text(text)
+        try:
+            seconds = validators.validate_duration_text(text)
+        except ValidationError:
+            if self.permanent_ok:
+                raise
+            # the engine's message offers -1/permanent, which this field refuses
+            raise ValidationError(f'"{text.strip()}" is not a duration: write a positive one such as 600, 10m, '
+                                  "1h, 1d or 1w.") from None
         if seconds == -1 and not self.permanent_ok:
             raise ValidationError("Only the ban time can be permanent (-1); give a duration such as 10m.")
         return seconds
@@ -91,6 +100,19 @@ class OptionsField(forms.CharField):
         except EngineError as exc:
             raise ValidationError(f"Write options as name=value, separated by commas ({exc.message}).") from None
         return dict(options)
+
+
+def ipv4_unmapped(entry: str) -> str:
+    """`::ffff:192.0.2.0/120` -> `192.0.2.0/24`; anything else as written."""
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return entry  # a host name (or an error the model's validator reports)
+    mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+    if mapped is None or network.prefixlen < 96:
+        return entry
+    text = f"{mapped}/{network.prefixlen - 96}"
+    return str(ipaddress.ip_network(text, strict=False)).removesuffix("/32")
 
 
 # --- jails ----------------------------------------------------------------------------------------
@@ -157,8 +179,9 @@ JAIL_HELP: dict[str, str] = {
 
 
 class JailForm(forms.ModelForm[Jail]):
-    findtime = DurationField(help_text=JAIL_HELP["findtime"])
-    bantime = DurationField(permanent_ok=True, help_text=JAIL_HELP["bantime"])
+    # fail2ban's defaults (findtime 10m, bantime 10m), shown as "10m" on a new jail
+    findtime = DurationField(initial=600, help_text=JAIL_HELP["findtime"])
+    bantime = DurationField(permanent_ok=True, initial=600, help_text=JAIL_HELP["bantime"])
     bantime_maxtime = DurationField(required=False, help_text=JAIL_HELP["bantime_maxtime"])
     bantime_rndtime = DurationField(required=False, help_text=JAIL_HELP["bantime_rndtime"])
     logpath = LinesField(required=False, help_text=JAIL_HELP["logpath"])
@@ -192,6 +215,21 @@ class JailForm(forms.ModelForm[Jail]):
 
     def clean_name(self) -> str:
         return check_not_reserved(self.cleaned_data["name"])
+
+    def clean_logpath(self) -> list[str]:
+        """System and panel files are no logs (the tester shows a log's last lines, and the web
+        process may run as root); the tester checks the files a glob finds again when it reads."""
+        paths: list[str] = self.cleaned_data["logpath"]
+        for path in paths:
+            refused = private_file_reason(path) if path.startswith("/") else None  # the model says "absolute"
+            if refused:
+                raise ValidationError(refused)
+        return paths
+
+    def clean_ignoreip(self) -> list[str]:
+        """IPv4-mapped entries (::ffff:192.0.2.1) written as the IPv4 they are: the kernel sees IPv4
+        packets, and the lockout guard and the counting compare IPv4 with IPv4."""
+        return [ipv4_unmapped(entry) for entry in self.cleaned_data["ignoreip"]]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -357,16 +395,18 @@ class TesterForm(forms.Form):
 
     source = forms.ChoiceField(choices=SOURCES, initial="stored", widget=forms.RadioSelect, label="Test")
     filter = forms.ChoiceField(required=False, label="Filter")
-    options = OptionsField(required=False, label="Options", help_text="e.g. mode=aggressive",
+    options = OptionsField(required=False, max_length=2000, label="Options", help_text="e.g. mode=aggressive",
                            widget=forms.TextInput(attrs={"spellcheck": "false", "size": 24}))
     jail = forms.ChoiceField(required=False, label="Jail")
-    filter_source = SourceField(required=False, label="Filter (.conf) text",
+    filter_source = SourceField(required=False, max_length=MAX_FILTER_CHARS, label="Filter (.conf) text",
                                     widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "class": "code"}))
-    failregex = forms.CharField(required=False, strip=False, label="failregex (one per line)",
+    failregex = forms.CharField(required=False, strip=False, max_length=MAX_REGEX_CHARS,
+                                label="failregex (one per line)",
                                 widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "code"}))
-    ignoreregex = forms.CharField(required=False, strip=False, label="ignoreregex (one per line)",
+    ignoreregex = forms.CharField(required=False, strip=False, max_length=MAX_REGEX_CHARS,
+                                  label="ignoreregex (one per line)",
                                   widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "class": "code"}))
-    datepattern = forms.CharField(required=False, strip=False, label="datepattern (optional override)",
+    datepattern = forms.CharField(required=False, strip=False, max_length=500, label="datepattern (optional override)",
                                   widget=forms.TextInput(attrs={"spellcheck": "false", "size": 40}))
     log = forms.CharField(required=False, strip=False, label="Log lines",
                           help_text=f"Paste up to {MAX_LINES:,} lines (1 MB).",

@@ -54,10 +54,23 @@ LOGGED_USERNAME_MAX = 200
 def _keys(address: str, username: str) -> list[tuple[str, int]]:
     """The counters one attempt touches, with their limits. User names are hashed (any length)."""
     digest = sha256(username.casefold().encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    keys = [(f"ips:login:pair:{address}:{digest}", MAX_FAILURES_PER_USER)]
+    client = _client_key(address)
+    keys = [(f"ips:login:pair:{client}:{digest}", MAX_FAILURES_PER_USER)]
     if not _is_loopback(address):
-        keys.append((f"ips:login:addr:{address}", MAX_FAILURES_PER_ADDRESS))
+        keys.append((f"ips:login:addr:{client}", MAX_FAILURES_PER_ADDRESS))
     return keys
+
+
+def _client_key(address: str) -> str:
+    """What one client is counted as: its IPv4 address, or its IPv6 /64 (one host usually owns a
+    whole /64, and would otherwise get a fresh counter for each of its 2**64 addresses)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and not ip.is_loopback:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _is_loopback(address: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ MAX_SECONDS = 10.0
 MAX_TIMEOUTS = 3
 TAIL_MAX_LINES = 500
 TAIL_READ_BYTES = 1 << 20
+# Never read for "load the last lines", whatever a jail's logpath says (an admin may point one at
+# any file, and the web process may run as root): system and credential files. The panel's own
+# directory (its database, secret key, settings) is refused too, except its own login log.
+PRIVATE_ROOTS = ("/proc", "/sys", "/dev", "/etc", "/root", "/boot", "/run")
 
 PASTED_NAME = "pasted-filter"
 # The groups that name the culprit, in the order the highlight prefers them (an address over an id).
@@ -182,19 +187,58 @@ def tail_lines(paths: Sequence[str], count: int) -> tuple[str, list[str]]:
     readable = [p for p in paths if os.path.isfile(p)]
     if not readable:
         raise TesterRefused("none of this jail's log files exists yet")
-    path = max(readable, key=lambda p: os.stat(p).st_mtime)
     try:
-        with open(path, "rb") as handle:
+        path = max(readable, key=lambda p: os.stat(p).st_mtime)
+        # non-blocking: a FIFO put in the log's place must not hang the request
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TesterRefused(f"cannot read the jail's log: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        # checked on the file opened, not on its name: a link swapped in meanwhile changes nothing
+        refused = private_file_reason(opened_path(fd, path))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            refused = f"{path} is not a regular file"
+        if refused:
+            raise TesterRefused(refused)
+        try:
             size = handle.seek(0, os.SEEK_END)
             handle.seek(max(0, size - TAIL_READ_BYTES))
             data = handle.read(TAIL_READ_BYTES)
-    except OSError as exc:
-        raise TesterRefused(f"cannot read {path}: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise TesterRefused(f"cannot read {path}: {exc.strerror or exc}") from None
     text = data.decode("utf-8", "replace")
     lines = text.splitlines()
     if size > TAIL_READ_BYTES and lines:
         lines = lines[1:]  # the first one was cut in the middle
     return path, lines[-count:]
+
+
+def opened_path(fd: int, path: str) -> str:
+    """The path of the file behind an open descriptor (Linux), else the name it was opened by."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return path
+
+
+def private_file_reason(path: str) -> str | None:
+    """Why the tester will not show this file (symlinks resolved), or None."""
+    real = os.path.realpath(path)
+    if real == os.path.realpath(settings.IPS_PANEL_LOG):
+        return None
+    for root in [*PRIVATE_ROOTS, str(settings.BASE_DIR)]:
+        if real.startswith(os.path.realpath(root).rstrip("/") + "/"):
+            return f"{path} is not a log file the tester shows (it is under {root})"
+    for database in database_files():
+        if real.startswith(os.path.realpath(database)):  # the file, its -wal, -shm and -journal
+            return f"{path} is not a log file the tester shows (it is the panel's database)"
+    return None
+
+
+def database_files() -> list[str]:
+    """The SQLite database files (they hold sessions and password hashes), wherever they live."""
+    return [str(database["NAME"]) for database in settings.DATABASES.values()
+            if "sqlite" in str(database.get("ENGINE", "")) and str(database.get("NAME") or "").startswith("/")]
 
 
 # --- running ------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ AUDITED = ["name", "description", "source", "source_local", "origin"]
 @role_required(Role.VIEWER)
 def filter_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
-    filters = Filter.objects.annotate(jail_count=Count("jails"))
+    filters = Filter.objects.annotate(jail_count=Count("jails")).order_by("name")  # GROUP BY drops Meta.ordering
     if query:
         filters = filters.filter(Q(name__icontains=query) | Q(description__icontains=query))
     return render(request, "jails/filter_list.html", {"filters": filters, "q": query})

@@ -16,9 +16,12 @@ fit the layout are kept, with size and count limits (no path traversal, no links
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import posixpath
 import re
 import stat
@@ -39,7 +42,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from jails import audit
 from jails.engine.errors import EngineError
 from jails.forms import ImportForm
-from jails.importer import ImportReport, import_tree
+from jails.importer import Change, ImportReport, import_tree
 from jails.roles import Role, role_required
 
 SESSION_KEY = "jails.import.staged"
@@ -49,6 +52,7 @@ MAX_FILES = 1000
 MAX_ARCHIVE_BYTES = 16 << 20  # the uploaded archive itself
 MAX_ARCHIVE_MEMBERS = 5000
 MAX_ARCHIVE_EXPANDED = 64 << 20  # declared sizes of all members, read or skipped
+MAX_TAR_STREAM = MAX_ARCHIVE_EXPANDED + (16 << 20)  # the decompressed tar: members plus their headers
 SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,120}\.(?:conf|local)$")
 TOP_LEVEL = re.compile(r"^(?:jail\.(?:conf|local)|paths-[A-Za-z0-9_.-]+\.conf)$")
 
@@ -124,9 +128,27 @@ def from_archive(upload: UploadedFile[Any], notes: list[str]) -> dict[str, str]:
     return lay_out(members, notes)
 
 
+def decompressed(data: bytes) -> bytes:
+    """The tar stream inside a .tar.gz / .tgz / .tar.bz2 / .tar.xz (a plain .tar as is), read no
+    further than MAX_TAR_STREAM: tarfile reads pax and GNU long-name headers whole, whatever size
+    they claim, so a small compressed upload must not be able to unpack into gigabytes of memory."""
+    opener: Any = (gzip.open if data[:2] == b"\x1f\x8b" else bz2.open if data[:3] == b"BZh"
+                   else lzma.open if data[:6] == b"\xfd7zXZ\x00" else None)
+    if opener is None:
+        return data
+    try:
+        with opener(io.BytesIO(data)) as stream:
+            stream_bytes: bytes = stream.read(MAX_TAR_STREAM + 1)
+    except (OSError, EOFError, lzma.LZMAError):
+        raise StagingRefused("the archive is damaged: it cannot be decompressed") from None
+    if len(stream_bytes) > MAX_TAR_STREAM:
+        raise StagingRefused("the archive is too large once unpacked")
+    return stream_bytes
+
+
 def tar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        archive = tarfile.open(fileobj=io.BytesIO(decompressed(data)), mode="r:")
     except (tarfile.TarError, EOFError, OSError):
         raise StagingRefused("not a .tar.gz, .tgz, .tar or .zip archive") from None
     declared = 0
@@ -245,7 +267,17 @@ def report_context(report: ImportReport) -> dict[str, Any]:
             for kind in ("filter", "jail")}
     return {"report": report, "counts": rows,
             "changed": [c for c in report.changes if c.action in ("created", "updated")],
-            "skipped": report.of("skipped")}
+            "skipped": [web_skipped(c) for c in report.of("skipped")]}
+
+
+def web_skipped(change: Change) -> Change:
+    """The importer's line about disabled jails names its command-line flag (--all); this page
+    has a checkbox for it instead."""
+    if change.kind != "jails" or not change.name.endswith(" disabled"):
+        return change
+    names = change.detail.rpartition("): ")[2] or change.detail
+    return Change("disabled jails", names, "skipped",
+                  'disabled in the configuration; tick “Also import disabled jails” below to import them too')
 
 
 @require_http_methods(["GET", "POST"])

@@ -3,7 +3,11 @@
 The same form works three ways: a plain POST renders the whole page with the results (JavaScript
 off); with htmx, every edit posts the form (HX-Request) and only the results partial comes back;
 "Load" fills the log box with the last lines of a jail's log (a plain POST, so the box is refilled).
-Testing changes nothing, so a viewer may use it.
+Testing changes nothing, so a viewer may use it. Loading a log needs the operator role: a log holds
+far more than failures (successful logins, with user names and the addresses admins come from),
+while a viewer otherwise sees only the lines a filter matched (ban evidence, failures); operators
+already read whole logs through replays. Viewers paste lines instead. Whatever the role, only a
+stored jail's log files are read, never system or panel files (tester.private_file_reason).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from jails.engine.definition import FilterDefinition
 from jails.engine.errors import EngineError
 from jails.forms import TesterForm
 from jails.models import Filter, Jail
-from jails.roles import Role, role_required
+from jails.roles import Role, has_role, role_required
 from watchers.tail import expand_logpaths
 
 
@@ -35,7 +39,10 @@ def filter_tester(request: HttpRequest, name: str | None = None) -> HttpResponse
         return render(request, "jails/tester.html", context)
     data = request.POST.copy()
     if "load_tail" in data:
-        context["loaded"] = load_tail(data)
+        if has_role(request.user, Role.OPERATOR):
+            context["loaded"] = load_tail(data)
+        else:
+            context["loaded"] = {"error": "Loading a jail's log needs the operator role; paste the lines instead."}
     form = TesterForm(data)
     context["form"] = form
     context.update(results(form))

@@ -196,3 +196,19 @@ def test_it_places_jail_d_files(admin: Client) -> None:
     admin.post(reverse("import_apply"), {"digest": digest_of(html)})
     assert Jail.objects.get(name="myapp").maxretry == 7
     assert "jail.d/custom.local" in AuditEntry.objects.get().after["files"]
+
+
+def test_it_refuses_a_tar_whose_headers_unpack_too_large(admin: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    # tarfile reads a pax header whole, whatever size it claims: compressed, a few KB can be gigabytes
+    monkeypatch.setattr(views_import, "MAX_TAR_STREAM", 1 << 20)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("fail2ban/jail.local")
+        info.size = len(JAIL_LOCAL)
+        info.pax_headers = {"comment": "x" * (2 << 20)}
+        archive.addfile(info, io.BytesIO(JAIL_LOCAL.encode()))
+    assert len(buffer.getvalue()) < 64 << 10
+
+    html = preview(admin, archive=SimpleUploadedFile("f2b.tgz", buffer.getvalue()))
+
+    assert "too large once unpacked" in html and views_import.SESSION_KEY not in admin.session

@@ -213,3 +213,19 @@ def test_it_does_not_flip_back_on_a_double_submit(admin: Client, jail: Jail) -> 
 def test_it_needs_a_login(client: Client, jail: Jail) -> None:
     response = client.get(reverse("jail_list"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("logpath", ["/etc/shadow", "/var/log/../../etc/ips/ips.env", "/proc/self/environ"])
+def test_it_refuses_a_system_file_as_a_log(admin: Client, flt: Filter, logpath: str) -> None:
+    # the tester shows a log's last lines, and the web process may run as root (scripts/run.sh)
+    response = admin.post(reverse("jail_create"), form_data(flt, logpath=logpath))
+
+    assert response.status_code == 400 and "logpath" in response.context["form"].errors
+    assert not Jail.objects.exists()
+
+
+def test_it_writes_ipv4_mapped_ignoreip_entries_as_ipv4(admin: Client, flt: Filter) -> None:
+    # the lockout guard compares IPv4 bans with IPv4 entries: a mapped one would protect nothing
+    admin.post(reverse("jail_create"), form_data(flt, ignoreip="::ffff:198.51.100.7 ::ffff:10.0.0.0/104 ::1"))
+
+    assert Jail.objects.get().ignoreip == ["198.51.100.7", "10.0.0.0/8", "::1"]

@@ -171,3 +171,11 @@ def test_it_still_logs_in_when_the_cache_fails(admin_user: User, monkeypatch: py
     monkeypatch.setattr(logins.cache, "set", broken)
     attempt("admin", "wrong")
     assert attempt("admin", PASSWORD).status_code == 302
+
+
+def test_it_counts_an_ipv6_client_by_its_slash_64() -> None:
+    # one host usually holds a whole /64: a fresh address per attempt must not mean a fresh counter
+    for number in range(logins.MAX_FAILURES_PER_USER):
+        logins.count_failure(f"2001:db8:1:2::{number + 1:x}", "admin")
+    assert logins.seconds_locked("2001:db8:1:2:ffff::9", "admin") > 0
+    assert logins.seconds_locked("2001:db8:1:3::1", "admin") == 0

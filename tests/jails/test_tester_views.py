@@ -137,14 +137,14 @@ def test_it_loads_the_last_lines_of_a_jails_log(viewer: Client, tmp_path: Path) 
     log = tmp_path / "auth.log"
     log.write_text("\n".join(["noise"] * 10 + [SSHD_FAIL, SSHD_OTHER]) + "\n")
     Jail.objects.create(name="sshd", filter=Filter.objects.get(name="sshd"), logpath=[str(tmp_path / "*.log")])
-    html = post(viewer, source="jail", jail="sshd", tail_jail="sshd", tail_count="2", load_tail="1")
+    html = post(client_for("operator"), source="jail", jail="sshd", tail_jail="sshd", tail_count="2", load_tail="1")
     assert 'id="tester-loaded"' in html and str(log) in html
     assert '<span class="count-lines">2</span>' in html and '<span class="count-matched">1</span>' in html
 
 
 def test_it_says_why_it_cannot_load_a_journal_jail(viewer: Client) -> None:
     Jail.objects.create(name="sshd", filter=Filter.objects.get(name="sshd"), backend=Jail.Backend.SYSTEMD)
-    html = post(viewer, tail_jail="sshd", load_tail="1", filter="sshd")
+    html = post(client_for("operator"), tail_jail="sshd", load_tail="1", filter="sshd")
     assert 'id="tester-load-error"' in html and "journal" in html
 
 
@@ -153,3 +153,37 @@ def test_it_needs_a_filter_for_the_chosen_kind(viewer: Client) -> None:
     assert "tester-lines" not in html
     html = post(viewer, source="regex", log=SSHD_FAIL)
     assert "Needed for this kind of test." in html
+
+
+def test_a_viewer_cannot_load_a_jails_log(viewer: Client, tmp_path: Path) -> None:
+    # a log holds more than failures (successful logins, who and from where): operators only
+    (tmp_path / "auth.log").write_text(SSHD_OTHER + "\n")
+    Jail.objects.create(name="sshd", filter=Filter.objects.get(name="sshd"), logpath=[str(tmp_path / "auth.log")])
+
+    html = post(viewer, source="jail", jail="sshd", tail_jail="sshd", load_tail="1")
+
+    assert 'id="tester-load-error"' in html and "operator" in html
+    assert "alice" not in html and 'id="tester-load"' not in html
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "settings"])
+def test_it_never_shows_system_or_panel_files_even_through_a_link(target: str, tmp_path: Path) -> None:
+    from django.conf import settings
+
+    install_builtin_filters()
+    operator = client_for("operator")
+    real = "/etc/passwd" if target == "/etc/passwd" else str(settings.BASE_DIR / "config" / "settings.py")
+    (tmp_path / "app.log").symlink_to(real)
+    # stored as an admin could have before the form refused such paths (or through a glob)
+    Jail.objects.create(name="app", filter=Filter.objects.get(name="sshd"), logpath=[str(tmp_path / "*.log")])
+
+    html = post(operator, source="jail", jail="app", tail_jail="app", load_tail="1")
+
+    assert 'id="tester-load-error"' in html and "not a log file the tester shows" in html
+    assert "root:" not in html and "SECRET_KEY" not in html
+
+
+def test_it_bounds_the_regex_boxes(viewer: Client) -> None:
+    html = post(viewer, source="regex", failregex="^<HOST> " + "a" * 30_000, log=SSHD_FAIL)
+
+    assert "at most 20000 characters" in html and "tester-lines" not in html

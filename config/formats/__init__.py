@@ -1,0 +1,1 @@
+"""The panel's date formats (FORMAT_MODULE_PATH): one way of writing times everywhere."""
