@@ -8,7 +8,9 @@ here it also gets the requesting person's own address, so nobody bans themselves
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, overload
 
 from django.conf import settings
 from django.contrib import messages
@@ -36,6 +38,11 @@ HISTORY_ROWS = 50
 BAN_FIELDS = ["network", "jail_name", "host", "state", "origin", "bantime", "started_at", "expires_at", "reason"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A network search keeps at most this many matches and examines at most this many bans: searching
+# 0.0.0.0/0 must not load every ban (nor send SQLite an IN list over its 32,766 variables).
+MAX_NETWORK_MATCHES = 1000
+MAX_NETWORK_SCAN = 50_000
+NARROW = "narrow the search (a smaller network, a jail or a state) to see the others."
 
 
 # --- searching -------------------------------------------------------------------------------------
@@ -47,18 +54,62 @@ def networks_holding(address: Address) -> list[str]:
     return [str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)) for prefix in prefixes]
 
 
-def bans_inside(bans: QuerySet[Ban], network: Network) -> QuerySet[Ban]:
-    """The bans whose network lies inside `network` (the network itself included).
+@dataclass
+class Matches:
+    """The ids of the bans a network search found, newest first, and why the list may be incomplete."""
+
+    pks: list[int]
+    capped_note: str = ""
+
+
+def bans_inside(bans: QuerySet[Ban], network: Network, *, limit: int | None = None,
+                scan_limit: int | None = None) -> Matches:
+    """The bans whose network lies inside `network` (the network itself included), newest first.
 
     CIDR text cannot be compared as numbers in SQL portably, so the database narrows by family and
-    by the address text every member shares, and `ipaddress` decides.
+    by the address text every member shares, and `ipaddress` decides. Bounded, because a viewer can
+    search 0.0.0.0/0: at most `limit` matches are kept and `scan_limit` bans examined (streamed, not
+    loaded at once); the caller pages the ids, so no query carries more than a page of them.
     """
+    limit = MAX_NETWORK_MATCHES if limit is None else limit
+    scan_limit = MAX_NETWORK_SCAN if scan_limit is None else scan_limit
     bans = bans.filter(family=network.version)
     shared = shared_text_prefix(network)
     if shared:
         bans = bans.filter(network__startswith=shared)
-    ids = [pk for pk, text in bans.values_list("pk", "network") if ipaddress.ip_network(text).subnet_of(network)]  # type: ignore[arg-type]
-    return bans.filter(pk__in=ids)
+    rows = bans.order_by("-started_at", "-pk").values_list("pk", "network")[: scan_limit + 1]
+    found: list[int] = []
+    for seen, (pk, text) in enumerate(rows.iterator(chunk_size=2000)):
+        if seen == scan_limit:
+            return Matches(found, f"Only the newest {scan_limit:,} bans were searched: {NARROW}")
+        if ipaddress.ip_network(text).subnet_of(network):  # type: ignore[arg-type]
+            if len(found) == limit:
+                return Matches(found, f"Showing the first {limit:,} matches (newest first): {NARROW}")
+            found.append(pk)
+    return Matches(found)
+
+
+class BansByPk(Sequence[Ban]):
+    """Bans in the order of a list of ids, fetched a page at a time when the paginator slices it."""
+
+    def __init__(self, pks: list[int]) -> None:
+        self.pks = pks
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    @overload
+    def __getitem__(self, index: int) -> Ban: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Ban]: ...
+
+    def __getitem__(self, index: int | slice) -> Ban | list[Ban]:
+        if isinstance(index, int):
+            return Ban.objects.get(pk=self.pks[index])
+        wanted = self.pks[index]
+        rows = Ban.objects.select_related("created_by", "jail").in_bulk(wanted)
+        return [rows[pk] for pk in wanted if pk in rows]  # one ended and was deleted meanwhile: skipped
 
 
 def shared_text_prefix(network: Network) -> str:
@@ -88,13 +139,13 @@ def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
     target = cleaned.get("q")
     if isinstance(target, ipaddress.IPv4Address | ipaddress.IPv6Address):
         bans = bans.filter(network__in=networks_holding(target))
-    elif target is not None:
-        bans = bans_inside(bans, target)
-    return bans.order_by("-started_at", "-pk")
+    return bans.order_by("-started_at", "-pk")  # a network (q) is matched by bans_inside, in ban_list
 
 
-def page_of(request: HttpRequest, bans: QuerySet[Ban]) -> Page[Ban]:
-    return Paginator(bans.select_related("created_by", "jail"), PAGE_SIZE).get_page(request.GET.get("page"))
+def page_of(request: HttpRequest, bans: QuerySet[Ban] | BansByPk) -> Page[Ban]:
+    if isinstance(bans, QuerySet):
+        bans = bans.select_related("created_by", "jail")
+    return Paginator(bans, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 def query_without_page(request: HttpRequest) -> str:
@@ -107,9 +158,17 @@ def query_without_page(request: HttpRequest) -> str:
 @role_required(Role.VIEWER)
 def ban_list(request: HttpRequest) -> HttpResponse:
     form = BanSearchForm(request.GET)
-    bans = search_bans(form.cleaned_data) if form.is_valid() else Ban.objects.none()
+    bans: QuerySet[Ban] | BansByPk = Ban.objects.none()
+    capped_note = ""
+    if form.is_valid():
+        bans = search_bans(form.cleaned_data)
+        target = form.cleaned_data.get("q")
+        if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            matches = bans_inside(bans, target)
+            bans, capped_note = BansByPk(matches.pks), matches.capped_note
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
-               "live_per_jail": live_per_jail(), "live_states": list(Ban.LIVE_STATES), **firewall_banner()}
+               "capped_note": capped_note, "live_per_jail": live_per_jail(), "live_states": list(Ban.LIVE_STATES),
+               **firewall_banner()}
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
         return render(request, "bans/ban_list.html#ban-results", context)
     return render(request, "bans/ban_list.html", context)
@@ -164,11 +223,10 @@ def ban_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render_ban_form(request, form)
     jail = form.chosen_jail
-    protected = [address for address in [client_address(request)] if address]
     try:
         with transaction.atomic():
             ban = services.ban_by_hand(jail, form.cleaned_data["address"], form.bantime_for(jail),
-                                       own_addresses=policy.host_addresses(), protected=protected,
+                                       own_addresses=policy.host_addresses(), protected=protected_addresses(request),
                                        user=request.user, reason=form.cleaned_data["reason"],
                                        host=settings.IPS_HOST_NAME)
             audit.record(request, "ban.create", ban, after=audit.snapshot(ban, BAN_FIELDS))
@@ -177,6 +235,14 @@ def ban_create(request: HttpRequest) -> HttpResponse:
         return render_ban_form(request, form)
     messages.success(request, f"{ban.network} banned in {ban.jail_name}; the firewall applies it shortly.")
     return redirect("ban_detail", pk=ban.pk)
+
+
+def protected_addresses(request: HttpRequest) -> list[str]:
+    """Addresses a ban from this request must never cover: the person's own address and the peer
+    that connects to the panel (behind a trusted proxy, the proxy itself: banning it locks
+    everybody out)."""
+    found = [client_address(request), services.parse_address(request.META.get("REMOTE_ADDR", "")) or ""]
+    return list(dict.fromkeys(address for address in found if address))
 
 
 def render_ban_form(request: HttpRequest, form: BanCreateForm) -> HttpResponse:
@@ -214,7 +280,15 @@ def back_or(request: HttpRequest, default: str) -> HttpResponse:
 @require_POST
 @role_required(Role.OPERATOR)
 def ban_make_permanent(request: HttpRequest, pk: int) -> HttpResponse:
-    ban = get_object_or_404(Ban, pk=pk)
+    ban = get_object_or_404(Ban.objects.select_related("jail"), pk=pk)
+    # a permanent ban must pass the lockout guard as a new one would: a jail may have banned the
+    # person's own address, this host's or an address since added to ignoreip (it expires; a
+    # permanent one would not)
+    refused = services.lockout_reason(ban.ip_network, ban.jail, policy.host_addresses(),
+                                      protected_addresses(request))
+    if refused:
+        messages.error(request, f"The ban of {ban.network} cannot be made permanent: {refused}.")
+        return redirect("ban_detail", pk=ban.pk)
     before = audit.snapshot(ban, BAN_FIELDS)
     with transaction.atomic():
         changed = actions.make_permanent(ban)

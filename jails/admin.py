@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from jails import audit
 from jails.logins import PanelAdminAuthenticationForm
@@ -74,6 +74,14 @@ class AuditedModelAdmin(admin.ModelAdmin[M]):
                          before={name: old for name, (old, _) in changed.items()},
                          after={name: new for name, (_, new) in changed.items()})
         return super().log_change(request, obj, message)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[M], *args: Any, **kwargs: Any
+                        ) -> HttpResponse | None:
+        # Django runs list actions outside a transaction (the delete page has its own): "delete
+        # selected" writes the audit entries, then deletes; one transaction keeps them together, so a
+        # deletion that fails leaves no entries and no entry lacks its deletion
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            return super().response_action(request, queryset, *args, **kwargs)
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[M] | list[M]) -> Any:
         # called before the deletion, both by the delete page and by the "delete selected" action

@@ -3,7 +3,7 @@ own lines (audit, users) in the one marked block below and nowhere else."""
 
 from django.urls import path
 
-from jails import views, views_access, views_filters, views_import, views_tester
+from jails import views, views_access, views_filters, views_ignore, views_import, views_tester
 
 urlpatterns = [
     # --- jails & filters ---
@@ -12,6 +12,7 @@ urlpatterns = [
     path("jails/<str:name>/", views.jail_detail, name="jail_detail"),
     path("jails/<str:name>/edit/", views.jail_edit, name="jail_edit"),
     path("jails/<str:name>/toggle/", views.jail_toggle, name="jail_toggle"),
+    path("jails/<str:name>/ignore/", views_ignore.jail_ignore, name="jail_ignore"),
     path("filters/", views_filters.filter_list, name="filter_list"),
     path("filters/new/", views_filters.filter_create, name="filter_create"),
     path("filters/import/", views_filters.filter_import, name="filter_import"),

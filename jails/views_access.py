@@ -1,7 +1,8 @@
 """The audit trail page (every role reads it) and the users page (admins only).
 
 Every change here is audited in the same transaction. Users keep at least one active admin: a
-change that would leave none (the last admin demoting or deactivating themselves) is refused.
+change that would leave none (the last admin demoting or deactivating themselves, or two admins
+removing each other at once) is refused. Only a superuser may change a superuser.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -123,12 +125,38 @@ def role_name(user: User) -> str:
 
 
 def active_admins() -> QuerySet[User]:
-    return User.objects.filter(Q(is_superuser=True) | Q(groups__name=Role.ADMIN.group_name), is_active=True).distinct()
+    # admin group members by subquery, not a join: no DISTINCT needed, which FOR UPDATE refuses
+    in_admin_group = User.groups.through.objects.filter(group__name=Role.ADMIN.group_name).values("user_id")
+    return User.objects.filter(Q(is_superuser=True) | Q(pk__in=in_admin_group), is_active=True)
+
+
+def lock_admins() -> list[int]:
+    """Lock the active admins' rows (in id order, so two requests cannot deadlock) until the
+    transaction ends. Two admins demoting or deactivating each other at once: the second waits here
+    until the first commits, and its `leaves_no_admin` (a new query) then sees the first's change.
+    no_key: other pages' audit entries (a key reference to their user) need not wait for it."""
+    return list(active_admins().select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
 
 
 def leaves_no_admin(user: User) -> bool:
-    """Whether `user` losing the admin role (or being deactivated) leaves no active admin at all."""
+    """Whether `user` losing the admin role (or being deactivated) leaves no active admin at all.
+    Call it after lock_admins, in the same transaction."""
     return not active_admins().exclude(pk=user.pk).exists()
+
+
+def refuse_unless_still_admin(request: HttpRequest) -> None:
+    """After lock_admins: the requester may have been demoted or deactivated while waiting for it."""
+    pk = request.user.pk
+    if pk is None or not active_admins().filter(pk=pk).exists():
+        raise PermissionDenied("you are no longer an active admin")
+
+
+def superuser_refusal(request: HttpRequest, user: User) -> str:
+    """Only a superuser may change a superuser (a panel admin is not one, and must not be able to
+    lock the superuser out); "" when the change may go ahead."""
+    if user.is_superuser and not getattr(request.user, "is_superuser", False):
+        return f"{user.get_username()} is a superuser: only a superuser may change a superuser."
+    return ""
 
 
 def set_role(user: User, role: str) -> None:
@@ -165,18 +193,27 @@ def user_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required(Role.ADMIN)
 def user_role(request: HttpRequest, pk: int) -> HttpResponse:
-    user = get_object_or_404(User, pk=pk)
+    get_object_or_404(User, pk=pk)
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a role: viewer, operator or admin.")
         return redirect("user_list")
-    new, old = form.cleaned_data["role"], role_name(user)
-    if user.is_superuser:
-        messages.error(request, f"{user.get_username()} is a superuser, always an admin; change that in Django admin.")
-        return redirect("user_list")
-    if new == old:
-        return redirect("user_list")
+    new = form.cleaned_data["role"]
     with transaction.atomic():
+        lock_admins()
+        refuse_unless_still_admin(request)
+        user = get_object_or_404(User.objects.select_for_update(no_key=True), pk=pk)  # as it is now
+        refused = superuser_refusal(request, user)
+        if refused:
+            messages.error(request, refused)
+            return redirect("user_list")
+        if user.is_superuser:
+            messages.error(request, f"{user.get_username()} is a superuser, always an admin; "
+                                    "change that in Django admin.")
+            return redirect("user_list")
+        old = role_name(user)
+        if new == old:
+            return redirect("user_list")
         if old == Role.ADMIN.group_name and user.is_active and leaves_no_admin(user):
             messages.error(request, f"{user.get_username()} is the last active admin: "
                                     "make someone else an admin first.")
@@ -190,15 +227,22 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.ADMIN)
 def user_active(request: HttpRequest, pk: int) -> HttpResponse:
-    user = get_object_or_404(User, pk=pk)
+    get_object_or_404(User, pk=pk)
     form = ActiveForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Say whether the user is active.")
         return redirect("user_list")
     active: bool = form.cleaned_data["active"]
-    if active == user.is_active:
-        return redirect("user_list")
     with transaction.atomic():
+        lock_admins()
+        refuse_unless_still_admin(request)
+        user = get_object_or_404(User.objects.select_for_update(no_key=True), pk=pk)  # as it is now
+        refused = superuser_refusal(request, user)
+        if refused:
+            messages.error(request, refused)
+            return redirect("user_list")
+        if active == user.is_active:
+            return redirect("user_list")
         if not active and role_name(user) == Role.ADMIN.group_name and leaves_no_admin(user):
             messages.error(request, f"{user.get_username()} is the last active admin and cannot be deactivated.")
             return redirect("user_list")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -102,6 +103,61 @@ def test_it_finds_the_bans_inside_a_network(viewer: Client, sshd: Jail) -> None:
 
     assert {b.network for b in inside_v4} == {"203.0.113.9/32", "203.0.113.128/25"}
     assert {b.network for b in inside_v6} == {"2001:db8::1/128"}
+
+
+def bulk_bans(jail: Jail, count: int, first_octet: int = 10) -> None:
+    """`count` ended bans with distinct addresses, the newest with the highest number."""
+    start = timezone.now() - dt.timedelta(days=1)
+    Ban.objects.bulk_create([
+        Ban(jail=jail, jail_name=jail.name, network=f"{first_octet}.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}/32",
+            family=4, bantime=600, state=Ban.State.EXPIRED, started_at=start + dt.timedelta(seconds=n))
+        for n in range(count)
+    ], batch_size=500)
+
+
+def test_a_search_for_a_huge_network_is_capped_and_paged(viewer: Client, sshd: Jail) -> None:
+    # 0.0.0.0/0 used to load every ban and filter by an IN list of all their ids (SQLite refuses
+    # more than 32,766 variables); now at most MAX_NETWORK_MATCHES are kept, and pages fetch 50 ids
+    cap = views_bans.MAX_NETWORK_MATCHES
+    bulk_bans(sshd, cap + 30)
+    variables: list[int] = []
+
+    def count_variables(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        variables.append(len(params or ()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count_variables):
+        first = viewer.get(reverse("ban_list"), {"q": "0.0.0.0/0"})
+    last = viewer.get(reverse("ban_list"), {"q": "0.0.0.0/0", "page": "last"})
+
+    page = first.context["page"]
+    assert page.paginator.count == cap and len(page.object_list) == views_bans.PAGE_SIZE
+    assert page.object_list[0].network == f"10.0.{(cap + 29) // 256}.{(cap + 29) % 256}/32"  # newest first
+    assert f"Showing the first {cap:,} matches" in first.content.decode()
+    assert 'id="ban-capped"' in first.content.decode()
+    assert len(last.context["page"].object_list) == (cap % views_bans.PAGE_SIZE or views_bans.PAGE_SIZE)
+    assert variables and max(variables) <= 2 * views_bans.PAGE_SIZE  # no query names every match
+
+
+def test_a_search_stops_after_scanning_its_limit(viewer: Client, sshd: Jail, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(views_bans, "MAX_NETWORK_SCAN", 40)
+    bulk_bans(sshd, 60, first_octet=11)  # none inside 10.0.0.0/8, all sharing no text with it
+    bulk_bans(sshd, 5, first_octet=10)
+
+    found = views_bans.bans_inside(Ban.objects.all(), views_bans.ipaddress.ip_network("0.0.0.0/1"))
+    response = viewer.get(reverse("ban_list"), {"q": "0.0.0.0/1"})
+
+    assert len(found.pks) == 40 and "newest 40 bans were searched" in found.capped_note
+    assert 'id="ban-capped"' in response.content.decode()
+
+
+def test_a_search_under_the_caps_says_nothing_about_them(viewer: Client, sshd: Jail) -> None:
+    bulk_bans(sshd, 60)
+
+    response = viewer.get(reverse("ban_list"), {"q": "10.0.0.0/8"})
+
+    assert response.context["page"].paginator.count == 60
+    assert 'id="ban-capped"' not in response.content.decode()
 
 
 def test_it_filters_by_jail_state_and_origin(viewer: Client, sshd: Jail) -> None:
@@ -385,3 +441,63 @@ def test_an_operator_lifts_all_bans_of_a_jail(operator: Client, sshd: Jail, on_c
 
 def test_lifting_an_unknown_jail_is_not_found(operator: Client) -> None:
     assert operator.get(reverse("jail_lift_all", args=["nope"])).status_code == 404
+
+
+# --- review: lockout guard on every path, odd address forms ----------------------------------------
+
+
+@pytest.mark.parametrize("address, why", [
+    ("0.0.0.0/0", b"your own address"),
+    ("::/0", b"loopback"),
+    ("::ffff:127.0.0.1", b"loopback"),
+    ("::ffff:198.51.100.50", b"your own address"),
+    ("::ffff:0:0/96", b"your own address"),
+    ("0:0:0:0:0:ffff:7f00:1", b"loopback"),
+    ("::ffff:10.1.2.3", b"ignoreip"),
+])
+def test_the_lockout_guard_sees_through_odd_forms(operator: Client, sshd: Jail, address: str, why: bytes) -> None:
+    response = operator.post(reverse("ban_create"), {"address": address, "jail": "sshd", "duration": "1h"})
+
+    assert b'id="ban-form-errors"' in response.content and why in response.content
+    assert not Ban.objects.exists()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1/8", "127.1", "0177.0.0.1", "2130706433", "fe80::1%eth0"])
+def test_it_refuses_addresses_written_oddly(operator: Client, sshd: Jail, address: str) -> None:
+    response = operator.post(reverse("ban_create"), {"address": address, "jail": "sshd", "duration": "1h"})
+
+    assert "address" in response.context["form"].errors and not Ban.objects.exists()
+
+
+def test_it_never_bans_the_trusted_proxy_the_panel_is_reached_through(sshd: Jail, settings: Any) -> None:
+    import ipaddress
+
+    settings.IPS_TRUSTED_PROXIES = [ipaddress.ip_network("203.0.113.1/32")]
+    client = Client(REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR="198.51.100.77")
+    client.force_login(user_with("operator"))
+
+    response = client.post(reverse("ban_create"), {"address": "203.0.113.0/24", "jail": "sshd"})
+
+    assert b"your own address" in response.content and not Ban.objects.exists()
+
+
+@pytest.mark.parametrize("network", [CLIENT_ADDRESS + "/32", HOST_ADDRESS + "/32", "10.1.2.3/32"])
+def test_making_a_ban_of_a_protected_address_permanent_is_refused(operator: Client, sshd: Jail,
+                                                                   network: str) -> None:
+    # a jail may have banned the person's own address (or one since put in ignoreip): it expires,
+    # a permanent ban would not
+    target = ban(network, sshd)
+
+    response = operator.post(reverse("ban_make_permanent", args=[target.pk]), follow=True)
+
+    target.refresh_from_db()
+    assert target.bantime == 3600 and target.state == Ban.State.ACTIVE
+    assert b"cannot be made permanent" in response.content and not AuditEntry.objects.exists()
+
+
+def test_it_shows_attacker_written_control_characters_escaped(viewer: Client, sshd: Jail) -> None:
+    target = ban("203.0.113.9/32", sshd, evidence=["Invalid user \u202eevil\x1b[31m from 203.0.113.9"])
+
+    html = viewer.get(reverse("ban_detail", args=[target.pk])).content.decode()
+
+    assert "\u202e" not in html and "\x1b" not in html and "\\u202eevil\\x1b[31m" in html

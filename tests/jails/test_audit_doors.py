@@ -74,6 +74,26 @@ def test_it_audits_deletions_in_django_admin_one_and_many(admin_client: Client) 
     assert deleted.get(object_repr="a").before["name"] == "a"
 
 
+def test_a_bulk_delete_that_fails_leaves_no_audit_entries(admin_client: Client,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # "delete selected" writes the entries, then deletes: one transaction, so a failed deletion
+    # takes its entries with it (Django runs list actions outside a transaction by itself)
+    from jails.admin import JailAdmin
+
+    first, second = make_jail("a"), make_jail("b")
+
+    def fail(self: JailAdmin, request: object, queryset: object) -> None:
+        raise RuntimeError("the database went away mid-delete")
+
+    monkeypatch.setattr(JailAdmin, "delete_queryset", fail)
+    with pytest.raises(RuntimeError):
+        admin_client.post("/admin/jails/jail/", {"action": "delete_selected", "post": "yes",
+                                                 "_selected_action": [first.pk, second.pk]})
+
+    assert Jail.objects.count() == 2
+    assert not AuditEntry.objects.filter(action="jail.delete").exists()
+
+
 def test_it_audits_users_made_in_django_admin_without_their_password_hash(admin_client: Client) -> None:
     response = admin_client.post("/admin/auth/user/add/", {
         "username": "newbie", "password1": "a-long-enough-passphrase-7", "password2": "a-long-enough-passphrase-7",

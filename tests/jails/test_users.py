@@ -127,3 +127,102 @@ def test_it_refuses_an_unknown_role(boss: User) -> None:
     olga = user_with("olga", "operator")
     client_for(boss).post(f"/users/{olga.pk}/role/", {"role": "god"})
     assert role_of(User.objects.get(pk=olga.pk)) == Role.OPERATOR
+
+
+# --- superusers and two admins at once --------------------------------------------------------------
+
+
+def test_only_a_superuser_may_change_a_superuser(boss: User) -> None:
+    root = User.objects.create_superuser("root", "", GOOD_PASSWORD)
+    client = client_for(boss)
+
+    deactivated = client.post(f"/users/{root.pk}/active/", {"active": "0"}, follow=True)
+    demoted = client.post(f"/users/{root.pk}/role/", {"role": "viewer"}, follow=True)
+
+    for response in (deactivated, demoted):
+        assert "only a superuser may change a superuser" in response.content.decode()
+    root.refresh_from_db()
+    assert root.is_active and root.is_superuser and not AuditEntry.objects.exists()
+
+
+def test_a_superuser_may_deactivate_another_superuser(boss: User) -> None:
+    root = User.objects.create_superuser("root", "", GOOD_PASSWORD)
+    other = User.objects.create_superuser("root2", "", GOOD_PASSWORD)
+
+    client_for(root).post(f"/users/{other.pk}/active/", {"active": "0"})
+
+    other.refresh_from_db()
+    assert not other.is_active and AuditEntry.objects.get().action == "user.deactivate"
+
+
+def test_the_admins_are_locked_in_the_transaction_before_the_check(boss: User,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import connection
+
+    from jails import views_access
+
+    second = user_with("second", "admin")
+    root = User.objects.create_superuser("root", "", GOOD_PASSWORD)
+    retired = user_with("retired", "admin")
+    retired.is_active = False
+    retired.save()
+    user_with("olga", "operator")
+    seen: list[tuple[bool, list[int]]] = []
+    real_lock = views_access.lock_admins
+
+    def spy() -> list[int]:
+        seen.append((connection.in_atomic_block, real_lock()))
+        return seen[-1][1]
+
+    monkeypatch.setattr(views_access, "lock_admins", spy)
+
+    client_for(boss).post(f"/users/{second.pk}/active/", {"active": "0"})
+    client_for(boss).post(f"/users/{boss.pk}/role/", {"role": "operator"})  # refused: the last admin
+
+    query = views_access.active_admins().select_for_update().query
+    assert query.select_for_update and not query.distinct  # PostgreSQL refuses FOR UPDATE with DISTINCT
+    assert seen == [(True, sorted([boss.pk, second.pk, root.pk])), (True, sorted([boss.pk, root.pk]))]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_removing_each_other_at_once_leave_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from django.db import connection
+
+    from jails import views_access
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (SQLite runs one writer at a time anyway)")
+    alice, bob = user_with("alice", "admin"), user_with("bob", "admin")
+    clients = {alice.pk: client_for(alice), bob.pk: client_for(bob)}
+    # without the lock both requests would pass the check before either writes: hold each one after
+    # its check until the other has checked too, or for two seconds (the locked one never gets there)
+    both_checked = threading.Barrier(2, timeout=2)
+    real_check = views_access.leaves_no_admin
+
+    def check_then_wait(user: User) -> bool:
+        answer = real_check(user)
+        try:
+            both_checked.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return answer
+
+    monkeypatch.setattr(views_access, "leaves_no_admin", check_then_wait)
+
+    def deactivate(actor: User, target: User) -> None:
+        try:
+            clients[actor.pk].post(f"/users/{target.pk}/active/", {"active": "0"})
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deactivate, args=pair) for pair in ((alice, bob), (bob, alice))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert User.objects.filter(username__in=["alice", "bob"], is_active=True).count() == 1
+    assert AuditEntry.objects.filter(action="user.deactivate").count() == 1

@@ -1,0 +1,206 @@
+"""A jail's ignore list (ignoreip): every role reads it, operators add and remove entries.
+
+Admins edit ignoreip in the jail's full form too; this page is the operator's door to it alone.
+Entries are checked exactly as the jail form checks them (an address, a CIDR network or a host
+name; IPv4-mapped IPv6 written as the IPv4 it is). Every change locks the jail's row, is audited
+as "jail.ignoreip" with the whole list before and after, and saves `updated_at`, which is how the
+log followers notice it (they re-read the jails every few seconds). An entry only stops new bans:
+a ban already in force stays, so the page points the operator to the bans it covers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_http_methods
+
+from bans.models import Ban
+from jails import audit, validators
+from jails.forms import LinesField, ipv4_unmapped
+from jails.models import Jail
+from jails.roles import Role, has_role, role_required
+from jails.views import APPLIES_SOON
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Bans named on the page when a new entry covers addresses banned now (the ban list has the rest).
+MAX_COVERED_SHOWN = 20
+MAX_ENTRY_TEXT = 2000  # one submission: a few entries separated by spaces or commas
+
+
+class IgnoreAddForm(forms.Form):
+    """New entries, one or several (separated by spaces, commas or lines, as in the jail form)."""
+
+    entry = LinesField(words=True, max_length=MAX_ENTRY_TEXT, label="Add",
+                       widget=forms.TextInput(attrs={"spellcheck": "false", "size": 30, "autocomplete": "off",
+                                                     "aria-describedby": "id_entry-help"}),
+                       help_text="An address (192.0.2.7), a network (192.0.2.0/24, 2001:db8::/32) or a host name.")
+
+    def clean_entry(self) -> list[str]:
+        """jails.validators (the model's check) on JailForm.clean_ignoreip's spelling of each entry."""
+        entries = [ipv4_unmapped(text) for text in self.cleaned_data["entry"]]
+        if not entries:
+            raise ValidationError("Write an address, a network or a host name.")
+        for text in entries:
+            validators.validate_ignore_entry(text)
+        return list(dict.fromkeys(entries))
+
+
+@dataclass
+class Covered:
+    """The live bans of the jail that an entry overlaps (a few of them, and how many in all)."""
+
+    entry: str
+    bans: list[Ban]
+    count: int
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def entry_rows(jail: Jail) -> list[dict[str, Any]]:
+    """Each entry with what it is: a host name is kept but never looked up (no DNS), so it matches nothing."""
+    rows = []
+    for text in jail.ignoreip:
+        network = network_of(text)
+        kind = "host name" if network is None else "address" if network.num_addresses == 1 else "network"
+        rows.append({"text": text, "kind": kind})
+    return rows
+
+
+def network_of(entry: str) -> Network | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
+
+
+def same_entry_key(entry: str) -> object:
+    """What makes two entries the same: the network (192.0.2.1 = 192.0.2.1/32), or the host name."""
+    return network_of(entry) or entry.lower().rstrip(".")
+
+
+def covered_bans(jail: Jail, entry: str) -> Covered | None:
+    """The bans in force in `jail` whose network overlaps `entry` (None for a host name or none).
+
+    Scans only this jail's live bans of the entry's family, and keeps a few of them for the page.
+    """
+    network = network_of(entry)
+    if network is None:
+        return None
+    live = Ban.objects.filter(jail_name=jail.name, state__in=Ban.LIVE_STATES, family=network.version)
+    found: list[int] = []
+    count = 0
+    for pk, text in live.order_by("network", "pk").values_list("pk", "network").iterator(chunk_size=2000):
+        banned = network_of(text)
+        if banned is not None and banned.version == network.version and banned.overlaps(network):
+            count += 1
+            if len(found) < MAX_COVERED_SHOWN:
+                found.append(pk)
+    if not count:
+        return None
+    by_pk = Ban.objects.in_bulk(found)
+    return Covered(entry=entry, bans=[by_pk[pk] for pk in found if pk in by_pk], count=count)
+
+
+def render_editor(request: HttpRequest, jail: Jail, form: IgnoreAddForm, *, added: list[str] | None = None,
+                  status_text: str = "", status_kind: str = "success", status: int = 200) -> HttpResponse:
+    covered = [found for found in (covered_bans(jail, entry) for entry in added or []) if found is not None]
+    context = {
+        "jail": jail, "entries": entry_rows(jail), "form": form, "covered": covered,
+        "status_text": status_text, "status_kind": status_kind, "applies_soon": APPLIES_SOON,
+        "can_edit": has_role(request.user, Role.OPERATOR),
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        # 200 even for a refused entry: htmx swaps only successful answers, and the error is in it
+        return render(request, "jails/ignore.html#ignore-editor", context)
+    return render(request, "jails/ignore.html", context, status=status)
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.VIEWER)
+def jail_ignore(request: HttpRequest, name: str) -> HttpResponse:
+    """GET: the list (any role). POST action=add|remove: a change (operator)."""
+    if request.method == "POST":
+        if not has_role(request.user, Role.OPERATOR):
+            raise PermissionDenied("changing an ignore list needs the operator role")
+        return change_ignore_list(request, name)
+    jail = get_object_or_404(Jail, name=name)
+    # ?added= comes from the redirect after an add: name the bans the new entries cover
+    added = [text for text in request.GET.getlist("added")[:MAX_COVERED_SHOWN] if text in jail.ignoreip]
+    return render_editor(request, jail, IgnoreAddForm(), added=added)
+
+
+def change_ignore_list(request: HttpRequest, name: str) -> HttpResponse:
+    action = request.POST.get("action")
+    if action == "add":
+        return add_entries(request, name)
+    if action == "remove":
+        return remove_entry(request, name)
+    return HttpResponse("action must be add or remove", status=400, content_type="text/plain")
+
+
+def add_entries(request: HttpRequest, name: str) -> HttpResponse:
+    form = IgnoreAddForm(request.POST)
+    if not form.is_valid():
+        jail = get_object_or_404(Jail, name=name)
+        return render_editor(request, jail, form, status=400)
+    with transaction.atomic():
+        jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
+        before = list(jail.ignoreip)
+        listed = {same_entry_key(text) for text in before}
+        new = [text for text in form.cleaned_data["entry"] if same_entry_key(text) not in listed]
+        if new:
+            save_list(request, jail, before, before + new)
+    already = [text for text in form.cleaned_data["entry"] if text not in new]
+    said = []
+    if new:
+        said.append(f"Added {', '.join(new)} to the ignore list of {jail.name}. {APPLIES_SOON}")
+    if already:
+        said.append(f"Already listed: {', '.join(already)}.")
+    if request.htmx:  # type: ignore[attr-defined]
+        return render_editor(request, jail, IgnoreAddForm(), added=new, status_text=" ".join(said),
+                             status_kind="success" if new else "info")
+    (messages.success if new else messages.info)(request, " ".join(said))
+    query = f"?{urlencode({'added': new}, doseq=True)}" if new else ""
+    return redirect(reverse("jail_ignore", args=[jail.name]) + query)
+
+
+def remove_entry(request: HttpRequest, name: str) -> HttpResponse:
+    text = request.POST.get("entry", "")[:MAX_ENTRY_TEXT]
+    with transaction.atomic():
+        jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
+        before = list(jail.ignoreip)
+        after = [entry for entry in before if entry != text]  # duplicates (from an import) go together
+        if after != before:
+            save_list(request, jail, before, after)
+    removed = after != before
+    if removed:
+        said = f"Removed {text} from the ignore list of {jail.name}. {APPLIES_SOON}"
+    else:
+        said = f"{text} is not in the ignore list of {jail.name} (any more): nothing to remove."
+    if request.htmx:  # type: ignore[attr-defined]
+        return render_editor(request, jail, IgnoreAddForm(), status_text=said,
+                             status_kind="success" if removed else "warning")
+    (messages.success if removed else messages.warning)(request, said)
+    return redirect("jail_ignore", name=jail.name)
+
+
+def save_list(request: HttpRequest, jail: Jail, before: list[str], after: list[str]) -> None:
+    """Save the new list (with updated_at: the followers reload a jail whose stamp moved) and audit it.
+    The caller holds the jail's row lock, inside its transaction."""
+    jail.ignoreip = after
+    jail.save(update_fields=["ignoreip", "updated_at"])
+    audit.record(request, "jail.ignoreip", jail, before=before, after=after)
