@@ -17,7 +17,8 @@ Two rules of nftables shape the planning:
   such an add is refused up front, naming both, instead of failing the whole batch in the kernel;
 - adding an element that exists leaves its timeout alone on older kernels, and deleting one that is
   not there fails the batch; so each call reads the sets first and refreshes by delete + add (or
-  rewrites the set in the same transaction when many elements go: see element_commands).
+  rewrites the set in the same transaction when many elements go: see element_commands). New bans
+  skip the read: they are created in a batch the kernel refuses whole if one exists after all.
 """
 
 from __future__ import annotations
@@ -450,7 +451,10 @@ class NftablesBackend:
     """Our table in the kernel, through libnftables' JSON API. Create it in the process that uses it
     (after a worker's fork, not before).
 
-    Each call reads the table, then writes one batch. Calls are serialised between threads (a lock)
+    Each call reads the table, then writes one batch, except the common ones that need not: adding
+    bans that are not in the kernel yet (created in one batch, which the kernel refuses whole if one
+    is there after all; then the call reads and plans as any other), and sync_rules() with the rules
+    it wrote last (it checks the chain only). Calls are serialised between threads (a lock)
     and between processes (flock on `lock_path`, by default one file per table and network
     namespace under /run/lock), so two workers never write from the same stale read.
 
@@ -466,31 +470,45 @@ class NftablesBackend:
         self._nft = _open_libnftables()
         self._thread_lock = threading.Lock()
         self._specs: list[nft.RuleSpec] | None = None  # of the last sync_rules()
+        # The last call was sync_rules(), which found the rules in place: the apply() that follows (as
+        # bans.sync calls them) need not list the chain again (with thousands of bans that takes ~50 ms).
+        self._rules_checked = False
         self._run([nft.list_tables()])  # fails now, clearly, without CAP_NET_ADMIN or nf_tables
 
     def sync_rules(self, jails: Sequence[JailRules]) -> None:
+        """Write the structure, unless it is the one this backend wrote last and its chain still holds
+        all its rules (the chain is listed, not the sets: with thousands of bans, reading those back is
+        what cost). reconcile() rewrites the rules whatever they look like."""
         specs = rule_specs(jails)
         with self._exclusive():
-            self._retrying(lambda: self._sync(specs))
-            self._specs = specs
+            if specs != self._specs or not self._rules_in_place(specs):
+                self._retrying(lambda: self._sync(specs))
+                self._specs = specs
+            self._rules_checked = True
 
     def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
         if not add and not remove:
             return
         with self._exclusive():
+            checked, self._rules_checked = self._rules_checked, False
+            if not remove and self._add_new(add, rules_checked=checked):
+                return
             self._retrying(lambda: self._apply_once(add, remove))
 
     def snapshot(self) -> State:
         with self._exclusive():
+            self._rules_checked = False
             table = self._read()
         return {} if table is None else _state_of(table)
 
     def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
         with self._exclusive():
+            self._rules_checked = False
             return self._retrying(lambda: self._reconcile_once(desired))
 
     def teardown(self) -> None:
         with self._exclusive():
+            self._rules_checked = False
             self._specs = None
             try:
                 self._run([nft.delete_table(self.table)])
@@ -543,6 +561,38 @@ class NftablesBackend:
             raise FirewallError(f"There is no table {nft.FAMILY} {self.table}: call sync_rules() first.",
                                 permanent=True)
         return table
+
+    def _rules_in_place(self, specs: Sequence[nft.RuleSpec]) -> bool:
+        try:
+            chain = nft.parse_table(self._run([nft.list_chain(self.table)]))
+        except _RaceError:
+            return False  # no table or no chain
+        return chain.chain is not None and chain.rule_count == nft.rule_count(specs)
+
+    def _add_new(self, add: Sequence[BanEntry], *, rules_checked: bool) -> bool:
+        """New bans (the usual case) without reading the sets: one batch that creates the elements,
+        refused by the kernel as a whole if one is there already or overlaps one ("File exists",
+        "interval overlaps") or a set is missing. True when done; False: nothing was changed and the
+        careful path (read, plan, refresh timeouts, name the overlaps) must do it."""
+        if self._specs is None or not (rules_checked or self._rules_in_place(self._specs)):
+            return False
+        wanted: dict[tuple[str, IPNetwork], BanEntry] = {}
+        for entry in add:
+            wanted[(entry.jail, entry.network)] = entry  # the last one given wins, as in plan_apply
+        _, refused = _fit({}, _widest_first(wanted.values()))
+        if refused:
+            return False
+        elements: dict[str, list[Any]] = {}
+        for entry in wanted.values():
+            name = nft.set_name(_set_base_of(entry.jail), entry.network.version)
+            elements.setdefault(name, []).append(nft.element(entry.network, entry.timeout))
+        try:
+            self._run([nft.create_elements(self.table, name, values) for name, values in sorted(elements.items())])
+        except FirewallError:
+            # Atomic: nothing changed. Also "No buffer space available": the kernel answers each of the
+            # batch's netlink messages that failed, and thousands of refused elements overflow the socket.
+            return False
+        return True
 
     def _apply_once(self, add: Sequence[BanEntry], remove: Sequence[BanEntry]) -> None:
         table = self._table_for_elements()

@@ -32,6 +32,7 @@ __all__ = [
     "RuleSpec",
     "TableState",
     "add_elements",
+    "create_elements",
     "delete_elements",
     "delete_table",
     "element",
@@ -39,6 +40,7 @@ __all__ = [
     "flush_set",
     "jail_from_set_base",
     "jail_set_base",
+    "list_chain",
     "list_table",
     "list_tables",
     "parse_elements",
@@ -169,6 +171,11 @@ def add_elements(table: str, name: str, elements: Sequence[str | dict[str, Any]]
     return {"add": {"element": {**_set_ref(table, name), "elem": list(elements)}}}
 
 
+def create_elements(table: str, name: str, elements: Sequence[str | dict[str, Any]]) -> Command:
+    """Like add_elements, but the batch fails ("File exists", "interval overlaps") if one is there already."""
+    return {"create": {"element": {**_set_ref(table, name), "elem": list(elements)}}}
+
+
 def flush_set(table: str, name: str) -> Command:
     return {"flush": {"set": _set_ref(table, name)}}
 
@@ -198,6 +205,12 @@ def list_tables() -> Command:
 
 def list_table(table: str) -> Command:
     return {"list": {"table": {"family": FAMILY, "name": table}}}
+
+
+def list_chain(table: str) -> Command:
+    """Our chain and its rules, without the sets' elements (libnftables 1.0.6 still fetches those: with
+    10,000 bans ~50 ms, a quarter of listing the table)."""
+    return {"list": {"chain": {"family": FAMILY, "table": table, "name": CHAIN}}}
 
 
 def delete_table(table: str) -> Command:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
+from django.db import transaction
 from django.utils import timezone
 
 from bans import policy
@@ -24,6 +25,10 @@ from jails.models import Jail
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
 INCREMENT_MEMORY = dt.timedelta(days=7)
 LOOPBACKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# Addresses per `IN (...)` list: under SQLite's bound-parameter limit with room for the query's others.
+IN_CHUNK = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,27 +85,37 @@ def record_failures(
     catching_up: bool,
     host: str = "local",
 ) -> Decision:
-    """Count failures for one jail and create the bans they earn. Call inside a transaction."""
+    """Count failures for one jail and create the bans they earn. Call inside a transaction.
+
+    Set-based, because a ban storm brings thousands of failures per read: the tallies of every
+    address in the call are read at once, the failures are counted in memory in their order by the
+    same rules as one at a time (`policy.add_failure`), then tallies, failures and bans are written
+    in bulk: a handful of statements per call, whatever its size. The firewall worker is asked once.
+    """
     decision = Decision()
-    failures: list[Failure] = []
+    reasons: dict[str, str | None] = {}
+    ignored: dict[str, str] = {}  # address -> why, the first reason seen
+    counted: list[tuple[str, float, Observed]] = []
     for item in observed:
         address = parse_address(item.host)
         when = event_time(item.time, now, catching_up, jail.findtime)
         if address is None or when is None:
             decision.skipped += 1
             continue
-        reason = ignore_reason(jail, address, own_addresses)
+        if address not in reasons:
+            reasons[address] = ignore_reason(jail, address, own_addresses)
+        reason = reasons[address]
         if reason is not None:
-            note_ignored(jail, address, reason, now)
+            ignored.setdefault(address, reason)
             decision.ignored += 1
             continue
-        failures.append(Failure(jail=jail, address=address, time=aware(when), line="\n".join(item.lines),
-                                fields=item.fields))
-        decision.counted += 1
-        ban = count_failure(jail, address, when, item.lines, now=now, host=host)
-        if ban is not None:
-            decision.bans.append(ban)
-    Failure.objects.bulk_create(failures)
+        counted.append((address, when, item))
+    note_ignored_all(jail, ignored, now)
+    earned = count_failures(jail, counted, now=now)
+    Failure.objects.bulk_create([Failure(jail=jail, address=address, time=aware(when), line="\n".join(item.lines),
+                                         fields=item.fields) for address, when, item in counted])
+    decision.counted = len(counted)
+    decision.bans = create_jail_bans(jail, earned, now=now, host=host)
     return decision
 
 
@@ -119,24 +134,59 @@ def ignore_reason(jail: Jail, address: str, own_addresses: Sequence[str]) -> str
 
 def note_ignored(jail: Jail, address: str, reason: str, now: float) -> None:
     """Record why an address was not counted, once per findtime, so the record stays readable."""
+    note_ignored_all(jail, {address: reason}, now)
+
+
+def note_ignored_all(jail: Jail, reasons: Mapping[str, str], now: float) -> None:
+    """`note_ignored` for many addresses: one query for those noted within findtime, one insert."""
+    if not reasons:
+        return
     since = aware(now - jail.findtime)
-    if not Ignored.objects.filter(jail=jail, address=address, time__gte=since).exists():
-        Ignored.objects.create(jail=jail, address=address, reason=reason, time=aware(now))
+    noted: set[str] = set()
+    for chunk in chunks(list(reasons)):
+        noted.update(Ignored.objects.filter(jail=jail, address__in=chunk, time__gte=since)
+                     .values_list("address", flat=True))
+    Ignored.objects.bulk_create([Ignored(jail=jail, address=address, reason=reason, time=aware(now))
+                                 for address, reason in reasons.items() if address not in noted])
 
 
-def count_failure(jail: Jail, address: str, when: float, lines: Sequence[str], *, now: float,
-                  host: str) -> Ban | None:
-    row = Tally.objects.select_for_update().filter(jail=jail, address=address).first()
-    before = to_policy_tally(row) if row else None
-    event = policy.FailureEvent(address=address, time=when, attempts=1, line="\n".join(lines))
-    after, ban_now = policy.add_failure(before, event, findtime=jail.findtime, maxretry=jail.maxretry,
-                                        maxmatches=jail.maxmatches, now=now)
-    if ban_now and after is not None:
-        if row:
-            row.delete()
-        return create_jail_ban(jail, address, after.matches, now=now, host=host)
-    save_tally(jail, row, after)
-    return None
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], *,
+                   now: float) -> list[tuple[str, list[str]]]:
+    """Count the failures into the addresses' tallies, in order; store the tallies that remain.
+
+    Returns (address, evidence) for each address that reached maxretry: fail2ban forgets a banned
+    address's failures, so its tally is gone and a later failure in the same call starts a new one
+    (the live ban it now has keeps that one from banning twice: create_jail_bans)."""
+    addresses = list(dict.fromkeys(address for address, _, _ in counted))
+    rows: dict[str, Tally] = {}
+    for chunk in chunks(addresses):
+        locked = Tally.objects.select_for_update().filter(jail=jail, address__in=chunk)
+        rows.update((row.address, row) for row in locked)
+    tallies: dict[str, policy.Tally | None] = {address: to_policy_tally(row) for address, row in rows.items()}
+    earned: list[tuple[str, list[str]]] = []
+    for address, when, item in counted:
+        event = policy.FailureEvent(address=address, time=when, attempts=1, line="\n".join(item.lines))
+        after, ban_now = policy.add_failure(tallies.get(address), event, findtime=jail.findtime,
+                                            maxretry=jail.maxretry, maxmatches=jail.maxmatches, now=now)
+        if ban_now and after is not None:
+            earned.append((address, after.matches))
+            after = None
+        tallies[address] = as_stored(after)
+    save_tallies(jail, rows, tallies)
+    return earned
+
+
+def as_stored(tally: policy.Tally | None) -> policy.Tally | None:
+    """The tally as it reads back from the database (times to the microsecond), so counting a call's
+    failures in memory gives exactly what storing and reading the tally after each one gave."""
+    if tally is None:
+        return None
+    return replace(tally, first_time=aware(tally.first_time).timestamp(), last_time=aware(tally.last_time).timestamp())
 
 
 def to_policy_tally(row: Tally) -> policy.Tally:
@@ -144,14 +194,16 @@ def to_policy_tally(row: Tally) -> policy.Tally:
                         last_time=row.last_time.timestamp(), count=row.count, matches=list(row.matches))
 
 
-def save_tally(jail: Jail, row: Tally | None, tally: policy.Tally | None) -> None:
-    if tally is None:
-        if row is not None:
-            row.delete()
-        return
-    values = {"first_time": aware(tally.first_time), "last_time": aware(tally.last_time), "count": tally.count,
-              "matches": tally.matches}
-    Tally.objects.update_or_create(jail=jail, address=tally.address, defaults=values)
+def save_tallies(jail: Jail, rows: Mapping[str, Tally], tallies: Mapping[str, policy.Tally | None]) -> None:
+    """Delete the tallies that ended (banned, or forgotten), insert or update the others (one upsert)."""
+    gone = [rows[address].pk for address, tally in tallies.items() if tally is None and address in rows]
+    for chunk in chunks(gone):
+        Tally.objects.filter(pk__in=chunk).delete()
+    kept = [Tally(jail=jail, address=tally.address, first_time=aware(tally.first_time),
+                  last_time=aware(tally.last_time), count=tally.count, matches=tally.matches)
+            for tally in tallies.values() if tally is not None]
+    Tally.objects.bulk_create(kept, update_conflicts=True, unique_fields=["jail", "address"],
+                              update_fields=["first_time", "last_time", "count", "matches"])
 
 
 def increment_settings(jail: Jail) -> policy.IncrementSettings:
@@ -167,45 +219,106 @@ def increment_settings(jail: Jail) -> policy.IncrementSettings:
 
 
 def earlier_bans(network: str, jail: Jail, now: float) -> int:
+    return earlier_bans_of([network], jail, now)[network]
+
+
+def earlier_bans_of(networks: Sequence[str], jail: Jail, now: float) -> dict[str, int]:
+    """`earlier_bans` of many networks (one query per IN_CHUNK networks)."""
     since = aware(now) - INCREMENT_MEMORY
-    jails = Ban.objects.filter(network=network, started_at__gte=since).values_list("jail_name", flat=True)
-    return policy.earlier_ban_count(jails, jail.name, overalljails=jail.bantime_overalljails)
+    jails: dict[str, list[str]] = {network: [] for network in networks}
+    for chunk in chunks(networks):
+        for network, jail_name in Ban.objects.filter(network__in=chunk, started_at__gte=since).values_list(
+                "network", "jail_name"):
+            jails[network].append(jail_name)
+    return {network: policy.earlier_ban_count(names, jail.name, overalljails=jail.bantime_overalljails)
+            for network, names in jails.items()}
 
 
 def live_ban(jail_name: str, network: str, host: str) -> Ban | None:
-    return Ban.objects.filter(jail_name=jail_name, network=network, host=host,
-                              state__in=[*Ban.LIVE_STATES, Ban.State.LIFTING]).first()
+    return live_bans(jail_name, [network], host).get(network)
 
 
-def create_jail_ban(jail: Jail, address: str, evidence: Sequence[str], *, now: float, host: str) -> Ban | None:
-    network = network_of(address)
-    if live_ban(jail.name, network, host) is not None:
-        return None  # already banned here: a late failure of a banned address changes nothing
-    count = earlier_bans(network, jail, now)
-    bantime = policy.next_bantime(jail.bantime, count, increment_settings(jail))
-    ban = new_ban(jail.name, network, bantime, now=now, host=host, jail=jail, origin=Ban.Origin.JAIL,
-                  earlier=count, evidence=list(evidence))
-    request_firewall_sync(host)
-    return ban
+def live_bans(jail_name: str, networks: Sequence[str], host: str) -> dict[str, Ban]:
+    """The bans of `networks` in force (or being lifted) in a jail on a host, by network."""
+    found: dict[str, Ban] = {}
+    for chunk in chunks(networks):
+        found.update((ban.network, ban) for ban in Ban.objects.filter(
+            jail_name=jail_name, network__in=chunk, host=host, state__in=[*Ban.LIVE_STATES, Ban.State.LIFTING]))
+    return found
+
+
+def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *, now: float,
+                     host: str) -> list[Ban]:
+    """PENDING bans for the addresses that reached maxretry, in bulk; an address already banned here
+    is left alone (a late failure of a banned address changes nothing)."""
+    if not earned:
+        return []
+    networks = list(dict.fromkeys(network_of(address) for address, _ in earned))
+    live = live_bans(jail.name, networks, host)
+    counts = earlier_bans_of([n for n in networks if n not in live], jail, now)
+    settings = increment_settings(jail)
+    bans: list[Ban] = []
+    for address, evidence in earned:
+        network = network_of(address)
+        if network in live:
+            continue
+        count = counts[network]
+        bans.append(build_ban(jail.name, network, policy.next_bantime(jail.bantime, count, settings), now=now,
+                              host=host, jail=jail, origin=Ban.Origin.JAIL, earlier=count, evidence=list(evidence)))
+        live[network] = bans[-1]
+    if bans:
+        Ban.objects.bulk_create(bans)
+        request_firewall_sync(host)
+    return bans
 
 
 def new_ban(jail_name: str, network: str, bantime: int, *, now: float, host: str, jail: Jail | None,
             origin: str, earlier: int = 0, evidence: list[str] | None = None, reason: str = "",
             user: Any = None) -> Ban:
+    ban = build_ban(jail_name, network, bantime, now=now, host=host, jail=jail, origin=origin, earlier=earlier,
+                    evidence=evidence, reason=reason, user=user)
+    ban.save(force_insert=True)
+    return ban
+
+
+def build_ban(jail_name: str, network: str, bantime: int, *, now: float, host: str, jail: Jail | None,
+              origin: str, earlier: int = 0, evidence: list[str] | None = None, reason: str = "",
+              user: Any = None) -> Ban:
+    """A PENDING ban, not saved yet."""
     started = aware(now)
     expires = None if bantime == -1 else started + dt.timedelta(seconds=bantime)
-    return Ban.objects.create(
+    return Ban(
         jail=jail, jail_name=jail_name, network=network, family=ipaddress.ip_network(network).version,
         host=host, started_at=started, expires_at=expires, bantime=bantime, earlier_bans=earlier,
         evidence=evidence or [], origin=origin, reason=reason, created_by=user, state=Ban.State.PENDING,
     )
 
 
-def request_firewall_sync(host: str) -> None:
-    """Ask the firewall worker of `host` to apply what is pending, once this transaction commits."""
-    from bans import tasks  # bans.tasks imports this module
+class FirewallSyncRequest:
+    """The on-commit callback that asks `host`'s firewall worker to apply what is pending. A class,
+    so that a transaction can see it already holds one for the host (request_firewall_sync)."""
 
-    tasks.sync_firewall.apply_async_on_commit(kwargs={"host": host}, queue=tasks.firewall_queue(host))
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def __call__(self) -> None:
+        from bans import tasks  # bans.tasks imports this module
+
+        tasks.sync_firewall.apply_async(kwargs={"host": self.host}, queue=tasks.firewall_queue(self.host))
+
+
+def request_firewall_sync(host: str) -> None:
+    """Ask the firewall worker of `host` to apply what is pending, once this transaction commits;
+    once per transaction and host, however many bans it made (one run claims them all).
+
+    A request already registered in this transaction is kept by every rollback that would drop a new
+    one (Django drops the callbacks of a savepoint rolled back; the ones before it stay), so reusing
+    it never loses a request."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(isinstance(func, FirewallSyncRequest) and func.host == host
+                                          for _, func, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(FirewallSyncRequest(host))
 
 
 def now_epoch() -> float:

@@ -21,11 +21,14 @@ from django.utils import timezone
 
 from bans.firewall import BLOCKLIST, BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult
 from bans.models import Ban
+from bans.services import chunks
 from jails.models import Jail
 
 RETRY_BASE_SECONDS = 5
 RETRY_MAX_SECONDS = 300
 PERMANENT_RETRY_SECONDS = 900  # the admin may fix it (load nf_tables, grant CAP_NET_ADMIN)
+# What applying needs of a Ban (a storm claims thousands: their evidence is not read back)
+APPLY_FIELDS = ("pk", "jail", "jail_name", "network", "expires_at", "apply_attempts")
 
 
 @dataclass
@@ -67,15 +70,18 @@ def claim(host: str, now: dt.datetime) -> list[Ban]:
     ids = list(Ban.objects.filter(due, host=host).values_list("pk", flat=True))
     if not ids:
         return []
-    Ban.objects.filter(due, pk__in=ids).update(state=Ban.State.APPLYING)
-    return list(Ban.objects.filter(pk__in=ids, state=Ban.State.APPLYING).select_related("jail"))
+    claimed: list[Ban] = []
+    for chunk in chunks(ids):
+        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING)
+        claimed.extend(Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).only(*APPLY_FIELDS))
+    return claimed
 
 
 def apply_pending(host: str, backend: FirewallBackend, now: dt.datetime | None = None) -> SyncReport:
     now = now or timezone.now()
     report = SyncReport(expired=expire_due(host, now))
     claimed = claim(host, now)
-    lifting = list(Ban.objects.filter(host=host, state=Ban.State.LIFTING))
+    lifting = list(Ban.objects.filter(host=host, state=Ban.State.LIFTING).only(*APPLY_FIELDS))
     if not claimed and not lifting:
         return report
     add = entries(claimed, now)
@@ -102,33 +108,40 @@ def entries(bans: Iterable[Ban], now: dt.datetime) -> list[BanEntry]:
 
 
 def record_success(claimed: Sequence[Ban], lifting: Sequence[Ban], now: dt.datetime, report: SyncReport) -> None:
+    """The kernel has the batch: a few UPDATEs whatever its size (a ban storm applies thousands)."""
+    ran_out = {ban.pk for ban in claimed if ban.expires_at is not None and ban.expires_at <= now}
+    applied = [ban.pk for ban in claimed if ban.pk not in ran_out]
+    lifted = [ban.pk for ban in lifting]
     with transaction.atomic():
-        for ban in claimed:
-            if ban.expires_at is not None and ban.expires_at <= now:
-                Ban.objects.filter(pk=ban.pk).update(state=Ban.State.EXPIRED, ended_at=now)
-                continue
-            Ban.objects.filter(pk=ban.pk, state=Ban.State.APPLYING).update(
+        for chunk in chunks(sorted(ran_out)):
+            Ban.objects.filter(pk__in=chunk).update(state=Ban.State.EXPIRED, ended_at=now)
+        for chunk in chunks(applied):
+            Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
                 state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
-            report.applied.append(ban.pk)
-        ids = [ban.pk for ban in lifting]
-        Ban.objects.filter(pk__in=ids, state=Ban.State.LIFTING).update(state=Ban.State.LIFTED, ended_at=now)
-        report.lifted.extend(ids)
+        for chunk in chunks(lifted):
+            Ban.objects.filter(pk__in=chunk, state=Ban.State.LIFTING).update(state=Ban.State.LIFTED, ended_at=now)
+    report.applied.extend(applied)
+    report.lifted.extend(lifted)
 
 
 def record_failure(claimed: Sequence[Ban], error: FirewallError, now: dt.datetime) -> None:
-    """A refused batch: every claimed ban goes back to waiting, with the reason and a retry time."""
+    """A refused batch: every claimed ban goes back to waiting, with the reason and a retry time
+    (one UPDATE per number of earlier attempts)."""
+    by_attempts: dict[int, list[int]] = {}
     for ban in claimed:
-        attempts = ban.apply_attempts + 1
+        by_attempts.setdefault(ban.apply_attempts + 1, []).append(ban.pk)
+    for attempts, ids in by_attempts.items():
         delay = PERMANENT_RETRY_SECONDS if error.permanent else min(RETRY_MAX_SECONDS,
                                                                    RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-        Ban.objects.filter(pk=ban.pk, state=Ban.State.APPLYING).update(
-            state=Ban.State.FAILED, apply_attempts=attempts, apply_error=error.message,
-            next_attempt_at=now + dt.timedelta(seconds=delay))
+        for chunk in chunks(ids):
+            Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
+                state=Ban.State.FAILED, apply_attempts=attempts, apply_error=error.message,
+                next_attempt_at=now + dt.timedelta(seconds=delay))
 
 
 def desired(host: str, now: dt.datetime) -> list[BanEntry]:
     """What the kernel must hold: every ban that is in force (applied or about to be)."""
-    live = Ban.objects.filter(host=host, state__in=[Ban.State.ACTIVE, Ban.State.APPLYING]).select_related("jail")
+    live = Ban.objects.filter(host=host, state__in=[Ban.State.ACTIVE, Ban.State.APPLYING]).only(*APPLY_FIELDS)
     return entries(live, now)
 
 

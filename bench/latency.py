@@ -32,7 +32,7 @@ Phases (each reported with the load average and the CPU seconds each process use
 For every ban the time is also split with the Ban row's own stamps: write -> the read that found
 it started (Ban.started_at: wake-up and waiting behind other reads), -> the firewall worker's
 apply started (Ban.applied_at: matching, counting, commit, Celery's message), -> in the kernel
-(claiming, nft reads and the batch).
+(claiming, the chain check and the batch).
 
 It prints a table and writes bench/results/latency.json. Figures, not assertions.
 """
@@ -210,7 +210,9 @@ def _added_addresses(line: str) -> Iterator[str]:
         event = json.loads(line)
     except ValueError:
         return
-    element = event.get("add", {}).get("element") if isinstance(event, dict) else None
+    # "create" when the firewall created the element (new bans), "add" when it added or refreshed it
+    change = (event.get("add") or event.get("create") or {}) if isinstance(event, dict) else {}
+    element = change.get("element") if isinstance(change, dict) else None
     if not isinstance(element, dict) or element.get("table") != "ips":
         return
     for item in element.get("elem", {}).get("set", []):
@@ -415,6 +417,8 @@ def prepare_database(env: dict[str, str], logs: Path) -> None:
     django.setup()
     from jails.models import Filter, Jail
 
+    # installfilters also makes jails of its own (the panel's login log): not part of what is measured
+    Jail.objects.exclude(name__in=[name for name, *_ in JAILS]).update(enabled=False)
     for name, filter_name, log, maxretry in JAILS:
         (logs / log).touch()
         jail = Jail(name=name, enabled=True, filter=Filter.objects.get(name=filter_name), logpath=[str(logs / log)],
@@ -482,7 +486,7 @@ def followers_ready(shards: set[tuple[int, int]]) -> bool:
 
     if not shards <= follow.live_shards(follow.broker_redis()):
         return False
-    sources = list(LogSource.objects.all())
+    sources = list(LogSource.objects.filter(jail__name__in=[name for name, *_ in JAILS]))
     return len(sources) == len(JAILS) and all(s.inode is not None for s in sources)
 
 

@@ -1,10 +1,10 @@
 """Reading a jail's log sources: new lines in, failures and bans out, exactly once.
 
-`read_source` reads one source from its saved position, runs the jail's filter over the new lines,
-hands the failures to bans.services.record_failures and saves the new position, all in ONE
-transaction: after a crash either everything of a read is kept or nothing is, so no line is counted
-twice and none is lost. The row lock on the LogSource (and SQLite's single writer) means one source
-is read by one worker at a time, in order.
+`read_source` reads one source from its saved position and runs the jail's filter over the new
+lines, then, in ONE transaction, hands the failures to bans.services.record_failures and saves the
+new position: after a crash either everything of a read is kept or nothing is, so no line is
+counted twice and none is lost. The transaction locks the LogSource row and saves only if the
+position is still the one the read started from, so two readers of a source never both count it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 8 << 20
 JOURNAL_CHUNK_ENTRIES = 20_000
+# What a read starts from: a read saves only if these did not change since it began.
+POSITION_FIELDS = ("device", "inode", "offset", "head_digest", "lines_read")
 
 
 @dataclass
@@ -77,34 +79,62 @@ def position_of(source: LogSource) -> FilePosition | None:
 
 def read_source(source_id: int, *, now: float | None = None, own_addresses: list[str] | None = None,
                 max_bytes: int = READ_CHUNK_BYTES) -> ReadReport:
-    """Read what is new in one file source and act on it (one transaction)."""
+    """Read what is new in one source and act on it.
+
+    The file is read and its lines matched before the transaction, so the database's write lock
+    (SQLite) or the source's row lock is held only while failures, bans and the new position are
+    written, together. The transaction saves nothing if another reader moved the source's position
+    meanwhile (this read is then dropped and the lines are read again from the new position)."""
     now = timezone.now().timestamp() if now is None else now
-    with transaction.atomic():
-        # skip_locked: a source another worker is reading is left to it (PostgreSQL; SQLite has one writer)
-        source = (LogSource.objects.select_for_update(skip_locked=True).select_related("jail", "jail__filter")
-                  .filter(pk=source_id).first())
-        if source is None:
-            return ReadReport(events=["busy: another worker is reading this source"])
-        if source.kind == LogSource.Kind.JOURNAL:
-            return read_journal_source(source, now, own_addresses)
-        try:
-            result = read_new_lines(source.path, position_of(source), max_bytes=max_bytes,
-                                    encoding=source.jail.logencoding)
-        except SourceUnavailable as exc:
-            mark_unavailable(source, exc)
-            return ReadReport(events=[exc.reason])
-        return act_on(source, result, now, own_addresses, max_bytes)
-
-
-def act_on(source: LogSource, result: ReadResult, now: float, own_addresses: list[str] | None,
-           max_bytes: int) -> ReadReport:
-    first_read = source.inode is None
+    source = LogSource.objects.select_related("jail", "jail__filter").filter(pk=source_id).first()
+    if source is None:
+        return ReadReport(events=["gone: the source was deleted"])
+    if source.kind == LogSource.Kind.JOURNAL:
+        return read_journal_locked(source_id, now, own_addresses)
+    try:
+        result = read_new_lines(source.path, position_of(source), max_bytes=max_bytes, encoding=source.jail.logencoding)
+    except SourceUnavailable as exc:
+        mark_unavailable(source, exc)
+        return ReadReport(events=[exc.reason])
     try:
         observed = match_lines(source, result.lines, now)
     except EngineError as exc:
         source.health, source.health_reason = LogSource.Health.DEGRADED, f"filter: {exc}"
         source.save(update_fields=["health", "health_reason", "updated_at"])
         return ReadReport(events=[source.health_reason])
+    committed: list[bool] = []
+    try:
+        with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(True))  # runs before the others (the firewall's)
+            # skip_locked: a source another worker is saving is left to it (PostgreSQL; SQLite has one writer)
+            locked = (LogSource.objects.select_for_update(skip_locked=True).filter(pk=source_id)
+                      .values_list(*POSITION_FIELDS))
+            if list(locked) != [tuple(getattr(source, name) for name in POSITION_FIELDS)]:
+                forget_filter(source_id)  # as below: these lines will be read again
+                return ReadReport(events=["busy: another worker is reading this source"])
+            return act_on(source, result, observed, now, own_addresses, max_bytes)
+    except BaseException:
+        if not committed:
+            # Nothing of this read was saved and its lines will be read again: the filter's multi-line
+            # sessions, which saw them, must not see them twice (a session lost is a failure missed).
+            forget_filter(source_id)
+        raise
+
+
+def read_journal_locked(source_id: int, now: float, own_addresses: list[str] | None) -> ReadReport:
+    """The journal is read in its transaction, the source row locked, as files were before."""
+    with transaction.atomic():
+        source = (LogSource.objects.select_for_update(skip_locked=True).select_related("jail", "jail__filter")
+                  .filter(pk=source_id).first())
+        if source is None:
+            return ReadReport(events=["busy: another worker is reading this source"])
+        return read_journal_source(source, now, own_addresses)
+
+
+def act_on(source: LogSource, result: ReadResult, observed: list[Observed], now: float,
+           own_addresses: list[str] | None, max_bytes: int) -> ReadReport:
+    """Count what a read found and save the position it reached (inside the read's transaction)."""
+    first_read = source.inode is None
     read_bytes = result.position.offset - (0 if first_read else source.offset)
     catching_up = first_read or read_bytes >= max_bytes
     decision = record_failures(source.jail, observed, now=now, catching_up=catching_up, host=settings.IPS_HOST_NAME,
@@ -141,6 +171,10 @@ def read_journal_source(source: LogSource, now: float, own_addresses: list[str] 
     return ReadReport(lines=len(result.entries), decision=decision, more=len(result.entries) >= JOURNAL_CHUNK_ENTRIES)
 
 
+def forget_filter(source_id: int) -> None:
+    _compiled.pop(source_id, None)
+
+
 def match_lines(source: LogSource, lines: list[str], now: float) -> list[Observed]:
     flt = compiled_filter(source)
     observed = []
@@ -164,7 +198,7 @@ def save_position(source: LogSource, result: ReadResult, now: float) -> None:
     source.health, source.health_reason = LogSource.Health.OK, ""
     source.lines_read += len(result.lines)
     source.last_read_at = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-    source.save()
+    source.save(update_fields=[*POSITION_FIELDS, "health", "health_reason", "last_read_at", "updated_at"])
 
 
 def mark_unavailable(source: LogSource, exc: SourceUnavailable) -> None:

@@ -1,11 +1,14 @@
-"""bans.services.record_failures: failures counted per jail, bans created when earned."""
+"""bans.services.record_failures: failures counted per jail, bans created when earned, the firewall asked."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.db import transaction
 
 from bans.models import Ban, Failure, Ignored, Tally
-from bans.services import Observed, record_failures
+from bans.services import Observed, record_failures, request_firewall_sync
 from tests.bans.builders import make_jail
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +85,91 @@ def test_it_counts_ipv4_mapped_ipv6_as_ipv4() -> None:
     [ban] = record_failures(jail, fails("::ffff:203.0.113.9", 1), now=NOW, own_addresses=[],
                             catching_up=False).bans
     assert (ban.network, ban.family) == ("203.0.113.9/32", 4)
+
+
+# --- set-based counting: one call with many failures decides as one call per failure did -----------
+
+
+def one_at_a_time_and_all_at_once(reads: list[tuple[float, list[Observed]]], **options: object) -> tuple[Any, Any]:
+    """The same reads (now, failures) through two identical jails: one call per failure, then one call
+    per read."""
+    results: list[Any] = []
+    for name, per_failure in (("single", True), ("bulk", False)):
+        jail = make_jail(name, **options)
+        for now, observed in reads:
+            for call in ([[item] for item in observed] if per_failure else [observed]):
+                record_failures(jail, call, now=now, own_addresses=["192.0.2.10"], catching_up=False)
+        tallies = sorted(Tally.objects.filter(jail=jail).values_list("address", "count", "first_time", "last_time",
+                                                                      "matches"))
+        bans = sorted(Ban.objects.filter(jail_name=name).values_list("network", "bantime", "earlier_bans", "evidence"))
+        results.append((tallies, bans))
+    return results[0], results[1]
+
+
+def test_it_decides_a_whole_read_as_it_would_one_failure_at_a_time() -> None:
+    observed = []
+    for i in range(40):  # interleaved addresses, each reaching maxretry, then failing again after its ban
+        host = f"198.51.100.{i % 7}"
+        observed.append(Observed(host=host, time=NOW - 50 + i, lines=(f"line {i}",)))
+    observed += [Observed(host="192.0.2.10", time=NOW - 5), Observed(host="not-an-address", time=NOW - 5)]
+    single, bulk = one_at_a_time_and_all_at_once([(NOW, observed)], maxretry=3, maxmatches=2)
+    assert single == bulk
+    # every address banned once; after its ban the 6th failure of an address banned already drops its
+    # tally, two addresses have 5 failures and keep a tally of 2
+    assert len(bulk[1]) == 7 and [(address, count) for address, count, *_ in bulk[0]] == [
+        ("198.51.100.5", 2), ("198.51.100.6", 2)]
+
+
+def test_it_rescales_a_long_tally_in_one_read_as_fail2ban_does() -> None:
+    # each failure within findtime of the previous one, longer than findtime in all: fail2ban's estimate
+    reads = [(NOW, [Observed(ATTACKER, NOW - 10), Observed(ATTACKER, NOW - 5)]),
+             (NOW + 14, [Observed(ATTACKER, NOW + 12), Observed(ATTACKER, NOW + 14)])]
+    single, bulk = one_at_a_time_and_all_at_once(reads, maxretry=10, findtime=20)
+    assert single == bulk
+    assert bulk[0][0][1] == 4  # 2 rescaled to round(2/22*20) = 2, +1; then round(3/22*20) = 3, +1
+
+
+def test_it_notes_an_ignored_address_once_per_findtime() -> None:
+    jail = make_jail(maxretry=1, ignoreip=["203.0.113.0/24"])
+    record_failures(jail, fails(ATTACKER, 3) + fails("203.0.113.10", 2), now=NOW, own_addresses=[],
+                    catching_up=False)
+    record_failures(jail, fails(ATTACKER, 1), now=NOW + 10, own_addresses=[], catching_up=False)
+    assert sorted(Ignored.objects.values_list("address", flat=True)) == ["203.0.113.10", ATTACKER]
+
+
+def test_it_asks_the_firewall_once_per_transaction_however_many_bans(  # type: ignore[no-untyped-def]
+        django_capture_on_commit_callbacks) -> None:
+    jail = make_jail(maxretry=1)
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        decision = record_failures(jail, [Observed(f"198.51.100.{i}", NOW - 1) for i in range(1, 51)], now=NOW,
+                                   own_addresses=[], catching_up=False)
+        record_failures(jail, [Observed("198.51.100.77", NOW - 1)], now=NOW, own_addresses=[], catching_up=False)
+    assert len(decision.bans) == 50 and all(ban.pk for ban in decision.bans)
+    assert len(callbacks) == 1
+
+
+def test_it_keeps_the_firewall_request_when_a_later_savepoint_rolls_back(  # type: ignore[no-untyped-def]
+        django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        with transaction.atomic():
+            request_firewall_sync("local")
+        try:
+            with transaction.atomic():
+                request_firewall_sync("local")
+                request_firewall_sync("web2")
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+    assert [callback.host for callback in callbacks] == ["local"]
+
+
+def test_it_asks_again_after_a_rolled_back_request(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        try:
+            with transaction.atomic():
+                request_firewall_sync("local")
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        request_firewall_sync("local")
+    assert [callback.host for callback in callbacks] == ["local"]

@@ -99,3 +99,27 @@ def test_it_applies_what_the_failures_earned(django_capture_on_commit_callbacks)
     backend = RecordingBackend()
     sync.apply_pending("local", backend)
     assert [str(n) for n in backend.snapshot()["sshd"]] == ["198.51.100.4/32"]
+
+
+def test_it_applies_a_storm_in_one_batch_with_a_few_statements(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    jail = make_jail(maxretry=1)
+    now = timezone.now().timestamp()
+    record_failures(jail, [Observed(f"198.51.{i // 250}.{i % 250 + 1}", now - 1) for i in range(1200)], now=now,
+                    own_addresses=[], catching_up=False)
+    backend = RecordingBackend()
+    with django_assert_max_num_queries(20):  # not one per ban
+        report = sync.apply_pending("local", backend)
+    assert len(report.applied) == 1200 and len([c for c in backend.calls if c[0] == "apply"]) == 1
+    assert Ban.objects.filter(state=Ban.State.ACTIVE).count() == 1200
+
+
+def test_it_backs_off_each_refused_ban_by_its_own_attempts() -> None:
+    first, second = pending_ban(network="203.0.113.9/32"), pending_ban("web", network="203.0.113.10/32")
+    Ban.objects.filter(pk=second.pk).update(apply_attempts=2)  # refused twice before
+    backend = RecordingBackend()
+    backend.fail_next(FirewallError("netlink busy", permanent=False))
+    now = timezone.now()
+    sync.apply_pending("local", backend, now=now)
+    waits = {ban.pk: (ban.apply_attempts, ban.next_attempt_at and round((ban.next_attempt_at - now).total_seconds()))
+             for ban in Ban.objects.all()}
+    assert waits == {first.pk: (1, sync.RETRY_BASE_SECONDS), second.pk: (3, sync.RETRY_BASE_SECONDS * 4)}

@@ -6,10 +6,12 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from bans.models import Ban, Failure
 from jails.builtin import FILTER_DIR
 from jails.models import Filter, Jail
+from watchers import services
 from watchers.models import LogSource
 from watchers.services import read_source, sync_sources
 
@@ -86,3 +88,42 @@ def test_it_gives_bans_to_this_firewall_host(jail: Jail, tmp_path: Path, setting
         syslog(20 - i, f"Failed password for root from 203.0.113.9 port 4{i} ssh2") for i in range(3)))
     read(sync_sources(jail)[0])
     assert Ban.objects.get().host == "web1"
+
+
+def test_it_drops_its_read_when_another_reader_moved_the_position_meanwhile(  # type: ignore[no-untyped-def]
+        jail: Jail, tmp_path: Path, monkeypatch) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("".join(syslog(20 - i, f"Failed password for root from 203.0.113.9 port 4{i} ssh2")
+                           for i in range(2)))
+    [source] = sync_sources(jail)
+    read(source)
+    with log.open("a") as fh:
+        fh.write(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
+    matching = services.match_lines
+
+    def another_reader_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = matching(*args, **kwargs)
+        monkeypatch.setattr(services, "match_lines", matching)
+        read_source(source.pk, now=NOW.timestamp(), own_addresses=[])  # between our match and our save
+        return found
+
+    monkeypatch.setattr(services, "match_lines", another_reader_first)
+    report = read_source(source.pk, now=NOW.timestamp(), own_addresses=[])
+    assert report.events == ["busy: another worker is reading this source"]
+    assert Failure.objects.count() == 3 and Ban.objects.count() == 1  # the third line counted once
+
+
+def test_it_matches_before_it_opens_the_transaction(jail: Jail, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "auth.log").write_text(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
+    [source] = sync_sources(jail)
+    matching = services.match_lines
+    depths = []
+
+    def noting_the_depth(*args, **kwargs):  # type: ignore[no-untyped-def]
+        depths.append(len(connection.savepoint_ids))
+        return matching(*args, **kwargs)
+
+    monkeypatch.setattr(services, "match_lines", noting_the_depth)
+    read(source)
+    # pytest-django's test transaction is open around everything; read_source adds no savepoint of its own
+    assert depths == [0] and Failure.objects.count() == 1
