@@ -521,6 +521,11 @@ def _ignore_entry_match(entry: str, ip: IPAddress, resolve: Callable[[str], list
     return f"{entry} ({ip})" if ip in _parsed_addresses(found) else None
 
 
+def ignore_entry_network(entry: str) -> IPNetwork | None:
+    """An ignoreip entry as a network (IPv4-mapped IPv6 as IPv4), or None for a host name."""
+    return _network_of(entry)
+
+
 @functools.lru_cache(maxsize=1024)
 def _network_of(entry: str) -> IPNetwork | None:
     try:

@@ -361,9 +361,8 @@ def ignoreip_conflict(network: ipaddress.IPv4Network | ipaddress.IPv6Network, ja
     jails = [jail] if jail is not None else list(Jail.objects.all())
     for each in jails:
         for entry in each.ignoreip:
-            try:
-                ignored = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
+            ignored = policy.ignore_entry_network(entry)  # ::ffff:10.0.0.1 compares as 10.0.0.1
+            if ignored is None:
                 continue  # a host name: compared by address only when it is resolved, never here
             if ignored.version == network.version and ignored.overlaps(network):
                 return f"{network} overlaps {entry}, listed in ignoreip of jail {each.name}"

@@ -74,6 +74,15 @@ def test_it_refuses_to_ban_an_ignored_address_with_the_reason() -> None:
     assert not Ban.objects.exists()
 
 
+def test_it_refuses_an_address_whose_ignoreip_entry_was_written_ipv4_mapped() -> None:
+    make_jail("sshd", ignoreip=["::ffff:192.0.2.7", "::ffff:198.51.100.0/120"])  # as imported, unconverted
+    with pytest.raises(CommandError, match="overlaps ::ffff:192.0.2.7"):
+        jailctl("ban", "sshd", "192.0.2.7")
+    with pytest.raises(CommandError, match="overlaps ::ffff:198.51.100.0/120"):
+        jailctl("ban", "sshd", "198.51.100.9")
+    assert not Ban.objects.exists()
+
+
 def test_it_explains_bad_input() -> None:
     make_jail("sshd")
     with pytest.raises(CommandError, match="no jail named 'nope'"):
