@@ -10,7 +10,10 @@ import sys
 
 from tests.paths import REPO
 
-PRODUCTION_ENV_DROPPED = ("IPS_DEBUG", "IPS_SSL_REDIRECT", "IPS_SECURE_COOKIES", "IPS_HSTS_SECONDS")
+# What the test run itself sets and production never has (the browser tests allow Django's ORM
+# next to Playwright's event loop, which check --deploy rightly refuses).
+PRODUCTION_ENV_DROPPED = ("IPS_DEBUG", "IPS_SSL_REDIRECT", "IPS_SECURE_COOKIES", "IPS_HSTS_SECONDS",
+                          "DJANGO_ALLOW_ASYNC_UNSAFE")
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
