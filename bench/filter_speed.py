@@ -36,9 +36,7 @@ REPO = BENCH_DIR.parent
 SHARED = REPO.parent / "shared"
 QUICK_LINES = 100_000
 
-_COUNTS_RE = re.compile(
-    r"Lines:\s*([\d,]+) lines?, ([\d,]+) ignored, ([\d,]+) matched, ([\d,]+) missed"
-)
+_COUNTS_RE = re.compile(r"Lines:\s*([\d,]+) lines?, ([\d,]+) ignored, ([\d,]+) matched, ([\d,]+) missed")
 _REPORTED_RE = re.compile(r"\[processed in ([\d.]+) ?s")
 
 
@@ -157,8 +155,15 @@ def time_command(argv: list[str], output: Path, env: dict[str, str] | None = Non
     )
 
 
-def run_tool(label: str, base: list[str], bench: Benchmark, log: Path, runs: int, out_dir: Path,
-             env: dict[str, str] | None = None) -> ToolResult:
+def run_tool(
+    label: str,
+    base: list[str],
+    bench: Benchmark,
+    log: Path,
+    runs: int,
+    out_dir: Path,
+    env: dict[str, str] | None = None,
+) -> ToolResult:
     argv = [*base, str(log), str(bench.filter_path)]
     result = ToolResult(command=portable_command(argv))
     for index in range(1, runs + 1):
@@ -218,8 +223,12 @@ def machine_info() -> dict[str, object]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -248,20 +257,26 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         f2b, ours = row["fail2ban"], row["ours"]
         ours_lps = ours["lines_per_s"] if ours else None
         counts = f2b["counts"]
-        body.append((
-            str(row["filter"]),
-            f"{row['lines']:,}",
-            f"{f2b['lines_per_s']:,}",
-            f"{ours_lps:,}" if ours_lps else "-",
-            f"{row['ratio']:.1f}x" if row.get("ratio") else "-",
-            f"{row['cpu_ratio']:.1f}x" if row.get("cpu_ratio") else "-",
-            f"{counts['matched']:,}" if isinstance(counts, dict) else "-",
-            {True: "yes", False: "NO", None: "-"}[row["agree"]],
-        ))
+        body.append(
+            (
+                str(row["filter"]),
+                f"{row['lines']:,}",
+                f"{f2b['lines_per_s']:,}",
+                f"{ours_lps:,}" if ours_lps else "-",
+                f"{row['ratio']:.1f}x" if row.get("ratio") else "-",
+                f"{row['cpu_ratio']:.1f}x" if row.get("cpu_ratio") else "-",
+                f"{counts['matched']:,}" if isinstance(counts, dict) else "-",
+                {True: "yes", False: "NO", None: "-"}[row["agree"]],
+            )
+        )
     widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = ["  ".join(cell.rjust(width) if i else cell.ljust(width)
-                       for i, (cell, width) in enumerate(zip(cells, widths, strict=True)))
-             for cells in (header, *body)]
+    lines = [
+        "  ".join(
+            cell.rjust(width) if i else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+        for cells in (header, *body)
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -311,29 +326,56 @@ example:
   bench/filter_speed.py --filters sshd --ours-runs 5
 """,
     )
-    parser.add_argument("--quick", action="store_true",
-                        help=f"use {QUICK_LINES:,}-line logs (results go to filter_speed_quick.json)")
-    parser.add_argument("--lines", type=int, default=genlogs.DEFAULT_LINES,
-                        help="lines per generated log (default: %(default)s)")
-    parser.add_argument("--filters", default=",".join(b.name for b in BENCHMARKS),
-                        help="comma-separated benchmarks to run (default: %(default)s)")
-    parser.add_argument("--fail2ban-runs", type=int, default=1,
-                        help="runs of fail2ban-regex per filter, best kept (default: %(default)s)")
-    parser.add_argument("--ours-runs", type=int, default=3,
-                        help="runs of our filtertest per filter, best kept (default: %(default)s)")
-    parser.add_argument("--fail2ban-cmd", default="fail2ban-regex",
-                        help="fail2ban's tester; LOG and FILTER are appended (default: %(default)s)")
-    parser.add_argument("--ours-cmd", default=None,
-                        help="our tester; LOG and FILTER are appended (default: <repo>/.venv/bin/python "
-                             "<repo>/manage.py filtertest, or `-m jails.engine.filtertest` when "
-                             "manage.py is missing or its filtertest does not start)")
-    parser.add_argument("--fail2ban-only", action="store_true",
-                        help="time fail2ban-regex alone (no comparison), e.g. while ours is unfinished")
-    parser.add_argument("--cache-dir", type=Path, default=BENCH_DIR / ".cache",
-                        help="generated logs and tool outputs (default: bench/.cache)")
-    parser.add_argument("--json-out", type=Path, default=None,
-                        help="where to write the results (default: bench/results/filter_speed.json, "
-                             "or filter_speed_quick.json with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"use {QUICK_LINES:,}-line logs (results go to filter_speed_quick.json)"
+    )
+    parser.add_argument(
+        "--lines", type=int, default=genlogs.DEFAULT_LINES, help="lines per generated log (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--filters",
+        default=",".join(b.name for b in BENCHMARKS),
+        help="comma-separated benchmarks to run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fail2ban-runs",
+        type=int,
+        default=1,
+        help="runs of fail2ban-regex per filter, best kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ours-runs", type=int, default=3, help="runs of our filtertest per filter, best kept (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--fail2ban-cmd",
+        default="fail2ban-regex",
+        help="fail2ban's tester; LOG and FILTER are appended (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ours-cmd",
+        default=None,
+        help="our tester; LOG and FILTER are appended (default: <repo>/.venv/bin/python "
+        "<repo>/manage.py filtertest, or `-m jails.engine.filtertest` when "
+        "manage.py is missing or its filtertest does not start)",
+    )
+    parser.add_argument(
+        "--fail2ban-only",
+        action="store_true",
+        help="time fail2ban-regex alone (no comparison), e.g. while ours is unfinished",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=BENCH_DIR / ".cache",
+        help="generated logs and tool outputs (default: bench/.cache)",
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help="where to write the results (default: bench/results/filter_speed.json, "
+        "or filter_speed_quick.json with --quick)",
+    )
     args = parser.parse_args(argv)
     known = {b.name for b in BENCHMARKS}
     args.filter_names = [name.strip() for name in args.filters.split(",") if name.strip()]
@@ -354,14 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     fail2ban = shlex.split(args.fail2ban_cmd)
     if shutil.which(fail2ban[0]) is None:
-        print(f"error: {fail2ban[0]} not found: run bench/run.sh (it installs Debian's fail2ban) "
-              "or apt-get install fail2ban", file=sys.stderr)
+        print(
+            f"error: {fail2ban[0]} not found: run bench/run.sh (it installs Debian's fail2ban) "
+            "or apt-get install fail2ban",
+            file=sys.stderr,
+        )
         return 2
     benches = [b for b in BENCHMARKS if b.name in args.filter_names]
     for bench in benches:
         if not bench.filter_path.exists():
-            print(f"error: filter {bench.filter_path} is missing (../shared beside the repository)",
-                  file=sys.stderr)
+            print(f"error: filter {bench.filter_path} is missing (../shared beside the repository)", file=sys.stderr)
             return 2
 
     ours: list[str] | None = None
@@ -375,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logs = genlogs.ensure_logs(args.cache_dir, args.lines)
     out_dir = args.cache_dir / "out"
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} cores", flush=True)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
 
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -395,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
             "lines": lines,
             "generator_counts": entry["expected"],
             "fail2ban": theirs.summary(lines),
-            "ours": None, "ratio": None, "cpu_ratio": None, "agree": None,
+            "ours": None,
+            "ratio": None,
+            "cpu_ratio": None,
+            "agree": None,
         }
         rows.append(row)
         if not theirs.ok:
@@ -404,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         assert theirs.best.counts is not None
         if not agrees_with_generator(theirs.best.counts, entry["expected"]):
             # not fatal: the generator's labels are a third opinion, fail2ban is the reference
-            print(f"  note: fail2ban's counts {asdict(theirs.best.counts)} differ from the generator's "
-                  f"labels {entry['expected']}", flush=True)
+            print(
+                f"  note: fail2ban's counts {asdict(theirs.best.counts)} differ from the generator's "
+                f"labels {entry['expected']}",
+                flush=True,
+            )
         if ours is None:
             continue
         mine = run_tool("ours", ours, bench, log, args.ours_runs, out_dir, ours_env())

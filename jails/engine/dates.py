@@ -35,9 +35,9 @@ from jails.engine.errors import FilterError
 __all__ = ["DateDetector", "DateHit", "parse_zone_offset"]
 
 
-@dataclass(frozen=True, slots=True)
-class DateHit:
-    """Where the date is in the line and what time it says."""
+class DateHit(NamedTuple):
+    """Where the date is in the line and what time it says. (A named tuple: one is
+    made per distinct date text of a log, and a tuple is made fastest.)"""
 
     start: int  # where the date text starts in the line
     end: int  # where it ends: the engine cuts line[start:end] before regex matching
@@ -50,8 +50,20 @@ class DateHit:
 # Group names are the directive letters; the resolver reads them back by name.
 # --------------------------------------------------------------------------------------
 
-_MONTHS_FULL = ("january", "february", "march", "april", "may", "june", "july", "august",
-                "september", "october", "november", "december")
+_MONTHS_FULL = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _DAYS_FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _MONTH_NUMBER = {name: i for i, name in enumerate(_MONTHS_FULL, 1)}
 _MONTH_NUMBER.update({name[:3]: i for i, name in enumerate(_MONTHS_FULL, 1)})
@@ -138,10 +150,28 @@ _DIRECTIVES = _build_directives()
 
 # Readable names for template names (what fail2ban-regex shows as "template").
 _DIRECTIVE_NAMES = {
-    "a": "DAY", "A": "DAYNAME", "b": "MON", "B": "MONTH", "d": "Day", "H": "24hour",
-    "I": "12hour", "j": "Yearday", "m": "Month", "M": "Minute", "p": "AMPM", "S": "Second",
-    "U": "Yearweek", "w": "Weekday", "W": "Yearweek", "y": "Year2", "Y": "Year", "%": "%",
-    "z": "Zone offset", "f": "Microseconds", "Z": "Zone name", "s": "Epoch",
+    "a": "DAY",
+    "A": "DAYNAME",
+    "b": "MON",
+    "B": "MONTH",
+    "d": "Day",
+    "H": "24hour",
+    "I": "12hour",
+    "j": "Yearday",
+    "m": "Month",
+    "M": "Minute",
+    "p": "AMPM",
+    "S": "Second",
+    "U": "Yearweek",
+    "w": "Weekday",
+    "W": "Yearweek",
+    "y": "Year2",
+    "Y": "Year",
+    "%": "%",
+    "z": "Zone offset",
+    "f": "Microseconds",
+    "Z": "Zone name",
+    "s": "Epoch",
 }
 
 _DIRECTIVE_RE = re.compile(r"%(Ex[A-Za-z]|.)", re.DOTALL)
@@ -163,10 +193,11 @@ def _expand_directives(pattern: str) -> tuple[str, str]:
     for found in _DIRECTIVE_RE.finditer(pattern):
         key = found.group(1)
         if key not in _DIRECTIVES:
-            raise FilterError(f"datepattern {pattern!r}: unknown directive %{key} "
-                              "(write %% for a literal percent sign)")
-        regex.append(pattern[pos:found.start()])
-        name.append(pattern[pos:found.start()])
+            raise FilterError(
+                f"datepattern {pattern!r}: unknown directive %{key} (write %% for a literal percent sign)"
+            )
+        regex.append(pattern[pos : found.start()])
+        name.append(pattern[pos : found.start()])
         regex.append(_DIRECTIVES[key])
         name.append(_directive_name(key))
         pos = found.end()
@@ -182,20 +213,43 @@ def _expand_directives(pattern: str) -> tuple[str, str]:
 # Zone abbreviations fail2ban knows, as fixed offsets in hours (no DST switching: "CET"
 # always means +01:00). Ambiguous abbreviations follow fail2ban's choice.
 _ZONE_HOURS: dict[float, str] = {
-    -12: "Y", -11: "X NUT SST", -10: "W CKT HAST HST TAHT TKT", -9: "V AKST GAMT GIT HADT HNY",
-    -8: "U AKDT CIST HAY HNP PST PT", -7: "T HAP HNR MST PDT", -6: "S CST EAST GALT HAR HNC MDT",
-    -5: "R CDT COT EASST ECT EST ET HAC HNE PET", -4: "Q AST BOT CLT COST EDT FKT GYT HAE HNA PYT",
-    -3: "P ADT ART BRT CLST FKST GFT HAA PMST PYST SRT UYT WGT", -2: "O BRST FNT PMDT UYST WGST",
-    -1: "N AZOT CVT EGT", 0: "Z EGST GMT UTC WET WT", 1: "A CET DFT WAT WEDT WEST",
-    2: "B CAT CEDT CEST EET SAST WAST", 3: "C EAT EEDT EEST IDT MSK",
+    -12: "Y",
+    -11: "X NUT SST",
+    -10: "W CKT HAST HST TAHT TKT",
+    -9: "V AKST GAMT GIT HADT HNY",
+    -8: "U AKDT CIST HAY HNP PST PT",
+    -7: "T HAP HNR MST PDT",
+    -6: "S CST EAST GALT HAR HNC MDT",
+    -5: "R CDT COT EASST ECT EST ET HAC HNE PET",
+    -4: "Q AST BOT CLT COST EDT FKT GYT HAE HNA PYT",
+    -3: "P ADT ART BRT CLST FKST GFT HAA PMST PYST SRT UYT WGT",
+    -2: "O BRST FNT PMDT UYST WGST",
+    -1: "N AZOT CVT EGT",
+    0: "Z EGST GMT UTC WET WT",
+    1: "A CET DFT WAT WEDT WEST",
+    2: "B CAT CEDT CEST EET SAST WAST",
+    3: "C EAT EEDT EEST IDT MSK",
     4: "D AMT AZT GET GST KUYT MSD MUT RET SAMT SCT",
     5: "E AMST AQTT AZST HMT MAWT MVT PKT TFT TJT TMT UZT YEKT",
-    6: "F ALMT BIOT BTT IOT KGT NOVT OMST YEKST", 7: "G CXT DAVT HOVT ICT KRAT NOVST OMSST THA WIB",
+    6: "F ALMT BIOT BTT IOT KGT NOVT OMST YEKST",
+    7: "G CXT DAVT HOVT ICT KRAT NOVST OMSST THA WIB",
     8: "H ACT AWST BDT BNT CAST HKT IRKT KRAST MYT PHT SGT ULAT WITA WST",
-    9: "I AWDT IRKST JST KST PWT TLT WDT WIT YAKT", 10: "K AEST ChST PGT VLAT YAKST YAPT",
-    11: "L AEDT LHDT MAGT NCT PONT SBT VLAST VUT", 12: "M ANAST ANAT FJT GILT MAGST MHT NZST PETST PETT TVT WFT",
-    13: "FJST NZDT", 11.5: "NFT", 10.5: "ACDT LHST", 9.5: "ACST", 6.5: "CCT MMT", 5.75: "NPT",
-    5.5: "SLT", 4.5: "AFT IRDT", 3.5: "IRST", -2.5: "HAT NDT", -3.5: "HNT NST NT", -4.5: "HLV VET",
+    9: "I AWDT IRKST JST KST PWT TLT WDT WIT YAKT",
+    10: "K AEST ChST PGT VLAT YAKST YAPT",
+    11: "L AEDT LHDT MAGT NCT PONT SBT VLAST VUT",
+    12: "M ANAST ANAT FJT GILT MAGST MHT NZST PETST PETT TVT WFT",
+    13: "FJST NZDT",
+    11.5: "NFT",
+    10.5: "ACDT LHST",
+    9.5: "ACST",
+    6.5: "CCT MMT",
+    5.75: "NPT",
+    5.5: "SLT",
+    4.5: "AFT IRDT",
+    3.5: "IRST",
+    -2.5: "HAT NDT",
+    -3.5: "HNT NST NT",
+    -4.5: "HLV VET",
     -9.5: "MART MIT",
 }
 _ZONE_MINUTES = {abbr: int(hours * 60) for hours, names in _ZONE_HOURS.items() for abbr in names.split()}
@@ -309,11 +363,24 @@ _Resolve = Callable[["re.Match[str]", float], "DateHit | None"]
 class _Template:
     """One compiled date regex and the way to read a time out of its match."""
 
-    __slots__ = ("name", "source", "compiled", "search", "anchored", "resolve", "is_none",
-                 "weight", "hits", "matches", "distance", "last_used")
+    __slots__ = (
+        "name",
+        "source",
+        "compiled",
+        "search",
+        "anchored",
+        "resolve",
+        "is_none",
+        "weight",
+        "hits",
+        "matches",
+        "distance",
+        "last_used",
+    )
 
-    def __init__(self, name: str, source: str, regex: str, anchored: bool, flags: int = 0,
-                 is_none: bool = False) -> None:
+    def __init__(
+        self, name: str, source: str, regex: str, anchored: bool, flags: int = 0, is_none: bool = False
+    ) -> None:
         self.name = name
         self.source = source
         try:
@@ -348,9 +415,9 @@ def _pattern_template(pattern: str, context: _Context) -> _Template:
     begin, end = "word", True
     body = pattern
     if body.startswith(_UNBOUND_TAG):
-        body, begin, end = body[len(_UNBOUND_TAG):], "", False
+        body, begin, end = body[len(_UNBOUND_TAG) :], "", False
     if begin and body.startswith(_LINE_BEGIN_TAG):
-        body, begin = body[len(_LINE_BEGIN_TAG):], "line"
+        body, begin = body[len(_LINE_BEGIN_TAG) :], "line"
     regex, name = _expand_directives(body)
     flags = re.IGNORECASE if _ALPHA_DIRECTIVE_RE.search(body) else 0
     spec = _bounded_regex(regex, name, begin, end)
@@ -373,8 +440,10 @@ def _epoch_template(pattern: str | None, line_begin: bool, long_form: bool) -> _
         spec = _bounded_regex(rf"((?P<square>(?<=^\[))?{digits})(?(square)(?=\]))", name, "line", True)
     else:
         # at line start, just after a leading "[", or in SELinux's audit(1234567890.123:42)
-        regex = (rf"((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\())){digits})"
-                 r"(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\])))")
+        regex = (
+            rf"((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\())){digits})"
+            r"(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\])))"
+        )
         spec = _bounded_regex(regex, name, "", True)
     template = _Template(spec.name, name, spec.regex, spec.anchored)
 
@@ -473,7 +542,7 @@ def _strip_bounds(source: str) -> str:
     """A template's pattern without its own boundary marks, for use inside {DATE}."""
     for tag in (_UNBOUND_TAG, _LINE_BEGIN_TAG):
         if source.startswith(tag):
-            source = source[len(tag):]
+            source = source[len(tag) :]
     source = re.sub(r"^\((?:\?:)?\^\|\\b\|\\W\)", "", source)
     return re.sub(r"\(\?=\\b\|\\W\|\$\)$", "", source)
 
@@ -530,8 +599,7 @@ class _Context:
     """What conversion needs besides the line: the log's zone, the fractions policy, a
     memo of "now" in local time, and the local UTC offset of each calendar day."""
 
-    __slots__ = ("default_offset", "keep_fractions", "valid_from", "valid_to", "offset", "year",
-                 "today", "day_offsets")
+    __slots__ = ("default_offset", "keep_fractions", "valid_from", "valid_to", "offset", "year", "today", "day_offsets")
 
     def __init__(self, default_offset: int | None, keep_fractions: bool) -> None:
         self.default_offset = default_offset
@@ -653,8 +721,21 @@ class _FieldReader:
             elif key == "s":
                 epoch = float(text)
         year, month, day, hour, minute, second = parts
-        return _Fields(year, month, day, hour or 0, minute or 0, second or 0, fraction, offset, yearday,
-                       weekday, week, sunday_first, epoch)
+        return _Fields(
+            year,
+            month,
+            day,
+            hour or 0,
+            minute or 0,
+            second or 0,
+            fraction,
+            offset,
+            yearday,
+            weekday,
+            week,
+            sunday_first,
+            epoch,
+        )
 
 
 def _twelve_hour(hour: int, ampm: str) -> int:
@@ -821,7 +902,8 @@ class _FieldsResolver:
             self.clock = tuple(names.index(n) if n in names else -1 for n in "HMSf")  # type: ignore[assignment]
             day_places = [i for i, n in enumerate(names) if n not in "HMSf"]
             self.day_key: Callable[[tuple[str | None, ...]], object] = (
-                operator.itemgetter(*day_places) if day_places else _no_key)
+                operator.itemgetter(*day_places) if day_places else _no_key
+            )
 
     def resolve(self, m: re.Match[str], now: float) -> DateHit | None:
         text = m.group()
@@ -886,7 +968,7 @@ class _FieldsResolver:
         edge = wall - ctx.offset - (86400 if kind == _GUESS_YEAR else 0)
         if now < edge:
             return None  # this year's (today's) date lies ahead: the general reader steps back
-        return hit, max(edge, ctx.valid_from), ctx.valid_to
+        return hit, edge if edge > ctx.valid_from else ctx.valid_from, ctx.valid_to
 
     def _read(self, values: tuple[str | None, ...], span: tuple[int, int], now: float) -> _Reading:
         fields = self.reader.read(values)
@@ -973,9 +1055,7 @@ def _add_literal_guards(templates: list[_Template]) -> None:
     for template in templates:
         if template.anchored or template.is_none:
             continue
-        search: Callable[[str], re.Match[str] | None] = (
-            _boundary_first(template.compiled) or template.compiled.search
-        )
+        search: Callable[[str], re.Match[str] | None] = _boundary_first(template.compiled) or template.compiled.search
         sets = analyse_all(template.compiled.pattern, template.compiled.flags)
         if sets:
             clauses = tuple(tuple(sorted(found.strings)) for found in sets)
@@ -1001,7 +1081,7 @@ def _boundary_first(compiled: re.Pattern[str]) -> Callable[[str], re.Match[str] 
     if compiled.flags & re.IGNORECASE or not pattern.startswith(_WORD_START):
         return None
     try:
-        inner = re.compile(pattern[len(_WORD_START):], compiled.flags)
+        inner = re.compile(pattern[len(_WORD_START) :], compiled.flags)
     except re.error:
         return None
     if inner.groups != compiled.groups or inner.groupindex != compiled.groupindex:
@@ -1020,8 +1100,12 @@ def _boundary_first(compiled: re.Pattern[str]) -> Callable[[str], re.Match[str] 
     return boundary_first_search
 
 
-def _guarded(search: Callable[[str], re.Match[str] | None], clauses: tuple[tuple[str, ...], ...],
-             folded: bool, fold: Callable[[str], str | None]) -> Callable[[str], re.Match[str] | None]:
+def _guarded(
+    search: Callable[[str], re.Match[str] | None],
+    clauses: tuple[tuple[str, ...], ...],
+    folded: bool,
+    fold: Callable[[str], str | None],
+) -> Callable[[str], re.Match[str] | None]:
     def guarded_search(line: str) -> re.Match[str] | None:
         text = fold(line) if folded else line
         if text is not None:
@@ -1052,15 +1136,26 @@ class DateDetector:
     # a template unused this long may be overtaken by one that just won (fail2ban's rule)
     UNUSED_SECONDS = 300.0
 
-    def __init__(self, datepattern: str | None = None, logtimezone: str | None = None,
-                 *, keep_fractions: bool = False, path: str | None = None, lineno: int | None = None) -> None:
+    def __init__(
+        self,
+        datepattern: str | None = None,
+        logtimezone: str | None = None,
+        *,
+        keep_fractions: bool = False,
+        path: str | None = None,
+        lineno: int | None = None,
+    ) -> None:
         """path, lineno: where the datepattern was written, for error messages."""
         default_offset = None
         if logtimezone is not None and logtimezone.strip():
             default_offset = parse_zone_offset(logtimezone.strip())
             if default_offset is None:
-                raise FilterError(f"logtimezone {logtimezone!r}: unknown time zone "
-                                  "(use UTC, UTC+HHMM, UTC-HHMM or a zone abbreviation like CET)", path, lineno)
+                raise FilterError(
+                    f"logtimezone {logtimezone!r}: unknown time zone "
+                    "(use UTC, UTC+HHMM, UTC-HHMM or a zone abbreviation like CET)",
+                    path,
+                    lineno,
+                )
         self._context = _Context(default_offset, keep_fractions)
         templates: list[_Template] = []
         seen: set[str] = set()
@@ -1112,6 +1207,26 @@ class DateDetector:
             return None
         return template.resolve(m, now)
 
+    def anchored_last(self) -> _Template | None:
+        """The template match() tries first and keeps when it finds a date (the last
+        one that won, when it is anchored at the line start), else None.
+
+        For callers that run its `search` themselves on many lines (the counting
+        loop of CompiledFilter.tally_block): for a line where it finds a date, match()
+        would only update counters, which `credit` does for many lines at once, and
+        return `template.resolve(m, now)`, or None for an empty date."""
+        last = self._last
+        return last if last is not None and last.anchored and not last.is_none else None
+
+    def credit(self, template: _Template, lines: int, start: int, end: int, now: float) -> None:
+        """What match() records when `template` (anchored_last()) found the dates of
+        `lines` lines, the match in the last of them spanning start:end."""
+        template.matches += lines
+        template.hits += lines
+        template.last_used = now
+        template.distance = self._start = start
+        self._end = end
+
     def date_span(self, line: str, now: float) -> tuple[int, int] | None:
         """Where a date sits in `line` even when it cannot be read (match() returns
         None for "0000-12-30 ..." as for no date at all; fail2ban still cuts such
@@ -1135,8 +1250,7 @@ class DateDetector:
         if last is not None:
             m = self._try_last(last, line)
             if m is not None:
-                if (last.anchored or len(self.templates) == 1
-                        or (m.start() == self._start and m.end() == self._end)):
+                if last.anchored or len(self.templates) == 1 or (m.start() == self._start and m.end() == self._end):
                     return self._won(last, m, line, now)
                 reserve = (last, m)  # moved: maybe a different date now, ask the others
             if last.anchored or not self._same_surroundings(line):
@@ -1158,14 +1272,17 @@ class DateDetector:
         The inner characters only count when they are not alphanumeric, otherwise a
         different date format could share them by chance."""
         start, end = self._start, self._end
-        left = line[start - 1:start] == self._before or (
-            line[start:start + 1] == self._first and not self._first.isalnum())
-        right = line[end:end + 1] == self._after or (
-            line[end - 1:end] == self._last_char and not self._last_char.isalnum())
+        left = line[start - 1 : start] == self._before or (
+            line[start : start + 1] == self._first and not self._first.isalnum()
+        )
+        right = line[end : end + 1] == self._after or (
+            line[end - 1 : end] == self._last_char and not self._last_char.isalnum()
+        )
         return left and right
 
-    def _search_all(self, line: str, now: float, skip: _Template | None,
-                    reserve: tuple[_Template, re.Match[str]] | None) -> tuple[_Template, re.Match[str]] | None:
+    def _search_all(
+        self, line: str, now: float, skip: _Template | None, reserve: tuple[_Template, re.Match[str]] | None
+    ) -> tuple[_Template, re.Match[str]] | None:
         """An anchored match wins at once. An unanchored one wins when it is not further
         into the line than dates were before; otherwise the match nearest to the line
         start wins (a date deep in the message may be attacker-written text)."""
@@ -1196,8 +1313,8 @@ class DateDetector:
         template.hits += 1
         template.last_used = now  # fail2ban uses the wall clock: the same in live use
         template.distance = start
-        self._start, self._before, self._first = start, line[start - 1:start], line[start:start + 1]
-        self._end, self._last_char, self._after = end, line[end - 1:end], line[end:end + 1]
+        self._start, self._before, self._first = start, line[start - 1 : start], line[start : start + 1]
+        self._end, self._last_char, self._after = end, line[end - 1 : end], line[end : end + 1]
         if template is not self._last:  # (the same template again: it has a place already)
             index = self.templates.index(template)
             if self._first_unused == index:

@@ -50,11 +50,12 @@ _COMMENT_OR_EMPTY_RE = re.compile(r"^(?:#|\r?$)", re.MULTILINE)
 _AFTER_NEWLINE_COMMENT_OR_EMPTY_RE = re.compile(r"\n(?=#|\r?(?:\n|\Z))")
 
 
-def _comment_or_empty_count(text: str) -> int:
-    """len(_COMMENT_OR_EMPTY_RE.findall(text)): lines that are empty, "\\r" or start
-    with "#" (counting the empty text after a final newline), computed faster."""
-    count = len(_AFTER_NEWLINE_COMMENT_OR_EMPTY_RE.findall(text))
-    if text[:1] in ("#", "\n") or text[:2] == "\r\n" or text in ("", "\r"):
+def _comment_or_empty_count(text: str, pos: int = 0) -> int:
+    """len(_COMMENT_OR_EMPTY_RE.findall(text[pos:])): lines that are empty, "\\r" or
+    start with "#" (counting the empty text after a final newline), computed faster
+    (and without copying the text)."""
+    count = len(_AFTER_NEWLINE_COMMENT_OR_EMPTY_RE.findall(text, pos))
+    if text.startswith(("#", "\n", "\r\n"), pos) or (len(text) - pos <= 1 and text[pos:] in ("", "\r")):
         count += 1
     return count
 
@@ -350,15 +351,19 @@ class Runner:
         return lineno
 
     def _candidates_only(self, block: str, lineno: int, prefilter: Any) -> int:
-        if not self.args.json and self.stats.missed > SHOW_LINES:
-            return lineno + self._candidates_counted(block, prefilter.candidate_masks(block))
-        offsets = prefilter.candidate_offsets(block)
+        human = not self.args.json
+        if human and self.stats.missed > SHOW_LINES:
+            return lineno + self._candidates_counted(block, self._scan(prefilter.candidate_masks, block))
+        # in human mode the masks serve the rest of the block once enough missed lines
+        # are shown: one scan of the block either way
+        masks = self._scan(prefilter.candidate_masks, block) if human else None
+        offsets = [start for start, _ in masks] if masks is not None else self._scan(prefilter.candidate_offsets, block)
         find, count = block.find, block.count
         pos = 0
-        for start in offsets:
-            if not self.args.json and self.stats.missed > SHOW_LINES:
+        for index, start in enumerate(offsets):
+            if masks is not None and self.stats.missed > SHOW_LINES:
                 # enough missed lines to show: count the rest of the block
-                return lineno + self._candidates_counted(block[pos:], prefilter.candidate_masks(block[pos:]))
+                return lineno + self._candidates_counted(block, masks[index:], pos)
             skipped = count("\n", pos, start)
             if skipped:
                 self._skip(block, pos, start, lineno + 1, skipped)
@@ -373,48 +378,37 @@ class Runner:
             lineno += total_left
         return lineno
 
-    def _candidates_counted(self, block: str, masks: list[tuple[int, int]]) -> int:
-        """Human mode once enough missed lines are shown: the lines between candidates
-        are only counted (one pass for the whole block), not walked, and candidates
-        go through CompiledFilter.tally (the failregexes their literals allow, no
-        per-line objects unless something matched)."""
-        find = block.find
-        tally, now, count, s = self.cf.tally, self.now, self._count, self.stats
-        watchdog = self.watchdog
-        fail_hits = s.fail_hits
-        lean = not self.keep_matched  # plain matches need no more than their counts
-        candidate_comments = 0
-        missed = 0
-        matched = 0
-        for start, mask in masks:
-            line = block[start : find("\n", start)]
-            if line and line[-1] == "\r":
-                line = line[:-1]
-            if not line or line[0] == "#":
-                candidate_comments += 1
-                continue
-            if watchdog is not None:
-                watchdog.count += 1  # (Watchdog.step, inlined)
-            try:
-                result = tally(line, now, mask)
-            except RegexTimeout as exc:
-                # landed outside a regex (tally catches those): same outcome
-                result = LineResult(timed_out=str(exc))
-            if result is None:
-                missed += 1
-            elif lean and result.failures and not result.ignored and result.timed_out is None:
-                # _count's usual case: nothing ignored, so no failure is a nofail one
-                matched += 1
-                for failure in result.failures:
-                    fail_hits[failure.regex_index] += 1
-            else:
-                count(line, result)
-        s.lines += missed + matched
-        s.missed += missed
-        s.matched += matched
-        lines = block.count("\n")
-        comments = _comment_or_empty_count(block) - 1  # -1: the "" after the last \n
-        skipped = (lines - len(masks)) - (comments - candidate_comments)
+    def _scan(self, scan: Callable[[str], Any], block: str) -> Any:
+        """A prefilter's scan of a block: no line's time (the watchdog would take a slow
+        scan for a runaway regex and raise where nothing catches it)."""
+        if self.watchdog is None:
+            return scan(block)
+        with self.watchdog.paused():
+            return scan(block)
+
+    def _candidates_counted(self, block: str, masks: list[tuple[int, int]], pos: int = 0) -> int:
+        """Human mode once enough missed lines are shown: the lines (of the block, from
+        `pos` on) between candidates are only counted (one pass), not walked, and
+        candidates go through CompiledFilter.tally_block (the failregexes their
+        literals allow, no per-line objects unless something matched)."""
+        s = self.stats
+        keep_ignored = -1 if self.keep_ignored else max(0, SHOW_LINES + 1 - s.ignored)
+        counted = self.cf.tally_block(
+            block, masks, self.now, watchdog=self.watchdog, keep_ignored=keep_ignored, keep_matched=self.keep_matched
+        )
+        for line, result in counted.notable:  # first: the lines to show are the first ones
+            self._count(line, result)
+        s.lines += counted.matched + counted.ignored + counted.missed
+        s.matched += counted.matched
+        s.ignored += counted.ignored
+        s.missed += counted.missed
+        for index, hits in enumerate(counted.fail_hits):
+            s.fail_hits[index] += hits
+        for index, hits in enumerate(counted.ignore_hits):
+            s.ignore_hits[index] += hits
+        lines = block.count("\n", pos)
+        comments = _comment_or_empty_count(block, pos) - 1  # -1: the "" after the last \n
+        skipped = (lines - len(masks)) - (comments - counted.comments)
         s.lines += skipped
         s.missed += skipped
         return lines

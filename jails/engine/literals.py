@@ -30,6 +30,7 @@ the folded literals are searched in the folded buffer.
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as sre_c
 import re._parser as sre_p
@@ -106,7 +107,16 @@ def _fold_char(char: str) -> str | None:
 
 def _contains_min(strings: Iterable[str]) -> frozenset[str]:
     """Drop strings containing another member: "has a or ab" is just "has a"."""
-    ordered = sorted(set(strings), key=len)
+    if isinstance(strings, frozenset):
+        return _contains_min_of(strings)
+    return _contains_min_of(frozenset(strings))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _contains_min_of(strings: frozenset[str]) -> frozenset[str]:
+    # (memoised: the analysis meets the same sets again and again, such as the
+    # address part every failregex has)
+    ordered = sorted(strings, key=len)
     if not ordered or ordered[0] == "":
         return NOTHING_KNOWN
     kept: list[str] = []
@@ -169,13 +179,18 @@ def literal_cost(literals: Iterable[str]) -> float:
     """
     total = 0.0
     for literal in literals:
-        if not literal:
-            return float("inf")
-        odds = 1.0
-        for char in literal:
-            odds *= _char_probability(char)
-        total += 1.0 + 2e4 * odds
+        total += _string_cost(literal)
     return total
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _string_cost(literal: str) -> float:
+    if not literal:
+        return float("inf")
+    odds = 1.0
+    for char in literal:
+        odds *= _char_probability(char)
+    return 1.0 + 2e4 * odds
 
 
 def _best(*choices: frozenset[str] | None) -> frozenset[str]:
@@ -428,6 +443,13 @@ MAX_CLAUSES = 4
 
 
 def analyse_all(pattern: str, flags: int = 0) -> list[LiteralSet]:
+    """Several literal sets, ALL of which every match contains (see _analyse_all).
+    Memoised: the prefilter and the matcher's dispatch ask about the same regexes."""
+    return list(_analyse_all(pattern, flags))
+
+
+@functools.lru_cache(maxsize=1024)
+def _analyse_all(pattern: str, flags: int) -> tuple[LiteralSet, ...]:
     """Several literal sets, ALL of which every match contains (one string of each).
 
     The first is `analyse`'s set; the others come from the parts the pattern is a
@@ -442,7 +464,7 @@ def analyse_all(pattern: str, flags: int = 0) -> list[LiteralSet]:
     try:
         tree = sre_p.parse(pattern, flags)
     except re.error:
-        return []
+        return ()
     items = list(tree.data)
     all_flags = tree.state.flags | flags
     fold = bool(all_flags & re.IGNORECASE) or _uses_ignorecase(items)
@@ -451,7 +473,7 @@ def analyse_all(pattern: str, flags: int = 0) -> list[LiteralSet]:
     _collect_required(analyser, items, all_flags, found, 0)
     useful = [s for s in found if s != NOTHING_KNOWN and len(s) <= MAX_SET and literal_cost(s) <= MAX_USEFUL_COST]
     if not useful:
-        return []
+        return ()
     first, rest = useful[0], sorted(set(useful[1:]), key=lambda s: (literal_cost(s), sorted(s)))
     kept: list[frozenset[str]] = [first]
     for candidate in rest:
@@ -465,7 +487,7 @@ def analyse_all(pattern: str, flags: int = 0) -> list[LiteralSet]:
         if any(all(_overlapping(c, known) for c in candidate) for known in kept):
             continue
         kept.append(candidate)
-    return [LiteralSet(strings, fold) for strings in kept]
+    return tuple(LiteralSet(strings, fold) for strings in kept)
 
 
 class _MemoAnalyser(_Analyser):
@@ -512,6 +534,57 @@ def _collect_required(analyser: _Analyser, items: _Items, flags: int, out: list[
             _collect_required(analyser, arg[2], flags, out, depth + 1)
         else:
             out.append(analyser.node(op, arg, flags).required)
+
+
+def required_prefixes(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Strings one of which every text the pattern matches starts with, for a pattern
+    anchored at the start of the text (`^` without MULTILINE, or `\\A`).
+
+    `search` can then only match at position 0, so a text that starts with none of
+    them cannot match: `text.startswith(prefixes)` (a few tens of nanoseconds) rules
+    out a regex call. None when the pattern is not anchored, folds case, or no prefix
+    longer than one character is known (first-character dispatch does that much).
+    """
+    try:
+        tree = sre_p.parse(pattern, flags)
+    except re.error:
+        return None
+    items = list(tree.data)
+    all_flags = tree.state.flags | flags
+    if all_flags & (re.IGNORECASE | re.MULTILINE) or _uses_ignorecase(items):
+        return None
+    if not items or items[0] not in ((sre_c.AT, sre_c.AT_BEGINNING), (sre_c.AT, sre_c.AT_BEGINNING_STRING)):
+        return None
+    # the prefix stops growing once the text matched so far is no longer a known
+    # finite set: the rest of the pattern (the costly address part...) is not walked
+    analyser = _Analyser(False)
+    facts = _EMPTY
+    for op, arg in items[1:]:
+        facts = _concat(facts, analyser.node(op, arg, all_flags))
+        if facts.exact is None:
+            break
+    prefix = facts.prefix
+    if prefix == NOTHING_KNOWN or len(prefix) > MAX_SET or min(len(p) for p in prefix) < 2:
+        return None
+    return tuple(sorted(prefix))
+
+
+def required_string(pattern: str, flags: int = 0, prefixes: tuple[str, ...] | None = None) -> str | None:
+    """One string that every match of the pattern contains and that `prefixes` (see
+    `required_prefixes`) do not already promise, or None.
+
+    A text without it cannot match: `string in text` (a few tens of nanoseconds)
+    rules out a regex call. Only single-string sets of `analyse_all` qualify, the
+    most selective first; case-folded ones do not (the text would need folding).
+    """
+    for found in analyse_all(pattern, flags):
+        if found.folded or len(found.strings) != 1:
+            continue
+        (string,) = found.strings
+        if prefixes is not None and all(string in prefix for prefix in prefixes):
+            continue  # a text starting with a prefix holds it already
+        return string
+    return None
 
 
 def required_literals(pattern: str, flags: int = 0) -> frozenset[str] | None:
@@ -722,22 +795,29 @@ class Prefilter:
                 shared[piece] = shared.get(piece, 0) + 1
         for clauses in all_clauses:
             clauses.sort(key=lambda c: (literal_cost(c[0]), sorted(c[0])))
-            extras = [c for c in clauses[1:] if literal_cost(c[0]) <= MAX_USEFUL_COST]
             if sample is not None and len(clauses) > 1:
                 # estimates can be far off (HTTP logs: "GET" on every line): the
                 # clause that selects the fewest sample lines is the one to search
-                # (a pass over the buffer costs about what 1/250 false candidate does),
-                # and a further clause is kept only if it rejects sample lines
+                # (a pass over the buffer costs about what 1/250 false candidate does)
                 passes = (sample.count("\n") + 1) / 250
                 clauses.sort(
                     key=lambda c: _sample_hits(sample, c[0], c[1]) + passes * sum(1 / shared[p, c[1]] for p in c[0])
                 )
-                extras = _rejecting_clauses(sample, clauses[0], clauses[1:])
+        probe = _SampleLines(sample) if sample is not None else None
+        if probe is not None and single_line:
+            _share_passes(probe, all_clauses)
+        for clauses in all_clauses:
+            extras = [c for c in clauses[1:] if literal_cost(c[0]) <= MAX_USEFUL_COST]
+            if probe is not None and len(clauses) > 1:
+                # a further clause is kept only if it rejects sample lines
+                extras = _rejecting_clauses(probe, clauses[0], clauses[1:])
             pieces, is_folded = clauses[0]
             exact.append(set() if is_folded else pieces)
             folded.append(pieces if is_folded else set())
             checks.append([(tuple(sorted(c, key=lambda x: (-len(x), x))), f) for c, f in extras])
         prefilter = cls(_searched_strings(exact), _searched_strings(folded), len(patterns), checks)
+        if sample is not None and prefilter.checked:
+            prefilter = prefilter._without_idle_checks(sample)
         if literal_cost(prefilter.literals) > MAX_USEFUL_COST * 4:
             return None
         return prefilter
@@ -805,36 +885,169 @@ class Prefilter:
             kept.append((start, bits))
         return kept
 
+    def _without_idle_checks(self, sample: str) -> Prefilter:
+        """This prefilter without the checks that rarely take a line out of the
+        candidates (on the sample: for fewer than a tenth of the lines they look at).
+
+        A check clears a pattern's bit; the line stays a candidate while another bit
+        is left (sshd: "Received disconnect" lines are candidates of two patterns, a
+        check of "Auth fail" only clears one). Clearing a bit saves one regex call at
+        most, which the matcher's own dispatch mostly avoids anyway; looking at the
+        line costs about a microsecond. Dropping a check never loses a line: the
+        candidates only grow."""
+        folded_sample = fold_text(sample) or sample.lower()
+        lines, low = sample.split("\n"), folded_sample.split("\n")
+        if len(lines) != len(low):
+            return self
+        masks: dict[int, int] = {}
+        _scan_masks(sample, self.exact, masks)
+        if self.folded:
+            _scan_masks(folded_sample, self.folded, masks)
+        starts = sorted(masks)
+        kept = dict(self._checked_masks(sample, masks))
+        looked = [0] * self.pattern_count
+        removed = [0] * self.pattern_count
+        for start in starts:
+            bits, left = masks[start], kept.get(start, 0)
+            for index in range(self.pattern_count):
+                bit = 1 << index
+                if bits & bit & self.checked:
+                    looked[index] += 1
+                    if not left:
+                        removed[index] += 1
+        checks = [c if removed[i] * 10 >= looked[i] else () for i, c in enumerate(self.checks)]
+        return Prefilter(self.exact, self.folded, self.pattern_count, checks)
+
     def __repr__(self) -> str:
         return f"Prefilter(exact={sorted(self.exact)!r}, folded={sorted(self.folded)!r})"
 
 
+# What the scan of a buffer costs, in units of one candidate line (a line that goes
+# through the matcher, ~8 us): a str.find pass costs about 10 ns per line plus 250 ns
+# divided by the string's length (longer strings let the search skip further), and
+# each line a searched string hits about 0.6 us (finding its start and end, its mask).
+_PASS_NS_PER_LINE = 10.0
+_PASS_NS_PER_LINE_CHAR = 250.0
+_CANDIDATE_NS = 8000.0
+_HIT_COST = 0.075
+
+
+def _share_passes(probe: _SampleLines, all_clauses: list[list[tuple[set[str], bool]]]) -> None:
+    """Choose which clause of each pattern is searched (moved to the front of its
+    list) so that patterns share passes over the buffer.
+
+    Which lines end up as candidates hardly depends on that choice: the clauses not
+    searched are checked on the lines found (when they reject lines), so a line stays
+    a candidate of a pattern only if it holds a piece of each clause either way. What
+    the choice changes is the scan: one str.find pass per distinct string, and the
+    lines those strings hit. Four patterns of sshd that all need "not allowed
+    because" cost one pass for it, not a pass each for "Den", "Gro", "Aut"...
+    Greedy: starting from each pattern's own best clause, switch a pattern to another
+    clause while that lowers the estimated cost of the whole scan.
+    """
+    if probe.low is None or len(all_clauses) < 2:
+        return
+    lines_of = probe.lines_of
+    per_pass = len(probe.lines) / _CANDIDATE_NS
+
+    def cost(choice: list[int]) -> float:
+        total = 0.0
+        seen = 0
+        for is_folded in (False, True):
+            pieces = {
+                p
+                for clauses, c in zip(all_clauses, choice, strict=True)
+                if clauses[c][1] == is_folded
+                for p in clauses[c][0]
+            }
+            for piece in _contains_min(pieces) if pieces else ():  # (a piece holding another: no pass of its own)
+                total += per_pass * (_PASS_NS_PER_LINE + _PASS_NS_PER_LINE_CHAR / len(piece))
+                seen |= lines_of(piece, is_folded)
+        return total + _HIT_COST * seen.bit_count()
+
+    def best_without(choice: list[int], piece: tuple[str, bool]) -> list[int] | None:
+        """Every pattern searching `piece` switched to its best clause without it."""
+        trial = list(choice)
+        for index, clauses in enumerate(all_clauses):
+            pieces, is_folded = clauses[trial[index]]
+            if (piece[0] in pieces and is_folded == piece[1]) is False:
+                continue
+            others = [c for c, (ps, f) in enumerate(clauses) if not (piece[0] in ps and f == piece[1])]
+            if not others:
+                return None
+            trial[index] = min(others, key=lambda c: cost(trial[:index] + [c] + trial[index + 1 :]))
+        return trial
+
+    choice = [0] * len(all_clauses)
+    best = cost(choice)
+    for _round in range(3):
+        improved = False
+        # one pattern at a time onto another clause...
+        for index, clauses in enumerate(all_clauses):
+            for other in range(len(clauses)):
+                if other == choice[index]:
+                    continue
+                trial = choice[:index] + [other] + choice[index + 1 :]
+                trial_cost = cost(trial)
+                if trial_cost < best - 1e-9:
+                    choice, best, improved = trial, trial_cost, True
+        # ...and every pattern searching a string off it at once (a pass saved only then)
+        searched = {(p, clauses[c][1]) for clauses, c in zip(all_clauses, choice, strict=True) for p in clauses[c][0]}
+        for piece in sorted(searched):
+            moved = best_without(choice, piece)
+            if moved is not None and cost(moved) < best - 1e-9:
+                choice, best, improved = moved, cost(moved), True
+        if not improved:
+            break
+    for clauses, c in zip(all_clauses, choice, strict=True):
+        if c:
+            clauses.insert(0, clauses.pop(c))
+
+
 def _rejecting_clauses(
-    sample: str, primary: tuple[set[str], bool], others: list[tuple[set[str], bool]]
+    probe: _SampleLines, primary: tuple[set[str], bool], others: list[tuple[set[str], bool]]
 ) -> list[tuple[set[str], bool]]:
     """The clauses worth checking on the lines the primary one selects: each must
     reject at least a tenth of the sample lines still selected before it."""
-    lines = sample.split("\n")
-    low = (fold_text(sample) or sample.lower()).split("\n")
-    if len(low) != len(lines):
-        return []
-
-    def holds(index: int, clause: tuple[set[str], bool]) -> bool:
-        text = low[index] if clause[1] else lines[index]
-        return any(piece in text for piece in clause[0])
-
-    selected = [i for i in range(len(lines)) if holds(i, primary)]
+    selected = probe.lines_with(primary)
     if not selected:
         return []  # no evidence: a check would only cost
     kept: list[tuple[set[str], bool]] = []
-    for clause in sorted(others, key=lambda c: sum(1 for i in selected if holds(i, c))):
-        remaining = [i for i in selected if holds(i, clause)]
-        if len(selected) - len(remaining) >= max(1, len(selected) // 10):
+    for clause in sorted(others, key=lambda c: (selected & probe.lines_with(c)).bit_count()):
+        remaining = selected & probe.lines_with(clause)
+        if selected.bit_count() - remaining.bit_count() >= max(1, selected.bit_count() // 10):
             kept.append(clause)
             selected = remaining
             if not selected:
                 break
     return kept
+
+
+class _SampleLines:
+    """Some lines of the log, to measure which lines a clause selects (bit n: line n)."""
+
+    def __init__(self, sample: str) -> None:
+        self.lines = sample.split("\n")
+        low = (fold_text(sample) or sample.lower()).split("\n")
+        self.low = low if len(low) == len(self.lines) else None
+        self._found: dict[tuple[str, bool], int] = {}
+
+    def lines_of(self, piece: str, is_folded: bool) -> int:
+        """The lines holding `piece` (searched in the folded lines if `is_folded`)."""
+        key = (piece, is_folded)
+        found = self._found.get(key)
+        if found is None:
+            texts = self.low if is_folded and self.low is not None else self.lines
+            found = sum(1 << n for n, text in enumerate(texts) if piece in text)
+            self._found[key] = found
+        return found
+
+    def lines_with(self, clause: tuple[set[str], bool]) -> int:
+        """The lines holding a piece of the clause."""
+        found = 0
+        for piece in clause[0]:
+            found |= self.lines_of(piece, clause[1])
+        return found
 
 
 def _sample_hits(sample: str, pieces: set[str], is_folded: bool) -> int:

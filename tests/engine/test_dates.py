@@ -94,7 +94,7 @@ def test_it_reads_apache_dates_inside_brackets() -> None:
     line = '192.0.2.1 - - [14/Aug/2005:11:59:58 +0200] "GET / HTTP/1.1" 404'
     found = hit(line)
     assert found is not None
-    assert line[found.start:found.end] == "14/Aug/2005:11:59:58 +0200"
+    assert line[found.start : found.end] == "14/Aug/2005:11:59:58 +0200"
     assert found.epoch == local("2005-08-14T11:59:58")
 
 
@@ -103,7 +103,7 @@ def test_it_reads_epoch_seconds_at_line_start_and_in_audit_records() -> None:
     assert epoch_of("[1124013598] x") == 1124013598.0
     line = "type=AVC msg=audit(1124013598.123:42): denied"
     found = hit(line)
-    assert found is not None and line[found.start:found.end] == "1124013598.123"
+    assert found is not None and line[found.start : found.end] == "1124013598.123"
 
 
 def test_it_reads_tai64n_labels() -> None:
@@ -172,7 +172,7 @@ def test_it_frames_the_default_templates_with_date_tag() -> None:
     line = "host [14/Aug/2005:11:59:58 +0200] GET /"
     found = hit(line, pattern)
     assert found is not None
-    assert line[found.start:found.end] == "14/Aug/2005:11:59:58 +0200"
+    assert line[found.start : found.end] == "14/Aug/2005:11:59:58 +0200"
     assert found.epoch == local("2005-08-14T11:59:58")
 
 
@@ -180,7 +180,7 @@ def test_it_cuts_the_whole_frame_when_the_frame_has_no_group() -> None:
     line = "<W>2005-08-14 11:59:58.123 1 => <1:user(-1)> Rejected"
     found = hit(line, "^<W>{DATE}")
     assert found is not None
-    assert line[found.start:found.end] == "<W>2005-08-14 11:59:58.123"
+    assert line[found.start : found.end] == "<W>2005-08-14 11:59:58.123"
 
 
 def test_it_reads_a_raw_regex_with_named_groups() -> None:
@@ -262,8 +262,14 @@ def test_it_skips_impossible_dates() -> None:
 
 
 def test_it_reads_local_times_across_dst_switches() -> None:
-    for text in ("2005-03-27T01:59:59", "2005-03-27T03:00:00", "2005-10-30T01:30:00", "2005-10-30T03:30:00",
-                 "2005-03-27T02:30:00", "2005-10-30T02:30:00"):  # the last two: skipped, doubled hour
+    for text in (
+        "2005-03-27T01:59:59",
+        "2005-03-27T03:00:00",
+        "2005-10-30T01:30:00",
+        "2005-10-30T03:30:00",
+        "2005-03-27T02:30:00",
+        "2005-10-30T02:30:00",
+    ):  # the last two: skipped, doubled hour
         line = text.replace("T", " ") + " host x"
         assert epoch_of(line) == time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S")[:8] + (-1,)), text
 
@@ -278,8 +284,15 @@ def _without_day_cache(detector: DateDetector) -> DateDetector:
 
 @pytest.mark.parametrize("logtimezone", [None, "UTC+0530"])
 def test_it_reads_the_same_with_and_without_its_day_cache(logtimezone: str | None) -> None:
-    formats = ["%b %d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d/%b/%Y:%H:%M:%S +0200", "%H:%M:%S",
-               "%Y-%m-%dT%H:%M:%SZ", "%m/%d/%Y:%H:%M:%S", "%y%m%d %H:%M:%S"]
+    formats = [
+        "%b %d %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%d/%b/%Y:%H:%M:%S +0200",
+        "%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%SZ",
+        "%m/%d/%Y:%H:%M:%S",
+        "%y%m%d %H:%M:%S",
+    ]
     lines = []
     for i in range(3000):
         moment = NOW - 400 * 86400 + i * 14407.3  # every hour of the day, over a year and more
@@ -310,10 +323,13 @@ def test_it_does_not_import_django() -> None:
 # speed
 
 
-@pytest.mark.parametrize("line", [
-    "Aug 14 11:59:58 host sshd[123]: Failed password for root from 192.0.2.1 port 22 ssh2",
-    "2005-08-14T11:59:58.123456+02:00 host sshd[123]: Failed password for root from 192.0.2.1",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Aug 14 11:59:58 host sshd[123]: Failed password for root from 192.0.2.1 port 22 ssh2",
+        "2005-08-14T11:59:58.123456+02:00 host sshd[123]: Failed password for root from 192.0.2.1",
+    ],
+)
 def test_it_matches_a_line_in_a_few_microseconds(line: str) -> None:
     detector = DateDetector()
     count = 20000
@@ -377,8 +393,10 @@ def corpus_score() -> tuple[int, int, list[str]]:
                 right += 1
             else:
                 got = None if found is None else (found.epoch, found.template)
-                failures.append(f"{run['key']} [{ln['src']}] {ln['text'][:100]}\n"
-                                f"    got {got}, want {ln['expect']['time']} = {expected}")
+                failures.append(
+                    f"{run['key']} [{ln['src']}] {ln['text'][:100]}\n"
+                    f"    got {got}, want {ln['expect']['time']} = {expected}"
+                )
     return right, total, failures
 
 

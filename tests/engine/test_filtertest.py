@@ -207,3 +207,5 @@ def test_comment_and_empty_lines_are_counted_like_the_multiline_regex() -> None:
     for _ in range(20000):
         text = "".join(rng.choice("#\r\na ") for _ in range(rng.randint(0, 10)))
         assert _comment_or_empty_count(text) == len(_COMMENT_OR_EMPTY_RE.findall(text)), repr(text)
+        pos = rng.randint(0, len(text))  # from an offset: as counting the rest of a block
+        assert _comment_or_empty_count(text, pos) == len(_COMMENT_OR_EMPTY_RE.findall(text[pos:])), (text, pos)

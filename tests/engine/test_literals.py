@@ -31,6 +31,8 @@ from jails.engine.literals import (
     date_cut_for,
     fold_text,
     required_literals,
+    required_prefixes,
+    required_string,
 )
 from tests.paths import CORPUS, F2B_CORPUS_TOOL
 
@@ -562,3 +564,80 @@ def test_multi_line_patterns_keep_a_single_clause() -> None:
     prefilter = Prefilter.build([r"^first line\nsecond (?:one|two) here"], re.MULTILINE)
     assert prefilter is not None
     assert not prefilter.checked
+
+
+# --- the matcher's dispatch guards: required prefixes and strings ---------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"^Failed \S+ for", ("Failed ",)),
+        (r"^[iI](?:llegal|nvalid) user ", ("Illegal user ", "Invalid user ", "illegal user ", "invalid user ")),
+        (r"^(?:error: )?Bad", ("Bad", "error: Bad")),
+        (r"Failed \S+", None),  # not anchored: a match may start anywhere
+        (r"^\S+ failed", None),  # nothing known about the first characters
+        (r"^a\d", None),  # one character: first-character dispatch does that much
+        (r"(?i)^Failed", None),  # folded
+    ],
+)
+def test_it_finds_the_prefixes_an_anchored_pattern_starts_with(pattern: str, expected: tuple[str, ...] | None) -> None:
+    assert required_prefixes(pattern) == expected
+
+
+def test_it_finds_a_string_beyond_the_prefixes() -> None:
+    pattern = r"^Received disconnect from \S+:\s*3: .*: Auth fail"
+    prefixes = required_prefixes(pattern)
+    assert prefixes == ("Received disconnect from ",)
+    found = required_string(pattern, 0, prefixes)
+    assert found is not None and found in ": Auth fail" and not any(found in p for p in prefixes)
+    assert required_string(r"^Failed \S+", 0, ("Failed ",)) is None  # nothing beyond the prefix
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_regexes(), st.text(ALPHABET, max_size=9))
+@example("(?:ab)+c", "ababc")
+@example("a(?:b|cd)?e", "ae")
+def test_dispatch_guards_never_skip_a_text_the_regex_matches(source: str, text: str) -> None:
+    pattern = _compiled("^" + source)
+    prefixes = required_prefixes("^" + source)
+    needed = required_string("^" + source, 0, prefixes)
+    for end in range(len(text) + 1):
+        if pattern.search(text[:end]) is not None:
+            assert prefixes is None or text[:end].startswith(prefixes), (source, text[:end], prefixes)
+            assert needed is None or needed in text[:end], (source, text[:end], needed)
+
+
+def test_patterns_share_one_pass_for_a_string_they_all_need() -> None:
+    # sshd's "User ... not allowed because ..." regexes: each could be searched by its own
+    # rare word ("Den", "Gro"), but one pass for what they all hold costs less
+    lines = [f"host sshd[{n}]: Accepted password for bob from 192.0.2.{n % 250} port 22" for n in range(300)]
+    lines += ["host sshd[1]: User x from 192.0.2.1 not allowed because listed in DenyUsers"]
+    lines += ["host sshd[2]: User y from 192.0.2.2 not allowed because a group is listed in DenyGroups"]
+    lines += ["host sshd[3]: User z from 192.0.2.3 not allowed because not listed in AllowUsers"]
+    buffer = "\n".join(lines) + "\n"
+    patterns = [
+        r"^User \S+ from \S+ not allowed because listed in DenyUsers",
+        r"^User \S+ from \S+ not allowed because a group is listed in DenyGroups",
+        r"^User \S+ from \S+ not allowed because not listed in AllowUsers",
+    ]
+    prefilter = Prefilter.build(patterns, date_cut=NO_CUT, sample=buffer, single_line=True)
+    assert prefilter is not None
+    assert len(prefilter.exact) == 1, prefilter
+    masks = dict(prefilter.candidate_masks(buffer))
+    assert [buffer[start : buffer.index("\n", start)] for start in masks] == lines[-3:]
+
+
+def test_checks_that_never_take_a_line_out_are_dropped() -> None:
+    # two patterns find the same lines; a check that clears one's bit leaves the other's:
+    # the line is a candidate either way, and looking at it would only cost
+    lines = [f"Received disconnect from 192.0.2.{n % 250} port {n}:11: Bye" for n in range(200)]
+    lines += ["Received disconnect from 192.0.2.1 port 1:3: x: Auth fail"]
+    buffer = "\n".join(lines) + "\n"
+    patterns = [
+        r"^Received disconnect from \S+ port \d+:\s*3: .*: Auth fail",
+        r"^Received disconnect from \S+ port \d+:\s*11:",
+    ]
+    prefilter = Prefilter.build(patterns, date_cut=NO_CUT, sample=buffer, single_line=True)
+    assert prefilter is not None and not prefilter.checked
+    assert len(prefilter.candidate_masks(buffer)) == len(lines)
