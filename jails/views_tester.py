@@ -12,8 +12,10 @@ stored jail's log files are read, never system or panel files (tester.private_fi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
@@ -45,7 +47,7 @@ def filter_tester(request: HttpRequest, name: str | None = None) -> HttpResponse
             context["loaded"] = {"error": "Loading a jail's log needs the operator role; paste the lines instead."}
     form = TesterForm(data)
     context["form"] = form
-    context.update(results(form))
+    context.update(results(form, request.user.pk or 0))  # role_required: always a logged-in user
     template = "jails/tester.html#results" if request.htmx else "jails/tester.html"  # type: ignore[attr-defined]
     return render(request, template, context)
 
@@ -80,13 +82,41 @@ def load_tail(data: QueryDict) -> dict[str, Any]:
     return {"path": path, "count": len(lines)}
 
 
-def results(form: TesterForm) -> dict[str, Any]:
+# Regex time one user may spend in the tester per minute. One run is bounded (tester.run), but the
+# live tester posts on every pause in typing and gunicorn has few workers: without a budget per
+# user, one viewer pasting a slow regex again and again could keep the panel busy for everyone.
+BUDGET_SECONDS_PER_MINUTE = 20.0
+
+
+def budget_key(user_id: int) -> str:
+    return f"tester-spent:{user_id}:{int(time.time() // 60)}"
+
+
+def over_budget(user_id: int) -> str | None:
+    spent = cache.get(budget_key(user_id), 0.0)
+    if spent < BUDGET_SECONDS_PER_MINUTE:
+        return None
+    wait = 60 - int(time.time() % 60)
+    return (f"You have used this minute's tester time ({BUDGET_SECONDS_PER_MINUTE:.0f} s of regex work); "
+            f"results resume in {wait} s.")
+
+
+def charge(user_id: int, seconds: float) -> None:
+    key = budget_key(user_id)
+    cache.set(key, cache.get(key, 0.0) + seconds, timeout=120)
+
+
+def results(form: TesterForm, user_id: int) -> dict[str, Any]:
     """The test's report, or why there is none (`error`): never an exception for the page."""
     if not form.is_valid():
         return {}
     data = form.cleaned_data
     if not data["log"].strip():
         return {"waiting": True}
+    refused = over_budget(user_id)
+    if refused:
+        return {"error": refused}
+    started = time.monotonic()
     try:
         lines = tester.split_input(data["log"])
         definition, options, label = chosen_filter(data)
@@ -95,6 +125,8 @@ def results(form: TesterForm) -> dict[str, Any]:
         return {"error": str(exc)}
     except EngineError as exc:
         return {"error": f"The filter does not work: {exc}", "warnings": lint_anyway(data)}
+    finally:
+        charge(user_id, time.monotonic() - started)
     return {"report": report, "summary": tester.failure_summary(report), "warnings": report.warnings}
 
 

@@ -187,3 +187,16 @@ def test_it_bounds_the_regex_boxes(viewer: Client) -> None:
     html = post(viewer, source="regex", failregex="^<HOST> " + "a" * 30_000, log=SSHD_FAIL)
 
     assert "at most 20000 characters" in html and "tester-lines" not in html
+
+
+def test_it_stops_a_user_who_spent_the_minutes_regex_budget(viewer: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jails import views_tester
+
+    assert 'id="tester-summary"' in post(viewer, htmx=True, filter="sshd", log=SSHD_FAIL)
+    monkeypatch.setattr(views_tester, "BUDGET_SECONDS_PER_MINUTE", 0.0)  # the run above spent it
+    html = post(viewer, htmx=True, filter="sshd", log=SSHD_FAIL)
+    assert "used this minute&#x27;s tester time" in html
+    assert 'id="tester-summary"' not in html
+    other = client_for("operator")  # the budget is per user: someone else still gets results
+    monkeypatch.setattr(views_tester, "BUDGET_SECONDS_PER_MINUTE", 60.0)
+    assert 'id="tester-summary"' in post(other, htmx=True, filter="sshd", log=SSHD_FAIL)
