@@ -12,6 +12,9 @@ reported as soon as they appear. A directory that does not exist yet is retried 
 timeout. Callers should read all their sources after an empty wait too: it is the safety net for
 anything inotify cannot see (network file systems, a log renamed away that is still written to).
 
+`events` narrows what is reported of a watched name (the journal's files: written, created, renamed
+in; watchers.journal.CHANGE_EVENTS).
+
 `make_watcher` maps fail2ban's backends: "auto" (inotify, else polling, with the reason kept in
 `fallback_reason`), "inotify" / "pyinotify", "polling".
 """
@@ -188,8 +191,9 @@ class DirectoryWatcher:
     backend = "inotify"
     fallback_reason: str | None = None
 
-    def __init__(self, paths: Iterable[str]) -> None:
+    def __init__(self, paths: Iterable[str], *, events: int = NAME_EVENTS) -> None:
         self._libc = _Libc()
+        self._events = events  # what happens to a watched name that is worth reporting
         fd: int = self._libc.init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             raise _init_error(ctypes.get_errno())
@@ -249,7 +253,7 @@ class DirectoryWatcher:
         for directory in self._wanted:
             if directory in self._dir_to_wd:
                 continue
-            wd: int = self._libc.add_watch(self._fd, os.fsencode(directory), NAME_EVENTS | SELF_EVENTS | IN_ONLYDIR)
+            wd: int = self._libc.add_watch(self._fd, os.fsencode(directory), self._events | SELF_EVENTS | IN_ONLYDIR)
             if wd < 0:
                 if ctypes.get_errno() == errno.ENOSPC:
                     raise _watch_limit_error()

@@ -5,7 +5,9 @@ in the server namespace on 22, 80 and 8080. The seed configuration is imported o
 tree as an admin would, its jails pointed at log files under tmp_path. Then, as child processes:
 
 - the watcher worker (queue "celery") and Celery beat (DatabaseScheduler, the default schedules) in the
-  host namespace;
+  host namespace. The logs are read by beat's 2 s reads (`read_all_sources`), or by the followers
+  (`watchers.tasks.follow`, inotify; one more worker process each): the test runs with both readers,
+  as test_faults.py does;
 - the firewall worker (queue "firewall.local") INSIDE the server namespace (`ip netns exec`), so its
   libnftables changes that namespace's ruleset and never the host's. It reaches Redis through a unix
   socket (see tests/e2e/stack.py): the namespace's loopback is not the host's.
@@ -83,6 +85,7 @@ FIRST = {
     "postfix-sasl": {SASL_BRUTE},  # maxretry 2
 }
 RECIDIVE_EVERY = 2  # seconds; the default schedule says 60 (an admin may change it in Django admin)
+FOLLOW_EVERY = 2  # seconds between beat's (re)starts of the followers; the default schedule says 10
 
 
 # --- the log files ------------------------------------------------------------------------------
@@ -185,6 +188,29 @@ def import_seed(tmp_path: Path, logs: Path) -> None:
     assert ATTACKER_V4 not in policy.host_addresses()  # ignoreself must not protect the attacker
 
 
+# Who reads the logs: "beat" (read_all_sources every 2 s) or "follow" (the followers), as in test_faults.py.
+FOLLOW_SCHEDULES = "watchers.migrations.0003_follow_schedule"
+READERS = ["beat"] + (["follow"] if importlib.util.find_spec(FOLLOW_SCHEDULES) is not None else [])
+
+
+def install_followers(*, follow: bool) -> int:
+    """The followers' schedules as their migration makes them, or none (a first test in a fresh database
+    still has the migration's rows); returns how many followers beat will start."""
+    if importlib.util.find_spec(FOLLOW_SCHEDULES) is None:
+        return 0
+    module = importlib.import_module(FOLLOW_SCHEDULES)
+    if not follow:
+        module.remove(apps, None)
+        return 0
+    module.create(apps, None)
+    rows = PeriodicTask.objects.filter(task="watchers.tasks.follow", enabled=True)
+    # beat's first start comes one interval after it starts (10 s): sooner here, as for recidive (a start
+    # while a follower runs returns at once)
+    rows.update(interval=IntervalSchedule.objects.filter(every=FOLLOW_EVERY, period="seconds").first()
+                or IntervalSchedule.objects.create(every=FOLLOW_EVERY, period="seconds"))
+    return rows.count()
+
+
 def install_default_schedules() -> bool:
     """The beat schedules the migrations create (a transactional test before this one flushed them);
     True when there is a recidive schedule, then run every RECIDIVE_EVERY seconds."""
@@ -234,6 +260,22 @@ def sources_read_to_end() -> bool:
     sources = list(LogSource.objects.all())
     return len(sources) == len(LOG_OF_JAIL) and all(
         s.inode is not None and s.offset == os.path.getsize(s.path) for s in sources)
+
+
+def beat_reads_nothing(watchers: Child) -> bool:
+    """A read_all_sources ran after the last follower started, and queued no read (Celery's log:
+    "... succeeded in 0.004s: 0")."""
+    after = watchers.output().rpartition(": following for ")[2]
+    return any("watchers.tasks.read_all_sources[" in line and " succeeded " in line and line.endswith("s: 0")
+               for line in after.splitlines())
+
+
+def read_tasks(watchers: Child, since: float) -> int:
+    """read_source tasks the watcher worker received since `since` (time.time()): beat's reads of the
+    sources no follower holds. Celery's log lines start with the local time, "[2026-01-31 12:00:00,123: "."""
+    moment = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) + f",{int(since % 1 * 1000):03d}"
+    return sum(1 for line in watchers.output().splitlines()
+               if "watchers.tasks.read_source[" in line and " received" in line and line[1:24] >= moment)
 
 
 def recidive_runs(watchers: Child) -> int:
@@ -332,9 +374,10 @@ def describe(pair: NamespacePair, children: list[Child]) -> str:
 # --- the test -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("reader", READERS)
 def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
     pair: NamespacePair, redis_db: redis.Redis, bridge: RedisBridge, children: list[Child],
-    settings_db_env: dict[str, str], tmp_path: Path,
+    settings_db_env: dict[str, str], tmp_path: Path, reader: str,
 ) -> None:
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -351,13 +394,15 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
     append(logs, history(time.time()))
     import_seed(tmp_path, logs)
     recidive = install_default_schedules()
+    followers = install_followers(follow=reader == "follow")
 
     # 3. the product's processes
     env: dict[str, Any] = {**settings_db_env, "IPS_HOST_NAME": "local", "IPS_FIREWALL": "nftables",
                            "IPS_NFT_TABLE": "ips", "IPS_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
                            "IPS_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"}
     celery = [PYTHON, "-m", "celery", "-A", "config"]
-    children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency", "1",
+    # one worker process per follower (the follow task declines otherwise), and one for the other tasks
+    children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency", str(1 + followers),
                                              "--hostname", "w@%h", "--loglevel", "INFO"], env, tmp_path))
     children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
                                              "firewall.local", "--concurrency", "1", "--hostname", "fw@%h",
@@ -371,6 +416,11 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
     with diagnostics(pair, children):
         assert wait_for(lambda: " ready." in watchers.output() and " ready." in firewall.output()
                         and "beat: Starting" in beat.output(), START_WAIT), "the workers or beat did not start"
+        if followers:  # the attack must meet the followers, not the 2 s reads they replace
+            assert wait_for(lambda: watchers.output().count(": following for ") >= followers, START_WAIT), \
+                "the followers did not start"
+            # and beat's reads, which read every source until then, have seen them
+            assert wait_for(lambda: beat_reads_nothing(watchers), START_WAIT), "beat still reads the logs"
         timings["processes up"] = time.monotonic() - started
 
         # The first read of each source (beat every 2 s): old lines are outside findtime, nothing is banned.
@@ -380,7 +430,8 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
         timings["history read"] = time.monotonic() - started
 
         # 4. the first attack: exactly the expected addresses, in the kernel and in the table, per jail
-        append(logs, first_attack(time.time()))
+        attacked_at = time.time()
+        append(logs, first_attack(attacked_at))
         attacked = time.monotonic()
         expected = want(FIRST)
         wait_for(lambda: settled(server, expected, children), BAN_WAIT)
@@ -437,9 +488,11 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
             assert not Ban.objects.filter(network=f"{ATTACKER_V4}/32", state__in=Ban.LIVE_STATES).exists()
             assert set(kernel(server)) == expected
         assert bridge.connections > 0  # the firewall worker went through the bridge, not a Redis of its own
+        if followers:  # every line since the attack was read by the followers: beat queued no read
+            assert read_tasks(watchers, attacked_at) == 0
 
     timings["total"] = time.monotonic() - started
-    print("e2e timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+    print(f"e2e timings ({reader}): " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
 
 
 def assert_settled(server: Driver, expected: set[tuple[str, str]]) -> None:
