@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from jails import services
 from jails.models import AuditEntry, Filter
+from tests.clients import client_for
 
 pytestmark = pytest.mark.django_db
 
 COMMON = "[DEFAULT]\n__prefix = \\S+ app\\[\\d+\\]:\n"
 SOURCE = "[INCLUDES]\nbefore = app-common.conf\n\n[Definition]\nfailregex = ^%(__prefix)s login failed from <HOST>$\n"
 NEW_SOURCE = SOURCE + "            ^%(__prefix)s bad token from <HOST>$\n"
-
-
-def client_for(role: str) -> Client:
-    user = User.objects.create_user(f"{role}-user", password="x")
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    client = Client(REMOTE_ADDR="198.51.100.50")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import tarfile
 import zipfile
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from jails import views_import
 from jails.models import AuditEntry, Filter, Jail
+from tests.clients import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -34,14 +34,6 @@ enabled = false
 filter = myapp
 logpath = /var/log/off.log
 """
-
-
-def client_for(role: str) -> Client:
-    user = User.objects.create_user(f"{role}-user", password="x")
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    client = Client(REMOTE_ADDR="198.51.100.50")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -14,19 +13,12 @@ from django.utils import timezone
 from bans.models import Ban, Failure, Tally
 from jails import services
 from jails.models import AuditEntry, Filter, Jail
+from tests.clients import client_for
 from watchers.models import LogSource
 
 pytestmark = pytest.mark.django_db
 
 FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
-
-
-def client_for(role: str) -> Client:
-    user = User.objects.create_user(f"{role}-user", password="x")
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    client = Client(REMOTE_ADDR="198.51.100.50")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

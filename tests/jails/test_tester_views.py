@@ -5,27 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 
 from jails import tester
 from jails.builtin import install_builtin_filters
 from jails.models import Filter, Jail
+from tests.clients import client_for
 
 pytestmark = pytest.mark.django_db
 
 SSHD_FAIL = "Nov 22 03:04:05 host sshd[1]: Invalid user bob from 192.0.2.7 port 22"
 SSHD_OTHER = "Nov 22 03:04:06 host sshd[1]: Accepted publickey for alice from 192.0.2.8 port 22 ssh2"
 HOSTILE = "Nov 22 03:04:07 host sshd[1]: Invalid user <script>alert(1)</script> from 192.0.2.9 port 22"
-
-
-def client_for(role: str) -> Client:
-    user = User.objects.create_user(f"{role}-user", password="x")
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    client = Client(REMOTE_ADDR="198.51.100.50")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
