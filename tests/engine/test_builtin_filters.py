@@ -14,7 +14,6 @@ with the same fixed "now", 2026-11-22T12:00:00Z, and with TZ=UTC (the tool's
 from __future__ import annotations
 
 import calendar
-import importlib.util
 import ipaddress
 import os
 import re
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.paths import F2B_CORPUS_TOOL, REPO
+from tests.paths import REPO, corpus_tool
 
 # Only skip while the engine is not there yet; once it exists, import errors must fail.
 ini = pytest.importorskip("jails.engine.ini", reason="filter engine (jails.engine.ini) not written yet")
@@ -59,19 +58,9 @@ FILTERS = (
 INJECTED = ipaddress.ip_address("198.51.100.1")
 
 
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("f2b_corpus", F2B_CORPUS_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    if not F2B_CORPUS_TOOL.is_file():
-        pytest.skip("shared corpus tool missing")
-    return _load_tool()
+    return corpus_tool()
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ is imported, not copied. fail2ban itself scores 1822/1822.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -20,25 +19,14 @@ import pytest
 
 from jails.engine.filter import CompiledFilter
 from jails.engine.ini import load_filter_file
-from tests.paths import CORPUS, F2B_CORPUS_TOOL, REPO
+from tests.paths import CORPUS, F2B_CORPUS_TOOL, REPO, corpus_tool
 
 # The best score reached so far: a regression below it fails the suite.
 BEST_LINES_RIGHT = 1822
 
-pytestmark = pytest.mark.skipif(not F2B_CORPUS_TOOL.is_file(), reason="shared corpus tool missing")
-
-
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("f2b_corpus", F2B_CORPUS_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    return _load_tool()
+    return corpus_tool()
 
 
 @pytest.fixture()

@@ -7,12 +7,10 @@ and checks the epoch.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ import pytest
 from jails.engine.dates import DateDetector, DateHit, parse_zone_offset
 from jails.engine.errors import FilterError
 from jails.engine.ini import load_filter_file
-from tests.paths import CORPUS, F2B_CORPUS_TOOL, REPO
+from tests.paths import CORPUS, REPO, corpus_tool
 
 CORPUS_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
 NOW = 1124013600.0  # 2005-08-14T10:00:00Z = 12:00 CEST
@@ -351,14 +349,6 @@ def datepattern_of(conf: Path, options: dict[str, str]) -> str | None:
     return load_filter_file(str(conf), options).datepattern
 
 
-def _corpus_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("f2b_corpus", F2B_CORPUS_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def corpus_score() -> tuple[int, int, list[str]]:
     """(right, total, failures) over the corpus lines that must match and carry a time.
 
@@ -366,7 +356,7 @@ def corpus_score() -> tuple[int, int, list[str]]:
     2nd line of a multi-line failure) gets the last date found, as fail2ban's filter
     does when that date is less than a minute older than now.
     """
-    tool = _corpus_tool()
+    tool = corpus_tool()
     right = total = 0
     failures: list[str] = []
     for run in tool.all_runs(str(CORPUS)):

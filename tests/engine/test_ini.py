@@ -7,12 +7,10 @@ the same files (FilterReader / ConfigReader) while writing this module.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from jails.engine.ini import (
     load_jails,
     parse_filter_spec,
 )
-from tests.paths import CORPUS, F2B_CORPUS_TOOL, SEED_CONFIGS
+from tests.paths import CORPUS, SEED_CONFIGS, corpus_tool
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ini"
 STOCK = CORPUS / "config"
@@ -271,17 +269,9 @@ def test_it_loads_the_same_filter_from_memory() -> None:
 # --------------------------------------------------------------------------- the stock corpus
 
 
-def load_corpus_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("f2b_corpus", F2B_CORPUS_TOOL)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @needs_corpus
 def test_it_loads_every_stock_filter_with_the_corpus_options() -> None:
-    tool = load_corpus_tool()
+    tool = corpus_tool()
     runs = list(tool.all_runs(CORPUS))
     assert runs
     for run in runs:

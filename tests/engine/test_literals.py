@@ -7,12 +7,10 @@ annotated sample line of its corpus.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from collections.abc import Iterator
 from functools import cache
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,7 +32,7 @@ from jails.engine.literals import (
     required_prefixes,
     required_string,
 )
-from tests.paths import CORPUS, F2B_CORPUS_TOOL
+from tests.paths import CORPUS, corpus_tool
 
 # --- each construct ------------------------------------------------------------------
 
@@ -370,19 +368,10 @@ def _check_cut_lines(sources: list[str], parts: list[tuple[str, str, str]], cut:
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="fail2ban corpus not present")
 
 
-@cache
-def _corpus_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("f2b_corpus", F2B_CORPUS_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _runs() -> list[dict[str, Any]]:
     if not CORPUS.is_dir():
         return []
-    runs: list[dict[str, Any]] = _corpus_tool().all_runs(str(CORPUS))
+    runs: list[dict[str, Any]] = corpus_tool().all_runs(str(CORPUS))
     return runs
 
 

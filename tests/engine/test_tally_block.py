@@ -10,7 +10,6 @@ blocks (with and without the literal prefilter's masks).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Iterator
@@ -23,22 +22,12 @@ from jails.engine.errors import RegexTimeout
 from jails.engine.filter import BlockTally, CompiledFilter, LineResult
 from jails.engine.ini import load_filter_file
 from jails.engine.literals import Prefilter, date_cut_for, required_prefixes, required_string
-from tests.paths import CORPUS, F2B_CORPUS_TOOL
-
-pytestmark = pytest.mark.skipif(not F2B_CORPUS_TOOL.is_file(), reason="shared corpus tool missing")
-
-
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("f2b_corpus", F2B_CORPUS_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.paths import CORPUS, corpus_tool
 
 
 @pytest.fixture(scope="module")
 def runs() -> Iterator[tuple[ModuleType, list[dict[str, Any]]]]:
-    tool = _load_tool()
+    tool = corpus_tool()
     saved = os.environ.get("TZ")
     os.environ["TZ"] = tool.TZ  # the corpus' dates are local times in CET/CEST
     time.tzset()
