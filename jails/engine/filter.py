@@ -602,17 +602,7 @@ class CompiledFilter:
             forget = fail.pop("mlfforget", None)
             users: set[str] | None
             if known is not None:
-                user = fail.get("user")
-                users = known.get("users")
-                if user:
-                    if not users:
-                        users = known["users"] = set()
-                    users.add(user)
-                known.pop("nofail", None)
-                known.pop("mlfgained", None)
-                if mlfgained:
-                    known.pop("mlfpending", None)  # a success cancels pending failures
-                known.update({k: v for k, v in fail.items() if v is not None})
+                users = merge_into_session(known, fail, bool(mlfgained))
                 fail = known
                 if forget:
                     del data[mlfid]
@@ -1250,6 +1240,26 @@ def _host_of(fail: dict[str, Any]) -> str | None:
     return str(fid)
 
 
+def merge_into_session(known: dict[str, Any], fail: dict[str, Any], gained: bool) -> set[str] | None:
+    """Fold a line's fields into its <F-MLFID> session, as fail2ban does; the session's users.
+
+    User names accumulate; a success (<F-MLFGAINED>) cancels the failures still pending. Shared by
+    process_line and the block loop, whose results tests/engine/test_tally_block.py compares.
+    """
+    user = fail.get("user")
+    users: set[str] | None = known.get("users")
+    if user:
+        if not users:
+            users = known["users"] = set()
+        users.add(user)
+    known.pop("nofail", None)
+    known.pop("mlfgained", None)
+    if gained:
+        known.pop("mlfpending", None)
+    known.update({k: v for k, v in fail.items() if v is not None})
+    return users
+
+
 def _merge_session(sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matched: list[BufLine]) -> dict[str, Any]:
     """Fold this line's groups into its session (fail2ban's multi-line failure id).
 
@@ -1310,17 +1320,7 @@ def _count_session(
     forget = bool(fail.pop("mlfforget", None))
     users: set[str] | None = None
     if known is not None:
-        user = fail.get("user")
-        users = known.get("users")
-        if user:
-            if not users:
-                users = known["users"] = set()
-            users.add(user)
-        known.pop("nofail", None)
-        known.pop("mlfgained", None)
-        if gained:
-            known.pop("mlfpending", None)  # a success cancels pending failures
-        known.update({k: v for k, v in fail.items() if v is not None})
+        users = merge_into_session(known, fail, gained)
         fail = known
         changes[mlfid] = None if forget else fail
     elif not forget:
