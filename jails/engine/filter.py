@@ -609,12 +609,7 @@ class CompiledFilter:
             else:
                 users = None
                 if not forget:
-                    user = fail.get("user")
-                    users = fail.get("users")
-                    if user:
-                        if not users:
-                            users = fail["users"] = set()
-                        users.add(user)
+                    users = _add_user(fail, fail.get("user"))
                     self._sessions.set(mlfid, fail, now)
             if fail.pop("mlfpending", 0) or (users and len(users) > 1):
                 # pending failures or several users tried: this is a failure after all
@@ -1246,12 +1241,7 @@ def merge_into_session(known: dict[str, Any], fail: dict[str, Any], gained: bool
     User names accumulate; a success (<F-MLFGAINED>) cancels the failures still pending. Shared by
     process_line and the block loop, whose results tests/engine/test_tally_block.py compares.
     """
-    user = fail.get("user")
-    users: set[str] | None = known.get("users")
-    if user:
-        if not users:
-            users = known["users"] = set()
-        users.add(user)
+    users = _add_user(known, fail.get("user"))
     known.pop("nofail", None)
     known.pop("mlfgained", None)
     if gained:
@@ -1324,12 +1314,7 @@ def _count_session(
         fail = known
         changes[mlfid] = None if forget else fail
     elif not forget:
-        user = fail.get("user")
-        users = fail.get("users")
-        if user:
-            if not users:
-                users = fail["users"] = set()
-            users.add(user)
+        users = _add_user(fail, fail.get("user"))
         changes[mlfid] = fail
     if fail.pop("mlfpending", 0) or (users and len(users) > 1):
         # pending failures or several users tried: this is a failure after all
