@@ -10,13 +10,15 @@ others. No interface, route or firewall rule of the host is involved.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +155,18 @@ class RedisBridge:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+@contextlib.contextmanager
+def bridged_redis(address: tuple[str, int], prefix: str) -> Iterator[RedisBridge]:
+    """A RedisBridge to `address` on a socket in a new temporary directory, removed afterwards."""
+    directory = tempfile.mkdtemp(prefix=prefix)  # short: a unix socket path has at most 107 bytes
+    bridge = RedisBridge(os.path.join(directory, "redis.sock"), address)
+    try:
+        yield bridge
+    finally:
+        bridge.close()
+        os.rmdir(directory)
 
 
 def _shutdown(sock: socket.socket) -> None:

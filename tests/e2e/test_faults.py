@@ -33,7 +33,6 @@ import importlib
 import importlib.util
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ from tests.e2e.faults import (
     sasl_line,
     sshd_line,
 )
-from tests.e2e.stack import Child, RedisBridge, stop_children, wait_for
+from tests.e2e.stack import Child, RedisBridge, bridged_redis, wait_for
 from tests.paths import REPO
 from watchers.models import LogSource
 
@@ -153,22 +152,8 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 @pytest.fixture
 def bridge(own_redis: OwnRedis) -> Iterator[RedisBridge]:
-    directory = tempfile.mkdtemp(prefix="ipsflt-")  # short: a unix socket path has at most 107 bytes
-    bridge = RedisBridge(os.path.join(directory, "redis.sock"), ("127.0.0.1", own_redis.port))
-    try:
+    with bridged_redis(("127.0.0.1", own_redis.port), prefix="ipsflt-") as bridge:
         yield bridge
-    finally:
-        bridge.close()
-        os.rmdir(directory)
-
-
-@pytest.fixture
-def children() -> Iterator[list[Child]]:
-    started: list[Child] = []
-    try:
-        yield started
-    finally:
-        stop_children(started)
 
 
 # Who reads the logs: "beat" (read_all_sources every 2 s, one worker process, as the end-to-end test

@@ -33,7 +33,6 @@ import importlib
 import importlib.util
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from io import StringIO
@@ -51,7 +50,7 @@ from bans.models import Ban, Failure, Ignored, Tally
 from bans.services import network_of
 from jails.models import Jail
 from tests.bans.netns import ATTACKER_V4, SERVER_V4, Driver, NamespacePair, RemoteFirewall, netns_unusable
-from tests.e2e.stack import Child, RedisBridge, stop_children, wait_for
+from tests.e2e.stack import Child, RedisBridge, bridged_redis, wait_for
 from tests.jails.builders import stock_tree_with_seed
 from tests.paths import REPO
 from watchers.models import LogSource
@@ -324,22 +323,8 @@ def redis_db() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def bridge() -> Iterator[RedisBridge]:
-    directory = tempfile.mkdtemp(prefix="ipse2e-")  # short: a unix socket path has at most 107 bytes
-    bridge = RedisBridge(os.path.join(directory, "redis.sock"), (REDIS_HOST, REDIS_PORT))
-    try:
+    with bridged_redis((REDIS_HOST, REDIS_PORT), prefix="ipse2e-") as bridge:
         yield bridge
-    finally:
-        bridge.close()
-        os.rmdir(directory)
-
-
-@pytest.fixture
-def children() -> Iterator[list[Child]]:
-    started: list[Child] = []
-    try:
-        yield started
-    finally:
-        stop_children(started)
 
 
 @contextlib.contextmanager
