@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -122,6 +122,12 @@ _SESSION_TTL = 300.0
 # shared, never filled: the fields and lines of tally()'s light failures
 _NO_FIELDS: dict[str, object] = {}
 _NO_LINES: list[Any] = []
+# The groups counting reads (_count_groups, _count_found, the session merges): the
+# counting path keeps only these, so its sessions hold nothing else. ("users" and
+# "mlfpending" are the merges' own keys, kept should a filter name groups so.)
+_COUNTED_KEYS = frozenset(
+    {"mlfid", "mlfgained", "nofail", "mlfforget", "user", "users", "mlfpending", "ip4", "ip6", "dns", "fid"}
+)
 _INTERNAL_KEYS = frozenset({"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"})
 
 
@@ -289,10 +295,16 @@ class CompiledFilter:
         self._tally_step = _Step()
         # regexes whose groups need no merging: CompiledRegex.groups(m) is m.groupdict()
         self._fail_plain = [not r.alt_groups and not r.tuple_groups for r in failregex]
+        # per failregex, its groups that counting reads (None: not plain, merge first)
+        self._counted_names: list[tuple[str, ...] | None] = [
+            tuple(n for n in r.regex.groupindex if n in _COUNTED_KEYS) if plain else None
+            for r, plain in zip(failregex, self._fail_plain, strict=True)
+        ]
         self._pref_plain = prefregex is not None and not prefregex.alt_groups and not prefregex.tuple_groups
         self._pref_content = prefregex is not None and "content" in prefregex.regex.groupindex
         # the groups of a plain prefregex that failures take (content is what failregexes saw)
         self._pref_keep = tuple(n for n in prefregex.regex.groupindex if n != "content") if prefregex else ()
+        self._pref_counted = tuple(n for n in self._pref_keep if n in _COUNTED_KEYS)
         # tally_block's loop covers the lean path with a plain prefregex (or none)
         self._block_ok = self._quick_ok and (prefregex is None or self._pref_plain)
         # the datepattern the detector was built from (None: fail2ban's defaults), for
@@ -434,11 +446,47 @@ class CompiledFilter:
         nothing is allocated for a line that does not match.
         """
         out = BlockTally(len(self._fail), len(self._ignore))
-        if not self._block_ok or not hasattr(self._dates, "anchored_last"):
+        if not self.block_loop_ok:
             self._tally_block_slowly(block, candidates, now, watchdog, keep_ignored, keep_matched, out)
             return out
-        _BlockLoop(self, now, watchdog, keep_ignored, keep_matched, out).run(block, candidates)
+        from .blockloop import BlockLoop
+
+        loop = BlockLoop(self, now, watchdog, keep_ignored, keep_matched, out)
+        loop.run(block, candidates if isinstance(candidates, list) else list(candidates))
         return out
+
+    def commit_prematched(
+        self,
+        block: str,
+        segments: Sequence[Any],
+        candidates_of: Callable[[], list[tuple[int, int]]],
+        now: float,
+        *,
+        watchdog: Any = None,
+        keep_ignored: int = 0,
+        keep_matched: bool = False,
+    ) -> BlockTally:
+        """tally_block for a block whose candidates a worker prematched: `segments`
+        from blockloop.BlockLoop.prematch_all. `candidates_of()` gives the block's
+        candidates again, for a segment that must be matched again here (made with
+        another date template than this filter's detector would use). Only for
+        filters whose tally_block takes the block loop (block_loop_ok)."""
+        from .blockloop import BlockLoop
+
+        if not self.block_loop_ok:
+            raise ValueError(f"filter {self.name!r}: no block loop (multi-line or merged prefregex groups)")
+
+        out = BlockTally(len(self._fail), len(self._ignore))
+        BlockLoop(self, now, watchdog, keep_ignored, keep_matched, out).commit_prematched(
+            block, segments, candidates_of
+        )
+        return out
+
+    @property
+    def block_loop_ok(self) -> bool:
+        """Whether tally_block takes the fast loop (jails.engine.blockloop), which
+        also lets workers prematch blocks (jails.engine.parallel)."""
+        return self._block_ok and hasattr(self._dates, "anchored_last")
 
     def _tally_block_slowly(
         self,
@@ -546,10 +594,15 @@ class CompiledFilter:
         The same decisions (who, whether it counts, session groups, users, pending and
         gained flags), without the matched-line lists nobody reads when counting.
         Sessions updated here therefore remember no lines ("matches")."""
-        failures: list[tuple[int, bool, bool]] = []
+        return self._count_found(self._found_groups(found, pre_groups), now)
+
+    def _found_groups(
+        self, found: list[tuple[int, re.Match[str]]], pre_groups: dict[str, Any]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """_tally_found's first half, which reads no state: each match's counted
+        groups (_COUNTED_KEYS, those set)."""
         fail_regexes, plain = self._fail, self._fail_plain
-        store = self._sessions
-        changes: dict[str, dict[str, Any] | None] = {}  # this line's session changes
+        groups: list[tuple[int, dict[str, Any]]] = []
         for index, m in found:
             fail: dict[str, Any] = m.groupdict() if plain[index] else fail_regexes[index].groups(m)
             # {**pre_groups, **(fail's set groups)}, from the other side: the same
@@ -557,6 +610,15 @@ class CompiledFilter:
             for k, v in pre_groups.items():
                 if fail.get(k) is None:
                     fail[k] = v
+            groups.append((index, {k: v for k, v in fail.items() if v is not None and k in _COUNTED_KEYS}))
+        return groups
+
+    def _count_found(self, fails: list[tuple[int, dict[str, Any]]], now: float) -> list[tuple[int, bool, bool]]:
+        """_tally_found's second half: the session updates and decisions."""
+        failures: list[tuple[int, bool, bool]] = []
+        store = self._sessions
+        changes: dict[str, dict[str, Any] | None] = {}  # this line's session changes
+        for index, fail in fails:
             mlfid = fail.get("mlfid")
             if mlfid is not None:
                 fail = _count_session(fail, mlfid, changes, store, now)
@@ -575,17 +637,30 @@ class CompiledFilter:
                 store.put(key, value, now)
         return failures
 
-    def _tally_one(self, index: int, m: re.Match[str], pm: re.Match[str] | None, now: float) -> int:
-        """_tally_found for the usual line: one failregex matched, after a plain
-        prefregex match `pm` (or none). The same decisions and session state, with the
-        session cache touched directly (one line, one change: nothing to defer).
-        Returns 0 (no failure), else _COUNTS or _NOFAIL, plus _NOBODY when nobody is
-        named yet."""
-        fail: dict[str, Any] = m.groupdict() if self._fail_plain[index] else self._fail[index].groups(m)
+    def _fail_groups(self, index: int, m: re.Match[str], pm: re.Match[str] | None) -> dict[str, Any]:
+        """The counted groups (_COUNTED_KEYS) of a line one failregex matched, after a
+        plain prefregex match `pm` (or none): the first half of counting it, which
+        reads no state. Unset groups are left out (they read as absent ones)."""
+        names = self._counted_names[index]
+        if names is None:  # groups to merge (alternatives, tuples): the regex's own way
+            fail = {k: v for k, v in self._fail[index].groups(m).items() if v is not None and k in _COUNTED_KEYS}
+        elif len(names) > 1:
+            fail = {k: v for k, v in zip(names, m.group(*names), strict=True) if v is not None}
+        else:
+            fail = {k: v for k in names if (v := m.group(k)) is not None}
         if pm is not None:
-            for k in self._pref_keep:  # the prefregex's groups, where the failregex has none
-                if fail.get(k) is None:
-                    fail[k] = pm.group(k)
+            for k in self._pref_counted:  # the prefregex's groups, where the failregex has none
+                if k not in fail:
+                    v = pm.group(k)
+                    if v is not None:
+                        fail[k] = v
+        return fail
+
+    def _count_groups(self, fail: dict[str, Any], now: float) -> int:
+        """_tally_found for the usual line, from its groups (_fail_groups): the same
+        decisions and session state, with the session cache touched directly (one
+        line, one change: nothing to defer). Returns 0 (no failure), else _COUNTS or
+        _NOFAIL, plus _NOBODY when nobody is named yet."""
         mlfid = fail.get("mlfid")
         if mlfid is not None:
             data = self._sessions._data
@@ -933,7 +1008,7 @@ class CompiledFilter:
 
 
 _STEP_DATE, _STEP_PREF, _STEP_FAIL, _STEP_IGNORE = range(4)
-# CompiledFilter._tally_one's outcome: a failure that counts, or a nofail one, and
+# CompiledFilter._count_groups' outcome: a failure that counts, or a nofail one, and
 # whether it names nobody yet (0: no failure at all)
 _COUNTS, _NOFAIL, _NOBODY = 1, 2, 4
 
@@ -955,214 +1030,10 @@ class _Step:
         return f"{'failregex' if self.kind == _STEP_FAIL else 'ignoreregex'} {self.index + 1}"
 
 
-def _step_text(kind: int, index: int) -> str:
+def step_text(kind: int, index: int) -> str:
     step = _Step()
     step.kind, step.index = kind, index
     return step.describe()
-
-
-_UNSET: Any = object()
-
-
-class _BlockLoop:
-    """CompiledFilter.tally_block's loop over the candidate lines of one block.
-
-    The usual line is handled inline (what tally -> DateDetector.match ->
-    _tally_quick do for it, in that order); any other line, as soon as it is seen to
-    be one, goes through tally() itself after the state kept in local variables
-    (the date template's counters, the last date) is written back."""
-
-    def __init__(
-        self, cf: CompiledFilter, now: float, watchdog: Any, keep_ignored: int, keep_matched: bool, out: BlockTally
-    ) -> None:
-        self.cf = cf
-        self.now = now
-        self.watchdog = watchdog
-        self.keep_ignored = keep_ignored
-        self.keep_matched = keep_matched
-        self.out = out
-        self.dates: Any = cf._dates
-        self.template: Any = None
-        self.read: dict[str, Any] = {}  # date text -> its DateHit (this template, this now)
-
-    def flush(self, credited: int, last_match: re.Match[str] | None, last_date: Any) -> tuple[int, Any]:
-        """Write the state run() keeps in locals back to the filter and its date
-        detector; returns the locals' fresh values."""
-        if credited and last_match is not None:
-            self.dates.credit(self.template, credited, last_match.start(), last_match.end(), self.now)
-        if last_date is not _UNSET:
-            self.cf._last_date = last_date
-        return 0, _UNSET
-
-    def follow_detector(self) -> tuple[Any, Any, dict[str, Any]]:
-        """The template the detector tries first when the inline path can use it (else
-        None), its search, and the dates read with it in this block."""
-        template = self.dates.anchored_last()
-        if template is not self.template:
-            self.template = template
-            self.read = {}
-        return template, template.search if template is not None else None, self.read
-
-    def other(self, line: str, result: LineResult | None) -> None:
-        self.out.add(line, result, self.keep_ignored, self.keep_matched)
-
-    def run(self, block: str, candidates: Iterable[tuple[int, int]]) -> None:  # noqa: C901 - one loop, kept whole for speed
-        cf, out, now, watchdog = self.cf, self.out, self.now, self.watchdog
-        find = block.find
-        fail_hits = out.fail_hits
-        keep_ignored, keep_matched = self.keep_ignored, self.keep_matched
-        pref_search = cf._pref.regex.search if cf._pref is not None else None
-        pref_content = cf._pref_content
-        mask_runs, runs_masked = cf._mask_runs, cf._runs_masked
-        ignores = [r.regex.search for r in cf._ignore]
-        check_all = cf.check_all
-        tally_found, pre_groups_of, tally_one = cf._tally_found, cf._pre_groups, cf._tally_one
-        template, search, read = self.follow_detector()
-        matched = ignored = missed = comments = 0
-        # kept here, written back by flush(): how many lines the template found since
-        # the last flush and its match in the last of them, the date of the last line
-        # that had a usable one
-        credited, last_match, last_date = 0, None, _UNSET
-        for start, mask in candidates:
-            line = block[start : find("\n", start)]
-            if line and line[-1] == "\r":
-                line = line[:-1]
-            if not line or line[0] == "#":
-                comments += 1
-                continue
-            if watchdog is not None:
-                watchdog.count += 1  # (Watchdog.step, inlined)
-            kind, index, ig = _STEP_DATE, 0, 0
-            try:
-                # the date, by the template that found the last one (m); its reading
-                # (hit) from the dates of this block, else from the template
-                m = search(line) if search is not None else None
-                if m is None:
-                    # another template, or none: the detector's whole search order
-                    credited, last_date = self.flush(credited, last_match, last_date)
-                    self.other(line, cf.tally(line, now, mask))
-                    template, search, read = self.follow_detector()
-                    continue
-                credited += 1
-                last_match = m
-                hit = read.get(m.group())
-                if hit is None or hit.start != m.start(1):
-                    hit = None if m.end(1) == m.start(1) else template.resolve(m, now)
-                    if hit is None or hit.epoch is None or hit.end <= hit.start:
-                        # no usable date: tally's fallbacks (the last date, or none)
-                        credited, last_date = self.flush(credited, last_match, last_date)
-                        self.other(line, cf._tally_after_date(line, hit, now, mask))
-                        continue
-                    read[m.group()] = hit
-                date = hit.epoch
-                cut = hit.start
-                buf = (line[hit.end :] if cut == 0 else line[:cut] + line[hit.end :]) + "\n"
-                pm = None
-                if pref_search is not None:
-                    kind = _STEP_PREF
-                    pm = pref_search(buf)
-                    if pm is None:
-                        last_date = date
-                        missed += 1
-                        continue
-                    if pref_content:
-                        content = pm.group("content")
-                        if content:
-                            buf = content + "\n"
-                key = (mask, buf[0])
-                runs = mask_runs.get(key)
-                if runs is None:
-                    runs = runs_masked(key)
-                kind = _STEP_FAIL
-                found_index, found_match = -1, None  # the first failregex that matched
-                found: list[tuple[int, re.Match[str]]] | None = None  # all, from a second one on
-                ignore_index: int | None = None
-                for index, fail_search, prefixes, needed in runs:
-                    if prefixes is not None and not buf.startswith(prefixes):
-                        continue
-                    if needed is not None and needed not in buf:
-                        continue
-                    fm = fail_search(buf)
-                    if fm is None:
-                        continue
-                    if ignores:
-                        kind = _STEP_IGNORE
-                        hit_index = None
-                        for ig, ignore_search in enumerate(ignores):
-                            if ignore_search(buf) is not None:
-                                hit_index = ig
-                                if not check_all:
-                                    break
-                        kind = _STEP_FAIL
-                        if hit_index is not None:
-                            ignore_index = hit_index
-                            if not check_all:
-                                break
-                            continue
-                    if found_match is None:
-                        found_index, found_match = index, fm
-                    elif found is None:
-                        found = [(found_index, found_match), (index, fm)]
-                    else:
-                        found.append((index, fm))
-                    if not check_all:
-                        break
-                last_date = date
-                if found_match is None:
-                    if ignore_index is None:
-                        missed += 1
-                    else:
-                        self.other(line, LineResult(ignored=True, ignore_index=ignore_index))
-                    continue
-                if found is None:
-                    index = found_index
-                    code = tally_one(index, found_match, pm, now)
-                    outcomes = None
-                else:
-                    outcomes = tally_found(found, pre_groups_of(pm), now)
-            except RegexTimeout as exc:
-                where = _step_text(kind, ig if kind == _STEP_IGNORE else index)
-                self.other(line, LineResult(timed_out=f"{where}: {exc}"))
-                continue
-            if outcomes is None:  # one failregex matched: the usual line
-                if ignore_index is None and not keep_matched:
-                    if not code:
-                        missed += 1
-                        continue
-                    if not code & _NOFAIL:
-                        matched += 1
-                        fail_hits[index] += 1
-                        continue
-                    if 0 <= keep_ignored <= out._shown:  # (an ignored line nobody asked to see)
-                        ignored += 1
-                        fail_hits[index] += 1
-                        continue
-                outcomes = [(index, bool(code & _NOFAIL), bool(code & _NOBODY))] if code else []
-            if ignore_index is not None or keep_matched:
-                self.other(line, cf._tally_result(outcomes, ignore_index, date))
-                continue
-            counts = nofail = False
-            for _index, quiet, _nobody in outcomes:
-                if quiet:
-                    nofail = True
-                else:
-                    counts = True
-            if nofail:
-                if keep_ignored < 0 or out._shown < keep_ignored:
-                    self.other(line, cf._tally_result(outcomes, ignore_index, date))
-                    continue
-                ignored += 1
-            elif counts:
-                matched += 1
-            else:
-                missed += 1
-            for index, _quiet, _nobody in outcomes:
-                fail_hits[index] += 1
-        self.flush(credited, last_match, last_date)
-        out.matched += matched
-        out.ignored += ignored
-        out.missed += missed
-        out.comments += comments
 
 
 class _Plan:

@@ -21,19 +21,23 @@ this never differs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import itertools
 import json
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from . import parallel
 from .definition import FilterDefinition, RegexLine
 from .errors import EngineError, FilterError, RegexTimeout
-from .filter import CompiledFilter, LineResult
+from .filter import BlockTally, CompiledFilter, LineResult
 from .guard import Watchdog
 from .regex import has_host_tag
 
@@ -60,6 +64,12 @@ def _comment_or_empty_count(text: str, pos: int = 0) -> int:
     return count
 
 
+def _count_piece(piece: str, pos: int = 0) -> tuple[int, int]:
+    """Lines of a newline-terminated piece (from `pos` on), and how many are comments
+    or empty."""
+    return piece.count("\n", pos), _comment_or_empty_count(piece, pos) - 1  # -1: the "" after the last \n
+
+
 class UsageError(EngineError):
     """The command line names something unusable (missing log, unknown filter...)."""
 
@@ -81,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--logtimezone", default=None, help="zone of dates written without one")
     p.add_argument("--maxlines", type=int, default=None, help="override the filter's maxlines")
     p.add_argument("--timeout", type=float, default=1.0, help="regex time budget per line, seconds (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that match a log larger than 8 MB, for the summary (default: the CPUs this "
+        "process may use; 1: all in this process). The results are the same either way",
+    )
     p.add_argument("--print-all-matched", action="store_true")
     p.add_argument("--print-all-missed", action="store_true")
     p.add_argument("--print-all-ignored", action="store_true")
@@ -304,23 +322,49 @@ class Runner:
         lineno = 0
         blocks = source.blocks
         while True:
-            if watchdog is not None:
-                with watchdog.paused():  # reading (stdin may wait) is not regex time
-                    block = next(blocks, None)
-            else:
+            with self._waiting():  # reading (stdin may wait) is not regex time
                 block = next(blocks, None)
             if block is None:
                 break
             if prefilter is _BUILD_ON_FIRST_BLOCK:
-                if watchdog is not None:
-                    with watchdog.paused():  # analysing the regexes is not a line's time
-                        prefilter = self._prefilter(block[:_SAMPLE_CHARS])
-                else:
+                with self._waiting():  # analysing the regexes is not a line's time
                     prefilter = self._prefilter(block[:_SAMPLE_CHARS])
+            if prefilter is not None and lineno == 0:
+                workers = self._workers(prefilter)
+                if workers > 1:
+                    with self._waiting():
+                        second = next(blocks, None)
+                    if second is not None:  # a log worth the fork: more than a block
+                        self._run_parallel(itertools.chain((block, second), blocks), prefilter, workers)
+                        return
+                    blocks = iter(())
             if prefilter is None:
                 lineno = self._all_lines(block, lineno)
             else:
                 lineno = self._candidates_only(block, lineno, prefilter)
+
+    def _waiting(self) -> AbstractContextManager[Any]:
+        return self.watchdog.paused() if self.watchdog is not None else contextlib.nullcontext()
+
+    def _workers(self, prefilter: Any) -> int:
+        """Worker processes for the counting path (parallel.py): only when nothing
+        needs every line in order (JSON, --print-all-missed) and the block loop runs."""
+        jobs = self.args.jobs if self.args.jobs is not None else parallel.usable_cpus()
+        if jobs < 2 or self.args.json or self.keep_missed or not self.cf.block_loop_ok:
+            return 1
+        return jobs if parallel.can_fork() else 1
+
+    def _run_parallel(self, blocks: Iterator[str], prefilter: Any, workers: int) -> None:
+        """The blocks' pieces prematched by workers, committed here in order; while
+        missed lines are still to be shown, a piece is taken line by line here."""
+        lineno = 0
+        timeout = max(self.args.timeout or 0, 0)
+        with parallel.Prematcher(self.cf, prefilter, self.now, timeout, _count_piece, workers) as prematcher:
+            for piece, prematched in prematcher.results(parallel.pieces(blocks), self._waiting):
+                if self.stats.missed > SHOW_LINES:
+                    lineno += self._prematched_counted(piece, prematched, prefilter)
+                else:
+                    lineno = self._candidates_only(piece, lineno, prefilter)
 
     def _prefilter(self, sample: str | None = None) -> Any:
         cf = self.cf
@@ -391,11 +435,39 @@ class Runner:
         `pos` on) between candidates are only counted (one pass), not walked, and
         candidates go through CompiledFilter.tally_block (the failregexes their
         literals allow, no per-line objects unless something matched)."""
-        s = self.stats
-        keep_ignored = -1 if self.keep_ignored else max(0, SHOW_LINES + 1 - s.ignored)
         counted = self.cf.tally_block(
-            block, masks, self.now, watchdog=self.watchdog, keep_ignored=keep_ignored, keep_matched=self.keep_matched
+            block,
+            masks,
+            self.now,
+            watchdog=self.watchdog,
+            keep_ignored=self._keep_ignored(),
+            keep_matched=self.keep_matched,
         )
+        lines, comments = _count_piece(block, pos)
+        self._add_counted(counted, lines, comments, len(masks))
+        return lines
+
+    def _prematched_counted(self, piece: str, prematched: parallel.Prematched, prefilter: Any) -> int:
+        """_candidates_counted for a piece a worker prematched (parallel.py)."""
+        counted = self.cf.commit_prematched(
+            piece,
+            prematched.segments,
+            lambda: prefilter.candidate_masks(piece),  # only if a segment must be redone
+            self.now,
+            watchdog=self.watchdog,
+            keep_ignored=self._keep_ignored(),
+            keep_matched=self.keep_matched,
+        )
+        self._add_counted(counted, prematched.lines, prematched.comments, prematched.candidates)
+        return prematched.lines
+
+    def _keep_ignored(self) -> int:
+        return -1 if self.keep_ignored else max(0, SHOW_LINES + 1 - self.stats.ignored)
+
+    def _add_counted(self, counted: BlockTally, lines: int, comments: int, candidates: int) -> None:
+        """Add what tally_block counted to the statistics, with the block's other lines
+        (`lines` in all, `comments` of them comments or empty) as missed."""
+        s = self.stats
         for line, result in counted.notable:  # first: the lines to show are the first ones
             self._count(line, result)
         s.lines += counted.matched + counted.ignored + counted.missed
@@ -406,12 +478,9 @@ class Runner:
             s.fail_hits[index] += hits
         for index, hits in enumerate(counted.ignore_hits):
             s.ignore_hits[index] += hits
-        lines = block.count("\n", pos)
-        comments = _comment_or_empty_count(block, pos) - 1  # -1: the "" after the last \n
-        skipped = (lines - len(masks)) - (comments - counted.comments)
+        skipped = (lines - candidates) - (comments - counted.comments)
         s.lines += skipped
         s.missed += skipped
-        return lines
 
     def _skip(self, block: str, start: int, end: int, first: int, n: int) -> None:
         """Account for n lines that hold no required literal: they cannot match."""
