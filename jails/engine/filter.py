@@ -122,12 +122,6 @@ _SESSION_TTL = 300.0
 # shared, never filled: the fields and lines of tally()'s light failures
 _NO_FIELDS: dict[str, object] = {}
 _NO_LINES: list[Any] = []
-# The groups counting reads (_count_groups, _count_found, the session merges): the
-# counting path keeps only these, so its sessions hold nothing else. ("users" and
-# "mlfpending" are the merges' own keys, kept should a filter name groups so.)
-_COUNTED_KEYS = frozenset(
-    {"mlfid", "mlfgained", "nofail", "mlfforget", "user", "users", "mlfpending", "ip4", "ip6", "dns", "fid"}
-)
 _INTERNAL_KEYS = frozenset({"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"})
 
 
@@ -295,16 +289,10 @@ class CompiledFilter:
         self._tally_step = _Step()
         # regexes whose groups need no merging: CompiledRegex.groups(m) is m.groupdict()
         self._fail_plain = [not r.alt_groups and not r.tuple_groups for r in failregex]
-        # per failregex, its groups that counting reads (None: not plain, merge first)
-        self._counted_names: list[tuple[str, ...] | None] = [
-            tuple(n for n in r.regex.groupindex if n in _COUNTED_KEYS) if plain else None
-            for r, plain in zip(failregex, self._fail_plain, strict=True)
-        ]
         self._pref_plain = prefregex is not None and not prefregex.alt_groups and not prefregex.tuple_groups
         self._pref_content = prefregex is not None and "content" in prefregex.regex.groupindex
         # the groups of a plain prefregex that failures take (content is what failregexes saw)
         self._pref_keep = tuple(n for n in prefregex.regex.groupindex if n != "content") if prefregex else ()
-        self._pref_counted = tuple(n for n in self._pref_keep if n in _COUNTED_KEYS)
         # tally_block's loop covers the lean path with a plain prefregex (or none)
         self._block_ok = self._quick_ok and (prefregex is None or self._pref_plain)
         # the datepattern the detector was built from (None: fail2ban's defaults), for
@@ -599,8 +587,7 @@ class CompiledFilter:
     def _found_groups(
         self, found: list[tuple[int, re.Match[str]]], pre_groups: dict[str, Any]
     ) -> list[tuple[int, dict[str, Any]]]:
-        """_tally_found's first half, which reads no state: each match's counted
-        groups (_COUNTED_KEYS, those set)."""
+        """_tally_found's first half, which reads no state: each match's groups."""
         fail_regexes, plain = self._fail, self._fail_plain
         groups: list[tuple[int, dict[str, Any]]] = []
         for index, m in found:
@@ -610,7 +597,7 @@ class CompiledFilter:
             for k, v in pre_groups.items():
                 if fail.get(k) is None:
                     fail[k] = v
-            groups.append((index, {k: v for k, v in fail.items() if v is not None and k in _COUNTED_KEYS}))
+            groups.append((index, fail))
         return groups
 
     def _count_found(self, fails: list[tuple[int, dict[str, Any]]], now: float) -> list[tuple[int, bool, bool]]:
@@ -638,22 +625,13 @@ class CompiledFilter:
         return failures
 
     def _fail_groups(self, index: int, m: re.Match[str], pm: re.Match[str] | None) -> dict[str, Any]:
-        """The counted groups (_COUNTED_KEYS) of a line one failregex matched, after a
-        plain prefregex match `pm` (or none): the first half of counting it, which
-        reads no state. Unset groups are left out (they read as absent ones)."""
-        names = self._counted_names[index]
-        if names is None:  # groups to merge (alternatives, tuples): the regex's own way
-            fail = {k: v for k, v in self._fail[index].groups(m).items() if v is not None and k in _COUNTED_KEYS}
-        elif len(names) > 1:
-            fail = {k: v for k, v in zip(names, m.group(*names), strict=True) if v is not None}
-        else:
-            fail = {k: v for k in names if (v := m.group(k)) is not None}
+        """The groups of a line one failregex matched, after a plain prefregex match
+        `pm` (or none): the first half of counting it, which reads no state."""
+        fail: dict[str, Any] = m.groupdict() if self._fail_plain[index] else self._fail[index].groups(m)
         if pm is not None:
-            for k in self._pref_counted:  # the prefregex's groups, where the failregex has none
-                if k not in fail:
-                    v = pm.group(k)
-                    if v is not None:
-                        fail[k] = v
+            for k in self._pref_keep:  # the prefregex's groups, where the failregex has none
+                if fail.get(k) is None:
+                    fail[k] = pm.group(k)
         return fail
 
     def _count_groups(self, fail: dict[str, Any], now: float) -> int:

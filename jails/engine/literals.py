@@ -219,6 +219,7 @@ class _Facts:
     required: frozenset[str]
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _from_exact(exact: frozenset[str] | None) -> _Facts:
     if exact is None:
         return _UNKNOWN
@@ -233,7 +234,10 @@ _UNKNOWN = _Facts(None, NOTHING_KNOWN, NOTHING_KNOWN, NOTHING_KNOWN)
 _EMPTY = _Facts(ONLY_EMPTY, NOTHING_KNOWN, NOTHING_KNOWN, NOTHING_KNOWN)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _concat(left: _Facts, right: _Facts) -> _Facts:
+    # (memoised: every failregex repeats the same parts, such as the address, whose
+    # facts are equal from one parse tree to the next; _Facts hash their cached sets)
     exact = None
     if left.exact is not None and right.exact is not None:
         exact = _cross(left.exact, right.exact)
