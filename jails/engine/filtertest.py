@@ -58,7 +58,11 @@ def _comment_or_empty_count(text: str, pos: int = 0) -> int:
     """len(_COMMENT_OR_EMPTY_RE.findall(text[pos:])): lines that are empty, "\\r" or
     start with "#" (counting the empty text after a final newline), computed faster
     (and without copying the text)."""
-    count = len(_AFTER_NEWLINE_COMMENT_OR_EMPTY_RE.findall(text, pos))
+    find = text.find
+    if find("\n#", pos) < 0 and find("\n\n", pos) < 0 and find("\n\r", pos) < 0:
+        count = 1 if len(text) > pos and text[-1] == "\n" else 0  # only the "" after the last line
+    else:
+        count = len(_AFTER_NEWLINE_COMMENT_OR_EMPTY_RE.findall(text, pos))
     if text.startswith(("#", "\n", "\r\n"), pos) or (len(text) - pos <= 1 and text[pos:] in ("", "\r")):
         count += 1
     return count
