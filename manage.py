@@ -28,15 +28,17 @@ def run_filtertest(argv: list[str]) -> int:
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from django.core.exceptions import ImproperlyConfigured
-
     try:
         if sys.argv[1:2] == ["filtertest"]:
             sys.exit(run_filtertest(sys.argv[2:]))
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(sys.argv)
-    except ImproperlyConfigured as exc:
+    except Exception as exc:
+        from django.core.exceptions import ImproperlyConfigured
+
+        if not isinstance(exc, ImproperlyConfigured):
+            raise
         # A settings problem is the admin's to fix: say what, without a traceback.
         sys.stderr.write(f"configuration error: {exc}\n")
         sys.exit(2)

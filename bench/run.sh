@@ -55,4 +55,8 @@ esac
 
 PYTHON=.venv/bin/python
 [ -x "$PYTHON" ] || PYTHON=python3
+# Debian byte-compiles fail2ban's modules when it installs them; ours are byte-compiled
+# here alike, so that neither side compiles source on each start (a machine may set
+# PYTHONDONTWRITEBYTECODE, and then Python never writes the cache itself).
+"$PYTHON" -m compileall -q jails manage.py >/dev/null || true
 exec "$PYTHON" bench/filter_speed.py "$@"
