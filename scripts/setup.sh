@@ -79,4 +79,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 install_packages
 install_python
+scripts/build-native.sh  # the filter engine's one-pass literal scan (C, optional)
 install_npm_packages

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
 
+from . import litscan
+
 __all__ = [
     "ANYWHERE",
     "LINE_BEGIN",
@@ -833,7 +835,7 @@ class Prefilter:
     def candidate_offsets(self, buffer: str) -> list[int]:
         """Sorted start offsets of the lines ("\n"-terminated) holding a literal
         (of every clause of some pattern)."""
-        if self.checked:
+        if self.checked or (not self.folded and litscan.usable(self.exact)):
             return [start for start, _ in self.candidate_masks(buffer)]
         starts: set[int] = set()
         _scan(buffer, self.exact, starts)
@@ -849,6 +851,10 @@ class Prefilter:
 
         Bit i stands for patterns[i] of `build`: only those regexes need trying.
         """
+        if not self.folded:
+            native = litscan.scan_masks(buffer, self.exact)  # one pass in C, when built
+            if native is not None:
+                return self._checked_masks(buffer, dict(native)) if self.checked else native
         masks: dict[int, int] = {}
         _scan_masks(buffer, self.exact, masks)
         if self.folded:
