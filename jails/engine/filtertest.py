@@ -315,14 +315,14 @@ class Runner:
         if self.args.timeout and self.args.timeout > 0:
             with Watchdog(self.args.timeout) as watchdog:
                 self.watchdog = watchdog if watchdog.active else None
-                self._run_blocks(source, prefilter, watchdog)
+                self._run_blocks(source, prefilter)
             self.watchdog = None
         else:
-            self._run_blocks(source, prefilter, None)
+            self._run_blocks(source, prefilter)
         self.flush()
         return time.perf_counter() - started
 
-    def _run_blocks(self, source: LogSource, prefilter: Any, watchdog: Watchdog | None) -> None:
+    def _run_blocks(self, source: LogSource, prefilter: Any) -> None:
         lineno = 0
         blocks = source.blocks
         while True:
@@ -334,7 +334,7 @@ class Runner:
                 with self._waiting():  # analysing the regexes is not a line's time
                     prefilter = self._prefilter(block[:_SAMPLE_CHARS])
             if prefilter is not None and lineno == 0:
-                workers = self._workers(prefilter)
+                workers = self._workers()
                 if workers > 1:
                     with self._waiting():
                         second = next(blocks, None)
@@ -350,7 +350,7 @@ class Runner:
     def _waiting(self) -> AbstractContextManager[Any]:
         return self.watchdog.paused() if self.watchdog is not None else contextlib.nullcontext()
 
-    def _workers(self, prefilter: Any) -> int:
+    def _workers(self) -> int:
         """Worker processes for the counting path (parallel.py): only when nothing
         needs every line in order (JSON, --print-all-missed) and the block loop runs."""
         jobs = self.args.jobs if self.args.jobs is not None else parallel.usable_cpus()
