@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -363,12 +364,18 @@ class Runner:
         missed lines are still to be shown, a piece is taken line by line here."""
         lineno = 0
         timeout = max(self.args.timeout or 0, 0)
-        with parallel.Prematcher(self.cf, prefilter, self.now, timeout, _count_piece, workers) as prematcher:
-            for piece, prematched in prematcher.results(parallel.pieces(blocks), self._waiting):
-                if self.stats.missed > SHOW_LINES:
-                    lineno += self._prematched_counted(piece, prematched, prefilter)
-                else:
-                    lineno = self._candidates_only(piece, lineno, prefilter)
+        try:
+            with parallel.Prematcher(self.cf, prefilter, self.now, timeout, _count_piece, workers) as prematcher:
+                for piece, prematched in prematcher.results(parallel.pieces(blocks), self._waiting):
+                    if self.stats.missed > SHOW_LINES:
+                        lineno += self._prematched_counted(piece, prematched, prefilter)
+                    else:
+                        lineno = self._candidates_only(piece, lineno, prefilter)
+        except BrokenProcessPool:
+            raise EngineError(
+                "a worker process died while matching (killed, or out of memory?); "
+                "--jobs 1 matches in this process only"
+            ) from None
 
     def _prefilter(self, sample: str | None = None) -> Any:
         cf = self.cf

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -115,23 +116,23 @@ class Prematcher:
     """A pool of forked workers prematching pieces; results come back in order.
 
     Use as a context manager: the workers are stopped on the way out, whatever
-    happened. A worker's exception is raised again in the main process."""
+    happened. A worker's exception is raised again in the main process, and a worker
+    that dies (killed, out of memory) raises BrokenProcessPool there: never a hang."""
 
     def __init__(
         self, cf: CompiledFilter, prefilter: Any, now: float, timeout: float, count_piece: PieceCounter, workers: int
     ) -> None:
         global _STATE
         self.workers = workers
-        _STATE = _WorkerState(cf, prefilter, now, timeout, count_piece)
-        self.pool = multiprocessing.get_context("fork").Pool(workers)
+        _STATE = _WorkerState(cf, prefilter, now, timeout, count_piece)  # kept while workers may fork
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
     def __enter__(self) -> Prematcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
         global _STATE
-        self.pool.terminate()
-        self.pool.join()
+        self.pool.shutdown(wait=True, cancel_futures=True)
         _STATE = None
 
     def results(
@@ -147,11 +148,11 @@ class Prematcher:
             with waiting():
                 piece = next(source, None)
             if piece is not None:
-                in_flight.append((piece, self.pool.apply_async(prematch, (piece,))))
+                in_flight.append((piece, self.pool.submit(prematch, piece)))
             if in_flight and (piece is None or len(in_flight) >= limit):
                 oldest, pending = in_flight.popleft()
                 with waiting():
-                    result = pending.get()
+                    result = pending.result()
                 yield oldest, result
             elif piece is None:
                 return

@@ -9,8 +9,10 @@ filtertest with real forked workers.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -158,6 +160,27 @@ def test_a_worker_stops_a_runaway_regex_and_the_rest_is_counted(
     assert "Timed out (0.2 s per line): 1 line(s)" in out
     assert "aaaaa from 192.0.2.1 x  <- failregex 1: a regex ran longer than 0.2s" in out
     assert "300 matched" in out
+
+
+_MAIN_PID = os.getpid()
+
+
+def _killed_in_worker(piece: str) -> parallel.Prematched:
+    # (at module level: workers get the function by name)
+    if os.getpid() != _MAIN_PID:  # in a worker, as the kernel's OOM killer would
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("prematch runs in workers")
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_worker_that_dies_stops_the_run_with_an_error_not_a_hang(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "prematch", _killed_in_worker)
+    code = filtertest.main([str(_mixed_log(tmp_path)), SSHD, "--jobs", "2"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "a worker process died while matching" in err and "--jobs 1" in err
 
 
 def test_it_stays_in_one_process_for_a_small_log(
