@@ -46,7 +46,7 @@ Resolver = Callable[[str, dict[str, str]], FilterDefinition]
 
 BLOCK_SIZE = 8 << 20  # bytes read at once from a log file
 SHOW_LINES = 20  # up to this many missed/ignored lines are printed without --print-all-*
-_SAMPLE_CHARS = 1 << 18  # the start of the first block measures the prefilter's clauses
+_SAMPLE_CHARS = 1 << 16  # the start of the first block (~700 lines) measures the prefilter's clauses
 _BUILD_ON_FIRST_BLOCK: Any = object()
 _BARE_NAME_RE = re.compile(r"^[\w.-]+(?:\[.*\])?$")
 _COMMENT_OR_EMPTY_RE = re.compile(r"^(?:#|\r?$)", re.MULTILINE)
