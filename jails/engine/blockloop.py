@@ -46,6 +46,8 @@ Candidates = Sequence[tuple[int, int]]  # (line start in the block, failregex ma
 # failregexes, an ignoreregex took it, or it ran out of time.
 SEVERAL, IGNORED, TIMED_OUT = -1, -2, -3
 _UNSET: Any = object()
+# Slow lines in a row a worker shows its date detector before giving up on the piece.
+FOLLOW_SLOW_LINES = 64
 
 
 class Segment:
@@ -62,8 +64,8 @@ class Segment:
     def __init__(self, template: str | None, first: int) -> None:
         self.template = template  # the date template's name (None: no usable one)
         self.first = first
-        self.stop = first  # candidates[stop], if any, is a line for slow_line:
-        self.slow: tuple[int, int] | None = None  # that candidate
+        self.stop = first  # candidates[stop:stop + len(slow)] are lines for slow_line:
+        self.slow: list[tuple[int, int]] = []  # those candidates
         self.dated = 0  # lines the template found a date in
         self.span = (0, 0)  # where, in the last of them
         self.last_date: Any = _UNSET  # the date of the last line with a usable one
@@ -111,15 +113,15 @@ class BlockLoop:
         while first < count:
             segment = self.prematch(block, candidates, first)
             self.commit(block, segment)
-            if segment.slow is not None:
-                self.slow_line(block, segment.slow)
-            first = segment.stop + 1
+            for candidate in segment.slow:
+                self.slow_line(block, candidate)
+            first = segment.stop + len(segment.slow)
 
     def commit_prematched(
         self, block: str, segments: Sequence[Segment], candidates_of: Callable[[], Candidates]
     ) -> None:
         """Commit the segments a worker's prematch_all made of a block's candidates
-        (in order, covering them all, each followed by its slow line, if any).
+        (in order, covering them all, each followed by its slow lines, if any).
         `candidates_of()` gives the candidates, for a segment to redo here."""
         candidates: Candidates | None = None
         for segment in segments:
@@ -131,27 +133,50 @@ class BlockLoop:
                     if candidates is None:
                         candidates = candidates_of()
                     self.run(block, candidates[segment.first : segment.stop])
-            if segment.slow is not None:
-                self.slow_line(block, segment.slow)
+            for candidate in segment.slow:
+                self.slow_line(block, candidate)
 
     def prematch_all(self, block: str, candidates: Candidates) -> list[Segment]:
         """The worker's side of commit_prematched: segments for all the candidates.
-        Slow lines go through tally() here only to move this detector on as the
-        committing one will move (sessions here are never read)."""
+
+        A slow line only moves this date detector on here, as the committing process's
+        tally() will move its own; while the detector has no template the usual path
+        could try (dates not at the line start: apache), the lines that follow are
+        slow ones of the same segment, without a prematch each, and after
+        FOLLOW_SLOW_LINES of them the detector is no longer shown the rest of the piece
+        (the main process dates those lines itself anyway)."""
         segments: list[Segment] = []
         first, count = 0, len(candidates)
         while first < count:
             segment = self.prematch(block, candidates, first)
             segments.append(segment)
             self.settle(segment)
-            if segment.slow is not None:
-                start, mask = segment.slow
-                try:
-                    self.cf.tally(_line_at(block, start), self.now, mask)
-                except RegexTimeout:
-                    pass  # only the detector's state mattered here
-            first = segment.stop + 1
+            first = segment.stop
+            if not segment.slow:
+                continue  # (the end of the candidates)
+            self._follow_date(_line_at(block, segment.slow[0][0]))
+            first += 1
+            followed = 1
+            while first < count and self.dates.anchored_last() is None:
+                line = _line_at(block, candidates[first][0])
+                if not line or line[0] == "#":
+                    break  # prematch counts comments
+                if self.watchdog is not None:
+                    self.watchdog.count += 1  # (Watchdog.step, inlined)
+                segment.slow.append(candidates[first])
+                if followed < FOLLOW_SLOW_LINES:  # (else: no usable template here, stop looking)
+                    self._follow_date(line)
+                    followed += 1
+                first += 1
         return segments
+
+    def _follow_date(self, line: str) -> None:
+        """Show the date detector a line it would see through tally(). (A worker's
+        detector that still strays only costs the committing process a redo.)"""
+        try:
+            self.dates.match(line, self.now)
+        except RegexTimeout:
+            pass  # only the detector's state mattered here
 
     # -- the halves -----------------------------------------------------------------
 
@@ -284,7 +309,7 @@ class BlockLoop:
             position = len(candidates)
         segment.stop = position
         if position < len(candidates):
-            segment.slow = candidates[position]
+            segment.slow = [candidates[position]]
         segment.dated, segment.missed, segment.comments, segment.last_date = dated, missed, comments, last_date
         if span is not None:
             segment.span = span.span()
