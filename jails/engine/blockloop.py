@@ -45,7 +45,6 @@ Candidates = Sequence[tuple[int, int]]  # (line start in the block, failregex ma
 # Segment record kinds besides a failregex index (>= 0): the line matched several
 # failregexes, an ignoreregex took it, or it ran out of time.
 SEVERAL, IGNORED, TIMED_OUT = -1, -2, -3
-_UNSET: Any = object()
 # Slow lines in a row a worker shows its date detector before giving up on the piece.
 FOLLOW_SLOW_LINES = 64
 
@@ -68,7 +67,9 @@ class Segment:
         self.slow: list[tuple[int, int]] = []  # those candidates
         self.dated = 0  # lines the template found a date in
         self.span = (0, 0)  # where, in the last of them
-        self.last_date: Any = _UNSET  # the date of the last line with a usable one
+        # the date of the last line with a usable one (None: no such line; a sentinel
+        # object would not survive the trip from a worker: pickling makes a new one)
+        self.last_date: float | None = None
         self.missed = 0
         self.comments = 0
         self.records: list[tuple[int, int, Any, Any]] = []
@@ -210,7 +211,7 @@ class BlockLoop:
         records = segment.records
         append = records.append
         dated, span, missed, comments = 0, None, 0, 0
-        last_date = _UNSET
+        last_date = None
         position = first
         for position in range(first, len(candidates)):
             start, mask = candidates[position]
@@ -383,7 +384,7 @@ class BlockLoop:
         if segment.dated:
             start, end = segment.span
             self.dates.credit(self.dates.anchored_last(), segment.dated, start, end, self.now)
-        if segment.last_date is not _UNSET:
+        if segment.last_date is not None:
             self.cf._last_date = segment.last_date
 
     def slow_line(self, block: str, candidate: tuple[int, int]) -> None:

@@ -87,7 +87,9 @@ def prematch(piece: str) -> Prematched:
     if state.timeout <= 0:
         segments = _prematch_all(cf, state.now, None, piece, candidates)
     else:
-        with Watchdog(state.timeout) as watchdog:  # each worker guards its own regexes
+        # each worker guards its own regexes, and only them: the scan and the counts
+        # are no line's time (as in the main process, which pauses its watchdog then)
+        with Watchdog(state.timeout) as watchdog:
             segments = _prematch_all(cf, state.now, watchdog if watchdog.active else None, piece, candidates)
     lines, comments = state.count_piece(piece)
     return Prematched(lines, comments, len(candidates), segments)

@@ -23,6 +23,7 @@ import pytest
 from jails.engine import filtertest, parallel
 from jails.engine.blockloop import BlockLoop, Segment
 from jails.engine.filter import BlockTally, CompiledFilter
+from jails.engine.ini import load_filter_file
 from tests.engine.test_tally_block import _filter, _lines, _state, runs  # noqa: F401 - runs is a fixture
 from tests.paths import CORPUS
 
@@ -192,3 +193,25 @@ def test_it_stays_in_one_process_for_a_small_log(
     monkeypatch.setattr(parallel, "Prematcher", no_fork)
     log = _mixed_log(tmp_path)
     assert "matched" in _report(capsys, str(log), SSHD, "--jobs", "2")
+
+
+def test_a_segment_without_a_dated_line_leaves_the_last_date_alone() -> None:
+    # comments, then a line the template that dated the line before cannot date: the
+    # segment of the comments comes from a worker with nothing to say of the last date
+    now = 1700000000.0
+    primer = "Mar  1 10:00:00 host sshd[1]: Connection closed by 192.0.2.1 port 22\n"
+    piece = "# one\n# two\n2024-03-01T10:00:05 host sshd[2]: Connection closed by 192.0.2.2 port 22\n"
+    committing, worker = (CompiledFilter.from_definition(_sshd(), check_all=True) for _ in range(2))
+    for cf in (committing, worker):
+        cf.tally_block(primer, _every_line(primer), now)
+    before = committing._last_date
+    assert before is not None
+    segments = _prematch(worker, piece, now)
+    assert segments[0].first < segments[0].stop and segments[0].dated == 0  # the comments
+    unused = BlockTally(len(committing.failregex_patterns), 0)
+    BlockLoop(committing, now, None, 0, False, unused).commit(piece, segments[0])
+    assert committing._last_date == before
+
+
+def _sshd() -> Any:
+    return load_filter_file(SSHD, {})
