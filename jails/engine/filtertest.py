@@ -101,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="processes that match a log larger than 8 MB, for the summary (default: the CPUs this "
-        "process may use; 1: all in this process). The results are the same either way",
+        help="processes that match a log larger than 8 MB, for the summary (default and most: the "
+        "CPUs this process may use; 1: all in this process). The results are the same either way",
     )
     p.add_argument("--print-all-matched", action="store_true")
     p.add_argument("--print-all-missed", action="store_true")
@@ -355,9 +355,10 @@ class Runner:
         """Worker processes for the counting path (parallel.py): only when nothing
         needs every line in order (JSON, --print-all-missed) and the block loop runs."""
         jobs = self.args.jobs if self.args.jobs is not None else parallel.usable_cpus()
-        if jobs < 2 or self.args.json or self.keep_missed or not self.cf.block_loop_ok:
+        if jobs < 2 or self.args.json or self.args.journal or self.keep_missed or not self.cf.block_loop_ok:
             return 1
-        return jobs if parallel.can_fork() else 1
+        # more workers than CPUs would only hold more pieces in memory
+        return min(jobs, parallel.usable_cpus()) if parallel.can_fork() else 1
 
     def _run_parallel(self, blocks: Iterator[str], prefilter: Any, workers: int) -> None:
         """The blocks' pieces prematched by workers, committed here in order; while
@@ -365,8 +366,10 @@ class Runner:
         lineno = 0
         timeout = max(self.args.timeout or 0, 0)
         try:
-            with parallel.Prematcher(self.cf, prefilter, self.now, timeout, _count_piece, workers) as prematcher:
-                for piece, prematched in prematcher.results(parallel.pieces(blocks), self._waiting):
+            with parallel.Prematcher(
+                self.cf, prefilter, self.now, timeout, _count_piece, workers, self._waiting
+            ) as prematcher:
+                for piece, prematched in prematcher.results(parallel.pieces(blocks)):
                     if self.stats.missed > SHOW_LINES:
                         lineno += self._prematched_counted(piece, prematched, prefilter)
                     else:
@@ -406,7 +409,9 @@ class Runner:
         return lineno
 
     def _candidates_only(self, block: str, lineno: int, prefilter: Any) -> int:
-        human = not self.args.json
+        # the counting path (tally_block) dates every line: journal messages have no
+        # date of their own, so they stay on process_line(journal=True)
+        human = not self.args.json and not self.args.journal
         if human and self.stats.missed > SHOW_LINES:
             return lineno + self._candidates_counted(block, self._scan(prefilter.candidate_masks, block))
         # in human mode the masks serve the rest of the block once enough missed lines
@@ -463,7 +468,7 @@ class Runner:
         counted = self.cf.commit_prematched(
             piece,
             prematched.segments,
-            lambda: prefilter.candidate_masks(piece),  # only if a segment must be redone
+            lambda: self._scan(prefilter.candidate_masks, piece),  # only if a segment must be redone
             self.now,
             watchdog=self.watchdog,
             keep_ignored=self._keep_ignored(),

@@ -15,6 +15,7 @@ Only the counting path uses it (filtertest's summary): JSON output and
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections import deque
@@ -122,10 +123,20 @@ class Prematcher:
     that dies (killed, out of memory) raises BrokenProcessPool there: never a hang."""
 
     def __init__(
-        self, cf: CompiledFilter, prefilter: Any, now: float, timeout: float, count_piece: PieceCounter, workers: int
+        self,
+        cf: CompiledFilter,
+        prefilter: Any,
+        now: float,
+        timeout: float,
+        count_piece: PieceCounter,
+        workers: int,
+        waiting: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
+        """`waiting()` wraps the time spent reading or waiting for workers (the main
+        process's watchdog pauses: that is no line's time)."""
         global _STATE
         self.workers = workers
+        self.waiting = waiting
         _STATE = _WorkerState(cf, prefilter, now, timeout, count_piece)  # kept while workers may fork
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
@@ -134,16 +145,16 @@ class Prematcher:
 
     def __exit__(self, *exc: object) -> None:
         global _STATE
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        _STATE = None
+        try:
+            with self.waiting():  # a worker may still finish the piece it has
+                self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            _STATE = None
 
-    def results(
-        self, source: Iterator[str], waiting: Callable[[], AbstractContextManager[Any]]
-    ) -> Iterator[tuple[str, Prematched]]:
+    def results(self, source: Iterator[str]) -> Iterator[tuple[str, Prematched]]:
         """(piece, its prematch) for each piece of `source`, in order. A few pieces
-        are in flight at once, so memory stays bounded on any log size. `waiting()`
-        wraps the time spent reading or waiting for a worker (the main process's
-        watchdog pauses: that is no line's time)."""
+        are in flight at once, so memory stays bounded on any log size."""
+        waiting = self.waiting
         in_flight: deque[tuple[str, Any]] = deque()
         limit = 2 * self.workers + 1
         while True:

@@ -209,3 +209,18 @@ def test_comment_and_empty_lines_are_counted_like_the_multiline_regex() -> None:
         assert _comment_or_empty_count(text) == len(_COMMENT_OR_EMPTY_RE.findall(text)), repr(text)
         pos = rng.randint(0, len(text))  # from an offset: as counting the rest of a block
         assert _comment_or_empty_count(text, pos) == len(_COMMENT_OR_EMPTY_RE.findall(text[pos:])), (text, pos)
+
+
+def test_journal_lines_are_never_dated_also_once_only_counted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # past the first missed lines the summary only counts; journal messages carry no date
+    # of their own, so a date-like text in them stays message text there too
+    fail = "Jan  1 00:00:00 host sshd[1]: Failed password for root from 192.0.2.7 port 22 ssh2"
+    log = tmp_path / "journal.txt"
+    log.write_text("\n".join([f"host cron[{i}]: nothing" for i in range(25)] + [fail, fail]) + "\n")
+    code, out, _ = run(capsys, "--json", "--journal", "--now", NOW, str(log), SSHD)
+    failing = sum(1 for row in map(json.loads, out.splitlines()) if row["fails"])
+    code, out, _ = run(capsys, "--journal", "--now", NOW, str(log), SSHD)
+    assert code == 0
+    assert f"Lines: 27 lines, 0 ignored, {failing} matched, {27 - failing} missed" in out
