@@ -190,6 +190,19 @@ def user_create(request: HttpRequest) -> HttpResponse:
     return render(request, "access/user_form.html", {"form": form}, status=400 if form.errors else 200)
 
 
+def _locked_user(request: HttpRequest, pk: int) -> User | None:
+    """In a transaction: lock the admins and user `pk` as they are now, and check the
+    requester may still change that user (None: refused, with the message set)."""
+    lock_admins()
+    refuse_unless_still_admin(request)
+    user = get_object_or_404(User.objects.select_for_update(no_key=True), pk=pk)  # as it is now
+    refused = superuser_refusal(request, user)
+    if refused:
+        messages.error(request, refused)
+        return None
+    return user
+
+
 @require_POST
 @role_required(Role.ADMIN)
 def user_role(request: HttpRequest, pk: int) -> HttpResponse:
@@ -200,12 +213,8 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("user_list")
     new = form.cleaned_data["role"]
     with transaction.atomic():
-        lock_admins()
-        refuse_unless_still_admin(request)
-        user = get_object_or_404(User.objects.select_for_update(no_key=True), pk=pk)  # as it is now
-        refused = superuser_refusal(request, user)
-        if refused:
-            messages.error(request, refused)
+        user = _locked_user(request, pk)
+        if user is None:
             return redirect("user_list")
         if user.is_superuser:
             messages.error(request, f"{user.get_username()} is a superuser, always an admin; "
@@ -234,12 +243,8 @@ def user_active(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("user_list")
     active: bool = form.cleaned_data["active"]
     with transaction.atomic():
-        lock_admins()
-        refuse_unless_still_admin(request)
-        user = get_object_or_404(User.objects.select_for_update(no_key=True), pk=pk)  # as it is now
-        refused = superuser_refusal(request, user)
-        if refused:
-            messages.error(request, refused)
+        user = _locked_user(request, pk)
+        if user is None:
             return redirect("user_list")
         if active == user.is_active:
             return redirect("user_list")
