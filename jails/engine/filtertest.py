@@ -596,6 +596,9 @@ def main(argv: list[str] | None = None, resolve_name: Resolver | None = None) ->
         where = f"{exc.filename}: " if exc.filename else ""
         sys.stderr.write(f"ERROR: {where}{exc.strerror or exc}\n")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the workers are stopped on the way out
+        sys.stderr.write("interrupted: no summary\n")
+        return 130
     if not args.json:
         print_report(out, runner, elapsed, args.filter, source.label)
     out.flush()

@@ -9,6 +9,7 @@ filtertest with real forked workers.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import re
@@ -215,3 +216,16 @@ def test_a_segment_without_a_dated_line_leaves_the_last_date_alone() -> None:
 
 def _sshd() -> Any:
     return load_filter_file(SSHD, {})
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_ctrl_c_stops_the_workers_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(filtertest.Runner, "_prematched_counted", interrupted)
+    code = filtertest.main([str(_mixed_log(tmp_path)), SSHD, "--jobs", "2"])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert multiprocessing.active_children() == []  # the workers are gone
