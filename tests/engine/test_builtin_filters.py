@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import calendar
 import ipaddress
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.paths import REPO, corpus_tool
+from tests.zones import local_zone
 
 # Only skip while the engine is not there yet; once it exists, import errors must fail.
 ini = pytest.importorskip("jails.engine.ini", reason="filter engine (jails.engine.ini) not written yet")
@@ -66,17 +66,8 @@ def tool() -> ModuleType:
 @pytest.fixture()
 def utc() -> Iterator[None]:
     """The samples' times are UTC; `compare` reads them in the local zone."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
+    with local_zone("UTC"):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ is imported, not copied. fail2ban itself scores 1822/1822.
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 from jails.engine.filter import CompiledFilter
 from jails.engine.ini import load_filter_file
 from tests.paths import CORPUS, F2B_CORPUS_TOOL, REPO, corpus_tool
+from tests.zones import local_zone
 
 # The best score reached so far: a regression below it fails the suite.
 BEST_LINES_RIGHT = 1822
@@ -32,17 +31,8 @@ def tool() -> ModuleType:
 @pytest.fixture()
 def corpus_tz(tool: ModuleType) -> Iterator[None]:
     """The corpus' dates are local times in CET/CEST, as the tool sets TZ."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = tool.TZ
-    time.tzset()
-    try:
+    with local_zone(tool.TZ):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 def _run_in_process(run: dict[str, Any], now: float) -> list[dict[str, Any]]:

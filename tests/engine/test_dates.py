@@ -7,7 +7,6 @@ and checks the epoch.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from jails.engine.dates import DateDetector, DateHit, parse_zone_offset
 from jails.engine.errors import FilterError
 from jails.engine.ini import load_filter_file
 from tests.paths import CORPUS, REPO, corpus_tool
+from tests.zones import local_zone
 
 CORPUS_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
 NOW = 1124013600.0  # 2005-08-14T10:00:00Z = 12:00 CEST
@@ -29,15 +29,8 @@ CORPUS_RIGHT_AT_LEAST = 1288
 @pytest.fixture(autouse=True)
 def corpus_zone() -> Iterator[None]:
     """Local time is the corpus's CET/CEST for every test; restored afterwards."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = CORPUS_TZ
-    time.tzset()
-    yield
-    if old is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+    with local_zone(CORPUS_TZ):
+        yield
 
 
 def local(text: str) -> float:

@@ -10,7 +10,6 @@ blocks (with and without the literal prefilter's masks).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -23,22 +22,14 @@ from jails.engine.filter import BlockTally, CompiledFilter, LineResult
 from jails.engine.ini import load_filter_file
 from jails.engine.literals import Prefilter, date_cut_for, required_prefixes, required_string
 from tests.paths import CORPUS, corpus_tool
+from tests.zones import local_zone
 
 
 @pytest.fixture(scope="module")
 def runs() -> Iterator[tuple[ModuleType, list[dict[str, Any]]]]:
     tool = corpus_tool()
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = tool.TZ  # the corpus' dates are local times in CET/CEST
-    time.tzset()
-    try:
+    with local_zone(tool.TZ):  # the corpus' dates are local times in CET/CEST
         yield tool, [run for run in tool.all_runs(str(CORPUS)) if not run["journal"]]
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 def _filter(run: dict[str, Any]) -> CompiledFilter:
