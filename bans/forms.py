@@ -94,19 +94,25 @@ class BanCreateForm(forms.Form):
                                widget=forms.TextInput(attrs={"placeholder": "1h"}))
     reason = forms.CharField(required=False, max_length=500, label="Reason",
                              widget=forms.Textarea(attrs={"rows": 2}))
+    # Shown once the gate asked for it (services.ConfirmationNeeded): private space, this host's network.
+    confirm = forms.BooleanField(required=False, label="Yes, ban it anyway",
+                                 help_text="This network may hold your own machines or people.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.needs_confirmation = bool(self.data.get("confirm"))  # keep the box once it was shown
         jails = [(name, name) for name in Jail.objects.order_by("name").values_list("name", flat=True)]
         jail_field = self.fields["jail"]
         assert isinstance(jail_field, forms.ChoiceField)
         jail_field.choices = [*jails, (BLOCKLIST, "all ports: the permanent blocklist")]
 
+    def ask_confirmation(self, message: str) -> None:
+        """The gate wants a yes (services.ConfirmationNeeded): show the box, with the reason."""
+        self.needs_confirmation = True
+        self.add_error("confirm", message)
+
     def clean_address(self) -> str:
         text = self.cleaned_data["address"].strip()
-        if "%" in text:
-            # ipaddress takes fe80::1%eth0; the firewall's sets take no zone: it would never apply
-            raise forms.ValidationError(f"{text!r}: write the address without a zone (%interface)")
         try:
             return str(services.parse_network(text))
         except services.BanRefused as exc:

@@ -76,6 +76,7 @@ class Ban(models.Model):
         LIFTING = "lifting", "being lifted"
         LIFTED = "lifted", "lifted by hand"
         EXPIRED = "expired", "expired"
+        REFUSED = "refused", "refused by the lockout guard"
 
     class Origin(models.TextChoices):
         JAIL = "jail", "a jail"

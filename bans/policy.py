@@ -40,6 +40,7 @@ __all__ = [
     "compile_formula",
     "earlier_ban_count",
     "host_addresses",
+    "host_networks",
     "ignore_reason",
     "is_stale",
     "next_bantime",
@@ -582,6 +583,20 @@ def host_addresses() -> list[str]:
     return [str(ip) for ip in sorted(ips, key=lambda ip: (ip.version, int(ip)))]
 
 
+def host_networks() -> list[str]:
+    """The networks on this host's interfaces (``ip -j addr``: address/prefix, as CIDR); never raises.
+
+    A manual ban inside one of them asks for confirmation: it most likely holds the admin's own
+    machines. Empty when ``ip`` is missing (the addresses themselves are still protected)."""
+    networks: set[str] = set()
+    for address, prefix in _interface_addresses(_command_output(["ip", "-j", "addr"])):
+        try:
+            networks.add(str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)))
+        except ValueError:
+            continue
+    return sorted(networks)
+
+
 def _addresses_of_names() -> list[str]:
     names = {"localhost"}
     try:
@@ -616,18 +631,24 @@ def _file_text(path: str) -> str:
 
 def _addresses_from_ip_json(text: str) -> list[str]:
     """The ``local`` addresses in ``ip -j addr`` output; [] for anything unreadable."""
+    return [address for address, _ in _interface_addresses(text)]
+
+
+def _interface_addresses(text: str) -> list[tuple[str, int]]:
+    """(``local``, ``prefixlen``) of each address in ``ip -j addr`` output; [] for anything unreadable."""
     try:
         links = json.loads(text) if text.strip() else []
     except ValueError:
         return []
-    addresses: list[str] = []
+    found: list[tuple[str, int]] = []
     for link in links if isinstance(links, list) else []:
         infos = link.get("addr_info") if isinstance(link, dict) else None
         for info in infos if isinstance(infos, list) else []:
             local = info.get("local") if isinstance(info, dict) else None
+            prefix = info.get("prefixlen") if isinstance(info, dict) else None
             if isinstance(local, str):
-                addresses.append(local)
-    return addresses
+                found.append((local, prefix if isinstance(prefix, int) else (32 if ":" not in local else 128)))
+    return found
 
 
 def _addresses_from_if_inet6(text: str) -> list[str]:

@@ -21,6 +21,7 @@ from django.db.models.functions import Trunc
 from bans import policy, services
 from bans.models import Ban, Failure, Ignored, JailStat, Tally
 from jails.models import Jail
+from jails.sessions import forget_dead_sessions
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,13 @@ def run_recidive(*, now: float, own_addresses: Sequence[str] | None = None) -> l
     if jail is None:
         return []
     own = OwnAddresses(own_addresses)
+    refusals: services.AutomaticRefusals | None = None
     created: list[Ban] = []
     for host, by_address in ban_history(jail, now).items():
         times = [(address, ban.started_at.timestamp()) for address, bans in by_address.items() for ban in bans]
         for address in policy.recidive_offenders(times, findtime=jail.findtime, maxretry=jail.maxretry, now=now):
-            ban = ban_repeat_offender(jail, address, by_address[address], now=now, host=host, own=own)
+            refusals = refusals or services.AutomaticRefusals(jail, own.get())
+            ban = ban_repeat_offender(jail, address, by_address[address], now=now, host=host, refusals=refusals)
             if ban is not None:
                 created.append(ban)
     return created
@@ -132,13 +135,13 @@ def single_address(network: str) -> str | None:
 
 
 def ban_repeat_offender(jail: Jail, address: str, earlier: list[EarlierBan], *, now: float, host: str,
-                        own: OwnAddresses) -> Ban | None:
+                        refusals: services.AutomaticRefusals) -> Ban | None:
     network = services.network_of(address)
     # the watcher may have banned it in this jail already (an imported recidive jail also reads
     # fail2ban.log): one live ban per jail and address
     if services.live_ban(jail.name, network, host) is not None:
         return None
-    ignored = services.ignore_reason(jail, address, own.get())
+    ignored = refusals.reason(address)
     if ignored is not None:
         services.note_ignored(jail, address, ignored, now)
         return None
@@ -178,7 +181,8 @@ def cleanup_history(*, now: float) -> dict[str, int]:
     - Ban rows that ended (EXPIRED, LIFTED) longer ago than that, but never those the ban
       decisions still read (bantime.increment's memory, the recidive jail's findtime);
     - Ignored rows older than 30 days;
-    - Tally rows whose last failure is findtime old or older, which add_failure would forget anyway.
+    - Tally rows whose last failure is findtime old or older, which add_failure would forget anyway;
+    - the addresses of panel sessions that ended without a logout (jails.sessions).
     """
     moment = services.aware(now)
     cutoff = moment - dt.timedelta(days=history_days())
@@ -186,9 +190,11 @@ def cleanup_history(*, now: float) -> dict[str, int]:
     ended_long_ago = Q(ended_at__lt=ban_cutoff) | Q(ended_at__isnull=True, started_at__lt=ban_cutoff)
     return {
         "failures": Failure.objects.filter(time__lt=cutoff).delete()[0],
-        "bans": Ban.objects.filter(ended_long_ago, state__in=[Ban.State.EXPIRED, Ban.State.LIFTED]).delete()[0],
+        "bans": Ban.objects.filter(ended_long_ago, state__in=[Ban.State.EXPIRED, Ban.State.LIFTED,
+                                                              Ban.State.REFUSED]).delete()[0],
         "ignored": Ignored.objects.filter(time__lt=moment - IGNORED_KEPT).delete()[0],
         "tallies": delete_stale_tallies(now),
+        "panel_sessions": forget_dead_sessions(moment),
     }
 
 

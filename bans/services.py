@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bans import policy
+from bans import gate, policy
+from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
+from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Failure, Ignored, Tally
 from jails.models import Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
 INCREMENT_MEMORY = dt.timedelta(days=7)
-LOOPBACKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 # Addresses per `IN (...)` list: under SQLite's bound-parameter limit with room for the query's others.
 IN_CHUNK = 500
 
@@ -47,10 +49,6 @@ class Decision:
     skipped: int = 0  # not an address, or too old to count
     ignored: int = 0
     bans: list[Ban] = field(default_factory=list)
-
-
-class BanRefused(ValueError):
-    """A ban that must not happen (our own address, an ignoreip entry...); the message says why."""
 
 
 def aware(epoch: float) -> dt.datetime:
@@ -93,6 +91,7 @@ def record_failures(
     in bulk: a handful of statements per call, whatever its size. The firewall worker is asked once.
     """
     decision = Decision()
+    refusals = AutomaticRefusals(jail, own_addresses)
     reasons: dict[str, str | None] = {}
     ignored: dict[str, str] = {}  # address -> why, the first reason seen
     counted: list[tuple[str, float, Observed]] = []
@@ -103,7 +102,7 @@ def record_failures(
             decision.skipped += 1
             continue
         if address not in reasons:
-            reasons[address] = ignore_reason(jail, address, own_addresses)
+            reasons[address] = refusals.reason(address)
         reason = reasons[address]
         if reason is not None:
             ignored.setdefault(address, reason)
@@ -130,6 +129,26 @@ def ignore_reason(jail: Jail, address: str, own_addresses: Sequence[str]) -> str
     # usedns is about the failures' hosts; ignoreip names are only resolved when the admin allows DNS
     return policy.ignore_reason(address, ignoreip=jail.ignoreip,
                                 own_addresses=own_addresses if jail.ignoreself else [], resolve=None)
+
+
+class AutomaticRefusals:
+    """Why a jail must not count (nor ban) an address: its ignoreip and ignoreself as fail2ban reads
+    them, then the gate (loopback and special space, this host even with ignoreself off, live panel
+    sessions, trusted proxies). The gate is built on the first address that needs it: a read with
+    no failures costs no query."""
+
+    def __init__(self, jail: Jail, own_addresses: Sequence[str]) -> None:
+        self.jail = jail
+        self.own_addresses = own_addresses
+        self._gate: gate.Gate | None = None
+
+    def reason(self, address: str) -> str | None:
+        found = ignore_reason(self.jail, address, self.own_addresses)
+        if found is not None:
+            return found
+        if self._gate is None:
+            self._gate = current_gate(own_addresses=self.own_addresses, jails=[self.jail])
+        return self._gate.refusal(ipaddress.ip_network(address), ignore_jails=[self.jail.name])
 
 
 def note_ignored(jail: Jail, address: str, reason: str, now: float) -> None:
@@ -325,58 +344,53 @@ def now_epoch() -> float:
     return timezone.now().timestamp()
 
 
-# --- bans and unbans by hand (jailctl, the panel) -------------------------------------------------
+# --- the lockout gate, and bans and unbans by hand (jailctl, the panel, Django admin) ---------------
+
+
+def current_gate(*, own_addresses: Sequence[str] | None = None, jails: Iterable[Jail] | None = None,
+                 host_networks: Sequence[str] | None = None) -> gate.Gate:
+    """The gate as things stand now: this host's addresses (looked up unless given), the live panel
+    sessions, the trusted proxies, and the ignoreip of `jails` (None: every jail)."""
+    from jails.sessions import live_session_addresses  # jails.sessions imports the auth machinery
+
+    chosen = Jail.objects.only("name", "ignoreip") if jails is None else jails
+    return gate.Gate.build(
+        host_addresses=policy.host_addresses() if own_addresses is None else own_addresses,
+        host_networks=host_networks or (),
+        sessions=live_session_addresses(),
+        proxies=settings.IPS_TRUSTED_PROXIES,
+        ignoreip={jail.name: list(jail.ignoreip) for jail in chosen},
+        max_prefix={4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6},
+    )
 
 
 def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """An address or a network typed by a person; host bits are refused, not silently dropped."""
-    try:
-        network = ipaddress.ip_network(text.strip(), strict=True)
-    except ValueError as exc:
-        raise BanRefused(f"{text!r} is not an address or network ({exc})") from None
-    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
-        mapped = network.network_address.ipv4_mapped
-        network = ipaddress.ip_network(f"{mapped}/{max(0, network.prefixlen - 96)}")
+    """An address or a network typed by a person; host bits and zones are refused, not dropped."""
+    return gate.parse_network(text)
+
+
+def check_manual_ban(text: str, *, protected: Sequence[str] = (), confirmed: bool = False,
+                     own_addresses: Sequence[str] | None = None) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network a person asked to ban, once the gate lets it through; BanRefused (or
+    ConfirmationNeeded: private space, this host's own networks) says why not.
+
+    A ban by hand is checked against every jail's ignoreip, whatever jail it goes to: an address
+    someone listed as never to be banned is one a person most likely did not mean to ban.
+    `protected`: addresses of this request that must stay reachable (its peer: a proxy)."""
+    network = parse_network(text)
+    extra = [gate.Shield(ipaddress.ip_network(address), "your own connection to the panel")
+             for address in (parse_address(text) for text in protected) if address is not None]
+    current_gate(own_addresses=own_addresses, host_networks=policy.host_networks()).check_manual(
+        network, confirmed=confirmed, extra=extra)
     return network
 
 
-def lockout_reason(network: ipaddress.IPv4Network | ipaddress.IPv6Network, jail: Jail | None,
-                   own_addresses: Sequence[str], protected: Sequence[str] = ()) -> str | None:
-    """Why banning `network` would lock out someone who must never be locked out, or None.
-
-    Refused: loopback, this host's addresses, the admin's own address (`protected`), and a jail's
-    ignoreip entries, and any network that contains one of them.
-    """
-    people = [(a, "an address of this host") for a in own_addresses] + [(a, "your own address") for a in protected]
-    for address, why in people:
-        parsed = parse_address(address)
-        if parsed is not None and ipaddress.ip_address(parsed) in network:
-            return f"{network} contains {address}, {why}"
-    if any(network.overlaps(loopback) for loopback in LOOPBACKS if loopback.version == network.version):
-        return f"{network} contains loopback addresses"
-    return ignoreip_conflict(network, jail)
-
-
-def ignoreip_conflict(network: ipaddress.IPv4Network | ipaddress.IPv6Network, jail: Jail | None) -> str | None:
-    jails = [jail] if jail is not None else list(Jail.objects.all())
-    for each in jails:
-        for entry in each.ignoreip:
-            ignored = policy.ignore_entry_network(entry)  # ::ffff:10.0.0.1 compares as 10.0.0.1
-            if ignored is None:
-                continue  # a host name: compared by address only when it is resolved, never here
-            if ignored.version == network.version and ignored.overlaps(network):
-                return f"{network} overlaps {entry}, listed in ignoreip of jail {each.name}"
-    return None
-
-
-def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, own_addresses: Sequence[str],
-                protected: Sequence[str] = (), user: object | None = None, reason: str = "",
-                host: str = "local") -> Ban:
-    """A manual ban (jail None: the permanent blocklist, all ports). BanRefused says why not."""
-    network = parse_network(text)
-    refused = lockout_reason(network, jail, own_addresses, protected)
-    if refused:
-        raise BanRefused(f"refused: {refused}")
+def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, protected: Sequence[str] = (),
+                confirmed: bool = False, own_addresses: Sequence[str] | None = None, user: object | None = None,
+                reason: str = "", host: str = "local") -> Ban:
+    """A manual ban (jail None: the permanent blocklist, all ports), through the gate; BanRefused says
+    why not (ConfirmationNeeded: allowed once `confirmed`)."""
+    network = check_manual_ban(text, protected=protected, confirmed=confirmed, own_addresses=own_addresses)
     jail_name = jail.name if jail is not None else "blocklist"
     if live_ban(jail_name, str(network), host) is not None:
         raise BanRefused(f"{network} is already banned in {jail_name}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,22 +20,26 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bans import services
 from bans.firewall import BLOCKLIST, BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult
 from bans.models import Ban
 from bans.services import chunks
 from jails.models import Jail
 
+log = logging.getLogger(__name__)
+
 RETRY_BASE_SECONDS = 5
 RETRY_MAX_SECONDS = 300
 PERMANENT_RETRY_SECONDS = 900  # the admin may fix it (load nf_tables, grant CAP_NET_ADMIN)
 # What applying needs of a Ban (a storm claims thousands: their evidence is not read back)
-APPLY_FIELDS = ("pk", "jail", "jail_name", "network", "expires_at", "apply_attempts")
+APPLY_FIELDS = ("pk", "jail", "jail_name", "network", "expires_at", "apply_attempts", "origin")
 
 
 @dataclass
 class SyncReport:
     applied: list[int] = field(default_factory=list)
     lifted: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
     expired: int = 0
     error: FirewallError | None = None
 
@@ -77,10 +82,31 @@ def claim(host: str, now: dt.datetime) -> list[Ban]:
     return claimed
 
 
+def refuse_guarded(claimed: list[Ban], now: dt.datetime, report: SyncReport) -> list[Ban]:
+    """The last line of the lockout gate: a claimed ban that must never be applied (written past the
+    services somehow, or an address that became protected since: a new panel session, a new ignoreip
+    entry) ends REFUSED with the reason instead of reaching the kernel. Returns the others."""
+    if not claimed:
+        return claimed
+    guard = services.current_gate()
+    allowed: list[Ban] = []
+    for ban in claimed:
+        scope = None if ban.jail_id is None or ban.origin == Ban.Origin.USER else [ban.jail_name]
+        why = guard.refusal(ipaddress.ip_network(ban.network), ignore_jails=scope)
+        if why is None:
+            allowed.append(ban)
+            continue
+        log.warning("refused to apply the ban of %s in %s: %s", ban.network, ban.jail_name, why)
+        Ban.objects.filter(pk=ban.pk, state=Ban.State.APPLYING).update(
+            state=Ban.State.REFUSED, apply_error=f"refused by the lockout guard: {why}", ended_at=now)
+        report.refused.append(ban.pk)
+    return allowed
+
+
 def apply_pending(host: str, backend: FirewallBackend, now: dt.datetime | None = None) -> SyncReport:
     now = now or timezone.now()
     report = SyncReport(expired=expire_due(host, now))
-    claimed = claim(host, now)
+    claimed = refuse_guarded(claim(host, now), now, report)
     lifting = list(Ban.objects.filter(host=host, state=Ban.State.LIFTING).only(*APPLY_FIELDS))
     if not claimed and not lifting:
         return report

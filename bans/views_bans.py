@@ -22,12 +22,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from bans import actions, policy, services
+from bans import actions, services
 from bans.forms import BLOCKLIST, BanCreateForm, BanSearchForm, LiftAllForm
 from bans.models import Ban, Failure
 from bans.views import firewall_banner
-from config.client import client_address
+from config.client import client_address, request_peers
 from jails import audit
 from jails.models import AuditEntry, Jail
 from jails.roles import Role, role_required
@@ -215,7 +216,8 @@ def ban_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(Role.OPERATOR)
 def ban_create(request: HttpRequest) -> HttpResponse:
-    """A ban by hand. A refusal of the lockout guard comes back as a form error saying why."""
+    """A ban by hand. A refusal of the lockout gate comes back as a form error saying why; a ban
+    inside private space or this host's network comes back asking for a confirmation."""
     if request.method != "POST":
         initial = {key: request.GET[key] for key in ("address", "jail") if key in request.GET}
         return render_ban_form(request, BanCreateForm(initial=initial))
@@ -226,28 +228,28 @@ def ban_create(request: HttpRequest) -> HttpResponse:
     try:
         with transaction.atomic():
             ban = services.ban_by_hand(jail, form.cleaned_data["address"], form.bantime_for(jail),
-                                       own_addresses=policy.host_addresses(), protected=protected_addresses(request),
+                                       protected=request_peers(request), confirmed=form.cleaned_data["confirm"],
                                        user=request.user, reason=form.cleaned_data["reason"],
                                        host=settings.IPS_HOST_NAME)
             audit.record(request, "ban.create", ban, after=audit.snapshot(ban, BAN_FIELDS))
+    except services.ConfirmationNeeded as exc:
+        form.ask_confirmation(str(exc))
+        return render_ban_form(request, form)
     except services.BanRefused as exc:
         form.add_error(None, str(exc))
         return render_ban_form(request, form)
     messages.success(request, f"{ban.network} banned in {ban.jail_name}; the firewall applies it shortly.")
+    if request.htmx:  # type: ignore[attr-defined]
+        return HttpResponseClientRedirect(reverse("ban_detail", args=[ban.pk]))
     return redirect("ban_detail", pk=ban.pk)
-
-
-def protected_addresses(request: HttpRequest) -> list[str]:
-    """Addresses a ban from this request must never cover: the person's own address and the peer
-    that connects to the panel (behind a trusted proxy, the proxy itself: banning it locks
-    everybody out)."""
-    found = [client_address(request), services.parse_address(request.META.get("REMOTE_ADDR", "")) or ""]
-    return list(dict.fromkeys(address for address in found if address))
 
 
 def render_ban_form(request: HttpRequest, form: BanCreateForm) -> HttpResponse:
     context = {"form": form, "client_address": client_address(request), "blocklist": BLOCKLIST,
+               "max_prefix": {4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6},
                **firewall_banner()}
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
+        return render(request, "bans/ban_form.html#ban-form", context)
     return render(request, "bans/ban_form.html", context)
 
 
@@ -284,10 +286,10 @@ def ban_make_permanent(request: HttpRequest, pk: int) -> HttpResponse:
     # a permanent ban must pass the lockout guard as a new one would: a jail may have banned the
     # person's own address, this host's or an address since added to ignoreip (it expires; a
     # permanent one would not)
-    refused = services.lockout_reason(ban.ip_network, ban.jail, policy.host_addresses(),
-                                      protected_addresses(request))
-    if refused:
-        messages.error(request, f"The ban of {ban.network} cannot be made permanent: {refused}.")
+    try:
+        services.check_manual_ban(ban.network, protected=request_peers(request), confirmed=True)
+    except services.BanRefused as exc:
+        messages.error(request, f"The ban of {ban.network} cannot be made permanent: {exc}.")
         return redirect("ban_detail", pk=ban.pk)
     before = audit.snapshot(ban, BAN_FIELDS)
     with transaction.atomic():

@@ -29,6 +29,14 @@ def client_address(request: HttpRequest) -> str:
     return str(hop)
 
 
+def request_peers(request: HttpRequest) -> list[str]:
+    """Addresses a ban from this request must never cover: the person's own address and the peer that
+    connects to the panel (behind a trusted proxy, the proxy itself: banning it locks everybody out)."""
+    remote = _parse(request.META.get("REMOTE_ADDR", ""))
+    found = [client_address(request), str(remote) if remote is not None else ""]
+    return list(dict.fromkeys(address for address in found if address))
+
+
 def _parse(text: str) -> IPAddress | None:
     try:
         address = ipaddress.ip_address(text)

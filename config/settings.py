@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # the address of every live session, which no ban may cover (jails/sessions.py)
+    "jails.sessions.SessionAddressMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -179,6 +181,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 IPS_FIREWALL = env_choice("IPS_FIREWALL", "nftables", ["nftables", "off"])
 IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
 IPS_NFT_TABLE = env_str("IPS_NFT_TABLE", "ips")
+# The widest network a ban by hand may cover (a prefix length): wider ones are refused, whoever asks.
+IPS_MAX_BAN_PREFIX_V4 = env_int("IPS_MAX_BAN_PREFIX_V4", 16, minimum=0, maximum=32)
+IPS_MAX_BAN_PREFIX_V6 = env_int("IPS_MAX_BAN_PREFIX_V6", 48, minimum=0, maximum=128)
 # Days of failures, ended bans and hourly statistics kept (bans.schedules.cleanup_history).
 IPS_HISTORY_DAYS = env_int("IPS_HISTORY_DAYS", 90, minimum=1)
 

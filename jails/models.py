@@ -167,3 +167,22 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or 'system'} {self.action} {self.object_repr}"
+
+
+class PanelSession(models.Model):
+    """The address a live panel session was last seen from, so that no ban ever covers it.
+
+    Written by jails.sessions.SessionAddressMiddleware (on login and when the address changes),
+    deleted on logout; a row counts while its Django session lives and its user is active
+    (jails.sessions.live_session_addresses). Any user's session counts, not only the requester's:
+    an operator must not be able to ban an admin out of the panel.
+    """
+
+    session_key = models.CharField(max_length=40, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    address = models.GenericIPAddressField(unpack_ipv4=True)
+    last_seen_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True, help_text="When the Django session expires.")
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.user_id})"

@@ -19,3 +19,18 @@ def settings_db_env(db: None) -> dict[str, str]:
     name = connection.settings_dict["NAME"]
     env["DATABASE_URL"] = f"sqlite:///{name}" if connection.vendor == "sqlite" else f"postgres:///{name}"
     return env
+
+
+# This host as the tests see it (TEST-NET-1; a machine's own addresses differ, and a ban near them
+# would need confirmation): modules that create bans use it with pytest.mark.usefixtures("this_host").
+HOST_ADDRESS = "192.0.2.1"
+HOST_NETWORK = "192.0.2.0/24"
+
+
+@pytest.fixture
+def this_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bans.policy's view of this host without running `ip -j addr`: HOST_ADDRESS in HOST_NETWORK."""
+    from bans import policy
+
+    monkeypatch.setattr(policy, "host_addresses", lambda: [HOST_ADDRESS, "127.0.0.1", "::1"])
+    monkeypatch.setattr(policy, "host_networks", lambda: [HOST_NETWORK])

@@ -16,11 +16,11 @@ from bans import views_bans
 from bans.models import Ban, Failure
 from jails.models import AuditEntry, Jail
 from tests.bans.builders import make_jail
+from tests.conftest import HOST_ADDRESS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 
 CLIENT_ADDRESS = "198.51.100.50"
-HOST_ADDRESS = "192.0.2.1"
 
 
 def user_with(role: str) -> User:
@@ -43,12 +43,6 @@ def viewer() -> Client:
 @pytest.fixture
 def operator() -> Client:
     return client_for("operator")
-
-
-@pytest.fixture(autouse=True)
-def this_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    # this host's addresses without running `ip -j addr`
-    monkeypatch.setattr(views_bans.policy, "host_addresses", lambda: [HOST_ADDRESS, "127.0.0.1"])
 
 
 @pytest.fixture

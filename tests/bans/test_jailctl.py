@@ -15,7 +15,7 @@ from bans.models import Ban
 from bans.services import Observed, record_failures
 from tests.bans.builders import make_jail
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 
 
 @pytest.fixture(autouse=True)
@@ -54,10 +54,10 @@ def test_it_shows_a_jail_like_fail2ban_client(tmp_path: Path) -> None:
 
 def test_it_bans_and_unbans_by_hand() -> None:
     make_jail("sshd", bantime=600)
-    assert "banned 192.0.2.77/32 in sshd until" in jailctl("ban", "sshd", "192.0.2.77", "--time", "1h")
+    assert "banned 203.0.113.77/32 in sshd until" in jailctl("ban", "sshd", "203.0.113.77", "--time", "1h")
     ban = Ban.objects.get()
     assert (ban.bantime, ban.origin, ban.state) == (3600, Ban.Origin.USER, Ban.State.PENDING)
-    assert "lifting 1 ban(s)" in jailctl("unban", "sshd", "192.0.2.77")
+    assert "lifting 1 ban(s)" in jailctl("unban", "sshd", "203.0.113.77")
     assert Ban.objects.get().state == Ban.State.LIFTING
 
 
@@ -65,7 +65,7 @@ def test_it_refuses_to_ban_an_ignored_address_with_the_reason() -> None:
     make_jail("sshd", ignoreip=["192.0.2.0/24"])
     with pytest.raises(CommandError, match="listed in ignoreip of jail sshd"):
         jailctl("ban", "sshd", "192.0.2.5")
-    with pytest.raises(CommandError, match="refused: 127.0.0.1/32 contains"):
+    with pytest.raises(CommandError, match="refused: 127.0.0.1 is an address of this host"):
         jailctl("ban", "sshd", "127.0.0.1")
     with pytest.raises(CommandError, match="loopback"):
         jailctl("ban", "sshd", "127.0.0.2")
@@ -76,9 +76,9 @@ def test_it_refuses_to_ban_an_ignored_address_with_the_reason() -> None:
 
 def test_it_refuses_an_address_whose_ignoreip_entry_was_written_ipv4_mapped() -> None:
     make_jail("sshd", ignoreip=["::ffff:192.0.2.7", "::ffff:198.51.100.0/120"])  # as imported, unconverted
-    with pytest.raises(CommandError, match="overlaps ::ffff:192.0.2.7"):
+    with pytest.raises(CommandError, match="listed in ignoreip of jail sshd as ::ffff:192.0.2.7"):
         jailctl("ban", "sshd", "192.0.2.7")
-    with pytest.raises(CommandError, match="overlaps ::ffff:198.51.100.0/120"):
+    with pytest.raises(CommandError, match="listed in ignoreip of jail sshd as ::ffff:198.51.100.0/120"):
         jailctl("ban", "sshd", "198.51.100.9")
     assert not Ban.objects.exists()
 

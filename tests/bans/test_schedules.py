@@ -16,7 +16,7 @@ from bans.services import Observed, aware, new_ban, record_failures
 from jails.models import Jail
 from tests.bans.builders import make_jail
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, 30, tzinfo=dt.UTC).timestamp()
 HOUR = 3600
@@ -184,10 +184,11 @@ def test_it_deletes_failures_and_ended_bans_older_than_the_history(settings) -> 
 
     counts = schedules.cleanup_history(now=NOW)
 
-    assert counts == {"failures": 1, "bans": 1, "ignored": 0, "tallies": 0}
+    assert counts == {"failures": 1, "bans": 1, "ignored": 0, "tallies": 0, "panel_sessions": 0}
     assert list(Failure.objects.all()) == [kept_failure]
     assert set(Ban.objects.all()) == {lifted_recently, permanent}
-    assert schedules.cleanup_history(now=NOW) == {"failures": 0, "bans": 0, "ignored": 0, "tallies": 0}
+    assert schedules.cleanup_history(now=NOW) == {"failures": 0, "bans": 0, "ignored": 0, "tallies": 0,
+                                                  "panel_sessions": 0}
 
 
 def test_it_uses_90_days_of_history_by_default(settings) -> None:  # type: ignore[no-untyped-def]
@@ -301,7 +302,7 @@ def test_it_runs_the_scheduled_tasks_in_process() -> None:
     assert tasks.rollup_stats() >= 4  # sshd and recidive, per minute and per hour
     assert set(JailStat.objects.values_list("jail_name", "resolution")) == {
         ("sshd", "minute"), ("sshd", "hour"), ("recidive", "minute"), ("recidive", "hour")}
-    assert tasks.cleanup_history() == {"failures": 0, "bans": 0, "ignored": 0, "tallies": 0}
+    assert tasks.cleanup_history() == {"failures": 0, "bans": 0, "ignored": 0, "tallies": 0, "panel_sessions": 0}
 
 
 TASKS = ("run_recidive", "rollup_stats", "cleanup_history")

@@ -11,7 +11,7 @@ from bans.models import Ban, Failure, Ignored, Tally
 from bans.services import Observed, record_failures, request_firewall_sync
 from tests.bans.builders import make_jail
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 
 NOW = 1_790_000_000.0
 ATTACKER = "203.0.113.9"

@@ -13,7 +13,7 @@ from bans.models import Ban
 from bans.services import Observed, new_ban, record_failures
 from tests.bans.builders import make_jail
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 
 
 def pending_ban(jail_name: str = "sshd", network: str = "203.0.113.9/32", bantime: int = 3600) -> Ban:

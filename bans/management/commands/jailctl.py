@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from bans import policy, services
+from bans import services
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
 from jails import audit
@@ -48,6 +48,10 @@ class Command(BaseCommand):
         ban.add_argument("address")
         ban.add_argument("--time", help="ban time such as 10m, 1h, 7d or -1 (default: the jail's bantime)")
         ban.add_argument("--reason", default="", help="why (kept in the ban's history)")
+        ban.add_argument("--force", action="store_true",
+                         help="ban inside private space (RFC 1918, ULA) or this host's own network; nothing "
+                              "forces a ban the lockout guard refuses (loopback, this host, live panel "
+                              "sessions, trusted proxies, ignoreip, wider than IPS_MAX_BAN_PREFIX_V4/V6)")
         unban = sub.add_parser("unban", help="lift the bans of an address in a jail, or in every jail")
         unban.add_argument("targets", nargs="+", metavar="[JAIL] ADDR")
         unban.add_argument("--all", action="store_true", help="lift it in every jail")
@@ -84,10 +88,12 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         try:
             with transaction.atomic():
-                ban = services.ban_by_hand(jail, options["address"], bantime, own_addresses=policy.host_addresses(),
+                ban = services.ban_by_hand(jail, options["address"], bantime, confirmed=options["force"],
                                            reason=options["reason"], host=settings.IPS_HOST_NAME)
                 audit.record(None, "ban.create", ban, after=audit.snapshot(ban), via="cli",
                              username=audit.command_user())
+        except services.ConfirmationNeeded as exc:
+            raise CommandError(f"{exc}: add --force") from None
         except services.BanRefused as exc:
             raise CommandError(str(exc)) from None
         until = "permanently" if ban.expires_at is None else f"until {ban.expires_at:%Y-%m-%d %H:%M:%S %Z}"
