@@ -16,7 +16,7 @@ from bans.models import Ban
 
 def lift_ban(ban: Ban, user: Any) -> bool:
     """Lift exactly this ban (not the address's bans in other jails); False when it is not live."""
-    lifted = Ban.objects.filter(pk=ban.pk, state__in=Ban.LIVE_STATES).update(state=Ban.State.LIFTING, ended_by=user)
+    lifted = Ban.objects.in_force().filter(pk=ban.pk).update(state=Ban.State.LIFTING, ended_by=user)
     if lifted:
         services.request_firewall_sync(ban.host)
     return bool(lifted)
@@ -29,7 +29,7 @@ def make_permanent(ban: Ban) -> bool:
     element that is there replaces it); until then the kernel keeps the timed element, so the
     address stays banned throughout.
     """
-    changed = (Ban.objects.filter(pk=ban.pk, state__in=Ban.LIVE_STATES).exclude(bantime=-1)
+    changed = (Ban.objects.in_force().filter(pk=ban.pk).exclude(bantime=-1)
                .update(bantime=-1, expires_at=None, state=Ban.State.PENDING, next_attempt_at=None))
     if changed:
         services.request_firewall_sync(ban.host)
@@ -38,9 +38,9 @@ def make_permanent(ban: Ban) -> bool:
 
 def lift_jail(jail_name: str, user: Any) -> list[Ban]:
     """Lift every live ban of one jail (on every firewall host); returns the bans lifted."""
-    live = list(Ban.objects.filter(jail_name=jail_name, state__in=Ban.LIVE_STATES).order_by("network"))
+    live = list(Ban.objects.in_force().filter(jail_name=jail_name).order_by("network"))
     ids = [ban.pk for ban in live]
-    Ban.objects.filter(pk__in=ids, state__in=Ban.LIVE_STATES).update(state=Ban.State.LIFTING, ended_by=user)
+    Ban.objects.in_force().filter(pk__in=ids).update(state=Ban.State.LIFTING, ended_by=user)
     lifted = list(Ban.objects.filter(pk__in=ids, state=Ban.State.LIFTING, ended_by=user).order_by("network"))
     for host in sorted({ban.host for ban in lifted}):
         services.request_firewall_sync(host)

@@ -7,6 +7,7 @@ the kernel has it.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 
 from django.conf import settings
@@ -67,6 +68,14 @@ class Ignored(models.Model):
         return f"{self.address}: {self.reason}"
 
 
+class BanQuerySet(models.QuerySet["Ban"]):
+    def in_force(self, now: dt.datetime | None = None) -> BanQuerySet:
+        """Bans that hold (or are about to) now: a live state and time left. A ban whose time ran out
+        is over the moment it runs out (the kernel lifts it by itself), even before the firewall
+        worker's next run marks its row EXPIRED."""
+        return self.filter(state__in=Ban.LIVE_STATES).exclude(expires_at__lte=now or timezone.now())
+
+
 class Ban(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", "waiting for the firewall"
@@ -114,6 +123,8 @@ class Ban(models.Model):
     ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+")
 
+    objects = BanQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["network", "started_at"]), models.Index(fields=["state", "expires_at"])]
@@ -132,6 +143,23 @@ class Ban(models.Model):
     @property
     def is_permanent(self) -> bool:
         return self.bantime == -1
+
+    @property
+    def ran_out(self) -> bool:
+        """Its time is up, whatever the row's state says yet (the firewall worker catches up)."""
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def in_force(self) -> bool:
+        return self.state in self.LIVE_STATES and not self.ran_out
+
+    @property
+    def shown_state(self) -> str:
+        """The state as people must see it: a live ban whose time ran out is expired at once."""
+        return self.State.EXPIRED if self.state in self.LIVE_STATES and self.ran_out else self.state
+
+    def get_shown_state_display(self) -> str:
+        return str(self.State(self.shown_state).label)
 
     @property
     def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

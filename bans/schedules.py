@@ -139,7 +139,7 @@ def ban_repeat_offender(jail: Jail, address: str, earlier: list[EarlierBan], *, 
     network = services.network_of(address)
     # the watcher may have banned it in this jail already (an imported recidive jail also reads
     # fail2ban.log): one live ban per jail and address
-    if services.live_ban(jail.name, network, host) is not None:
+    if services.live_ban(jail.name, network, host, now) is not None:
         return None
     ignored = refusals.reason(address)
     if ignored is not None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bans import gate, policy
@@ -253,14 +254,19 @@ def earlier_bans_of(networks: Sequence[str], jail: Jail, now: float) -> dict[str
             for network, names in jails.items()}
 
 
-def live_ban(jail_name: str, network: str, host: str) -> Ban | None:
-    return live_bans(jail_name, [network], host).get(network)
+def live_ban(jail_name: str, network: str, host: str, now: float | None = None) -> Ban | None:
+    return live_bans(jail_name, [network], host, now).get(network)
 
 
-def live_bans(jail_name: str, networks: Sequence[str], host: str) -> dict[str, Ban]:
-    """The bans of `networks` in force (or being lifted) in a jail on a host, by network."""
+def live_bans(jail_name: str, networks: Sequence[str], host: str, now: float | None = None) -> dict[str, Ban]:
+    """The bans of `networks` in force (or being lifted) in a jail on a host, by network. Rows whose time
+    ran out are marked EXPIRED first: the kernel lifted them already, and a new ban must not wait for
+    the firewall worker's next run to notice (one live row per jail, network and host)."""
     found: dict[str, Ban] = {}
+    moment = aware(now_epoch() if now is None else now)
     for chunk in chunks(networks):
+        Ban.objects.filter(jail_name=jail_name, network__in=chunk, host=host, state__in=Ban.LIVE_STATES,
+                           expires_at__lte=moment).update(state=Ban.State.EXPIRED, ended_at=F("expires_at"))
         found.update((ban.network, ban) for ban in Ban.objects.filter(
             jail_name=jail_name, network__in=chunk, host=host, state__in=[*Ban.LIVE_STATES, Ban.State.LIFTING]))
     return found
@@ -273,7 +279,7 @@ def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *,
     if not earned:
         return []
     networks = list(dict.fromkeys(network_of(address) for address, _ in earned))
-    live = live_bans(jail.name, networks, host)
+    live = live_bans(jail.name, networks, host, now)
     counts = earlier_bans_of([n for n in networks if n not in live], jail, now)
     settings = increment_settings(jail)
     bans: list[Ban] = []
@@ -403,7 +409,7 @@ def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, protected: Sequen
 def unban(text: str, *, jail: Jail | None = None, user: object | None = None, host: str = "local") -> int:
     """Lift the live bans of an address or network (in one jail, or all); returns how many."""
     network = str(parse_network(text))
-    live = Ban.objects.filter(network=network, host=host, state__in=Ban.LIVE_STATES)
+    live = Ban.objects.in_force().filter(network=network, host=host)
     if jail is not None:
         live = live.filter(jail_name=jail.name)
     count = live.update(state=Ban.State.LIFTING, ended_by=user)

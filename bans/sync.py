@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from bans import services
@@ -64,9 +64,12 @@ def entry_of(ban: Ban, now: dt.datetime) -> BanEntry | None:
 
 
 def expire_due(host: str, now: dt.datetime) -> int:
-    """Bans whose time is up end here; the kernel's own timeout already removed them."""
-    return Ban.objects.filter(host=host, state=Ban.State.ACTIVE, expires_at__lte=now).update(
-        state=Ban.State.EXPIRED, ended_at=now)
+    """Bans whose time is up end here, at the time they ran out (the kernel's own timeout already
+    removed them; one that never reached it has nothing left to apply). Not APPLYING ones: a worker
+    is sending them, and records their end itself."""
+    due = [Ban.State.ACTIVE, Ban.State.PENDING, Ban.State.FAILED]
+    return Ban.objects.filter(host=host, state__in=due, expires_at__lte=now).update(
+        state=Ban.State.EXPIRED, ended_at=F("expires_at"))
 
 
 def claim(host: str, now: dt.datetime) -> list[Ban]:

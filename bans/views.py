@@ -118,7 +118,7 @@ def series(period: Period, now: dt.datetime) -> dict[str, Any]:
 
 
 def banned_per_jail() -> list[dict[str, Any]]:
-    rows = (Ban.objects.filter(state__in=Ban.LIVE_STATES).values("jail_name")
+    rows = (Ban.objects.in_force().values("jail_name")
             .annotate(count=Count("pk")).order_by("-count", "jail_name"))
     return [{"jail": row["jail_name"], "count": row["count"]} for row in rows]
 

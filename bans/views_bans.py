@@ -16,10 +16,11 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -127,10 +128,16 @@ def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
     if cleaned.get("jail"):
         bans = bans.filter(jail_name=cleaned["jail"])
     state = cleaned.get("state")
+    now = timezone.now()
+    ran_out = Q(state__in=Ban.LIVE_STATES, expires_at__lte=now)  # expired the moment its time is up
     if state == "live":
-        bans = bans.filter(state__in=Ban.LIVE_STATES)
+        bans = bans.in_force(now)
     elif state == "ended":
-        bans = bans.filter(state__in=[Ban.State.LIFTED, Ban.State.EXPIRED])
+        bans = bans.filter(Q(state__in=[Ban.State.LIFTED, Ban.State.EXPIRED, Ban.State.REFUSED]) | ran_out)
+    elif state == Ban.State.EXPIRED:
+        bans = bans.filter(Q(state=state) | ran_out)
+    elif state in Ban.LIVE_STATES:
+        bans = bans.in_force(now).filter(state=state)
     elif state:
         bans = bans.filter(state=state)
     if cleaned.get("origin") == "manual":
@@ -168,7 +175,7 @@ def ban_list(request: HttpRequest) -> HttpResponse:
             matches = bans_inside(bans, target)
             bans, capped_note = BansByPk(matches.pks), matches.capped_note
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
-               "capped_note": capped_note, "live_per_jail": live_per_jail(), "live_states": list(Ban.LIVE_STATES),
+               "capped_note": capped_note, "live_per_jail": live_per_jail(),
                **firewall_banner()}
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
         return render(request, "bans/ban_list.html#ban-results", context)
@@ -176,7 +183,7 @@ def ban_list(request: HttpRequest) -> HttpResponse:
 
 
 def live_per_jail() -> list[dict[str, Any]]:
-    rows = Ban.objects.filter(state__in=Ban.LIVE_STATES).values("jail_name").annotate(count=Count("pk"))
+    rows = Ban.objects.in_force().values("jail_name").annotate(count=Count("pk"))
     return [dict(row) for row in rows.order_by("jail_name")]
 
 
@@ -205,7 +212,7 @@ def address_history(ban: Ban) -> dict[str, Any]:
 def ban_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ban = get_object_or_404(Ban.objects.select_related("created_by", "ended_by", "jail"), pk=pk)
     audit_entries = AuditEntry.objects.filter(object_type="ban", object_id=str(ban.pk)).order_by("-at")[:20]
-    context = {"ban": ban, "is_live": ban.state in Ban.LIVE_STATES, "audit_entries": audit_entries,
+    context = {"ban": ban, "is_live": ban.in_force, "audit_entries": audit_entries,
                **address_history(ban), **firewall_banner()}
     return render(request, "bans/ban_detail.html", context)
 
@@ -308,7 +315,7 @@ def ban_make_permanent(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.OPERATOR)
 def jail_lift_all(request: HttpRequest, jail_name: str) -> HttpResponse:
     """Lift every ban of a jail (or of the blocklist), after a confirmation step."""
-    live = Ban.objects.filter(jail_name=jail_name, state__in=Ban.LIVE_STATES)
+    live = Ban.objects.in_force().filter(jail_name=jail_name)
     jail = Jail.objects.filter(name=jail_name).first()
     if jail is None and jail_name != BLOCKLIST and not Ban.objects.filter(jail_name=jail_name).exists():
         raise Http404(f"no jail named {jail_name!r} and no bans under that name")

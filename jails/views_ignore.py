@@ -97,7 +97,7 @@ def covered_bans(jail: Jail, entry: str) -> Covered | None:
     network = network_of(entry)
     if network is None:
         return None
-    live = Ban.objects.filter(jail_name=jail.name, state__in=Ban.LIVE_STATES, family=network.version)
+    live = Ban.objects.in_force().filter(jail_name=jail.name, family=network.version)
     found: list[int] = []
     count = 0
     for pk, text in live.order_by("network", "pk").values_list("pk", "network").iterator(chunk_size=2000):

@@ -4,6 +4,7 @@ its enqueueing is captured, and tests/bans/test_sync.py covers what it does)."""
 from __future__ import annotations
 
 import json
+import time
 from io import StringIO
 from pathlib import Path
 
@@ -41,9 +42,9 @@ def test_it_shows_a_jail_like_fail2ban_client(tmp_path: Path) -> None:
     log = tmp_path / "auth.log"
     log.write_text("")
     jail = make_jail("sshd", maxretry=2, logpath=[str(log)])
-    record_failures(jail, [Observed("203.0.113.9", 1.79e9), Observed("203.0.113.9", 1.79e9 + 1),
-                           Observed("198.51.100.2", 1.79e9 + 2)], now=1.79e9 + 3, own_addresses=[],
-                    catching_up=False)
+    now = time.time()  # status shows the bans in force now: the ban must not have run out already
+    record_failures(jail, [Observed("203.0.113.9", now - 3), Observed("203.0.113.9", now - 2),
+                           Observed("198.51.100.2", now - 1)], now=now, own_addresses=[], catching_up=False)
     text = jailctl("status", "sshd")
     assert "|  |- Currently failed:\t1" in text and "|  |- Total failed:\t3" in text
     assert f"|  `- File list:\t{log}" in text

@@ -150,7 +150,7 @@ def find_jail(name: str) -> Jail:
 
 
 def jail_status(jail: Jail) -> dict[str, Any]:
-    live = Ban.objects.filter(jail_name=jail.name, state__in=Ban.LIVE_STATES)
+    live = Ban.objects.in_force().filter(jail_name=jail.name)
     return {
         "jail": jail.name,
         "currently_failed": Tally.objects.filter(jail=jail).count(),
