@@ -86,14 +86,15 @@ class Ban(models.Model):
         LIFTED = "lifted", "lifted by hand"
         EXPIRED = "expired", "expired"
         REFUSED = "refused", "refused by the lockout guard"
+        COVERED = "covered", "covered by a wider ban"
 
     class Origin(models.TextChoices):
         JAIL = "jail", "a jail"
         SCHEDULE = "schedule", "a schedule (recidive)"
         USER = "user", "a user"
 
-    # states in which the ban holds (or should hold) in the kernel
-    LIVE_STATES = (State.PENDING, State.APPLYING, State.ACTIVE, State.FAILED)
+    # states in which the ban holds (or should hold): in the kernel, on its way, or inside a wider ban there
+    LIVE_STATES = (State.PENDING, State.APPLYING, State.ACTIVE, State.FAILED, State.COVERED)
 
     # null jail: the permanent blocklist (all ports); jail_name survives the jail's deletion
     jail = models.ForeignKey(Jail, null=True, blank=True, on_delete=models.SET_NULL, related_name="bans")
@@ -122,6 +123,8 @@ class Ban(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+")
+    # COVERED: the wider ban of the same set whose element holds this one (bans.overlaps)
+    covered_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="covering")
 
     objects = BanQuerySet.as_manager()
 
@@ -131,7 +134,7 @@ class Ban(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["jail_name", "network", "host"],
-                condition=models.Q(state__in=["pending", "applying", "active", "failed", "lifting"]),
+                condition=models.Q(state__in=["pending", "applying", "active", "failed", "covered", "lifting"]),
                 name="ban_one_live_per_jail_network_host",
             ),
             models.CheckConstraint(condition=models.Q(family__in=[4, 6]), name="ban_family_4_or_6"),

@@ -20,8 +20,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from bans import services
-from bans.firewall import BLOCKLIST, BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult
+from bans import overlaps, services
+from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult
 from bans.models import Ban
 from bans.services import chunks
 from jails.models import Jail
@@ -40,6 +40,8 @@ class SyncReport:
     applied: list[int] = field(default_factory=list)
     lifted: list[int] = field(default_factory=list)
     refused: list[int] = field(default_factory=list)
+    covered: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
     expired: int = 0
     error: FirewallError | None = None
 
@@ -59,15 +61,14 @@ def entry_of(ban: Ban, now: dt.datetime) -> BanEntry | None:
         if left < 1:
             return None
         timeout = left
-    jail = BLOCKLIST if ban.jail_id is None else ban.jail_name
-    return BanEntry(jail=jail, network=ipaddress.ip_network(ban.network), timeout=timeout)
+    return BanEntry(jail=overlaps.set_of(ban), network=ipaddress.ip_network(ban.network), timeout=timeout)
 
 
 def expire_due(host: str, now: dt.datetime) -> int:
     """Bans whose time is up end here, at the time they ran out (the kernel's own timeout already
     removed them; one that never reached it has nothing left to apply). Not APPLYING ones: a worker
     is sending them, and records their end itself."""
-    due = [Ban.State.ACTIVE, Ban.State.PENDING, Ban.State.FAILED]
+    due = [Ban.State.ACTIVE, Ban.State.PENDING, Ban.State.FAILED, Ban.State.COVERED]
     return Ban.objects.filter(host=host, state__in=due, expires_at__lte=now).update(
         state=Ban.State.EXPIRED, ended_at=F("expires_at"))
 
@@ -107,24 +108,106 @@ def refuse_guarded(claimed: list[Ban], now: dt.datetime, report: SyncReport) -> 
 
 
 def apply_pending(host: str, backend: FirewallBackend, now: dt.datetime | None = None) -> SyncReport:
+    """One run of the firewall worker: expire what ran out, bring back what lost its cover, claim what
+    waits, and send it with the lifts in one batch, overlaps arranged (bans.overlaps). A batch the
+    firewall refuses for some of its elements applies the others (`apply_isolating`)."""
     now = now or timezone.now()
     report = SyncReport(expired=expire_due(host, now))
-    claimed = refuse_guarded(claim(host, now), now, report)
     lifting = list(Ban.objects.filter(host=host, state=Ban.State.LIFTING).only(*APPLY_FIELDS))
+    release(overlaps.uncovered(host, now, leaving=[ban.pk for ban in lifting]))
+    claimed = refuse_guarded(claim(host, now), now, report)
     if not claimed and not lifting:
         return report
-    add = entries(claimed, now)
-    remove = [BanEntry(jail=BLOCKLIST if b.jail_id is None else b.jail_name,
-                       network=ipaddress.ip_network(b.network), timeout=None) for b in lifting]
+    arranged = overlaps.arrange(host, claimed)
+    overlaps.mark_covered(arranged.covered_now)
+    report.covered.extend(arranged.covered_now)
+    units = [Unit(ban, [b for pk, b in arranged.absorbed.items() if arranged.absorbed_by[pk] == ban.pk], now)
+             for ban in arranged.send]
     try:
         backend.sync_rules(jail_rules())
-        backend.apply(add=add, remove=remove)
+        failed = apply_isolating(backend, [unit for unit in units if unit.entry is not None], removals(lifting))
     except FirewallError as exc:
-        record_failure(claimed, exc, now)
+        record_failure([unit.ban for unit in units] + riders_of(arranged, {unit.ban.pk for unit in units}, claimed),
+                       exc, now)
         report.error = exc
         return report
-    record_success(claimed, lifting, now, report)
+    record_success(units, failed, arranged, claimed, lifting, now, report)
     return report
+
+
+def release(bans: Sequence[Ban]) -> None:
+    """Covered bans whose cover is gone wait for the kernel again (claimed in this same run)."""
+    for chunk in chunks([ban.pk for ban in bans]):
+        Ban.objects.filter(pk__in=chunk, state=Ban.State.COVERED).update(state=Ban.State.PENDING, covered_by=None)
+
+
+class Unit:
+    """One claimed ban to send, with the narrower ACTIVE bans it absorbs: applied or refused together."""
+
+    def __init__(self, ban: Ban, absorbs: list[Ban], now: dt.datetime) -> None:
+        self.ban = ban
+        self.absorbs = absorbs
+        self.entry = entry_of(ban, now)
+
+    def adds(self) -> list[BanEntry]:
+        return [self.entry] if self.entry is not None else []
+
+    def removes(self) -> list[BanEntry]:
+        return removals(self.absorbs)
+
+
+def removals(bans: Iterable[Ban]) -> list[BanEntry]:
+    return [BanEntry(jail=overlaps.set_of(ban), network=ipaddress.ip_network(ban.network), timeout=None)
+            for ban in bans]
+
+
+def apply_isolating(backend: FirewallBackend, units: Sequence[Unit], lifts: Sequence[BanEntry]
+                    ) -> dict[int, FirewallError]:
+    """Send everything in one batch; if the firewall refuses it for good (an element it will not
+    take), send the lifts alone, then the units in halves until each refused unit is found, so one
+    bad element never keeps the others out. Returns the refused units' bans with the error; a
+    transient error (busy, timed out) is raised: the whole run is retried with backoff."""
+    try:
+        _send(backend, units, lifts)
+        return {}
+    except FirewallError as exc:
+        if not exc.permanent or (len(units) <= 1 and not lifts):
+            if exc.permanent and units:
+                return {units[0].ban.pk: exc}
+            raise
+        first = exc
+    if lifts:
+        backend.apply(remove=lifts)
+    blamed = {(entry.jail, entry.network) for entry in first.entries}
+    refused = {unit.ban.pk: first for unit in units if unit.entry is not None
+               and (unit.entry.jail, unit.entry.network) in blamed}
+    return refused | _halves(backend, [unit for unit in units if unit.ban.pk not in refused])
+
+
+def _halves(backend: FirewallBackend, units: Sequence[Unit]) -> dict[int, FirewallError]:
+    if not units:
+        return {}
+    try:
+        _send(backend, units, ())
+        return {}
+    except FirewallError as exc:
+        if not exc.permanent:
+            raise
+        if len(units) == 1:
+            return {units[0].ban.pk: exc}
+    middle = len(units) // 2
+    return _halves(backend, units[:middle]) | _halves(backend, units[middle:])
+
+
+def _send(backend: FirewallBackend, units: Sequence[Unit], lifts: Sequence[BanEntry]) -> None:
+    backend.apply(add=[entry for unit in units for entry in unit.adds()],
+                  remove=[*lifts, *(entry for unit in units for entry in unit.removes())])
+
+
+def riders_of(arranged: overlaps.Arrangement, covers: set[int], claimed: Sequence[Ban]) -> list[Ban]:
+    """The claimed bans that ride with (are covered by) one of `covers` in this batch."""
+    riding = {pk for pk, cover in arranged.covered_after.items() if cover in covers}
+    return [ban for ban in claimed if ban.pk in riding]
 
 
 def entries(bans: Iterable[Ban], now: dt.datetime) -> list[BanEntry]:
@@ -136,10 +219,18 @@ def entries(bans: Iterable[Ban], now: dt.datetime) -> list[BanEntry]:
     return found
 
 
-def record_success(claimed: Sequence[Ban], lifting: Sequence[Ban], now: dt.datetime, report: SyncReport) -> None:
-    """The kernel has the batch: a few UPDATEs whatever its size (a ban storm applies thousands)."""
-    ran_out = {ban.pk for ban in claimed if ban.expires_at is not None and ban.expires_at <= now}
-    applied = [ban.pk for ban in claimed if ban.pk not in ran_out]
+def record_success(units: Sequence[Unit], failed: dict[int, FirewallError], arranged: overlaps.Arrangement,
+                   claimed: Sequence[Ban], lifting: Sequence[Ban], now: dt.datetime, report: SyncReport) -> None:
+    """The kernel took the batch, but for the `failed` units: a few UPDATEs whatever its size (a ban
+    storm applies thousands). Refused units go back to waiting with the firewall's reason, and so do
+    the bans that rode with them; the others are ACTIVE, or COVERED by the ban they rode with or
+    that absorbed them."""
+    sent = [unit for unit in units if unit.ban.pk not in failed]
+    ran_out = {unit.ban.pk for unit in sent if unit.entry is None}
+    applied = [unit.ban.pk for unit in sent if unit.ban.pk not in ran_out]
+    done = set(applied)
+    covered = {pk: cover for pk, cover in arranged.covered_after.items() if cover in done}
+    covered |= {unit_ban.pk: unit.ban.pk for unit in sent if unit.ban.pk in done for unit_ban in unit.absorbs}
     lifted = [ban.pk for ban in lifting]
     with transaction.atomic():
         for chunk in chunks(sorted(ran_out)):
@@ -147,10 +238,22 @@ def record_success(claimed: Sequence[Ban], lifting: Sequence[Ban], now: dt.datet
         for chunk in chunks(applied):
             Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
                 state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
+        overlaps.mark_covered(covered)
         for chunk in chunks(lifted):
             Ban.objects.filter(pk__in=chunk, state=Ban.State.LIFTING).update(state=Ban.State.LIFTED, ended_at=now)
+        by_error: dict[int, list[Ban]] = {}
+        errors: dict[int, FirewallError] = {}
+        for unit in units:
+            if unit.ban.pk in failed:
+                error = failed[unit.ban.pk]
+                by_error.setdefault(id(error), []).extend([unit.ban, *riders_of(arranged, {unit.ban.pk}, claimed)])
+                errors[id(error)] = error
+        for key, bans in by_error.items():
+            record_failure(bans, errors[key], now)
     report.applied.extend(applied)
     report.lifted.extend(lifted)
+    report.covered.extend(covered)
+    report.failed.extend(pk for bans in by_error.values() for pk in (ban.pk for ban in bans))
 
 
 def record_failure(claimed: Sequence[Ban], error: FirewallError, now: dt.datetime) -> None:

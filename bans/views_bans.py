@@ -210,7 +210,7 @@ def address_history(ban: Ban) -> dict[str, Any]:
 @require_GET
 @role_required(Role.VIEWER)
 def ban_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    ban = get_object_or_404(Ban.objects.select_related("created_by", "ended_by", "jail"), pk=pk)
+    ban = get_object_or_404(Ban.objects.select_related("created_by", "ended_by", "jail", "covered_by"), pk=pk)
     audit_entries = AuditEntry.objects.filter(object_type="ban", object_id=str(ban.pk)).order_by("-at")[:20]
     context = {"ban": ban, "is_live": ban.in_force, "audit_entries": audit_entries,
                **address_history(ban), **firewall_banner()}
