@@ -165,10 +165,10 @@ class JailStatAdmin(AuditedModelAdmin[JailStat]):
 @admin.register(FirewallHost)
 class FirewallHostAdmin(AuditedModelAdmin[FirewallHost]):
     # written by the firewall workers (bans.status): shown, not edited
-    list_display = ["name", "state", "reason", "last_seen_at", "last_applied_at"]
+    list_display = ["name", "state", "reason", "last_seen_at", "last_applied_at", "drift"]
     list_filter = ["state"]
     search_fields = ["name", "reason"]
-    readonly_fields = ["name", "state", "reason", "last_seen_at", "last_applied_at"]
+    readonly_fields = ["name", "state", "reason", "last_seen_at", "last_applied_at", "drift", "drift_since"]
 
 
 @admin.register(ReplayRun)

@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
 from bans import nft
+from bans.netlink import nft_generation
 from bans.nft import IPNetwork
+from bans.nftchild import CallTimedOut, ChildGone, NftProcess
 
 __all__ = [
     "BLOCKLIST",
@@ -72,6 +74,9 @@ RACE_ATTEMPTS: Final = 3
 # Deletes from one set past which the set is rewritten instead (see element_commands).
 REWRITE_AFTER: Final = 8
 NEEDS: Final = "the firewall worker needs CAP_NET_ADMIN and libnftables1; bans are not being applied"
+# Seconds any one firewall step may take: waiting for the lock, and each libnftables call.
+DEFAULT_TIMEOUT: Final = 5.0
+LOCK_POLL_SECONDS: Final = 0.05
 
 State = dict[str, dict[IPNetwork, int | None]]
 
@@ -85,6 +90,14 @@ class FirewallError(Exception):
         self.message = message
         self.permanent = permanent
         self.entries = tuple(entries)
+
+
+class _Abandoned(FirewallError):
+    """A step that did not finish in time (the lock, a libnftables call): transient, and never taken
+    for a refusal of the kernel, since whether the batch committed is unknown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False)
 
 
 class _RaceError(FirewallError):
@@ -143,6 +156,10 @@ class ReconcileResult:
 
 
 class FirewallBackend(Protocol):
+    # every ban the kernel must hold, asked for when a set (or the whole table) has to be created:
+    # they go in with it, in the same transaction
+    contents: Callable[[], Sequence[BanEntry]] | None
+
     def sync_rules(self, jails: Sequence[JailRules]) -> None: ...
 
     def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None: ...
@@ -152,6 +169,8 @@ class FirewallBackend(Protocol):
     def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult: ...
 
     def teardown(self) -> None: ...
+
+    def generation(self) -> int: ...
 
 
 # -- ports ------------------------------------------------------------------------------------
@@ -434,7 +453,7 @@ def error_from_nft(error: str) -> FirewallError:
     return FirewallError(f"nft: {message}", permanent=not any(marker in message for marker in _TRANSIENT))
 
 
-def _open_libnftables() -> Any:
+def open_libnftables() -> Any:
     try:
         import nftables  # pip-nftables, over Debian's libnftables1
     except ImportError as exc:
@@ -462,12 +481,18 @@ class NftablesBackend:
     (someone ran `nft flush ruleset`) before writing, and reconcile() always rewrites the rules.
     """
 
-    def __init__(self, table: str = "ips", lock_path: str | None = None) -> None:
+    def __init__(self, table: str = "ips", lock_path: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 contents: Callable[[], Sequence[BanEntry]] | None = None) -> None:
         if not nft.TABLE_NAME_RE.match(table):
             raise ValueError(f"{table!r} is not a valid nftables table name.")
         self.table = table
         self.lock_path = lock_path or _default_lock_path(table)
-        self._nft = _open_libnftables()
+        self.timeout = timeout
+        # a function giving every ban the kernel must hold: a set or the table created anew gets them
+        # in the same transaction (`nft flush ruleset` must never leave a table holding one ban)
+        self.contents = contents
+        open_libnftables()  # fails now, clearly, without libnftables1 or its Python module
+        self._nft = NftProcess(timeout)
         self._thread_lock = threading.Lock()
         self._specs: list[nft.RuleSpec] | None = None  # of the last sync_rules()
         # The last call was sync_rules(), which found the rules in place: the apply() that follows (as
@@ -515,16 +540,53 @@ class NftablesBackend:
             except _RaceError:
                 pass  # no table: nothing to delete
 
+    def generation(self) -> int:
+        """The kernel's ruleset generation: it changes with every committed nftables transaction,
+        ours or anyone's (NFT_MSG_GETGEN over netlink, a few microseconds; no lock, no listing).
+        Unchanged since our last check means our table cannot have changed either."""
+        try:
+            return nft_generation(self.timeout)
+        except OSError as exc:
+            raise error_from_nft(str(exc)) from None
+
+    def close(self) -> None:
+        """Stop the libnftables helper process (a new one starts on the next call)."""
+        self._nft.close()
+
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
-        with self._thread_lock, open(self.lock_path, "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed
-            yield
+        """Both locks, each waited for at most `timeout` seconds: a lock another process holds for
+        ever must cost this call a transient error, never the worker."""
+        deadline = time.monotonic() + self.timeout
+        if not self._thread_lock.acquire(timeout=self.timeout):
+            raise _Abandoned(f"another thread of this process has held the firewall for over {self.timeout:g} s")
+        try:
+            with open(self.lock_path, "a") as lock_file:
+                while True:
+                    try:
+                        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise _Abandoned(
+                                f"the firewall lock {self.lock_path} has been held by another process for over "
+                                f"{self.timeout:g} s (another firewall worker, or a stuck one: `fuser {self.lock_path}`"
+                                " names it)") from None
+                        time.sleep(LOCK_POLL_SECONDS)
+                yield
+        finally:
+            self._thread_lock.release()
 
     # -- steps, called with the lock held
 
     def _run(self, commands: list[nft.Command]) -> dict[str, Any]:
-        rc, output, error = self._nft.json_cmd({"nftables": commands})
+        try:
+            rc, output, error = self._nft.json_cmd({"nftables": commands})
+        except CallTimedOut:
+            raise _Abandoned(f"libnftables did not answer within {self.timeout:g} s: the call was abandoned and "
+                             "its helper process killed") from None
+        except ChildGone as exc:
+            raise _Abandoned(str(exc)) from None
         if rc != 0:
             raise error_from_nft(error)
         return output if isinstance(output, dict) else {}
@@ -550,7 +612,14 @@ class NftablesBackend:
             raise FirewallError(f"{exc.message} (still, after {RACE_ATTEMPTS} tries)", permanent=False) from None
 
     def _sync(self, specs: Sequence[nft.RuleSpec]) -> None:
-        self._run(nft.structure_commands(self.table, specs, self._read()))
+        """Write the structure; sets it creates get their bans in the same transaction (`contents`)."""
+        existing = self._read()
+        commands = nft.structure_commands(self.table, specs, existing)
+        created = {nft.set_name(spec.set_base, version) for spec in specs for version in (4, 6)}
+        created -= set(existing.sets) if existing is not None else set()
+        if created and self.contents is not None:
+            commands += _filling(self.table, created, self.contents())
+        self._run(commands)
 
     def _table_for_elements(self) -> nft.TableState:
         table = self._read()
@@ -588,6 +657,8 @@ class NftablesBackend:
             elements.setdefault(name, []).append(nft.element(entry.network, entry.timeout))
         try:
             self._run([nft.create_elements(self.table, name, values) for name, values in sorted(elements.items())])
+        except _Abandoned:
+            raise  # not a refusal: the batch may or may not have committed; the caller retries later
         except FirewallError:
             # Atomic: nothing changed. Also "No buffer space available": the kernel answers each of the
             # batch's netlink messages that failed, and thousands of refused elements overflow the socket.
@@ -607,6 +678,19 @@ class NftablesBackend:
         if plan.deletes or plan.adds:
             self._run(element_commands(self.table, table, plan))
         return result
+
+
+def _filling(table: str, created: set[str], contents: Sequence[BanEntry]) -> list[nft.Command]:
+    """Commands adding to the sets named in `created` the entries meant for them (overlaps dropped,
+    the wider network kept, as reconcile does: the batch must not fail for one of them)."""
+    wanted = [entry for entry in contents
+              if nft.set_name(_set_base_of(entry.jail), entry.network.version) in created]
+    accepted, _ = _fit({}, _widest_first(wanted))
+    values: dict[str, list[Any]] = {}
+    for entry in accepted:
+        values.setdefault(nft.set_name(_set_base_of(entry.jail), entry.network.version), []).append(
+            nft.element(entry.network, entry.timeout))
+    return [nft.add_elements(table, name, items) for name, items in sorted(values.items())]
 
 
 def _default_lock_path(table: str) -> str:
@@ -698,32 +782,57 @@ class RecordingBackend:
 
     `calls` records every call with its arguments; `fail_next(error)` makes the next call raise it;
     `clock` (seconds, monotonic) drives expiry, so a test can move time by hand;
-    `simulate_ruleset_flush()` loses every element, as `nft flush ruleset` would.
+    `simulate_ruleset_flush()` loses the table, as `nft flush ruleset` would: the next call creates it
+    again, filled from `contents` as the real backend does; `generation()` counts the changes.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 contents: Callable[[], Sequence[BanEntry]] | None = None) -> None:
         self.clock = clock
+        self.contents = contents
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.jails: dict[str, JailRules] | None = None
         self._expiry: dict[str, dict[IPNetwork, float | None]] = {}
         self._errors: list[FirewallError] = []
+        self._generation = 1
 
     def fail_next(self, error: FirewallError) -> None:
         self._errors.append(error)
 
     def simulate_ruleset_flush(self) -> None:
-        self._expiry = {jail: {} for jail in self._expiry}
+        self._expiry = {}
+        self._generation += 1
+
+    def generation(self) -> int:
+        return self._generation
 
     def sync_rules(self, jails: Sequence[JailRules]) -> None:
         self._record("sync_rules", tuple(jails))
         rule_specs(jails)  # same validation as the real backend
         self.jails = {jail.name: jail for jail in jails}
-        self._expiry = {name: self._expiry.get(name, {}) for name in [BLOCKLIST, *self.jails]}
+        self._ensure_sets()
+
+    def _ensure_sets(self) -> None:
+        """Our sets as the last sync_rules() named them; those created anew are filled from `contents`."""
+        if self.jails is None:
+            return
+        names = [BLOCKLIST, *self.jails]
+        created = [name for name in names if name not in self._expiry]
+        self._expiry = {name: self._expiry.get(name, {}) for name in names}
+        if not created:
+            return
+        self._generation += 1
+        if self.contents is not None:
+            now = self.clock()
+            wanted = [entry for entry in self.contents() if entry.jail in created]
+            for entry in _fit({}, _widest_first(wanted))[0]:
+                self._expiry[entry.jail][entry.network] = None if entry.timeout is None else now + entry.timeout
 
     def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
         self._record("apply", tuple(add), tuple(remove))
         if not add and not remove:
             return
+        self._ensure_sets()  # as NftablesBackend puts back what a flush took before writing
         self._carry_out(plan_apply(self._state(), self._known(), add, remove))
 
     def snapshot(self) -> State:
@@ -732,6 +841,7 @@ class RecordingBackend:
 
     def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
         self._record("reconcile", tuple(desired))
+        self._ensure_sets()
         plan, result = plan_reconcile(self._state(), self._known(), desired)
         self._carry_out(plan)
         return result
@@ -764,6 +874,7 @@ class RecordingBackend:
 
     def _carry_out(self, plan: ElementPlan) -> None:
         now = self.clock()
+        self._generation += 1
         for entry in plan.deletes:
             self._expiry[entry.jail].pop(entry.network, None)
         for entry in plan.adds:

@@ -208,6 +208,8 @@ class FirewallHost(models.Model):
     reason = models.TextField(blank=True, help_text="Why the firewall is not being changed, in the worker's words.")
     last_seen_at = models.DateTimeField(help_text="The worker's last sync or reconcile.")
     last_applied_at = models.DateTimeField(null=True, blank=True, help_text="The kernel last accepted a change.")
+    drift = models.TextField(blank=True, help_text="How the kernel and the database disagree, while they do.")
+    drift_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

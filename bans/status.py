@@ -11,7 +11,7 @@ reconcile in `FirewallHost` (through `StatusBackend`, which watches the real bac
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,6 +22,9 @@ from bans.models import FirewallHost
 # The firewall worker runs at least every 30 s (beat's "apply pending bans" schedule); two minutes
 # of silence is four missed runs, not a busy moment.
 STALE_AFTER = dt.timedelta(minutes=2)
+# A pending ban is normally applied within a second (the sync request on commit); beat's own sync
+# runs every 30 s should a request be lost.
+PENDING_TOO_LONG = dt.timedelta(seconds=45)
 # The worker's own wording of FirewallUnavailable starts with this; the verdict says it already.
 _REDUNDANT_PREFIX = "the firewall is not being changed: "
 
@@ -61,6 +64,24 @@ def _record_problem(host: str, state: str, reason: str, now: dt.datetime | None)
         "state": state, "reason": reason, "last_seen_at": now or timezone.now()})
 
 
+def record_drift(host: str, text: str, now: dt.datetime | None = None) -> None:
+    """The kernel and the database disagree (bans.sync.watch found it); kept until settled."""
+    now = now or timezone.now()
+    row, _ = FirewallHost.objects.get_or_create(name=host, defaults={"last_seen_at": now})
+    FirewallHost.objects.filter(pk=row.pk).update(drift=text, drift_since=row.drift_since or now)
+
+
+def settle_drift(host: str, repaired: ReconcileResult | None) -> None:
+    """After a check: agreement (no repair needed, or a repair that put everything in) clears the
+    drift; bans a repair could not put in keep it, with why."""
+    if repaired is not None and repaired.skipped:
+        reasons = "; ".join(f"{entry.network}: {why}" for entry, why in repaired.skipped[:3])
+        FirewallHost.objects.filter(name=host).update(
+            drift=f"{len(repaired.skipped)} ban(s) in force cannot be put in the kernel ({reasons})")
+        return
+    FirewallHost.objects.filter(name=host).exclude(drift="").update(drift="", drift_since=None)
+
+
 class StatusBackend:
     """A FirewallBackend that passes every call to `inner` and records what the kernel said.
 
@@ -70,6 +91,21 @@ class StatusBackend:
     def __init__(self, inner: FirewallBackend, host: str) -> None:
         self.inner = inner
         self.host = host
+
+    @property
+    def contents(self) -> Callable[[], Sequence[BanEntry]] | None:
+        return self.inner.contents
+
+    @contents.setter
+    def contents(self, provider: Callable[[], Sequence[BanEntry]] | None) -> None:
+        self.inner.contents = provider
+
+    def generation(self) -> int:
+        try:
+            return self.inner.generation()
+        except FirewallError as exc:
+            record_failing(self.host, exc.message)
+            raise
 
     def sync_rules(self, jails: Sequence[JailRules]) -> None:
         try:
@@ -106,12 +142,39 @@ class StatusBackend:
 
 
 def firewall_status(host: str | None = None, now: dt.datetime | None = None) -> tuple[bool, str]:
-    """(True, "changing nftables on host H") or (False, "the firewall is NOT being changed on host H: why")."""
+    """(True, "changing nftables on host H") or (False, "the firewall is NOT being changed on host H: why"),
+    or (False, "on host H, <how the kernel and the database disagree>") while its worker is fine."""
     host = host or settings.IPS_HOST_NAME
-    problem = firewall_problem(host, now or timezone.now())
-    if problem is None:
-        return True, f"changing nftables on host {host}"
-    return False, f"the firewall is NOT being changed on host {host}: {problem}"
+    now = now or timezone.now()
+    problem = firewall_problem(host, now)
+    if problem is not None:
+        return False, f"the firewall is NOT being changed on host {host}: {problem}"
+    row = FirewallHost.objects.filter(name=host).first()
+    differs = disagreement(row, now) if row is not None else None
+    if differs is not None:
+        return False, f"on host {host}, {differs}"
+    return True, f"changing nftables on host {host}"
+
+
+def disagreement(row: FirewallHost, now: dt.datetime) -> str | None:
+    """Where the kernel and the database disagree on a host whose worker is fine: a drift it found
+    (being repaired), bans the firewall refused, bans waiting longer than they should."""
+    from bans.models import Ban  # here: bans.models is light, but this module stays about the worker
+
+    if row.drift:
+        since = f" since {row.drift_since:%H:%M:%S}" if row.drift_since else ""
+        return f"the kernel and the database disagree{since}: {row.drift}; the firewall worker is restoring it"
+    live = Ban.objects.in_force(now).filter(host=row.name)
+    failed = live.filter(state=Ban.State.FAILED)
+    count = failed.count()
+    if count:
+        latest = failed.order_by("-next_attempt_at").values_list("apply_error", flat=True).first()
+        return f"{count} ban(s) in force are not in the kernel: the firewall refused them ({latest}); retrying"
+    waiting = live.filter(state=Ban.State.PENDING, started_at__lte=now - PENDING_TOO_LONG).count()
+    if waiting:
+        return (f"{waiting} ban(s) have waited over {int(PENDING_TOO_LONG.total_seconds())} s for the firewall "
+                "worker: they are not in the kernel yet")
+    return None
 
 
 def firewall_problem(host: str, now: dt.datetime) -> str | None:

@@ -20,8 +20,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from bans import overlaps, services
-from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult
+from bans import overlaps, services, status
+from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
 from bans.models import Ban
 from bans.services import chunks
 from jails.models import Jail
@@ -287,3 +287,75 @@ def reconcile(host: str, backend: FirewallBackend, now: dt.datetime | None = Non
     Ban.objects.filter(host=host, state=Ban.State.APPLYING).update(
         state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
     return result
+
+
+# --- the watch: the kernel always matches the database ------------------------------------------------
+
+# A ban with this little time left may have been lifted by the kernel between our listing and our
+# reading of the rows: its absence is no loss (nor its presence a stray).
+EXPIRY_SLACK = 2
+
+
+@dataclass
+class WatchReport:
+    generation: int  # the kernel's ruleset generation this check started from
+    checked: bool = False  # the kernel was listed and compared with the rows
+    lost: int = 0
+    strays: int = 0
+    repaired: ReconcileResult | None = None
+
+
+def watch(host: str, backend: FirewallBackend, last_checked: int | None,
+          now: dt.datetime | None = None) -> WatchReport:
+    """The firewall worker's check every two seconds (bans.tasks.watch_firewall).
+
+    Unless the kernel's ruleset generation moved since `last_checked` (any nftables change, ours or
+    anyone's: `nft flush ruleset`, a replaced table, a deleted element), nothing is read. When it
+    moved, our table is listed and compared with the bans in force; what the kernel lost is put
+    back, strays removed (a reconcile), and until that succeeds FirewallHost.drift says so on every
+    page. Bans left APPLYING by a worker that died are settled the same way: this worker runs one
+    task at a time, so while it watches nothing of its own is being applied."""
+    now = now or timezone.now()
+    generation = backend.generation()
+    orphans = Ban.objects.filter(host=host, state=Ban.State.APPLYING).exists()
+    if generation == last_checked and not orphans:
+        return WatchReport(generation)
+    lost, strays = disagreement(backend.snapshot(), desired(host, now), lifting_networks(host))
+    report = WatchReport(generation, checked=True, lost=len(lost), strays=len(strays))
+    if lost or strays:
+        status.record_drift(host, describe_drift(lost, strays), now)
+    if lost or strays or orphans:
+        report.repaired = reconcile(host, backend, now)
+        status.settle_drift(host, report.repaired)
+    else:
+        status.settle_drift(host, None)
+    return report
+
+
+def disagreement(kernel: State, want: Sequence[BanEntry], leaving: set[tuple[str, str]]
+                 ) -> tuple[list[BanEntry], list[tuple[str, str]]]:
+    """Bans in force the kernel lacks, and elements of our sets no ban in force explains (but those
+    being lifted: the next sync removes them)."""
+    lost = [entry for entry in want if entry.network not in kernel.get(entry.jail, {})
+            and (entry.timeout is None or entry.timeout > EXPIRY_SLACK)]
+    wanted = {(entry.jail, entry.network) for entry in want}
+    strays = [(jail, str(network)) for jail, elements in kernel.items() for network, left in elements.items()
+              if (jail, network) not in wanted and (jail, str(network)) not in leaving
+              and (left is None or left > EXPIRY_SLACK)]
+    return lost, strays
+
+
+def lifting_networks(host: str) -> set[tuple[str, str]]:
+    return {(overlaps.set_of(ban), ban.network)
+            for ban in Ban.objects.filter(host=host, state=Ban.State.LIFTING).only("jail", "jail_name", "network")}
+
+
+def describe_drift(lost: Sequence[BanEntry], strays: Sequence[tuple[str, str]]) -> str:
+    parts = []
+    if lost:
+        shown = ", ".join(str(entry.network) for entry in lost[:3]) + (", ..." if len(lost) > 3 else "")
+        parts.append(f"{len(lost)} ban(s) in force are missing from the kernel ({shown})")
+    if strays:
+        shown = ", ".join(network for _, network in strays[:3]) + (", ..." if len(strays) > 3 else "")
+        parts.append(f"{len(strays)} element(s) of our sets match no ban ({shown})")
+    return "; ".join(parts)

@@ -13,6 +13,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
+from django.utils import timezone
 
 from bans import sync
 from bans.firewall import FirewallBackend, FirewallError, NftablesBackend
@@ -30,16 +31,22 @@ def firewall_queue(host: str) -> str:
 
 @cache
 def backend() -> FirewallBackend:
-    """One backend per worker process, created after the fork (libnftables handles are per process)."""
+    """One backend per worker process, created after the fork (its libnftables helper is its own)."""
     if settings.IPS_FIREWALL == "off":
         raise FirewallUnavailable("IPS_FIREWALL=off: bans are recorded but the firewall is not being changed")
     try:
-        return NftablesBackend(table=settings.IPS_NFT_TABLE)
+        return NftablesBackend(table=settings.IPS_NFT_TABLE, timeout=settings.IPS_FIREWALL_TIMEOUT_SECONDS)
     except FirewallError as exc:
         raise FirewallUnavailable(f"the firewall is not being changed: {exc.message}") from None
 
 
-@shared_task(bind=True, max_retries=None, acks_late=True)
+# Every firewall step is bounded (IPS_FIREWALL_TIMEOUT_SECONDS per lock wait and per libnftables
+# call), so a run takes seconds; these limits are the last word should anything else hang. A task
+# stopped by them leaves its claimed bans APPLYING: the next watch (2 s) settles them.
+SYNC_LIMITS = {"soft_time_limit": 60, "time_limit": 75}
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True, **SYNC_LIMITS)
 def sync_firewall(self: Any, host: str) -> dict[str, int]:
     """Apply pending bans and lifts for `host`; transient firewall errors retry with backoff."""
     report = sync.apply_pending(host, watched_backend(host))
@@ -58,7 +65,7 @@ def reconcile_when_a_worker_starts(**kwargs: Any) -> None:
     reconcile_firewall.apply_async(kwargs={"host": host}, queue=firewall_queue(host))
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, **SYNC_LIMITS)
 def reconcile_firewall(host: str) -> dict[str, int]:
     """Make the kernel agree with the database (after a reboot or `nft flush ruleset`)."""
     result = sync.reconcile(host, watched_backend(host))
@@ -107,7 +114,23 @@ def watched_backend(host: str) -> FirewallBackend:
         status.record_unavailable(host, str(exc))
         raise
     status.record_seen(host)
+    real.contents = lambda: sync.desired(host, timezone.now())
     return status.StatusBackend(real, host)
+
+
+# The generation each host's kernel had when this worker process last found it agreeing with the
+# rows (bans.sync.watch): while it stays the same, a watch reads nothing.
+_checked_generation: dict[str, int] = {}
+
+
+@shared_task(acks_late=False, **SYNC_LIMITS)
+def watch_firewall(host: str) -> dict[str, int]:
+    """Every 2 s (beat; the schedule's messages expire after 2 s, so a busy worker never piles them
+    up): find at once a kernel that lost our bans (`nft flush ruleset`, a replaced table) and put
+    them back, or strays out (bans.sync.watch)."""
+    report = sync.watch(host, watched_backend(host), _checked_generation.get(host))
+    _checked_generation[host] = report.generation
+    return {"checked": int(report.checked), "lost": report.lost, "strays": report.strays}
 
 
 # --- replay: what a jail's settings would have banned in its log (bans.replay; the panel's page) ---

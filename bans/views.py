@@ -23,7 +23,6 @@ from django.views.decorators.http import require_GET
 
 from bans import schedules
 from bans.models import Ban, Failure, JailStat
-from bans.status import firewall_status
 from jails.models import Jail
 from jails.roles import Role, role_required
 
@@ -66,12 +65,6 @@ DEFAULT_PERIOD = "day"
 
 def period_of(request: HttpRequest) -> Period:
     return PERIODS.get(request.GET.get("period", ""), PERIODS[DEFAULT_PERIOD])
-
-
-def firewall_banner() -> dict[str, Any]:
-    """Whether this host's firewall is being changed, for the warning banner of every bans page."""
-    ok, message = firewall_status(settings.IPS_HOST_NAME)
-    return {"firewall_ok": ok, "firewall_message": message}
 
 
 def chartjs_installed() -> bool:
@@ -180,7 +173,6 @@ def dashboard_context(period: Period, now: dt.datetime) -> dict[str, Any]:
         "enabled_jails": Jail.objects.filter(enabled=True).count(),
         "refresh_seconds": REFRESH_SECONDS,
         "chartjs": chartjs_installed(),
-        **firewall_banner(),
     }
 
 

@@ -28,7 +28,6 @@ from django_htmx.http import HttpResponseClientRedirect
 from bans import actions, services
 from bans.forms import BLOCKLIST, BanCreateForm, BanSearchForm, LiftAllForm
 from bans.models import Ban, Failure
-from bans.views import firewall_banner
 from config.client import client_address, request_peers
 from jails import audit
 from jails.models import AuditEntry, Jail
@@ -175,8 +174,7 @@ def ban_list(request: HttpRequest) -> HttpResponse:
             matches = bans_inside(bans, target)
             bans, capped_note = BansByPk(matches.pks), matches.capped_note
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
-               "capped_note": capped_note, "live_per_jail": live_per_jail(),
-               **firewall_banner()}
+               "capped_note": capped_note, "live_per_jail": live_per_jail()}
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
         return render(request, "bans/ban_list.html#ban-results", context)
     return render(request, "bans/ban_list.html", context)
@@ -213,7 +211,7 @@ def ban_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ban = get_object_or_404(Ban.objects.select_related("created_by", "ended_by", "jail", "covered_by"), pk=pk)
     audit_entries = AuditEntry.objects.filter(object_type="ban", object_id=str(ban.pk)).order_by("-at")[:20]
     context = {"ban": ban, "is_live": ban.in_force, "audit_entries": audit_entries,
-               **address_history(ban), **firewall_banner()}
+               **address_history(ban)}
     return render(request, "bans/ban_detail.html", context)
 
 
@@ -253,8 +251,7 @@ def ban_create(request: HttpRequest) -> HttpResponse:
 
 def render_ban_form(request: HttpRequest, form: BanCreateForm) -> HttpResponse:
     context = {"form": form, "client_address": client_address(request), "blocklist": BLOCKLIST,
-               "max_prefix": {4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6},
-               **firewall_banner()}
+               "max_prefix": {4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6}}
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
         return render(request, "bans/ban_form.html#ban-form", context)
     return render(request, "bans/ban_form.html", context)
@@ -327,6 +324,5 @@ def jail_lift_all(request: HttpRequest, jail_name: str) -> HttpResponse:
                          after={"jail": jail_name, "lifted": len(lifted), "networks": [b.network for b in lifted]})
         messages.success(request, f"Lifting {len(lifted)} ban(s) of {jail_name}.")
         return redirect(f"{reverse('ban_list')}?{urlencode({'jail': jail_name})}")
-    context = {"jail_name": jail_name, "count": live.count(), "sample": live.order_by("network")[:20], "form": form,
-               **firewall_banner()}
+    context = {"jail_name": jail_name, "count": live.count(), "sample": live.order_by("network")[:20], "form": form}
     return render(request, "bans/lift_all_confirm.html", context)

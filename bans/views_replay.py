@@ -11,7 +11,6 @@ from django.views.decorators.http import require_GET, require_http_methods
 from bans import tasks
 from bans.forms import ReplayForm
 from bans.models import ReplayRun
-from bans.views import firewall_banner
 from jails import audit
 from jails.models import Jail
 from jails.roles import Role, role_required
@@ -32,8 +31,7 @@ def replay_start(request: HttpRequest) -> HttpResponse:
     else:
         form = ReplayForm(initial={"jail": request.GET.get("jail")} if request.GET.get("jail") else None)
     context = {"form": form, "runs": ReplayRun.objects.select_related("jail", "created_by")[:RECENT_RUNS],
-               "jails": Jail.objects.exclude(backend=Jail.Backend.SYSTEMD).select_related("filter"),
-               **firewall_banner()}
+               "jails": Jail.objects.exclude(backend=Jail.Backend.SYSTEMD).select_related("filter")}
     return render(request, "bans/replay_form.html", context)
 
 
@@ -52,7 +50,7 @@ def start(request: HttpRequest, form: ReplayForm) -> ReplayRun:
 def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The run's progress (polled by htmx every second until it is finished), then its results."""
     run = get_object_or_404(ReplayRun.objects.select_related("jail", "created_by"), pk=pk)
-    context = {"run": run, "changed": sorted(run.overrides), **firewall_banner()}
+    context = {"run": run, "changed": sorted(run.overrides)}
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
         return render(request, "bans/replay_detail.html#replay-status", context)
     return render(request, "bans/replay_detail.html", context)

@@ -95,6 +95,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "jails.context_processors.panel",
+                "bans.context_processors.firewall",
             ],
         },
     },
@@ -181,6 +182,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 IPS_FIREWALL = env_choice("IPS_FIREWALL", "nftables", ["nftables", "off"])
 IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
 IPS_NFT_TABLE = env_str("IPS_NFT_TABLE", "ips")
+# The longest any one firewall step may take (waiting for the firewall lock, one libnftables call,
+# abandoned in its killed helper process past it); the ban then fails and is retried with backoff.
+IPS_FIREWALL_TIMEOUT_SECONDS = env_int("IPS_FIREWALL_TIMEOUT_SECONDS", 5, minimum=1, maximum=300)
 # The widest network a ban by hand may cover (a prefix length): wider ones are refused, whoever asks.
 IPS_MAX_BAN_PREFIX_V4 = env_int("IPS_MAX_BAN_PREFIX_V4", 16, minimum=0, maximum=32)
 IPS_MAX_BAN_PREFIX_V6 = env_int("IPS_MAX_BAN_PREFIX_V6", 48, minimum=0, maximum=128)

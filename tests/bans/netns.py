@@ -13,6 +13,10 @@ A test talks to a driver through JSON lines on its stdin/stdout:
     {"op": "listen", "ports": [22, 8080]}                  TCP servers on [::] (IPv4 too)
     {"op": "probe", "host": "10.201.0.1", "port": 22, "timeout": 0.5}  -> "open" | "refused" | "timeout"
     {"op": "firewall", "method": "apply", "args": {...}}   a NftablesBackend method, JSON in and out
+    {"op": "firewall", "method": "set_contents", "args": {"entries": [...]}}   what a flushed table gets back
+    {"op": "firewall", "method": "generation" | "helper_pid", "args": {}}
+    {"op": "lock", "table": "ips", "seconds": 3}          hold the backend's lock file for a while
+    (a "timeout" key on a firewall request sets the backend's step timeout when it is created)
 """
 
 from __future__ import annotations
@@ -171,14 +175,28 @@ class Driver:
 
 
 class RemoteFirewall:
-    """A FirewallBackend whose NftablesBackend lives in a driver (in the server namespace)."""
+    """A FirewallBackend whose NftablesBackend lives in a driver (in the server namespace).
 
-    def __init__(self, driver: Driver, table: str = "ips") -> None:
+    `contents` is sent to the driver before each call that may create sets (a static list there)."""
+
+    def __init__(self, driver: Driver, table: str = "ips", timeout: float | None = None) -> None:
         self.driver = driver
         self.table = table
+        self.timeout = timeout
+        self.contents: Any = None
 
     def _call(self, method: str, **args: Any) -> Any:
-        return self.driver.call(op="firewall", table=self.table, method=method, args=args)
+        if self.contents is not None and method in ("sync_rules", "apply", "reconcile"):
+            self.driver.call(op="firewall", table=self.table, method="set_contents", timeout=self.timeout,
+                             args={"entries": [encode_entry(entry) for entry in self.contents()]})
+        return self.driver.call(op="firewall", table=self.table, method=method, args=args, timeout=self.timeout)
+
+    def generation(self) -> int:
+        return int(self._call("generation"))
+
+    def helper_pid(self) -> int | None:
+        pid = self._call("helper_pid")
+        return None if pid is None else int(pid)
 
     def sync_rules(self, jails: Sequence[JailRules]) -> None:
         self._call("sync_rules", jails=[vars(jail) for jail in jails])
@@ -223,6 +241,7 @@ class _Serving:
         self.lock_dir = lock_dir
         self.backends: dict[str, NftablesBackend] = {}
         self.listeners: list[socket.socket] = []
+        self.holders: list[subprocess.Popen[str]] = []
 
     def handle(self, request: dict[str, Any]) -> Any:
         op = request["op"]
@@ -236,14 +255,37 @@ class _Serving:
             return probe(request["host"], request["port"], request["timeout"])
         if op in ("firewall", "timed"):
             started = time.perf_counter()
-            result = self.firewall(request["table"], request["method"], request["args"])
+            result = self.firewall(request["table"], request["method"], request["args"], request.get("timeout"))
             return time.perf_counter() - started if op == "timed" else result
+        if op == "lock":
+            return self.hold_lock(request["table"], request["seconds"])
         raise ValueError(f"unknown op {op!r}")
 
-    def firewall(self, table: str, method: str, args: dict[str, Any]) -> Any:
+    def lock_path(self, table: str) -> str:
+        return os.path.join(self.lock_dir, f"{table}.lock")
+
+    def hold_lock(self, table: str, seconds: float) -> None:
+        """Hold the table's lock file from another process (a stuck firewall worker) for `seconds`."""
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
+            "time.sleep(float(sys.argv[2]))"), self.lock_path(table), str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        self.holders.append(holder)
+
+    def firewall(self, table: str, method: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         if table not in self.backends:
-            self.backends[table] = NftablesBackend(table, lock_path=os.path.join(self.lock_dir, f"{table}.lock"))
+            options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+            self.backends[table] = NftablesBackend(table, lock_path=self.lock_path(table), **options)
         backend = self.backends[table]
+        if method == "set_contents":
+            entries = [decode_entry(item) for item in args["entries"]]
+            backend.contents = lambda: entries
+            return None
+        if method == "generation":
+            return backend.generation()
+        if method == "helper_pid":
+            return backend._nft.pid
         if method == "sync_rules":
             return backend.sync_rules([JailRules(**jail) for jail in args["jails"]])
         if method == "apply":

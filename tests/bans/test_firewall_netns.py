@@ -216,3 +216,78 @@ def test_it_says_what_is_missing_without_cap_net_admin(pair):
         RemoteFirewall(driver).snapshot()
     assert caught.value.permanent
     assert "Operation not permitted" in caught.value.message
+
+
+# --- the kernel always holds what the database says; every step is bounded --------------------------
+
+
+def test_a_table_created_anew_holds_every_ban_in_the_same_transaction(pair, server, attacker):
+    # the report: after `nft flush ruleset` the next ban recreated the table holding only itself
+    fw = RemoteFirewall(server, table="ipsnew")
+    standing = [ban("sshd", "192.0.2.7/32", 600), ban("web-8080", "198.51.100.0/24", None),
+                ban(BLOCKLIST, f"{ATTACKER_V6}/128", None), ban("sshd", f"{ATTACKER_V4}/32", 300)]
+    fw.contents = lambda: standing
+    try:
+        fw.sync_rules(JAILS)
+        assert {str(n) for n in fw.snapshot()["sshd"]} == {"192.0.2.7/32", f"{ATTACKER_V4}/32"}
+        pair.nft("flush", "ruleset")
+        assert reach(attacker) == "open"
+        before = fw.generation()
+        fw.apply(add=[ban("sshd", "203.0.113.5/32", 600)])  # the next ban after the flush
+        kernel = fw.snapshot()
+        assert {str(n) for n in kernel["sshd"]} == {"192.0.2.7/32", f"{ATTACKER_V4}/32", "203.0.113.5/32"}
+        assert {str(n) for n in kernel["web-8080"]} == {"198.51.100.0/24"}
+        assert {str(n) for n in kernel[BLOCKLIST]} == {f"{ATTACKER_V6}/128"}
+        # restoring took one transaction (the table with its bans), adding the new ban another
+        assert fw.generation() == before + 2
+        assert reach(attacker) == "timeout"
+    finally:
+        fw.teardown()
+
+
+def test_the_generation_moves_with_every_change_and_only_then(pair, fw):
+    first = fw.generation()
+    fw.snapshot()
+    assert fw.generation() == first  # reading changes nothing
+    fw.apply(add=[ban("sshd", "192.0.2.9/32")])
+    assert fw.generation() == first + 1
+    pair.nft("flush", "ruleset")
+    assert fw.generation() == first + 2
+
+
+def test_a_hung_libnftables_call_is_abandoned_and_its_helper_killed(server):
+    import os
+    import signal
+
+    fw = RemoteFirewall(server, table="ipshang", timeout=1.0)
+    try:
+        fw.sync_rules(JAILS)
+        helper = fw.helper_pid()
+        assert helper is not None
+        os.kill(helper, signal.SIGSTOP)  # the helper hangs in the middle of nothing: it never answers
+        started = time.monotonic()
+        with pytest.raises(FirewallError, match="did not answer within 1 s") as caught:
+            fw.apply(add=[ban("sshd", "192.0.2.10/32")])
+        assert not caught.value.permanent and time.monotonic() - started < 3
+        assert not os.path.exists(f"/proc/{helper}")  # killed and reaped
+        fw.apply(add=[ban("sshd", "192.0.2.10/32")])  # a new helper takes the next call
+        assert fw.helper_pid() not in (None, helper)
+        assert {str(n) for n in fw.snapshot()["sshd"]} == {"192.0.2.10/32"}
+    finally:
+        fw.teardown()
+
+
+def test_a_lock_held_elsewhere_fails_the_call_within_the_timeout(server):
+    fw = RemoteFirewall(server, table="ipslock", timeout=1.0)
+    try:
+        fw.sync_rules(JAILS)
+        server.call(op="lock", table="ipslock", seconds=3)
+        started = time.monotonic()
+        with pytest.raises(FirewallError, match="held by another process for over 1 s") as caught:
+            fw.apply(add=[ban("sshd", "192.0.2.11/32")])
+        assert not caught.value.permanent and 0.9 < time.monotonic() - started < 2.5
+        time.sleep(3)
+        fw.apply(add=[ban("sshd", "192.0.2.11/32")])
+        assert {str(n) for n in fw.snapshot()["sshd"]} == {"192.0.2.11/32"}
+    finally:
+        fw.teardown()

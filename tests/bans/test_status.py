@@ -101,7 +101,7 @@ def test_it_warns_when_the_firewall_is_off_before_any_worker_reported(settings: 
 
 
 def test_it_warns_when_nftables_cannot_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_capability(table: str) -> None:
+    def no_capability(table: str, **options: object) -> None:
         raise FirewallError("the firewall worker needs CAP_NET_ADMIN and libnftables1; bans are not being "
                             "applied (nft: Operation not permitted)", permanent=True)
 
@@ -126,7 +126,10 @@ def test_it_warns_until_the_kernel_accepts_a_change_again(recording: RecordingBa
                                                "Could not process rule: No such file or directory")
     assert tasks.reconcile_firewall("local")["added"] == 0
     assert host().state == FirewallHost.State.OK and host().last_applied_at is not None
-    assert status.firewall_status("local")[0]
+    # the worker is fine again, but the refused ban is still not in the kernel: said until it is
+    assert status.firewall_status("local") == (False, (
+        "on host local, 1 ban(s) in force are not in the kernel: the firewall refused them (Could not process "
+        "rule: No such file or directory); retrying"))
 
 
 def test_it_records_a_refused_reconcile(recording: RecordingBackend) -> None:

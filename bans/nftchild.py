@@ -1,0 +1,137 @@
+"""libnftables in a child process, so that a call that hangs can be abandoned (plain Python, no Django).
+
+A libnftables call runs in C and cannot be interrupted: one that never returns (the kernel stuck on
+a huge batch, a netlink socket that never answers) would hold the firewall worker for good, and
+with it every later ban. So `bans.firewall.NftablesBackend` never calls libnftables itself: it
+sends each JSON command to this module's child process over a pipe and waits at most its timeout
+for the answer; past it, the child is killed (SIGKILL) and the call fails as a transient error.
+The next call starts a fresh child (about 60 ms). A netlink batch is atomic in the kernel, so a
+child killed half way leaves the ruleset as it was before the batch or after it, never between.
+
+    python -m bans.nftchild          reads one JSON command per line, answers [rc, output, error]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+READ_CHUNK = 1 << 20
+
+
+class CallTimedOut(Exception):
+    """The child did not answer in time; it has been killed."""
+
+
+class ChildGone(Exception):
+    """The child exited (or could not start); the message says what it printed last, if anything."""
+
+
+class NftProcess:
+    """The parent's end: one child at a time, started on first use and again after a kill."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._child: subprocess.Popen[bytes] | None = None
+        self._pending = b""
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None and self._child.poll() is None else None
+
+    def json_cmd(self, command: dict[str, Any]) -> tuple[int, Any, str]:
+        """libnftables' json_cmd in the child; CallTimedOut after `timeout` seconds, ChildGone if it died."""
+        child = self._running()
+        deadline = time.monotonic() + self.timeout
+        try:
+            self._write(child, (json.dumps(command) + "\n").encode(), deadline)
+            line = self._read_line(child, deadline)
+        except CallTimedOut:
+            self.kill()
+            raise
+        except OSError as exc:  # a broken pipe: the child died under us
+            self.kill()
+            raise ChildGone(f"the libnftables helper process failed: {exc}") from None
+        rc, output, error = json.loads(line)
+        return int(rc), output, str(error)
+
+    def kill(self) -> None:
+        child, self._child, self._pending = self._child, None, b""
+        if child is None:
+            return
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+        child.wait()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+    def close(self) -> None:
+        self.kill()
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._child is not None and self._child.poll() is None:
+            return self._child
+        self.kill()
+        self._child = subprocess.Popen([sys.executable, "-m", "bans.nftchild"], cwd=ROOT, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, close_fds=True)
+        assert self._child.stdin is not None and self._child.stdout is not None
+        os.set_blocking(self._child.stdin.fileno(), False)
+        os.set_blocking(self._child.stdout.fileno(), False)
+        return self._child
+
+    def _write(self, child: subprocess.Popen[bytes], data: bytes, deadline: float) -> None:
+        assert child.stdin is not None
+        fd = child.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select.select([], [fd], [], self._left(deadline))
+            if not writable:
+                raise CallTimedOut()
+            view = view[os.write(fd, view):]
+
+    def _read_line(self, child: subprocess.Popen[bytes], deadline: float) -> bytes:
+        assert child.stdout is not None
+        fd = child.stdout.fileno()
+        while b"\n" not in self._pending:
+            readable, _, _ = select.select([fd], [], [], self._left(deadline))
+            if not readable:
+                raise CallTimedOut()
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                self.kill()
+                raise ChildGone("the libnftables helper process exited without answering")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
+
+    @staticmethod
+    def _left(deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CallTimedOut()
+        return left
+
+
+def serve() -> None:
+    """The child: one libnftables handle, one JSON command per line in, one answer per line out."""
+    from bans.firewall import open_libnftables
+
+    nft = open_libnftables()
+    for line in sys.stdin.buffer:
+        rc, output, error = nft.json_cmd(json.loads(line))
+        sys.stdout.write(json.dumps([rc, output, error]) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    serve()
