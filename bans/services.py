@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from bans import gate, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
@@ -31,6 +33,7 @@ INCREMENT_MEMORY = dt.timedelta(days=7)
 # Addresses per `IN (...)` list: under SQLite's bound-parameter limit with room for the query's others.
 IN_CHUNK = 500
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -319,6 +322,12 @@ def build_ban(jail_name: str, network: str, bantime: int, *, now: float, host: s
     )
 
 
+# Hosts whose firewall worker could not be asked by this process (Redis down): jailctl, a command
+# that must not leave its change waiting, applies it itself then (bans.management.commands.jailctl).
+UNDELIVERED: set[str] = set()
+BROKER_ERRORS = (KombuOperationalError, OSError)
+
+
 class FirewallSyncRequest:
     """The on-commit callback that asks `host`'s firewall worker to apply what is pending. A class,
     so that a transaction can see it already holds one for the host (request_firewall_sync)."""
@@ -329,7 +338,13 @@ class FirewallSyncRequest:
     def __call__(self) -> None:
         from bans import tasks  # bans.tasks imports this module
 
-        tasks.sync_firewall.apply_async(kwargs={"host": self.host}, queue=tasks.firewall_queue(self.host))
+        try:
+            tasks.request_sync(self.host)
+        except BROKER_ERRORS as exc:
+            # committed all the same: the ban waits as PENDING, the panel says so after a while
+            UNDELIVERED.add(self.host)
+            log.error("could not ask the firewall worker of host %s to apply bans now (Redis: %s); they wait as "
+                      "pending until it is asked again", self.host, exc)
 
 
 def request_firewall_sync(host: str) -> None:
@@ -384,7 +399,7 @@ def check_manual_ban(text: str, *, protected: Sequence[str] = (), confirmed: boo
     someone listed as never to be banned is one a person most likely did not mean to ban.
     `protected`: addresses of this request that must stay reachable (its peer: a proxy)."""
     network = parse_network(text)
-    extra = [gate.Shield(ipaddress.ip_network(address), "your own connection to the panel")
+    extra = [gate.Shield(ipaddress.ip_network(address), "your own address")
              for address in (parse_address(text) for text in protected) if address is not None]
     current_gate(own_addresses=own_addresses, host_networks=policy.host_networks()).check_manual(
         network, confirmed=confirmed, extra=extra)

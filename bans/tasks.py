@@ -10,7 +10,7 @@ import logging
 from functools import cache
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
@@ -27,6 +27,20 @@ class FirewallUnavailable(RuntimeError):
 
 def firewall_queue(host: str) -> str:
     return f"firewall.{host}"
+
+
+# Asking a firewall worker must never hang its asker (a view, jailctl, a watcher's transaction): a
+# Redis that is down, or unreachable because a ban dropped its packets, costs at most a few seconds.
+PUBLISH_TRANSPORT = {"socket_connect_timeout": 2, "socket_timeout": 2}
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 0.5}
+
+
+def request_sync(host: str) -> None:
+    """Queue a sync for `host`'s firewall worker; kombu's OperationalError within ~5 s if Redis does not
+    take it (the ban stays PENDING: beat's sync, or `jailctl`'s direct apply, picks it up)."""
+    with current_app.connection_for_write(transport_options=PUBLISH_TRANSPORT) as connection:
+        sync_firewall.apply_async(kwargs={"host": host}, queue=firewall_queue(host), connection=connection,
+                                  retry=True, retry_policy=PUBLISH_RETRY)
 
 
 @cache

@@ -10,6 +10,7 @@ after the unban, lifted.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from playwright.sync_api import Page, expect
 from pytest_django.fixtures import Settings
@@ -59,6 +60,7 @@ def test_it_refuses_the_admins_own_address_then_bans_and_unbans_another(
     page.locator("#id_duration").fill("1h")
     page.locator("#id_reason").fill("seen probing in another log")
     page.locator("#ban-submit").click()
+    expect(page).to_have_url(re.compile(r"/bans/\d+/$"))  # htmx posts the form, then redirects the page
     ban = Ban.objects.get(network=f"{ADDRESS}/32")
     expect(page).to_have_url(f"/bans/{ban.pk}/")
     expect(page.locator(".messages")).to_contain_text(f"{ADDRESS}/32 banned in sshd")

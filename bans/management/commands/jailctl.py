@@ -17,7 +17,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from bans import services
+from bans import services, sync, tasks
+from bans.firewall import FirewallError
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
 from jails import audit
@@ -86,6 +87,7 @@ class Command(BaseCommand):
                 bantime = parse_duration(options["time"])
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
+        services.UNDELIVERED.clear()
         try:
             with transaction.atomic():
                 ban = services.ban_by_hand(jail, options["address"], bantime, confirmed=options["force"],
@@ -97,13 +99,18 @@ class Command(BaseCommand):
         except services.BanRefused as exc:
             raise CommandError(str(exc)) from None
         until = "permanently" if ban.expires_at is None else f"until {ban.expires_at:%Y-%m-%d %H:%M:%S %Z}"
-        self.stdout.write(f"banned {ban.network} in {ban.jail_name} {until} (waiting for the firewall worker)")
+        if not self.apply_here_if_unasked():
+            self.stdout.write(f"banned {ban.network} in {ban.jail_name} {until} (waiting for the firewall worker)")
+            return
+        ban.refresh_from_db()
+        self.stdout.write(f"banned {ban.network} in {ban.jail_name} {until} ({ban.get_shown_state_display()})")
 
     def do_unban(self, options: dict[str, Any]) -> None:
         rest = options["targets"]
         if options["all"] == (len(rest) == 2) or len(rest) > 2:
             raise CommandError("give JAIL ADDR, or --all ADDR")
         jail = find_jail(rest[0]) if len(rest) == 2 else None
+        services.UNDELIVERED.clear()
         try:
             with transaction.atomic():
                 count = services.unban(rest[-1], jail=jail, host=settings.IPS_HOST_NAME)
@@ -115,7 +122,30 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not count:
             raise CommandError(f"{rest[-1]} is not banned" + (f" in {jail.name}" if jail else ""))
-        self.stdout.write(f"lifting {count} ban(s) of {rest[-1]}")
+        if self.apply_here_if_unasked():
+            self.stdout.write(f"lifted {count} ban(s) of {rest[-1]}")
+        else:
+            self.stdout.write(f"lifting {count} ban(s) of {rest[-1]}")
+
+    def apply_here_if_unasked(self) -> bool:
+        """When Redis did not take the request for the firewall worker (down, or unreachable), apply the
+        change from this process, as the worker would (as root, with CAP_NET_ADMIN); True once done.
+        CommandError, within seconds, when this process cannot change the firewall either."""
+        host = settings.IPS_HOST_NAME
+        if host not in services.UNDELIVERED:
+            return False
+        self.stderr.write(f"the firewall worker could not be asked (Redis at {settings.CELERY_BROKER_URL} does not "
+                          "answer): applying here")
+        try:
+            report = sync.apply_pending(host, tasks.watched_backend(host))
+        except (tasks.FirewallUnavailable, FirewallError) as exc:
+            raise CommandError(f"recorded, but NOT applied: Redis does not answer and this process cannot change "
+                               f"the firewall ({exc}). It is applied once Redis and the firewall worker are back; "
+                               "run jailctl as root on the firewall host to apply it now.") from None
+        if report.error is not None:
+            raise CommandError(f"recorded, but the firewall refused it: {report.error.message}; retried by the "
+                               "firewall worker once Redis is back")
+        return True
 
     # --- reload / check --------------------------------------------------------------------------
 
