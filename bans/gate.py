@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from bans.policy import canonical_network
+
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The addresses no firewall rule may ever name: a ban there breaks the host or means nothing.
@@ -104,15 +106,6 @@ def _described(pairs: Iterable[tuple[str, str]]) -> list[Shield]:
     return [Shield(ipaddress.ip_network(text), why) for text, why in pairs]
 
 
-def canonical(network: IPNetwork) -> IPNetwork:
-    """IPv4-mapped IPv6 (::ffff:192.0.2.0/120) as the IPv4 network it is."""
-    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
-
-
 def parse_network(text: str) -> IPNetwork:
     """An address or a network typed by a person or read from a row; BanRefused says what is wrong.
 
@@ -127,7 +120,7 @@ def parse_network(text: str) -> IPNetwork:
         network = ipaddress.ip_network(clean, strict=True)
     except ValueError as exc:
         raise BanRefused(f"{clean!r} is not an address or network ({exc})") from None
-    return canonical(network)
+    return canonical_network(network)
 
 
 @dataclass
@@ -157,7 +150,8 @@ class Gate:
         always = [Shield(net, "an address of this host") for net in _networks(host_addresses)]
         always += [Shield(net, f"the address of a live panel session of {who}")
                    for address, who in sessions for net in _networks([address])]
-        always += [Shield(canonical(net), "a trusted proxy of the panel (IPS_TRUSTED_PROXIES)") for net in proxies]
+        always += [Shield(canonical_network(net), "a trusted proxy of the panel (IPS_TRUSTED_PROXIES)")
+                   for net in proxies]
         ignores = {jail: [Shield(net, f"listed in ignoreip of jail {jail} as {entry}")
                           for entry in entries for net in _networks([entry], strict=False)]
                    for jail, entries in (ignoreip or {}).items()}
@@ -171,7 +165,7 @@ class Gate:
 
         `ignore_jails`: the jails whose ignoreip applies (a jail's ban: that jail; None: every jail,
         as for the all-ports blocklist and for bans by hand)."""
-        network = canonical(network)
+        network = canonical_network(network)
         shield = self._always[network.version].overlapping(network)
         if shield is None:
             shield = self._ignored(network, ignore_jails)
@@ -196,13 +190,14 @@ class Gate:
     def check_manual(self, network: IPNetwork, *, confirmed: bool = False, extra: Iterable[Shield] = ()) -> None:
         """A ban by hand: refusal() over every jail's ignoreip, the width limit, then the confirmation
         of private space. `extra`: more shields for this request (the requester's own peer)."""
-        network = canonical(network)
+        network = canonical_network(network)
         limit = self.max_prefix[network.version]
         if network.prefixlen < limit:
             raise BanRefused(f"refused: {network} is wider than /{limit}, the widest network a ban by hand may "
                              f"cover for IPv{network.version} (IPS_MAX_BAN_PREFIX_V{network.version})")
         for shield in extra:
-            if canonical(shield.network).version == network.version and network.overlaps(canonical(shield.network)):
+            protected = canonical_network(shield.network)
+            if protected.version == network.version and network.overlaps(protected):
                 raise BanRefused(f"refused: {network} contains {shield.network.network_address}, {shield.why}")
         refused = self.refusal(network)
         if refused is not None:
@@ -218,7 +213,7 @@ def _networks(texts: Iterable[str], *, strict: bool = True) -> list[IPNetwork]:
     found: list[IPNetwork] = []
     for text in texts:
         try:
-            found.append(canonical(ipaddress.ip_network(text.strip().split("%", 1)[0], strict=strict)))
+            found.append(canonical_network(ipaddress.ip_network(text.strip().split("%", 1)[0], strict=strict)))
         except ValueError:
             continue
     return found

@@ -25,7 +25,7 @@ from django.db.models import Q
 
 from bans.firewall import BLOCKLIST
 from bans.models import Ban
-from bans.services import chunks
+from bans.services import chunks, shared_text_prefix
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 BLOCKLIST_NAME = "blocklist"
@@ -112,15 +112,6 @@ def _active_inside(host: str, wider: Ban) -> list[Ban]:
         rows = rows.filter(network__startswith=prefix)
     return [ban for ban in rows.only("pk", "jail", "jail_name", "network", "expires_at", "apply_attempts", "origin")
             if ban.pk != wider.pk and ipaddress.ip_network(ban.network).subnet_of(network)]  # type: ignore[arg-type]
-
-
-def shared_text_prefix(network: IPNetwork) -> str:
-    """Text every address of the network starts with: its whole octets (IPv4) or first hextet (IPv6)."""
-    if network.version == 4:
-        octets = network.prefixlen // 8
-        return ".".join(str(network.network_address).split(".")[:octets]) + "." if octets else ""
-    first = int(network.network_address) >> 112
-    return f"{first:x}:" if network.prefixlen >= 16 and first else ""
 
 
 def uncovered(host: str, now: dt.datetime, leaving: Sequence[int] = ()) -> list[Ban]:

@@ -37,6 +37,7 @@ __all__ = [
     "IncrementSettings",
     "Tally",
     "add_failure",
+    "canonical_network",
     "compile_formula",
     "earlier_ban_count",
     "host_addresses",
@@ -530,9 +531,13 @@ def ignore_entry_network(entry: str) -> IPNetwork | None:
 @functools.lru_cache(maxsize=1024)
 def _network_of(entry: str) -> IPNetwork | None:
     try:
-        network = ipaddress.ip_network(entry.split("%", 1)[0], strict=False)
+        return canonical_network(ipaddress.ip_network(entry.split("%", 1)[0], strict=False))
     except ValueError:
         return None
+
+
+def canonical_network(network: IPNetwork) -> IPNetwork:
+    """IPv4-mapped IPv6 (::ffff:192.0.2.0/120) as the IPv4 network it is; anything else unchanged."""
     if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
         mapped = network.network_address.ipv4_mapped
         if mapped is not None:

@@ -173,6 +173,15 @@ def note_ignored_all(jail: Jail, reasons: Mapping[str, str], now: float) -> None
                                  for address, reason in reasons.items() if address not in noted])
 
 
+def shared_text_prefix(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """Text every address of the network starts with: its whole octets (IPv4) or first hextet (IPv6)."""
+    if network.version == 4:
+        octets = network.prefixlen // 8
+        return ".".join(str(network.network_address).split(".")[:octets]) + "." if octets else ""
+    first = int(network.network_address) >> 112
+    return f"{first:x}:" if network.prefixlen >= 16 and first else ""
+
+
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -75,7 +75,7 @@ def bans_inside(bans: QuerySet[Ban], network: Network, *, limit: int | None = No
     limit = MAX_NETWORK_MATCHES if limit is None else limit
     scan_limit = MAX_NETWORK_SCAN if scan_limit is None else scan_limit
     bans = bans.filter(family=network.version)
-    shared = shared_text_prefix(network)
+    shared = services.shared_text_prefix(network)
     if shared:
         bans = bans.filter(network__startswith=shared)
     rows = bans.order_by("-started_at", "-pk").values_list("pk", "network")[: scan_limit + 1]
@@ -111,15 +111,6 @@ class BansByPk(Sequence[Ban]):
         wanted = self.pks[index]
         rows = Ban.objects.select_related("created_by", "jail").in_bulk(wanted)
         return [rows[pk] for pk in wanted if pk in rows]  # one ended and was deleted meanwhile: skipped
-
-
-def shared_text_prefix(network: Network) -> str:
-    """Text every address of the network starts with: its whole octets (IPv4) or first hextet (IPv6)."""
-    if network.version == 4:
-        octets = network.prefixlen // 8
-        return ".".join(str(network.network_address).split(".")[:octets]) + "." if octets else ""
-    first = int(network.network_address) >> 112
-    return f"{first:x}:" if network.prefixlen >= 16 and first else ""
 
 
 def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:

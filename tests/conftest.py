@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
+
+from tests.bans.netns import NamespacePair, netns_unusable
 
 
 @pytest.fixture
@@ -34,3 +38,24 @@ def this_host(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(policy, "host_addresses", lambda: [HOST_ADDRESS, "127.0.0.1", "::1"])
     monkeypatch.setattr(policy, "host_networks", lambda: [HOST_NETWORK])
+
+
+@pytest.fixture
+def no_broker(django_capture_on_commit_callbacks: Any) -> Iterator[None]:
+    """Callbacks registered on commit (the firewall worker's sync request) are captured, not run: no
+    Redis needed. Modules that create bans use it with pytest.mark.usefixtures("no_broker")."""
+    with django_capture_on_commit_callbacks():
+        yield
+
+
+@pytest.fixture
+def pair() -> Iterator[NamespacePair]:
+    """A server and an attacker network namespace joined by a veth pair, deleted after the test."""
+    reason = netns_unusable()
+    if reason:
+        pytest.skip(reason)
+    created = NamespacePair.create()
+    try:
+        yield created
+    finally:
+        created.destroy()

@@ -30,16 +30,10 @@ from tests.clients import client_for
 from tests.conftest import HOST_ADDRESS
 from tests.jails.builders import minimal_tree
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 
 ADMIN_ADDRESS = "198.51.100.7"
 OPERATOR_ADDRESS = "203.0.113.200"
-
-
-@pytest.fixture(autouse=True)
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
 
 
 def jailctl(*args: str) -> str:

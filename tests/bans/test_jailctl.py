@@ -16,13 +16,7 @@ from bans.models import Ban
 from bans.services import Observed, record_failures
 from tests.bans.builders import make_jail
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
-
-
-@pytest.fixture(autouse=True)
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 
 
 def jailctl(*args: str) -> str:

@@ -17,13 +17,7 @@ from bans.services import new_ban
 from jails.models import Jail
 from tests.bans.builders import make_jail
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
-
-
-@pytest.fixture(autouse=True)
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 
 
 @pytest.fixture

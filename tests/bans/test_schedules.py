@@ -16,19 +16,13 @@ from bans.services import Observed, aware, new_ban, record_failures
 from jails.models import Jail
 from tests.bans.builders import make_jail
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, 30, tzinfo=dt.UTC).timestamp()
 HOUR = 3600
 DAY = 86400
 ATTACKER = "203.0.113.9"
 OTHER = "198.51.100.7"
-
-
-@pytest.fixture(autouse=True)
-def no_broker(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks():
-        yield
 
 
 def make_recidive(**options: object) -> Jail:

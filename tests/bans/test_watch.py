@@ -21,13 +21,7 @@ from jails.models import Jail
 from tests.bans.builders import make_jail
 from tests.clients import client_for
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
-
-
-@pytest.fixture(autouse=True)
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from bans import services
 from bans.models import Ban
 from config.celery import app
 from tests.bans.builders import make_jail
-from tests.bans.netns import PYTHON, ROOT, NamespacePair, RemoteFirewall, netns_unusable
+from tests.bans.netns import PYTHON, ROOT, NamespacePair, RemoteFirewall
 
 # The bound the publisher sets (bans.tasks.PUBLISH_*), with room for a loaded machine.
 GIVES_UP_WITHIN = 10.0
@@ -85,18 +85,6 @@ def jailctl(pair: NamespacePair, env: dict[str, str], *args: str) -> tuple[subpr
     done = subprocess.run(["ip", "netns", "exec", pair.server, str(PYTHON), "manage.py", "jailctl", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     return done, time.monotonic() - started
-
-
-@pytest.fixture
-def pair() -> Iterator[NamespacePair]:
-    reason = netns_unusable()
-    if reason:
-        pytest.skip(reason)
-    pair = NamespacePair.create()
-    try:
-        yield pair
-    finally:
-        pair.destroy()
 
 
 @pytest.mark.netns

@@ -49,7 +49,7 @@ from bans.models import Ban, Failure, FirewallHost, Tally
 from bans.status import firewall_status
 from jails.builtin import install_builtin_filters
 from jails.models import Filter, Jail
-from tests.bans.netns import Driver, NamespacePair, RemoteFirewall, netns_unusable
+from tests.bans.netns import Driver, NamespacePair, RemoteFirewall
 from tests.e2e.faults import (
     Burst,
     JailPlan,
@@ -62,7 +62,7 @@ from tests.e2e.faults import (
     sasl_line,
     sshd_line,
 )
-from tests.e2e.stack import Child, RedisBridge, bridged_redis, wait_for
+from tests.e2e.stack import Child, RedisBridge, wait_for
 from tests.paths import REPO
 from watchers.models import LogSource
 
@@ -124,36 +124,6 @@ class Stack:
                             self.directory)
         self.children.append(child)
         return child
-
-
-@pytest.fixture
-def pair() -> Iterator[NamespacePair]:
-    reason = netns_unusable()
-    if reason:
-        pytest.skip(reason)
-    pair = NamespacePair.create()
-    try:
-        yield pair
-    finally:
-        pair.destroy()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = OwnRedis(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bridge(own_redis: OwnRedis) -> Iterator[RedisBridge]:
-    with bridged_redis(("127.0.0.1", own_redis.port), prefix="ipsflt-") as bridge:
-        yield bridge
 
 
 # Who reads the logs: "beat" (read_all_sources every 2 s, one worker process, as the end-to-end test

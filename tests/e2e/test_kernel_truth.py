@@ -32,9 +32,9 @@ from bans import services, tasks
 from bans.models import Ban
 from bans.status import firewall_status
 from jails.models import Filter, Jail
-from tests.bans.netns import ATTACKER_V4, SERVER_V4, Driver, NamespacePair, RemoteFirewall, netns_unusable
+from tests.bans.netns import ATTACKER_V4, SERVER_V4, Driver, NamespacePair, RemoteFirewall
 from tests.e2e.faults import OwnRedis
-from tests.e2e.stack import Child, RedisBridge, bridged_redis, wait_for
+from tests.e2e.stack import Child, RedisBridge, wait_for
 from tests.paths import REPO
 
 pytestmark = [pytest.mark.worker, pytest.mark.netns, pytest.mark.django_db(transaction=True)]
@@ -43,36 +43,6 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 START_WAIT = 60.0
 FINISHED = re.compile(r"Task bans\.tasks\.(\w+)\[[^]]+\] (succeeded|retry|raised)")
 BANS = 40
-
-
-@pytest.fixture
-def pair() -> Iterator[NamespacePair]:
-    reason = netns_unusable()
-    if reason:
-        pytest.skip(reason)
-    pair = NamespacePair.create()
-    try:
-        yield pair
-    finally:
-        pair.destroy()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = OwnRedis(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bridge(own_redis: OwnRedis) -> Iterator[RedisBridge]:
-    with bridged_redis(("127.0.0.1", own_redis.port), prefix="ipskt-") as bridge:
-        yield bridge
 
 
 def firewall_schedules_only() -> None:

@@ -49,7 +49,7 @@ from bans import policy
 from bans.models import Ban, Failure, Ignored, Tally
 from bans.services import network_of
 from jails.models import Jail
-from tests.bans.netns import ATTACKER_V4, SERVER_V4, Driver, NamespacePair, RemoteFirewall, netns_unusable
+from tests.bans.netns import ATTACKER_V4, SERVER_V4, Driver, NamespacePair, RemoteFirewall
 from tests.e2e.stack import Child, RedisBridge, bridged_redis, wait_for
 from tests.jails.builders import stock_tree_with_seed
 from tests.paths import REPO
@@ -292,18 +292,6 @@ def settled(server: Driver, expected: set[tuple[str, str]], children: list[Child
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pair() -> Iterator[NamespacePair]:
-    reason = netns_unusable()
-    if reason:
-        pytest.skip(reason)
-    pair = NamespacePair.create()
-    try:
-        yield pair
-    finally:
-        pair.destroy()
 
 
 @pytest.fixture

@@ -16,15 +16,9 @@ from jails.admin import AuditedModelAdmin
 from jails.models import AuditEntry, Filter, Jail
 from tests.jails.builders import minimal_tree
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
-
-
-@pytest.fixture(autouse=True)
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
 
 
 @pytest.fixture

@@ -28,12 +28,6 @@ def panel_log(settings, tmp_path: Path) -> Path:
     return settings.IPS_PANEL_LOG
 
 
-@pytest.fixture
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
-
-
 def install() -> str:
     out = StringIO()
     call_command("installfilters", stdout=out)

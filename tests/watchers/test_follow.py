@@ -105,12 +105,6 @@ def banned(address: str = ATTACKER) -> bool:
     return Ban.objects.filter(network=f"{address}/32").exists()
 
 
-@pytest.fixture
-def no_broker(django_capture_on_commit_callbacks: Any) -> Iterator[None]:
-    with django_capture_on_commit_callbacks():
-        yield
-
-
 # --- following ---------------------------------------------------------------------------------------
 
 

@@ -51,12 +51,6 @@ def sshd(db: None) -> Filter:
     return Filter.objects.get(name="sshd")
 
 
-@pytest.fixture
-def no_broker(django_capture_on_commit_callbacks: Any) -> Iterator[None]:
-    with django_capture_on_commit_callbacks():
-        yield
-
-
 def journal_jail(sshd: Filter, name: str = "sshd-journal", **options: Any) -> Jail:
     return Jail.objects.create(name=name, enabled=True, filter=sshd, maxretry=1, findtime=600, bantime=3600,
                                backend=Jail.Backend.SYSTEMD, journalmatch="SYSLOG_IDENTIFIER=sshd", **options)

@@ -33,12 +33,6 @@ def jail(tmp_path: Path, no_broker: None) -> Jail:
                                findtime=600, bantime=3600, logpath=[str(tmp_path / "auth.log")])
 
 
-@pytest.fixture
-def no_broker(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    with django_capture_on_commit_callbacks():
-        yield
-
-
 def read(source: LogSource) -> None:
     read_source(source.pk, now=NOW.timestamp(), own_addresses=[])
 
