@@ -207,3 +207,34 @@ def test_a_deleted_jails_bans_are_lifted_never_moved_to_the_blocklist(sshd: Jail
     report = sync.apply_pending("local", backend)
     assert report.lifted == [banned.pk] and states(banned) == [Ban.State.LIFTED]
     assert not backend.snapshot()["@blocklist"] and "sshd" not in backend.snapshot()
+
+
+@pytest.mark.netns
+def test_in_a_real_kernel_a_wide_ban_never_poisons_its_set(sshd: Jail, pair) -> None:  # type: ignore[no-untyped-def]
+    from tests.bans.netns import ATTACKER_V4, SERVER_V4, RemoteFirewall
+
+    server, attacker = pair.driver(pair.server), pair.driver(pair.attacker)
+    server.call(op="listen", ports=[22])
+    backend = RemoteFirewall(server)
+    try:
+        wide = ban(sshd, "10.201.0.0/24")  # holds the attacker, 10.201.0.2
+        assert sync.apply_pending("local", backend).error is None
+        later = [ban(sshd, f"{ATTACKER_V4}/32"), ban(sshd, "10.201.0.77/32"), ban(sshd, "198.51.100.1/32")]
+        report = sync.apply_pending("local", backend)  # the report: "overlaps 10.201.0.0/24", all refused
+        assert report.error is None and not report.failed
+        assert states(*later) == [Ban.State.COVERED, Ban.State.COVERED, Ban.State.ACTIVE]
+        assert {str(n) for n in backend.snapshot()["sshd"]} == {"10.201.0.0/24", "198.51.100.1/32"}
+        assert attacker.call(op="probe", host=SERVER_V4, port=22, timeout=0.5) == "timeout"
+        actions.lift_ban(wide, None)
+        report = sync.apply_pending("local", backend)  # out goes the /24, in the same batch its covered bans
+        assert sorted(report.applied) == sorted(b.pk for b in later[:2])
+        assert {str(n) for n in backend.snapshot()["sshd"]} == {f"{ATTACKER_V4}/32", "10.201.0.77/32",
+                                                                "198.51.100.1/32"}
+        assert attacker.call(op="probe", host=SERVER_V4, port=22, timeout=0.5) == "timeout"
+        wider = ban(sshd, "10.201.0.0/16")
+        sync.apply_pending("local", backend)  # absorbs the two /32 inside it, in one transaction
+        assert {str(n) for n in backend.snapshot()["sshd"]} == {"10.201.0.0/16", "198.51.100.1/32"}
+        assert states(*later) == [Ban.State.COVERED, Ban.State.COVERED, Ban.State.ACTIVE]
+        assert {Ban.objects.get(pk=b.pk).covered_by_id for b in later[:2]} == {wider.pk}
+    finally:
+        backend.teardown()
