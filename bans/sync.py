@@ -13,6 +13,7 @@ import datetime as dt
 import ipaddress
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from bans import overlaps, services, status
+from bans import overlaps, policy, services, status
 from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
 from bans.models import Ban
 from bans.services import chunks
@@ -86,13 +87,27 @@ def claim(host: str, now: dt.datetime) -> list[Ban]:
     return claimed
 
 
+# This host's addresses, read at most every HOST_ADDRESSES_TTL seconds by a firewall worker (`ip -j
+# addr` is a subprocess; a sync runs for every batch), as the log followers read them once per resync.
+HOST_ADDRESSES_TTL = 5.0
+_host_addresses: tuple[float, list[str]] | None = None
+
+
+def recent_host_addresses() -> list[str]:
+    global _host_addresses
+    now = time.monotonic()
+    if _host_addresses is None or now - _host_addresses[0] > HOST_ADDRESSES_TTL:
+        _host_addresses = (now, policy.host_addresses())
+    return _host_addresses[1]
+
+
 def refuse_guarded(claimed: list[Ban], now: dt.datetime, report: SyncReport) -> list[Ban]:
     """The last line of the lockout gate: a claimed ban that must never be applied (written past the
     services somehow, or an address that became protected since: a new panel session, a new ignoreip
     entry) ends REFUSED with the reason instead of reaching the kernel. Returns the others."""
     if not claimed:
         return claimed
-    guard = services.current_gate()
+    guard = services.current_gate(own_addresses=recent_host_addresses())
     allowed: list[Ban] = []
     for ban in claimed:
         scope = None if ban.jail_id is None or ban.origin == Ban.Origin.USER else [ban.jail_name]
