@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -114,13 +115,16 @@ class BanAdmin(AuditedModelAdmin[Ban]):
         if change:
             return super().save_form(request, form, change)
         data = form.cleaned_data
-        return services.ban_by_hand(data["jail"], data["address"], data["bantime"], confirmed=data["confirm"],
-                                    protected=request_peers(request), user=request.user, reason=data["reason"],
-                                    host=settings.IPS_HOST_NAME)
+        try:
+            return services.ban_by_hand(data["jail"], data["address"], data["bantime"], confirmed=data["confirm"],
+                                        protected=request_peers(request), user=request.user, reason=data["reason"],
+                                        host=settings.IPS_HOST_NAME)
+        except services.BanRefused as exc:  # became refused since clean() (a new session, a new ban)
+            raise PermissionDenied(str(exc)) from None
 
     def save_model(self, request: HttpRequest, obj: Ban, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
+        if change:  # the reason only: the state is the firewall worker's, and may have moved meanwhile
+            obj.save(update_fields=["reason"])
         # an addition was saved by ban_by_hand in save_form, through the gate
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 READ_CHUNK = 1 << 20
+KILL_WAIT = 2.0
 
 
 class CallTimedOut(Exception):
@@ -54,12 +55,14 @@ class NftProcess:
         try:
             self._write(child, (json.dumps(command) + "\n").encode(), deadline)
             line = self._read_line(child, deadline)
-        except CallTimedOut:
-            self.kill()
-            raise
         except OSError as exc:  # a broken pipe: the child died under us
             self.kill()
             raise ChildGone(f"the libnftables helper process failed: {exc}") from None
+        except BaseException:
+            # timed out, or interrupted (a task's time limit, Ctrl-C) between our question and its
+            # answer: that answer must never be read as the next call's, so the child goes with it
+            self.kill()
+            raise
         rc, output, error = json.loads(line)
         return int(rc), output, str(error)
 
@@ -69,7 +72,10 @@ class NftProcess:
             return
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
-        child.wait()
+        try:
+            child.wait(timeout=KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            pass  # stuck in the kernel (state D): it goes when the kernel lets it; we do not wait
         for stream in (child.stdin, child.stdout):
             if stream is not None:
                 stream.close()

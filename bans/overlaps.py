@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from django.db.models import Q
 
@@ -36,8 +36,8 @@ def set_of(ban: Ban) -> str:
     return BLOCKLIST if ban.jail_id is None and ban.jail_name == BLOCKLIST_NAME else ban.jail_name
 
 
-def is_single(network: str) -> bool:
-    return network.endswith("/32") or network.endswith("/128")
+def is_single(network: IPNetwork) -> bool:
+    return network.prefixlen == network.max_prefixlen
 
 
 @dataclasses.dataclass
@@ -50,6 +50,45 @@ class Arrangement:
     absorbed: dict[int, Ban]  # ACTIVE ban (pk -> ban) whose element this batch deletes -> COVERED on success
     absorbed_by: dict[int, int]  # absorbed ban -> the claimed ban that covers it
 
+    def absorbs_of(self) -> dict[int, list[Ban]]:
+        """Sent ban -> the ACTIVE bans it absorbs."""
+        grouped: dict[int, list[Ban]] = {}
+        for pk, ban in self.absorbed.items():
+            grouped.setdefault(self.absorbed_by[pk], []).append(ban)
+        return grouped
+
+    def riders_of(self) -> dict[int, list[int]]:
+        """Sent ban -> the claimed bans riding with it."""
+        grouped: dict[int, list[int]] = {}
+        for pk, cover in self.covered_after.items():
+            grouped.setdefault(cover, []).append(pk)
+        return grouped
+
+
+class Covers:
+    """Wide networks per set and family, found from a narrower network in O(distinct prefix lengths):
+    a network's covers are its supernets, looked up by exact match, never compared one by one
+    (10,000 bans claimed at once must not cost 10,000 x 10,000 comparisons)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, int], dict[int, dict[IPNetwork, Ban]]] = {}
+
+    def add(self, key: str, network: IPNetwork, ban: Ban) -> None:
+        self._by_key.setdefault((key, network.version), {}).setdefault(network.prefixlen, {})[network] = ban
+
+    def container(self, key: str, network: IPNetwork) -> Ban | None:
+        """The widest ban of the set strictly containing `network`, or None."""
+        by_length = self._by_key.get((key, network.version))
+        if not by_length:
+            return None
+        for length in sorted(by_length):
+            if length >= network.prefixlen:
+                break
+            found = by_length[length].get(network.supernet(new_prefix=length))
+            if found is not None:
+                return found
+        return None
+
 
 def arrange(host: str, claimed: Sequence[Ban]) -> Arrangement:
     """Split the claimed bans into those to send and those already covered, and find the ACTIVE
@@ -58,25 +97,26 @@ def arrange(host: str, claimed: Sequence[Ban]) -> Arrangement:
     result = Arrangement(send=[], covered_now={}, covered_after={}, absorbed={}, absorbed_by={})
     if not claimed:
         return result
-    wide_active = _wide_active(host)
+    active = _wide_active(host)
+    sending = Covers()
     # widest first: a claimed ban covered by a wider claimed ban rides with it
     ordered = sorted(claimed, key=lambda ban: ipaddress.ip_network(ban.network).prefixlen)
-    sending: dict[str, list[tuple[IPNetwork, Ban]]] = {}
     for ban in ordered:
         network = ipaddress.ip_network(ban.network)
         key = set_of(ban)
-        holder = _container(network, wide_active.get(key, ()))
+        holder = active.container(key, network)
         if holder is not None:
             result.covered_now[ban.pk] = holder.pk
             continue
-        rider = _container(network, sending.get(key, ()))
+        rider = sending.container(key, network)
         if rider is not None:
             result.covered_after[ban.pk] = rider.pk
             continue
-        sending.setdefault(key, []).append((network, ban))
+        if not is_single(network):
+            sending.add(key, network, ban)
         result.send.append(ban)
     for ban in result.send:
-        if not is_single(ban.network):
+        if not is_single(ipaddress.ip_network(ban.network)):  # only a network can hold other bans
             for inside in _active_inside(host, ban):
                 if inside.pk not in result.absorbed:
                     result.absorbed[inside.pk] = inside
@@ -84,22 +124,17 @@ def arrange(host: str, claimed: Sequence[Ban]) -> Arrangement:
     return result
 
 
-def _container(network: IPNetwork, candidates: Iterable[tuple[IPNetwork, Ban]]) -> Ban | None:
-    for wider, ban in candidates:
-        if wider.version == network.version and wider != network and network.subnet_of(wider):  # type: ignore[arg-type]
-            return ban
-    return None
-
-
-def _wide_active(host: str) -> dict[str, list[tuple[IPNetwork, Ban]]]:
-    """The host's ACTIVE bans wider than one address, per set (few: networks are banned by hand)."""
-    found: dict[str, list[tuple[IPNetwork, Ban]]] = {}
+def _wide_active(host: str) -> Covers:
+    """The host's ACTIVE bans wider than one address (few: networks are banned by hand)."""
+    covers = Covers()
     rows = (Ban.objects.filter(host=host, state=Ban.State.ACTIVE)
-            .exclude(Q(network__endswith="/32") | Q(network__endswith="/128"))
+            .exclude(Q(family=4, network__endswith="/32") | Q(family=6, network__endswith="/128"))
             .only("pk", "jail", "jail_name", "network"))
     for ban in rows:
-        found.setdefault(set_of(ban), []).append((ipaddress.ip_network(ban.network), ban))
-    return found
+        network = ipaddress.ip_network(ban.network)
+        if not is_single(network):
+            covers.add(set_of(ban), network, ban)
+    return covers
 
 
 def _active_inside(host: str, wider: Ban) -> list[Ban]:
@@ -131,5 +166,6 @@ def mark_covered(pairs: dict[int, int]) -> None:
         by_cover.setdefault(cover, []).append(pk)
     for cover, pks in by_cover.items():
         for chunk in chunks(pks):
-            Ban.objects.filter(pk__in=chunk).update(state=Ban.State.COVERED, covered_by_id=cover, apply_error="",
-                                                    next_attempt_at=None)
+            # only rows still claimed (APPLYING) or in the kernel (ACTIVE): a ban lifted meanwhile stays lifted
+            Ban.objects.filter(pk__in=chunk, state__in=[Ban.State.APPLYING, Ban.State.ACTIVE]).update(
+                state=Ban.State.COVERED, covered_by_id=cover, apply_error="", next_attempt_at=None)

@@ -73,6 +73,8 @@ def parse_address(host: str) -> str | None:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        return None  # fe80::1%eth0: nftables holds no zone, so it could never be banned as written
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)

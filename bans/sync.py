@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from bans import overlaps, policy, services, status
@@ -29,6 +29,8 @@ from jails.models import Jail
 
 log = logging.getLogger(__name__)
 
+# A claimed ban still APPLYING this long after its claim lost its claimer (killed): the watch settles it.
+CLAIM_DEADLINE = dt.timedelta(seconds=90)
 RETRY_BASE_SECONDS = 5
 RETRY_MAX_SECONDS = 300
 PERMANENT_RETRY_SECONDS = 900  # the admin may fix it (load nf_tables, grant CAP_NET_ADMIN)
@@ -74,15 +76,20 @@ def expire_due(host: str, now: dt.datetime) -> int:
         state=Ban.State.EXPIRED, ended_at=F("expires_at"))
 
 
-def claim(host: str, now: dt.datetime) -> list[Ban]:
-    """Take the bans that wait for the firewall, atomically (a second worker finds none of them)."""
-    due = Q(state=Ban.State.PENDING) | Q(state=Ban.State.FAILED, next_attempt_at__lte=now)
-    ids = list(Ban.objects.filter(due, host=host).values_list("pk", flat=True))
-    if not ids:
-        return []
+def due_filter(now: dt.datetime) -> Q:
+    return Q(state=Ban.State.PENDING) | Q(state=Ban.State.FAILED, next_attempt_at__lte=now)
+
+
+def claim(host: str, now: dt.datetime, report: SyncReport) -> list[Ban]:
+    """Take the bans that wait for the firewall, atomically (a second claimer finds none of them),
+    once the gate let them through. A claim carries a deadline (`next_attempt_at`): a claimed ban
+    still APPLYING past it lost its claimer (a killed worker or jailctl), and the watch settles it."""
+    due = due_filter(now)
+    waiting = list(Ban.objects.filter(due, host=host).only(*APPLY_FIELDS))
+    allowed = refuse_guarded(waiting, now, report)
     claimed: list[Ban] = []
-    for chunk in chunks(ids):
-        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING)
+    for chunk in chunks([ban.pk for ban in allowed]):
+        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING, next_attempt_at=now + CLAIM_DEADLINE)
         claimed.extend(Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).only(*APPLY_FIELDS))
     return claimed
 
@@ -101,22 +108,23 @@ def recent_host_addresses() -> list[str]:
     return _host_addresses[1]
 
 
-def refuse_guarded(claimed: list[Ban], now: dt.datetime, report: SyncReport) -> list[Ban]:
-    """The last line of the lockout gate: a claimed ban that must never be applied (written past the
-    services somehow, or an address that became protected since: a new panel session, a new ignoreip
-    entry) ends REFUSED with the reason instead of reaching the kernel. Returns the others."""
-    if not claimed:
-        return claimed
+def refuse_guarded(waiting: list[Ban], now: dt.datetime, report: SyncReport) -> list[Ban]:
+    """The last line of the lockout gate, before a ban is claimed: one that must never be applied
+    (written past the services somehow, or an address that became protected since: a new panel
+    session, a new ignoreip entry) ends REFUSED with the reason and never reaches the kernel.
+    Returns the others."""
+    if not waiting:
+        return waiting
     guard = services.current_gate(own_addresses=recent_host_addresses())
     allowed: list[Ban] = []
-    for ban in claimed:
+    for ban in waiting:
         scope = None if ban.jail_id is None or ban.origin == Ban.Origin.USER else [ban.jail_name]
         why = guard.refusal(ipaddress.ip_network(ban.network), ignore_jails=scope)
         if why is None:
             allowed.append(ban)
             continue
         log.warning("refused to apply the ban of %s in %s: %s", ban.network, ban.jail_name, why)
-        Ban.objects.filter(pk=ban.pk, state=Ban.State.APPLYING).update(
+        Ban.objects.filter(due_filter(now), pk=ban.pk).update(
             state=Ban.State.REFUSED, apply_error=f"refused by the lockout guard: {why}", ended_at=now)
         report.refused.append(ban.pk)
     return allowed
@@ -130,20 +138,19 @@ def apply_pending(host: str, backend: FirewallBackend, now: dt.datetime | None =
     report = SyncReport(expired=expire_due(host, now))
     lifting = list(Ban.objects.filter(host=host, state=Ban.State.LIFTING).only(*APPLY_FIELDS))
     release(overlaps.uncovered(host, now, leaving=[ban.pk for ban in lifting]))
-    claimed = refuse_guarded(claim(host, now), now, report)
+    claimed = claim(host, now, report)
     if not claimed and not lifting:
         return report
     arranged = overlaps.arrange(host, claimed)
     overlaps.mark_covered(arranged.covered_now)
     report.covered.extend(arranged.covered_now)
-    units = [Unit(ban, [b for pk, b in arranged.absorbed.items() if arranged.absorbed_by[pk] == ban.pk], now)
-             for ban in arranged.send]
+    absorbs = arranged.absorbs_of()
+    units = [Unit(ban, absorbs.get(ban.pk, []), now) for ban in arranged.send]
     try:
         backend.sync_rules(jail_rules())
         failed = apply_isolating(backend, [unit for unit in units if unit.entry is not None], removals(lifting))
     except FirewallError as exc:
-        record_failure([unit.ban for unit in units] + riders_of(arranged, {unit.ban.pk for unit in units}, claimed),
-                       exc, now)
+        record_failure([ban for ban in claimed if ban.pk not in arranged.covered_now], exc, now)
         report.error = exc
         return report
     record_success(units, failed, arranged, claimed, lifting, now, report)
@@ -219,12 +226,6 @@ def _send(backend: FirewallBackend, units: Sequence[Unit], lifts: Sequence[BanEn
                   remove=[*lifts, *(entry for unit in units for entry in unit.removes())])
 
 
-def riders_of(arranged: overlaps.Arrangement, covers: set[int], claimed: Sequence[Ban]) -> list[Ban]:
-    """The claimed bans that ride with (are covered by) one of `covers` in this batch."""
-    riding = {pk for pk, cover in arranged.covered_after.items() if cover in covers}
-    return [ban for ban in claimed if ban.pk in riding]
-
-
 def entries(bans: Iterable[Ban], now: dt.datetime) -> list[BanEntry]:
     found = []
     for ban in bans:
@@ -256,12 +257,15 @@ def record_success(units: Sequence[Unit], failed: dict[int, FirewallError], arra
         overlaps.mark_covered(covered)
         for chunk in chunks(lifted):
             Ban.objects.filter(pk__in=chunk, state=Ban.State.LIFTING).update(state=Ban.State.LIFTED, ended_at=now)
+        by_pk = {ban.pk: ban for ban in claimed}
+        riders = arranged.riders_of()
         by_error: dict[int, list[Ban]] = {}
         errors: dict[int, FirewallError] = {}
         for unit in units:
             if unit.ban.pk in failed:
                 error = failed[unit.ban.pk]
-                by_error.setdefault(id(error), []).extend([unit.ban, *riders_of(arranged, {unit.ban.pk}, claimed)])
+                by_error.setdefault(id(error), []).extend(
+                    [unit.ban, *(by_pk[pk] for pk in riders.get(unit.ban.pk, []))])
                 errors[id(error)] = error
         for key, bans in by_error.items():
             record_failure(bans, errors[key], now)
@@ -297,11 +301,30 @@ def reconcile(host: str, backend: FirewallBackend, now: dt.datetime | None = Non
     expire_due(host, now)
     backend.sync_rules(jail_rules())
     result = backend.reconcile(desired(host, now))
-    # A firewall worker killed between claim() and recording its result leaves bans APPLYING; the
-    # kernel now holds them (desired() includes them), so they are active, not stuck.
-    Ban.objects.filter(host=host, state=Ban.State.APPLYING).update(
-        state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
+    settle_orphans(host, now, result)
     return result
+
+
+def orphans(host: str, now: dt.datetime) -> QuerySet[Ban]:
+    """Bans claimed by a run that died (a killed worker, an interrupted jailctl): APPLYING past the
+    claim's deadline. A run still in progress (jailctl's direct apply) keeps its own."""
+    return Ban.objects.filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True), host=host,
+                              state=Ban.State.APPLYING)
+
+
+def settle_orphans(host: str, now: dt.datetime, result: ReconcileResult) -> None:
+    """After a reconcile (desired() includes APPLYING bans): the orphans the kernel now holds are
+    ACTIVE; one it could not take (inside a wider element) waits again, and is covered next run."""
+    skipped = {(entry.jail, entry.network) for entry, _ in result.skipped}
+    rows = list(orphans(host, now).only("pk", "jail", "jail_name", "network"))
+    again = [ban.pk for ban in rows if (overlaps.set_of(ban), ipaddress.ip_network(ban.network)) in skipped]
+    done = [ban.pk for ban in rows if ban.pk not in set(again)]
+    for chunk in chunks(done):
+        Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
+            state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
+    for chunk in chunks(again):
+        Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(state=Ban.State.PENDING,
+                                                                          next_attempt_at=None)
 
 
 # --- the watch: the kernel always matches the database ------------------------------------------------
@@ -331,15 +354,18 @@ def watch(host: str, backend: FirewallBackend, last_checked: int | None,
     page. Bans left APPLYING by a worker that died are settled the same way: this worker runs one
     task at a time, so while it watches nothing of its own is being applied."""
     now = now or timezone.now()
+    if overlaps.uncovered(host, now):
+        # a wider ban ran out (the kernel lifted it, which moves no generation): what it covered goes back
+        apply_pending(host, backend, now)
     generation = backend.generation()
-    orphans = Ban.objects.filter(host=host, state=Ban.State.APPLYING).exists()
-    if generation == last_checked and not orphans:
+    stranded = orphans(host, now).exists()
+    if generation == last_checked and not stranded:
         return WatchReport(generation)
-    lost, strays = disagreement(backend.snapshot(), desired(host, now), lifting_networks(host))
+    lost, strays = disagreement(backend.snapshot(), desired(host, now), not_strays(host, now))
     report = WatchReport(generation, checked=True, lost=len(lost), strays=len(strays))
     if lost or strays:
         status.record_drift(host, describe_drift(lost, strays), now)
-    if lost or strays or orphans:
+    if lost or strays or stranded:
         report.repaired = reconcile(host, backend, now)
         status.settle_drift(host, report.repaired)
     else:
@@ -349,8 +375,8 @@ def watch(host: str, backend: FirewallBackend, last_checked: int | None,
 
 def disagreement(kernel: State, want: Sequence[BanEntry], leaving: set[tuple[str, str]]
                  ) -> tuple[list[BanEntry], list[tuple[str, str]]]:
-    """Bans in force the kernel lacks, and elements of our sets no ban in force explains (but those
-    being lifted: the next sync removes them)."""
+    """Bans in force the kernel lacks, and elements of our sets no ban explains (`leaving`: those that
+    are explained otherwise, see not_strays)."""
     lost = [entry for entry in want if entry.network not in kernel.get(entry.jail, {})
             and (entry.timeout is None or entry.timeout > EXPIRY_SLACK)]
     wanted = {(entry.jail, entry.network) for entry in want}
@@ -360,9 +386,13 @@ def disagreement(kernel: State, want: Sequence[BanEntry], leaving: set[tuple[str
     return lost, strays
 
 
-def lifting_networks(host: str) -> set[tuple[str, str]]:
-    return {(overlaps.set_of(ban), ban.network)
-            for ban in Ban.objects.filter(host=host, state=Ban.State.LIFTING).only("jail", "jail_name", "network")}
+def not_strays(host: str, now: dt.datetime) -> set[tuple[str, str]]:
+    """Elements the kernel may rightly hold without an ACTIVE row: bans being lifted (the next sync
+    removes them), and bans in force waiting to be applied again (made permanent: the kernel keeps the
+    timed element meanwhile; or refused on a retry)."""
+    rows = (Ban.objects.filter(host=host, state=Ban.State.LIFTING)
+            | Ban.objects.in_force(now).filter(host=host, state__in=[Ban.State.PENDING, Ban.State.FAILED]))
+    return {(overlaps.set_of(ban), ban.network) for ban in rows.only("jail", "jail_name", "network")}
 
 
 def describe_drift(lost: Sequence[BanEntry], strays: Sequence[tuple[str, str]]) -> str:

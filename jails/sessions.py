@@ -24,7 +24,7 @@ from jails.models import PanelSession
 
 # A session keeps its row fresh this often even when its address stays the same (the expiry moves).
 REFRESH_EVERY = dt.timedelta(minutes=5)
-_SEEN_KEY = "_ips_seen"  # in the session: "address|epoch" of the last row written, to skip writes
+_SEEN_KEY = "_ips_seen"  # in the session: "key|address|epoch" of the last row written, to skip writes
 
 
 class SessionAddressMiddleware:
@@ -48,14 +48,16 @@ def remember(request: HttpRequest, key: str) -> None:
     if not address or not isinstance(request.user, User):
         return
     now = timezone.now()
-    seen = str(request.session.get(_SEEN_KEY, ""))
-    last_address, _, last_epoch = seen.partition("|")
-    if last_address == address and last_epoch and now.timestamp() - float(last_epoch) < REFRESH_EVERY.total_seconds():
+    # the session key is part of it: a key cycled (a new login, a password change) is a new row
+    last_key, _, rest = str(request.session.get(_SEEN_KEY, "")).partition("|")
+    last_address, _, last_epoch = rest.partition("|")
+    if (last_key, last_address) == (key, address) and last_epoch and \
+            now.timestamp() - float(last_epoch) < REFRESH_EVERY.total_seconds():
         return
     PanelSession.objects.update_or_create(session_key=key, defaults={
         "user": request.user, "address": address, "last_seen_at": now,
         "expires_at": request.session.get_expiry_date()})
-    request.session[_SEEN_KEY] = f"{address}|{now.timestamp()}"
+    request.session[_SEEN_KEY] = f"{key}|{address}|{now.timestamp()}"
 
 
 @receiver(user_logged_out)

@@ -291,3 +291,42 @@ def test_a_lock_held_elsewhere_fails_the_call_within_the_timeout(server):
         assert {str(n) for n in fw.snapshot()["sshd"]} == {"192.0.2.11/32"}
     finally:
         fw.teardown()
+
+
+INTERRUPTED_CALL = """
+import json, os
+from bans import nftchild
+
+helper = nftchild.NftProcess(timeout=5)
+listing = {"nftables": [{"list": {"tables": None}}]}
+helper.json_cmd({"nftables": [{"add": {"table": {"family": "inet", "name": "ipsintr"}}}]})
+first = helper.pid
+real_read = nftchild.NftProcess._read_line
+
+def interrupted(self, child, deadline):
+    raise KeyboardInterrupt  # a task's time limit between the question and its answer
+
+nftchild.NftProcess._read_line = interrupted
+try:
+    helper.json_cmd({"nftables": [{"delete": {"table": {"family": "inet", "name": "ipsintr"}}}]})
+except KeyboardInterrupt:
+    pass
+nftchild.NftProcess._read_line = real_read
+killed = not os.path.exists(f"/proc/{first}")
+rc, output, error = helper.json_cmd(listing)  # must be this call's answer, not the delete's
+names = [item["table"]["name"] for item in output["nftables"] if "table" in item]
+print(json.dumps({"killed": killed, "new_helper": helper.pid != first, "rc": rc, "tables": names}))
+"""
+
+
+def test_an_interrupted_call_never_leaves_its_answer_for_the_next_one(pair):
+    import json
+    import subprocess
+
+    from tests.bans.netns import PYTHON, ROOT
+
+    done = subprocess.run(["ip", "netns", "exec", pair.server, str(PYTHON), "-c", INTERRUPTED_CALL], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(done.stdout)
+    assert result["killed"] and result["new_helper"] and result["rc"] == 0
+    assert isinstance(result["tables"], list)  # a listing: the stale answer of the delete was never read

@@ -354,3 +354,18 @@ def test_the_firewall_worker_refuses_a_row_written_past_the_gate(admin_session: 
     for network, why in wrong:
         ban = Ban.objects.get(network=network)
         assert ban.state == Ban.State.REFUSED and why in ban.apply_error and ban.ended_at is not None
+
+
+def test_a_scoped_address_in_a_log_is_never_counted() -> None:
+    jail = make_jail("sshd", maxretry=1)
+    decision = record_failures(jail, [Observed("fe80::1%eth0", 1.79e9), Observed("[2001:db8::1%lo]", 1.79e9)],
+                               now=1.79e9, own_addresses=[], catching_up=False)
+    assert (decision.counted, decision.skipped, decision.bans) == (0, 2, [])
+
+
+def test_a_new_login_on_the_same_address_keeps_it_protected(admin_session: Client, operator: Client,
+                                                             sshd: Jail) -> None:
+    admin_session.session.cycle_key()  # what a password change or a second login does
+    new_key = admin_session.session.session_key
+    admin_session.get(reverse("dashboard"))
+    assert PanelSession.objects.filter(session_key=new_key, address=ADMIN_ADDRESS).exists()

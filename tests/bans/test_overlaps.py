@@ -238,3 +238,74 @@ def test_in_a_real_kernel_a_wide_ban_never_poisons_its_set(sshd: Jail, pair) -> 
         assert {Ban.objects.get(pk=b.pk).covered_by_id for b in later[:2]} == {wider.pk}
     finally:
         backend.teardown()
+
+
+# --- after review -----------------------------------------------------------------------------------------
+
+
+def test_the_cover_lookup_agrees_with_comparing_every_pair() -> None:
+    import ipaddress
+    import random
+
+    from bans.overlaps import Covers
+
+    rng = random.Random(3)
+    covers, wide = Covers(), []
+    for n in range(200):
+        network = ipaddress.ip_network(f"10.{rng.randrange(8)}.{rng.randrange(256)}.0/{rng.choice([16, 20, 24, 28])}",
+                                       strict=False)
+        if not any(network.overlaps(other) for other in wide):  # disjoint, as the kernel's set is
+            wide.append(network)
+            covers.add("sshd", network, Ban(pk=n, network=str(network)))
+    for _ in range(3000):
+        probe = ipaddress.ip_network(f"10.{rng.randrange(8)}.{rng.randrange(256)}.{rng.randrange(256)}/"
+                                     f"{rng.choice([20, 24, 30, 32])}", strict=False)
+        expected = [w for w in wide if w != probe and probe.subnet_of(w)]
+        found = covers.container("sshd", probe)
+        assert (found.network if found else None) == (str(expected[0]) if expected else None)
+        assert covers.container("web", probe) is None
+
+
+def test_a_ban_lifted_while_it_was_being_absorbed_stays_lifted(sshd: Jail) -> None:
+    from bans import overlaps
+
+    backend = RecordingBackend()
+    narrow = ban(sshd, "203.0.113.9/32")
+    sync.apply_pending("local", backend)
+    wide = ban(sshd, "203.0.113.0/24")
+    actions.lift_ban(narrow, None)  # between the worker's arrangement and its verdict
+    overlaps.mark_covered({narrow.pk: wide.pk})
+    assert states(narrow) == [Ban.State.LIFTING]
+
+
+def test_ten_thousand_bans_claimed_at_once_are_arranged(sshd: Jail) -> None:
+    # a worker back after an outage finds them all waiting: no pair of them may be compared
+    now = timezone.now().timestamp()
+    Ban.objects.bulk_create([Ban(jail=sshd, jail_name="sshd", network=f"198.18.{n // 250}.{n % 250 + 1}/32",
+                                 family=4, bantime=600, started_at=timezone.now(),
+                                 expires_at=timezone.now() + dt.timedelta(seconds=600)) for n in range(10_000)])
+    wide = new_ban("sshd", "198.18.3.0/24", 600, now=now, host="local", jail=sshd, origin=Ban.Origin.USER)
+    backend = RecordingBackend()
+    report = sync.apply_pending("local", backend)
+    assert report.error is None and len(report.applied) == 10_000 - 250 + 1
+    assert len(report.covered) == 250 and Ban.objects.filter(covered_by=wide).count() == 250
+
+
+def test_orphans_a_kernel_could_not_take_wait_again_instead_of_showing_active(sshd: Jail) -> None:
+    backend = RecordingBackend()
+    wide, inside = ban(sshd, "203.0.113.0/24"), ban(sshd, "203.0.113.9/32")
+    past = timezone.now() - dt.timedelta(seconds=1)
+    Ban.objects.filter(pk__in=[wide.pk, inside.pk]).update(state=Ban.State.APPLYING, next_attempt_at=past)
+    sync.reconcile("local", backend)  # the worker that claimed them died
+    assert states(wide, inside) == [Ban.State.ACTIVE, Ban.State.PENDING]
+    sync.apply_pending("local", backend)
+    assert states(inside) == [Ban.State.COVERED] and kernel(backend) == {"203.0.113.0/24"}
+
+
+def test_a_claim_in_progress_is_no_orphan(sshd: Jail) -> None:
+    backend = RecordingBackend()
+    claimed = ban(sshd, "203.0.113.9/32")
+    Ban.objects.filter(pk=claimed.pk).update(state=Ban.State.APPLYING,
+                                             next_attempt_at=timezone.now() + sync.CLAIM_DEADLINE)
+    sync.reconcile("local", backend)  # jailctl is applying it right now: its verdict is its own
+    assert states(claimed) == [Ban.State.APPLYING]

@@ -143,3 +143,29 @@ def test_a_pending_ban_left_waiting_is_said(sshd: Jail) -> None:
     new_ban("sshd", "203.0.113.60/32", 3600, now=old.timestamp(), host="local", jail=sshd, origin=Ban.Origin.JAIL)
     ok, message = status.firewall_status("local")
     assert not ok and "1 ban(s) have waited over 45 s for the firewall worker" in message
+
+
+def test_when_a_wider_ban_runs_out_the_watch_puts_back_what_it_covered(sshd: Jail) -> None:
+    clock = [1000.0]
+    backend = RecordingBackend(clock=lambda: clock[0])
+    now = timezone.now()
+    wide = new_ban("sshd", "203.0.113.0/24", 60, now=now.timestamp(), host="local", jail=sshd,
+                   origin=Ban.Origin.USER)
+    sync.apply_pending("local", backend, now=now)
+    inside = new_ban("sshd", "203.0.113.9/32", 3600, now=now.timestamp(), host="local", jail=sshd,
+                     origin=Ban.Origin.JAIL)
+    sync.apply_pending("local", backend, now=now)
+    checked = sync.watch("local", backend, None, now=now).generation
+    clock[0] += 61  # the kernel lifts the /24 by itself: no nftables transaction, no generation change
+    sync.watch("local", backend, checked, now=now + dt.timedelta(seconds=61))
+    assert kernel(backend) == {"203.0.113.9/32"}
+    assert [Ban.objects.get(pk=b.pk).state for b in (wide, inside)] == [Ban.State.EXPIRED, Ban.State.ACTIVE]
+
+
+def test_an_element_of_a_ban_waiting_to_be_made_permanent_is_no_stray(sshd: Jail, backend: RecordingBackend) -> None:
+    from bans import actions
+
+    [banned] = active(sshd, 1, backend)
+    actions.make_permanent(banned)  # PENDING again; the kernel keeps the timed element meanwhile
+    report = sync.watch("local", backend, None)
+    assert report.strays == 0 and kernel(backend) == {"203.0.113.1/32"}
