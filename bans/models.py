@@ -123,6 +123,9 @@ class Ban(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+")
+    # APPLYING: "machine:pid" of the process that claimed it (bans.sync.claim), to tell a claim in
+    # progress from one whose process died
+    claimed_by = models.CharField(max_length=100, blank=True)
     # COVERED: the wider ban of the same set whose element holds this one (bans.overlaps)
     covered_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="covering")
 

@@ -13,6 +13,8 @@ import datetime as dt
 import ipaddress
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # A claimed ban still APPLYING this long after its claim lost its claimer (killed): the watch settles it.
 CLAIM_DEADLINE = dt.timedelta(seconds=90)
+
 RETRY_BASE_SECONDS = 5
 RETRY_MAX_SECONDS = 300
 PERMANENT_RETRY_SECONDS = 900  # the admin may fix it (load nf_tables, grant CAP_NET_ADMIN)
@@ -89,7 +92,8 @@ def claim(host: str, now: dt.datetime, report: SyncReport) -> list[Ban]:
     allowed = refuse_guarded(waiting, now, report)
     claimed: list[Ban] = []
     for chunk in chunks([ban.pk for ban in allowed]):
-        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING, next_attempt_at=now + CLAIM_DEADLINE)
+        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING, claimed_by=this_claimer(),
+                                                     next_attempt_at=now + CLAIM_DEADLINE)
         claimed.extend(Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).only(*APPLY_FIELDS))
     return claimed
 
@@ -306,10 +310,35 @@ def reconcile(host: str, backend: FirewallBackend, now: dt.datetime | None = Non
 
 
 def orphans(host: str, now: dt.datetime) -> QuerySet[Ban]:
-    """Bans claimed by a run that died (a killed worker, an interrupted jailctl): APPLYING past the
-    claim's deadline. A run still in progress (jailctl's direct apply) keeps its own."""
-    return Ban.objects.filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True), host=host,
-                              state=Ban.State.APPLYING)
+    """Bans claimed by a run that ended without a verdict: APPLYING, and claimed by this very process
+    (which runs one task at a time: a run of its own stopped by a time limit), by a process of this
+    machine that no longer exists (a killed worker, an interrupted jailctl), or past the claim's
+    deadline. A run in progress elsewhere (jailctl's direct apply) keeps its own."""
+    applying = Ban.objects.filter(host=host, state=Ban.State.APPLYING)
+    stale = applying.filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True) | Q(claimed_by=""))
+    ended = [claimer for claimer in applying.values_list("claimed_by", flat=True).distinct() if claimer_gone(claimer)]
+    return applying.filter(Q(pk__in=stale.values("pk")) | Q(claimed_by__in=ended))
+
+
+def this_claimer() -> str:
+    """Who claims, written on the claimed rows: this process (a worker's pool process, or jailctl);
+    read at each claim, never at import: a pool process is forked after the import."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claimer_gone(claimer: str) -> bool:
+    machine, _, pid = claimer.rpartition(":")
+    if claimer == this_claimer():
+        return True
+    if machine != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's: its deadline decides
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def settle_orphans(host: str, now: dt.datetime, result: ReconcileResult) -> None:

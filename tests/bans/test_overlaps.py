@@ -6,6 +6,7 @@ With the recording firewall here; tests/bans/test_firewall_netns.py does it in a
 from __future__ import annotations
 
 import datetime as dt
+import socket
 
 import pytest
 from django.utils import timezone
@@ -305,7 +306,11 @@ def test_orphans_a_kernel_could_not_take_wait_again_instead_of_showing_active(ss
 def test_a_claim_in_progress_is_no_orphan(sshd: Jail) -> None:
     backend = RecordingBackend()
     claimed = ban(sshd, "203.0.113.9/32")
-    Ban.objects.filter(pk=claimed.pk).update(state=Ban.State.APPLYING,
+    alive = f"{socket.gethostname()}:1"  # a process of this machine that lives on (init), as jailctl would
+    Ban.objects.filter(pk=claimed.pk).update(state=Ban.State.APPLYING, claimed_by=alive,
                                              next_attempt_at=timezone.now() + sync.CLAIM_DEADLINE)
     sync.reconcile("local", backend)  # jailctl is applying it right now: its verdict is its own
     assert states(claimed) == [Ban.State.APPLYING]
+    Ban.objects.filter(pk=claimed.pk).update(claimed_by=f"{socket.gethostname()}:{2 ** 22 + 7}")  # no such pid
+    sync.reconcile("local", backend)  # its claimer died: settled at once, not after the deadline
+    assert states(claimed) == [Ban.State.ACTIVE] and kernel(backend) == {"203.0.113.9/32"}
