@@ -9,7 +9,7 @@ The bans app talks to a `FirewallBackend`:
 - `teardown()` deletes our table.
 
 `NftablesBackend` does it through libnftables' JSON API (`bans.nft` spells the JSON);
-`RecordingBackend` is an in-memory fake with the same rules, for tests elsewhere. Both share the
+`bans.recording.RecordingBackend` is an in-memory fake with the same rules, for tests elsewhere. Both share the
 planning functions below, so they refuse and accept the same things.
 
 Two rules of nftables shape the planning:
@@ -53,7 +53,6 @@ __all__ = [
     "JailRules",
     "NftablesBackend",
     "ReconcileResult",
-    "RecordingBackend",
     "element_commands",
     "error_from_nft",
     "plan_apply",
@@ -270,7 +269,7 @@ class _Intervals:
         self._networks.insert(index, network)
 
 
-def _fit(kept: Mapping[str, Iterable[IPNetwork]],
+def fit_entries(kept: Mapping[str, Iterable[IPNetwork]],
          candidates: Sequence[BanEntry]) -> tuple[list[BanEntry], list[tuple[BanEntry, IPNetwork]]]:
     """Candidates that fit beside the kept elements and the candidates before them, and those that
     overlap (with the network in the way)."""
@@ -296,7 +295,7 @@ def _fit(kept: Mapping[str, Iterable[IPNetwork]],
     return accepted, refused
 
 
-def _widest_first(entries: Iterable[BanEntry]) -> list[BanEntry]:
+def widest_first(entries: Iterable[BanEntry]) -> list[BanEntry]:
     return sorted(entries, key=lambda entry: entry.network.prefixlen - entry.network.max_prefixlen)
 
 
@@ -333,7 +332,7 @@ def plan_apply(state: Mapping[str, Mapping[IPNetwork, int | None]], jails: Itera
         present = state.get(entry.jail, {})
         if entry.network in present:
             deletes[(entry.jail, entry.network)] = BanEntry(entry.jail, entry.network, present[entry.network])
-    _, refused = _fit(_without(state, deletes.values()), _widest_first(wanted.values()))
+    _, refused = fit_entries(_without(state, deletes.values()), widest_first(wanted.values()))
     if refused:
         raise FirewallError(_overlap_message(refused), permanent=True, entries=[entry for entry, _ in refused])
     return ElementPlan(deletes=list(deletes.values()), adds=list(wanted.values()))
@@ -370,7 +369,7 @@ def plan_reconcile(state: Mapping[str, Mapping[IPNetwork, int | None]], jails: I
             stale.append(BanEntry(jail, network, state[jail][network]))
     refreshed = [wanted[(entry.jail, entry.network)] for entry in stale]
     # Refreshed elements were disjoint in the kernel, so they always fit back; they go first.
-    accepted, refused = _fit(_without(state, [*removed, *stale]), [*refreshed, *_widest_first(missing)])
+    accepted, refused = fit_entries(_without(state, [*removed, *stale]), [*refreshed, *widest_first(missing)])
     for entry, blocker in refused:
         skipped.append((entry, f"overlaps {blocker} in {_jail_label(entry.jail)} (an nftables interval set "
                                "cannot hold both)"))
@@ -648,7 +647,7 @@ class NftablesBackend:
         wanted: dict[tuple[str, IPNetwork], BanEntry] = {}
         for entry in add:
             wanted[(entry.jail, entry.network)] = entry  # the last one given wins, as in plan_apply
-        _, refused = _fit({}, _widest_first(wanted.values()))
+        _, refused = fit_entries({}, widest_first(wanted.values()))
         if refused:
             return False
         elements: dict[str, list[Any]] = {}
@@ -685,7 +684,7 @@ def _filling(table: str, created: set[str], contents: Sequence[BanEntry]) -> lis
     the wider network kept, as reconcile does: the batch must not fail for one of them)."""
     wanted = [entry for entry in contents
               if nft.set_name(_set_base_of(entry.jail), entry.network.version) in created]
-    accepted, _ = _fit({}, _widest_first(wanted))
+    accepted, _ = fit_entries({}, widest_first(wanted))
     values: dict[str, list[Any]] = {}
     for entry in accepted:
         values.setdefault(nft.set_name(_set_base_of(entry.jail), entry.network.version), []).append(
@@ -772,110 +771,3 @@ def _staying(table: nft.TableState, name: str, deleted: set[str]) -> list[Any]:
         seen.add(_key(value))
         staying.append(nft.with_timeout(value, left))
     return staying
-
-
-# -- the fake ---------------------------------------------------------------------------------
-
-
-class RecordingBackend:
-    """In memory, same rules as NftablesBackend (the same planning), for tests of the bans app.
-
-    `calls` records every call with its arguments; `fail_next(error)` makes the next call raise it;
-    `clock` (seconds, monotonic) drives expiry, so a test can move time by hand;
-    `simulate_ruleset_flush()` loses the table, as `nft flush ruleset` would: the next call creates it
-    again, filled from `contents` as the real backend does; `generation()` counts the changes.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 contents: Callable[[], Sequence[BanEntry]] | None = None) -> None:
-        self.clock = clock
-        self.contents = contents
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        self.jails: dict[str, JailRules] | None = None
-        self._expiry: dict[str, dict[IPNetwork, float | None]] = {}
-        self._errors: list[FirewallError] = []
-        self._generation = 1
-
-    def fail_next(self, error: FirewallError) -> None:
-        self._errors.append(error)
-
-    def simulate_ruleset_flush(self) -> None:
-        self._expiry = {}
-        self._generation += 1
-
-    def generation(self) -> int:
-        return self._generation
-
-    def sync_rules(self, jails: Sequence[JailRules]) -> None:
-        self._record("sync_rules", tuple(jails))
-        rule_specs(jails)  # same validation as the real backend
-        self.jails = {jail.name: jail for jail in jails}
-        self._ensure_sets()
-
-    def _ensure_sets(self) -> None:
-        """Our sets as the last sync_rules() named them; those created anew are filled from `contents`."""
-        if self.jails is None:
-            return
-        names = [BLOCKLIST, *self.jails]
-        created = [name for name in names if name not in self._expiry]
-        self._expiry = {name: self._expiry.get(name, {}) for name in names}
-        if not created:
-            return
-        self._generation += 1
-        if self.contents is not None:
-            now = self.clock()
-            wanted = [entry for entry in self.contents() if entry.jail in created]
-            for entry in _fit({}, _widest_first(wanted))[0]:
-                self._expiry[entry.jail][entry.network] = None if entry.timeout is None else now + entry.timeout
-
-    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
-        self._record("apply", tuple(add), tuple(remove))
-        if not add and not remove:
-            return
-        self._ensure_sets()  # as NftablesBackend puts back what a flush took before writing
-        self._carry_out(plan_apply(self._state(), self._known(), add, remove))
-
-    def snapshot(self) -> State:
-        self._record("snapshot")
-        return self._state()
-
-    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult:
-        self._record("reconcile", tuple(desired))
-        self._ensure_sets()
-        plan, result = plan_reconcile(self._state(), self._known(), desired)
-        self._carry_out(plan)
-        return result
-
-    def teardown(self) -> None:
-        self._record("teardown")
-        self.jails = None
-        self._expiry = {}
-
-    def _record(self, method: str, *args: Any) -> None:
-        self.calls.append((method, args))
-        if self._errors:
-            raise self._errors.pop(0)
-
-    def _known(self) -> set[str]:
-        if self.jails is None:
-            raise FirewallError(f"There is no table {nft.FAMILY} ips: call sync_rules() first.", permanent=True)
-        return set(self._expiry)
-
-    def _state(self) -> State:
-        now = self.clock()
-        state: State = {}
-        for jail, elements in self._expiry.items():
-            for network, expires in list(elements.items()):
-                if expires is not None and expires <= now:
-                    del elements[network]  # the kernel lifts it by itself
-            state[jail] = {network: None if expires is None else max(0, round(expires - now))
-                           for network, expires in elements.items()}
-        return state
-
-    def _carry_out(self, plan: ElementPlan) -> None:
-        now = self.clock()
-        self._generation += 1
-        for entry in plan.deletes:
-            self._expiry[entry.jail].pop(entry.network, None)
-        for entry in plan.adds:
-            self._expiry[entry.jail][entry.network] = None if entry.timeout is None else now + entry.timeout

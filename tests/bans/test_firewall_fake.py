@@ -22,12 +22,12 @@ from bans.firewall import (
     FirewallError,
     JailRules,
     NftablesBackend,
-    RecordingBackend,
     element_commands,
     error_from_nft,
     resolve_ports,
     rule_specs,
 )
+from bans.recording import RecordingBackend
 
 
 def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -12,8 +12,9 @@ import pytest
 from django.utils import timezone
 
 from bans import actions, sync
-from bans.firewall import FirewallError, RecordingBackend
+from bans.firewall import FirewallError
 from bans.models import Ban
+from bans.recording import RecordingBackend
 from bans.services import new_ban
 from jails.models import Jail
 from tests.bans.builders import make_jail

@@ -13,8 +13,9 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from bans import status, tasks
-from bans.firewall import FirewallError, RecordingBackend
+from bans.firewall import FirewallError
 from bans.models import Ban, FirewallHost
+from bans.recording import RecordingBackend
 from bans.services import new_ban
 from tests.bans.builders import make_jail
 

@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bans import status, sync, tasks
-from bans.firewall import FirewallError, RecordingBackend
+from bans.firewall import FirewallError
 from bans.models import Ban, FirewallHost
+from bans.recording import RecordingBackend
 from bans.services import new_ban
 from jails.models import Jail
 from tests.bans.builders import make_jail
