@@ -128,10 +128,11 @@ class NftProcess:
 
 
 def serve() -> None:
-    """The child: one libnftables handle, one JSON command per line in, one answer per line out."""
-    from bans.firewall import open_libnftables
+    """The child: one libnftables handle, one JSON command per line in, one answer per line out.
+    (The parent checked that libnftables and its Python module are there before starting it.)"""
+    import nftables  # pip-nftables, over Debian's libnftables1
 
-    nft = open_libnftables()
+    nft = nftables.Nftables()
     for line in sys.stdin.buffer:
         rc, output, error = nft.json_cmd(json.loads(line))
         sys.stdout.write(json.dumps([rc, output, error]) + "\n")
