@@ -91,10 +91,11 @@ def claim(host: str, now: dt.datetime, report: SyncReport) -> list[Ban]:
     waiting = list(Ban.objects.filter(due, host=host).only(*APPLY_FIELDS))
     allowed = refuse_guarded(waiting, now, report)
     claimed: list[Ban] = []
+    mine = {"claimed_by": this_claimer(), "next_attempt_at": now + CLAIM_DEADLINE}
     for chunk in chunks([ban.pk for ban in allowed]):
-        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING, claimed_by=this_claimer(),
-                                                     next_attempt_at=now + CLAIM_DEADLINE)
-        claimed.extend(Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).only(*APPLY_FIELDS))
+        Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING, **mine)
+        # ours only: a row another claimer (jailctl) took a moment before us is its own
+        claimed.extend(Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING, **mine).only(*APPLY_FIELDS))
     return claimed
 
 
