@@ -152,9 +152,9 @@ class AutomaticRefusals:
         found = ignore_reason(self.jail, address, self.own_addresses)
         if found is not None:
             return found
-        if self._gate is None:
-            self._gate = current_gate(own_addresses=self.own_addresses, jails=[self.jail])
-        return self._gate.refusal(ipaddress.ip_network(address), ignore_jails=[self.jail.name])
+        if self._gate is None:  # the jail's ignoreip was just read by ignore_reason: not again
+            self._gate = current_gate(own_addresses=self.own_addresses, jails=())
+        return self._gate.refusal(ipaddress.ip_network(address), ignore_jails=())
 
 
 def note_ignored(jail: Jail, address: str, reason: str, now: float) -> None:
@@ -410,8 +410,8 @@ def check_manual_ban(text: str, *, protected: Sequence[str] = (), confirmed: boo
     someone listed as never to be banned is one a person most likely did not mean to ban.
     `protected`: addresses of this request that must stay reachable (its peer: a proxy)."""
     network = parse_network(text)
-    extra = [gate.Shield(ipaddress.ip_network(address), "your own address")
-             for address in (parse_address(text) for text in protected) if address is not None]
+    peers = [parse_address(peer) for peer in protected]
+    extra = [gate.Shield(ipaddress.ip_network(peer), "your own address") for peer in peers if peer is not None]
     current_gate(own_addresses=own_addresses, host_networks=policy.host_networks()).check_manual(
         network, confirmed=confirmed, extra=extra)
     return network
