@@ -13,14 +13,17 @@ from typing import Any, TypeVar
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 
 from jails import audit
+from jails.forms import FilterSourceMixin, override_field
 from jails.logins import PanelAdminAuthenticationForm
 from jails.models import AuditEntry, Filter, Jail
+from jails.views_filters import record_override
 
 M = TypeVar("M", bound=models.Model)
 
@@ -90,15 +93,47 @@ class AuditedModelAdmin(admin.ModelAdmin[M]):
         return super().log_deletions(request, queryset)  # type: ignore[arg-type]
 
 
+class FilterAdminForm(FilterSourceMixin, ModelForm[Filter]):
+    """As the panel's filter form: the engine must read the text, and a regex that can backtrack
+    catastrophically needs the override (audited by FilterAdmin.save_model)."""
+
+    accept_backtracking = override_field()
+
+    class Meta:
+        model = Filter
+        fields = ["name", "origin", "origin_path", "description", "source", "source_local"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        name = data.get("name") or self.instance.name
+        try:
+            self.derive(name, data.get("source") or "", data.get("source_local") or "")
+            self.check_dangerous(bool(data.get("accept_backtracking")))
+        except ValidationError as exc:
+            self.add_error("source", exc)
+        return data
+
+
 @admin.register(Filter)
 class FilterAdmin(AuditedModelAdmin[Filter]):
+    form = FilterAdminForm
     list_display = ["name", "kind", "origin", "maxlines", "parse_error", "updated_at"]
     list_filter = ["kind", "origin"]
     search_fields = ["name", "description", "source"]
     readonly_fields = [
-        "prefregex", "failregex", "ignoreregex", "datepattern", "maxlines", "journalmatch",
+        "kind", "prefregex", "failregex", "ignoreregex", "datepattern", "maxlines", "journalmatch",
         "definition", "init_options", "modes", "parse_error", "created_at", "updated_at",
     ]
+
+    def save_model(self, request: HttpRequest, obj: Filter, form: ModelForm[Filter], change: bool) -> None:
+        # the derived columns follow the text, as when the panel saves a filter
+        derived: dict[str, object] = getattr(form, "derived", {})
+        for key, value in derived.items():
+            setattr(obj, key, value)
+        super().save_model(request, obj, form, change)
+        record_override(request, obj, getattr(form, "dangerous", ()), via="admin")
 
 
 @admin.register(Jail)

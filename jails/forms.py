@@ -154,8 +154,15 @@ JAIL_HELP: dict[str, str] = {
                    "Empty: the filter's, or fail2ban's default templates.",
     "maxlines": "Lines kept together for multi-line failregexes. Empty: the filter's maxlines.",
     "maxmatches": "Log lines kept as evidence with each ban. Empty: as many as maxretry.",
-    "usedns": "Whether host names found in logs are resolved. 'no' is safest: only addresses are banned and "
-              "nobody can make the panel look up a name.",
+    "usedns": "What a host name written in the log (instead of an address) counts for. 'no' (the default, "
+              "and the safest): nothing; only addresses count, and nobody can make the panel look up a name. "
+              "'yes' looks the name up in DNS and counts a failure for every address it has (at most 16); "
+              "'warn' does the same and logs each lookup. Both cost: the log's writer chooses the name, and "
+              "whoever controls that name's DNS zone chooses the addresses, so can get any address banned "
+              "(yours, your users', a partner's); each lookup takes time, and the watcher waits up to 2 s "
+              "for answers before reading on (answers are kept 5 minutes; a name without an answer in "
+              "time is not counted). Addresses are never looked up. 'raw': the text as written (a name then "
+              "bans nothing).",
     "bantime": "How long a ban lasts: 600, 10m, 1h, 1d, 1w, or -1 for a permanent ban.",
     "bantime_increment": "Ban again-offenders longer: the ban time grows with each earlier ban of the address.",
     "bantime_factor": "Multiplies the increment (fail2ban's bantime.factor): 1 doubles each time, 2 grows faster.",
@@ -259,15 +266,35 @@ class JailForm(forms.ModelForm[Jail]):
 
 
 class FilterSourceMixin:
-    """Checks the filter text with the engine and keeps the derived fields for saving."""
+    """Checks the filter text with the engine and keeps the derived fields for saving.
+
+    A regex that can backtrack catastrophically (guard.dangerous_regex) is refused unless the
+    admin ticks `accept_backtracking`; the view audits a save made that way (`dangerous`)."""
 
     derived: dict[str, object]
+    dangerous: tuple[services.DangerousRegex, ...] = ()
 
     def derive(self, name: str, conf: str, local: str) -> None:
         try:
             self.derived = services.derive_stored_fields(name, conf, local)
         except EngineError as exc:
             raise ValidationError(f"The filter does not work: {exc}") from None
+        self.dangerous = tuple(services.dangerous_in_save(name, conf, local, self.derived))
+
+    def check_dangerous(self, accepted: bool) -> None:
+        """Refuse the dangerous regexes found by derive(), each named with its shape, unless accepted."""
+        if not self.dangerous or accepted:
+            return
+        raise ValidationError(
+            [f"This regex can backtrack catastrophically, so a crafted log line can stall log reading: {d}."
+             for d in self.dangerous]
+            + [f"Rewrite it (the tester shows the shape), or tick “{services.OVERRIDE_LABEL}” below: "
+               "the override is recorded in the audit log."])
+
+
+def override_field() -> forms.BooleanField:
+    return forms.BooleanField(required=False, label=services.OVERRIDE_LABEL,
+                              help_text="Only needed when a regex is refused for catastrophic backtracking.")
 
 
 class SourceField(forms.CharField):
@@ -282,6 +309,7 @@ class SourceField(forms.CharField):
 
 
 class FilterForm(FilterSourceMixin, forms.ModelForm[Filter]):
+    accept_backtracking = override_field()
     source = SourceField(
         widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false", "class": "code"}),
         help_text="The filter file (.conf) in fail2ban's format: [INCLUDES] before = common.conf, [Definition] "
@@ -316,6 +344,7 @@ class FilterForm(FilterSourceMixin, forms.ModelForm[Filter]):
             return data
         try:
             self.derive(data["name"], data["source"], data.get("source_local", ""))
+            self.check_dangerous(bool(data.get("accept_backtracking")))
         except ValidationError as exc:
             self.add_error("source", exc)
         return data
@@ -334,6 +363,7 @@ class FilterImportForm(FilterSourceMixin, forms.Form):
                                  widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "code"}))
     local_file = forms.FileField(label="or upload the .local", required=False)
     replace = forms.BooleanField(required=False, label="Replace the filter of that name if it exists")
+    accept_backtracking = override_field()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -368,6 +398,7 @@ class FilterImportForm(FilterSourceMixin, forms.Form):
         data.update(name=name, conf=conf, local=local)
         try:
             self.derive(name, conf, local)
+            self.check_dangerous(bool(data.get("accept_backtracking")))
         except ValidationError as exc:
             self.add_error("conf_text", exc)
         return data

@@ -56,6 +56,9 @@ class ImportReport:
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+    # regexes of the filters created or updated that can backtrack catastrophically: imported all
+    # the same (a migration must not stop on them), listed in the notes and in the audit entry
+    dangerous: list[services.DangerousRegex] = field(default_factory=list)
 
     def count(self, kind: str, action: str) -> int:
         return sum(1 for c in self.changes if c.kind == kind and c.action == action)
@@ -134,6 +137,16 @@ def import_filters(root: Path, report: ImportReport, say: Progress) -> None:
         say(f"filter {index}/{len(texts)}: {name}")
         fields = derive_filter(loader, name, conf, local, shown, root)
         save_filter(existing.get(name), name, conf, local, shown, fields, report)
+        if report.changes[-1].action in ("created", "updated"):
+            note_dangerous(name, fields, report)
+
+
+def note_dangerous(name: str, fields: dict[str, Any], report: ImportReport) -> None:
+    """Imported anyway, but said: these regexes can take exponential time on a crafted line."""
+    for found in services.dangerous_regexes(name, fields):
+        report.dangerous.append(found)
+        report.notes.append(f"filter {found}: imported anyway; rewrite it (saving it from the panel asks for "
+                            "the override)")
 
 
 def derive_filter(loader: ini.MemoryLoader, name: str, conf: str, local: str, shown: str, root: Path
@@ -204,7 +217,8 @@ def import_jails(root: Path, report: ImportReport, say: Progress, include_disabl
                                      + ", ".join(disabled)))
     if dns_jails:
         report.notes.append("usedns is yes/warn for " + ", ".join(dns_jails) + ": host names written in those logs "
-                            "will be resolved; set usedns = no to act on addresses only")
+                            "will be looked up in DNS (whoever controls a name's zone chooses what is banned, and "
+                            "the watcher waits up to 2 s for answers); set usedns = no to act on addresses only")
 
 
 def value_text(section: ini.JailSection, key: str, default: str = "") -> str:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from jails.engine import ini
+from jails.engine.backtrack import Backtracking
 from jails.engine.definition import FilterDefinition
+from jails.engine.errors import EngineError
 from jails.engine.filter import CompiledFilter
+from jails.engine.guard import DANGEROUS, dangerous_regex
 from jails.models import Filter
 
 MODE_REFERENCE = re.compile(r"<([\w.-]+)-<mode>>")
@@ -101,3 +105,75 @@ def derive_stored_fields(name: str, conf: str, local: str = "") -> dict[str, obj
     definition = ini.load_filter(ini.MemoryLoader(files), name)
     check_definition(definition)
     return derive_fields(definition, conf)
+
+
+# --- regexes that can backtrack catastrophically ----------------------------------------------------
+
+OVERRIDE_LABEL = "I understand this regex can take exponential time on crafted lines; save anyway"
+
+
+@dataclass(frozen=True)
+class DangerousRegex:
+    """A regex of a filter that can take exponential time on a line an attacker writes."""
+
+    filter_name: str
+    kind: str  # failregex, ignoreregex or prefregex
+    number: int  # 1-based, as the filter lists them
+    pattern: str
+    found: Backtracking
+
+    def __str__(self) -> str:
+        return (f"{self.filter_name}: {self.kind} {self.number} `{self.pattern}`: {DANGEROUS} "
+                f"({self.found.kind} `{self.found.shape}`: {self.found.explanation})")
+
+    def as_record(self) -> dict[str, object]:
+        """What the audit trail keeps of it."""
+        return {"filter": self.filter_name, "regex": f"{self.kind} {self.number}", "pattern": self.pattern,
+                "shape": self.found.shape, "kind": self.found.kind}
+
+
+def dangerous_regexes(name: str, fields: Mapping[str, object]) -> list[DangerousRegex]:
+    """The regexes of a filter's derived columns (prefregex, failregex, ignoreregex) that can
+    backtrack catastrophically (guard.dangerous_regex), in the filter's order."""
+    found: list[DangerousRegex] = []
+    prefregex = str(fields.get("prefregex") or "")
+    lists: list[tuple[str, list[str]]] = [
+        ("prefregex", [prefregex] if prefregex.strip() else []),
+        ("failregex", _patterns(fields.get("failregex"))),
+        ("ignoreregex", _patterns(fields.get("ignoreregex"))),
+    ]
+    for kind, patterns in lists:
+        for number, pattern in enumerate(patterns, 1):
+            found.extend(DangerousRegex(name, kind, number, pattern, f) for f in dangerous_regex(pattern))
+    return found
+
+
+def _patterns(value: object) -> list[str]:
+    return [str(pattern) for pattern in value] if isinstance(value, list | tuple) else []
+
+
+def dangerous_in_save(name: str, conf: str, local: str, derived: Mapping[str, object]) -> list[DangerousRegex]:
+    """What saving filter `name` with these files would put in the running filters that can backtrack
+    catastrophically: its own dangerous regexes, and for a file of shared definitions (common.conf)
+    the dangerous regexes it would newly bring into the filters that include it."""
+    found = dangerous_regexes(name, derived)
+    if derived.get("kind") != Filter.Kind.INCLUDE:
+        return found
+    others = list(Filter.objects.exclude(name=name))
+    files = filter_files(others)
+    files[f"filter.d/{name}.conf"] = conf
+    files.pop(f"filter.d/{name}.local", None)
+    if local:
+        files[f"filter.d/{name}.local"] = local
+    loader = ini.MemoryLoader(files)
+    for row in others:
+        if row.kind != Filter.Kind.FILTER:
+            continue
+        try:
+            definition = ini.load_filter(loader, row.name)
+        except EngineError:
+            continue  # saving the include does not make it compile; that filter was broken already
+        known = {row.prefregex, *row.failregex, *row.ignoreregex}
+        found.extend(d for d in dangerous_regexes(row.name, derive_fields(definition, row.source))
+                     if d.pattern not in known)
+    return found

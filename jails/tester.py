@@ -6,8 +6,10 @@ runs each line through `CompiledFilter.process_line` under the regex watchdog, a
 line what a person wants to see: matched, ignored or missed, which regex, the date it read, the
 captured fields, and where in the line the address it blames sits (for the highlight).
 
-Bounded: at most MAX_LINES lines / MAX_BYTES of text, an overall time budget, and a stop after a
-few runaway lines, so a pasted catastrophic regex costs a request a few seconds, never a worker.
+Bounded: at most MAX_LINES lines / MAX_BYTES of text, a time budget per line (MAX_LINE_SECONDS, or
+less when IPS_REGEX_BUDGET_MS says so) and per request (MAX_SECONDS), and a stop after a few
+runaway lines, so even a regex that backtracks catastrophically on every pasted line gets its
+answer within 2 seconds and never holds a worker.
 """
 
 from __future__ import annotations
@@ -30,15 +32,20 @@ from jails.engine import ini
 from jails.engine.definition import FilterDefinition, RegexLine
 from jails.engine.errors import EngineError, FilterError, RegexTimeout
 from jails.engine.filter import CompiledFilter, Failure, LineResult
-from jails.engine.guard import Watchdog, lint_regex
+from jails.engine.guard import DANGEROUS, Watchdog, lint_regex
 from jails.engine.regex import CompiledRegex, compile_failregex, compile_regex
 from jails.models import Filter
 
 MAX_LINES = 2000
 MAX_BYTES = 1 << 20
 # The whole run stops after this long (the rest is reported as not tested), and after this many
-# lines whose regex ran out of time: one catastrophic regex must not hold a web worker for minutes.
-MAX_SECONDS = 10.0
+# lines whose regex ran out of time: one catastrophic regex must not hold a web worker. One line may
+# take at most MAX_LINE_SECONDS (the watchdog notices within an eighth more), and the deadline is
+# checked after each line, so the lines take at most about MAX_SECONDS + MAX_LINE_SECONDS * 1.125 =
+# 1.5 s in all, leaving room within the page's 2 s for compiling, linting and rendering. Lines a
+# regex handles in microseconds are unaffected; one that needs a third of a second is reported.
+MAX_SECONDS = 1.1
+MAX_LINE_SECONDS = 0.3
 MAX_TIMEOUTS = 3
 TAIL_MAX_LINES = 500
 TAIL_READ_BYTES = 1 << 20
@@ -64,6 +71,11 @@ class RegexWarning:
     number: int  # 1-based, as fail2ban-regex numbers them
     pattern: str
     messages: list[str]
+
+    @property
+    def dangerous(self) -> bool:
+        """Can it backtrack catastrophically (what a filter save refuses without the override)?"""
+        return any(message.startswith(DANGEROUS) for message in self.messages)
 
 
 @dataclass
@@ -277,7 +289,7 @@ def lint_patterns(prefregex: str, failregex: Sequence[str], ignoreregex: Sequenc
             warnings.append(RegexWarning("failregex", number, pattern, messages))
     for number, pattern in enumerate(ignoreregex, 1):
         # an ignoreregex blames nobody: only its backtracking is a risk
-        messages = [m for m in lint_regex(pattern) if m.startswith("nested quantifier")]
+        messages = [m for m in lint_regex(pattern) if m.startswith(DANGEROUS)]
         if messages:
             warnings.append(RegexWarning("ignoreregex", number, pattern, messages))
     return warnings
@@ -302,7 +314,7 @@ def run(definition: FilterDefinition, lines: Sequence[str], options: Settings | 
     clock = now if now is not None else time.time()
     deadline = time.monotonic() + MAX_SECONDS
     timeouts = 0
-    with Watchdog(settings.IPS_REGEX_BUDGET_SECONDS) as watchdog:
+    with Watchdog(line_budget()) as watchdog:
         report.guarded = watchdog.active
         for number, line in enumerate(lines, 1):
             if report.stopped:
@@ -316,7 +328,10 @@ def run(definition: FilterDefinition, lines: Sequence[str], options: Settings | 
                 result = cf.process_line(line, clock)
             except RegexTimeout as exc:  # landed outside a regex: the same outcome
                 result = LineResult(timed_out=str(exc))
-            outcome = describe(number, line, result, report, locator)
+            try:
+                outcome = describe(number, line, result, report, locator)
+            except RegexTimeout as exc:  # the highlight's own match ran out of time
+                outcome = LineOutcome(number, line, "timeout", timeout=str(exc))
             report.lines.append(outcome)
             if outcome.status == "timeout":
                 timeouts += 1
@@ -326,6 +341,11 @@ def run(definition: FilterDefinition, lines: Sequence[str], options: Settings | 
                 report.stopped = f"stopped after {MAX_SECONDS:g} seconds"
     report.date_hits = [(name, n) for name, n in (cf.date_template_hits() or []) if n]
     return report
+
+
+def line_budget() -> float:
+    """Seconds one line may take in the tester: the workers' budget, at most MAX_LINE_SECONDS."""
+    return min(float(settings.IPS_REGEX_BUDGET_SECONDS), MAX_LINE_SECONDS)
 
 
 def describe(number: int, line: str, result: LineResult, report: TestReport, locator: HostLocator) -> LineOutcome:

@@ -7,6 +7,8 @@ save. Jails using it pick the change up by themselves (read_source recompiles a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Count, Q
@@ -14,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from jails import audit
+from jails import audit, services
 from jails.forms import FilterForm, FilterImportForm
 from jails.models import Filter
 from jails.roles import Role, role_required
@@ -23,6 +25,16 @@ from jails.views import APPLIES_SOON
 
 # What an audit entry keeps of a filter: the texts an admin wrote (derived columns follow from them).
 AUDITED = ["name", "description", "source", "source_local", "origin"]
+# The audit action of a save whose regexes can backtrack catastrophically, made with the override.
+ACCEPTED_BACKTRACKING = "filter.accept_backtracking"
+
+
+def record_override(request: HttpRequest, flt: Filter, dangerous: Sequence[services.DangerousRegex],
+                    via: str = "") -> None:
+    """The admin ticked the override to save regexes that can backtrack catastrophically: say which."""
+    if dangerous:
+        audit.record(request, ACCEPTED_BACKTRACKING, flt, via=via,
+                     after={"override": services.OVERRIDE_LABEL, "regexes": [d.as_record() for d in dangerous]})
 
 
 @require_GET
@@ -59,6 +71,7 @@ def filter_create(request: HttpRequest) -> HttpResponse:
             flt.origin = Filter.Origin.CUSTOM
             flt.save()
             audit.record(request, "filter.create", flt, after=audit.snapshot(flt, AUDITED))
+            record_override(request, flt, form.dangerous)
         messages.success(request, f"Filter {flt.name} created.")
         return redirect("filter_detail", name=flt.name)
     return render(request, "jails/filter_form.html", {"form": form, "filter": None},
@@ -82,6 +95,7 @@ def filter_edit(request: HttpRequest, name: str) -> HttpResponse:
             if changed:
                 audit.record(request, "filter.edit", flt, before={k: before[k] for k in changed},
                              after={k: after[k] for k in changed})
+            record_override(request, flt, form.dangerous)
         messages.success(request, f"Filter {flt.name} saved. {APPLIES_SOON}" if changed else "Nothing changed.")
         return redirect("filter_detail", name=flt.name)
     return render(request, "jails/filter_form.html", {"form": form, "filter": flt},
@@ -106,6 +120,7 @@ def filter_import(request: HttpRequest) -> HttpResponse:
                 setattr(flt, key, value)
             flt.save()
             audit.record(request, "filter.import", flt, before=before, after=audit.snapshot(flt, AUDITED))
+            record_override(request, flt, form.dangerous)
         messages.success(request, f"Filter {flt.name} imported. {APPLIES_SOON if before else ''}".strip())
         return redirect("filter_detail", name=flt.name)
     return render(request, "jails/filter_import.html", {"form": form}, status=400 if form.is_bound else 200)

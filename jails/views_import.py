@@ -322,7 +322,8 @@ def import_apply(request: HttpRequest) -> HttpResponse:
             audit.record(request, "config.import", object_type="import", object_repr=f"{len(files)} file(s)",
                          after={"files": sorted(files), "include_disabled": include_disabled,
                                 "changes": [f"{c.action} {c.kind} {c.name}" for c in report.changes
-                                            if c.action in ("created", "updated")]})
+                                            if c.action in ("created", "updated")],
+                                "dangerous_regexes": [d.as_record() for d in report.dangerous]})
     except EngineError as exc:
         # the database changed since the preview (a filter edited meanwhile...): nothing was written
         messages.error(request, f"Nothing was imported: {exc}")
@@ -332,4 +333,7 @@ def import_apply(request: HttpRequest) -> HttpResponse:
     messages.success(request, "Imported: filters {f[created]} created, {f[updated]} updated; jails {j[created]} "
                      "created, {j[updated]} updated. Enabled jails are watched within seconds."
                      .format(f=counts["filter"], j=counts["jail"]))
+    if report.dangerous:
+        messages.warning(request, f"{len(report.dangerous)} imported regex(es) can backtrack catastrophically (a "
+                         "crafted log line can stall log reading): " + "; ".join(map(str, report.dangerous)))
     return redirect("jail_list")

@@ -9,7 +9,9 @@ handler, ticking a few times per budget, raises `RegexTimeout` when the counter 
 not moved for a whole budget, i.e. one line has run too long.
 
 `lint_regex` flags the regex shapes that cause such trouble or blame the wrong
-address, so the admin sees them when writing a filter.
+address, so the admin sees them when writing a filter. `dangerous_regex` is the part of
+it that refuses a save: the loops that can backtrack exponentially (`backtrack.py`
+decides, on the regex as the engine compiles it, fail2ban's tags expanded).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any
 
+from jails.engine.backtrack import Backtracking, find_backtracking
 from jails.engine.errors import RegexTimeout
+from jails.engine.regex import translate
 
-__all__ = ["Watchdog", "lint_regex"]
+__all__ = ["DANGEROUS", "Watchdog", "dangerous_regex", "lint_regex"]
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +178,14 @@ _HOST_GROUP_NAMES = frozenset({"host", "addr", "ip", "ip4", "ip6", "dns", "cidr"
 _REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT)
 _BEGIN = (sre_c.AT_BEGINNING, sre_c.AT_BEGINNING_STRING)
 _END = (sre_c.AT_END, sre_c.AT_END_STRING)
-# An outer repeat allowing more copies than this counts as "unbounded" for backtracking.
-_MANY = 10
 
 _Items = Sequence[tuple[Any, Any]]
 
-NESTED_QUANTIFIER = (
-    "nested quantifier {shape}: a repeated group whose body can itself repeat can try "
-    "exponentially many ways to split a long non-matching line (catastrophic backtracking)"
+# The start of every message about a regex that can take exponential time (the ones a save refuses).
+DANGEROUS = "catastrophic backtracking"
+DANGEROUS_MESSAGE = (
+    DANGEROUS + ": {kind} {shape}: {explanation}; a crafted line of a few thousand characters "
+    "can take exponential time (hours) to fail"
 )
 GREEDY_BEFORE_HOST = (
     "greedy catch-all {shape} before the host without an end anchor $: it runs to the last "
@@ -193,8 +197,23 @@ NOT_ANCHORED = (
 )
 
 
+def dangerous_regex(pattern: str) -> list[Backtracking]:
+    """The loops of a fail2ban regex (tags allowed) that can backtrack exponentially; [] when
+    it does not parse (compiling it says why)."""
+    try:
+        return find_backtracking(translate(pattern).source)
+    except (re.error, RecursionError, OverflowError):
+        return []
+
+
+def describe_dangerous(found: Backtracking) -> str:
+    return DANGEROUS_MESSAGE.format(kind=found.kind, shape=f"`{found.shape}`", explanation=found.explanation)
+
+
 def lint_regex(pattern: str) -> list[str]:
-    """Warnings an admin should read about a failregex (tags like <HOST> allowed)."""
+    """Warnings an admin should read about a failregex (tags like <HOST> allowed).
+
+    Messages starting with DANGEROUS are the ones a save refuses without an override."""
     translated = _stand_in_tags(pattern)
     try:
         tree = sre_p.parse(translated)
@@ -202,9 +221,7 @@ def lint_regex(pattern: str) -> list[str]:
         return [f"the regex does not parse: {error}"]
     items = list(tree.data)
     group_names = {index: name for name, index in tree.state.groupdict.items()}
-    warnings: list[str] = []
-    for shape in _nested_quantifiers(items):
-        warnings.append(NESTED_QUANTIFIER.format(shape=shape))
+    warnings = [describe_dangerous(found) for found in dangerous_regex(pattern)]
     catch_all = _greedy_catch_all_before_host(items, group_names)
     if catch_all and not _has_end_anchor(items):
         warnings.append(GREEDY_BEFORE_HOST.format(shape=catch_all))
@@ -246,51 +263,6 @@ def _children(op: Any, arg: Any) -> list[_Items]:
     if op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
         return [arg[1]]
     return []
-
-
-def _can_be_empty(items: _Items) -> bool:
-    return all(_node_can_be_empty(op, arg) for op, arg in items)
-
-
-def _node_can_be_empty(op: Any, arg: Any) -> bool:
-    if op in (sre_c.AT, sre_c.ASSERT, sre_c.ASSERT_NOT, sre_c.GROUPREF):
-        return True
-    if op in _REPEATS:
-        return bool(arg[0] == 0 or _can_be_empty(arg[2]))
-    if op in (sre_c.SUBPATTERN, sre_c.ATOMIC_GROUP, sre_c.BRANCH, sre_c.GROUPREF_EXISTS):
-        return any(_can_be_empty(child) for child in _children(op, arg))
-    return False
-
-
-def _variable_repeat_covers(items: _Items) -> bool:
-    """Can the body's text be produced by one inner repeat, all the rest matching ""?
-
-    That is the ambiguity behind `(a+)+`, `(.*)*` and `(\\w+\\s?)+`: a run of text can
-    be split between outer and inner copies in exponentially many ways. A body with a
-    mandatory separator, like `(?:\\w+\\.)+`, splits only one way and is not flagged.
-    """
-    for index, (op, arg) in enumerate(items):
-        rest = list(items[:index]) + list(items[index + 1 :])
-        if not _can_be_empty(rest):
-            continue
-        if op in _REPEATS and arg[1] > 1:
-            return True
-        if op in (sre_c.SUBPATTERN, sre_c.ATOMIC_GROUP, sre_c.BRANCH):
-            if any(_variable_repeat_covers(child) for child in _children(op, arg)):
-                return True
-    return False
-
-
-def _nested_quantifiers(items: _Items) -> list[str]:
-    shapes: list[str] = []
-    for op, arg in items:
-        if op in _REPEATS and arg[1] > _MANY and _variable_repeat_covers(arg[2]):
-            high = "" if arg[1] == sre_c.MAXREPEAT else str(arg[1])
-            shapes.append(f"(...){{{arg[0]},{high}}} around a repeat")
-            continue  # one warning per outer repeat is enough
-        for child in _children(op, arg):
-            shapes.extend(_nested_quantifiers(child))
-    return shapes
 
 
 def _is_catch_all(op: Any, arg: Any) -> str:

@@ -136,3 +136,31 @@ def test_importconf_is_audited_as_cli_but_not_a_dry_run_or_a_no_op(tmp_path: Pat
     assert "created jail web" in entry.after["changes"]
     call_command("importconf", str(tree), stdout=StringIO(), stderr=StringIO())  # unchanged: nothing to audit
     assert AuditEntry.objects.count() == 1
+
+
+def test_django_admin_refuses_a_catastrophic_regex_unless_overridden_and_audits_the_override(
+        admin_client: Client) -> None:
+    evil = "[Definition]\nfailregex = ^(x+x+)+y <HOST>\n"
+    data = {"name": "evil", "origin": "custom", "origin_path": "", "description": "", "source": evil,
+            "source_local": ""}
+    response = admin_client.post("/admin/jails/filter/add/", data)
+    assert response.status_code == 200 and "backtrack catastrophically" in response.content.decode()
+    assert not Filter.objects.filter(name="evil").exists()
+    response = admin_client.post("/admin/jails/filter/add/", {**data, "accept_backtracking": "on"})
+    assert response.status_code == 302
+    assert Filter.objects.get(name="evil").failregex == ["^(x+x+)+y <HOST>"]  # derived as the panel does
+    entry = AuditEntry.objects.get(action="filter.accept_backtracking")
+    assert (entry.via, entry.username) == ("admin", "root")
+    assert entry.after["regexes"][0]["shape"] == "(x+x+)+"
+
+
+def test_importconf_imports_a_catastrophic_regex_with_a_warning_and_audits_it(tmp_path: Path) -> None:
+    tree = minimal_tree(tmp_path, "[evil]\nenabled = true\nlogpath = /var/log/evil.log\n",
+                        {"evil.conf": "[Definition]\nfailregex = ^(a+)+$ <HOST>\n"})
+    out = StringIO()
+    call_command("importconf", str(tree), stdout=out, stderr=StringIO())
+    assert Filter.objects.get(name="evil").failregex == ["^(a+)+$ <HOST>"]  # a migration is never stopped
+    text = out.getvalue()
+    assert "Notes:" in text and "evil: failregex 1 `^(a+)+$ <HOST>`" in text and "imported anyway" in text
+    entry = AuditEntry.objects.get(action="config.import")
+    assert entry.after["dangerous_regexes"][0]["shape"] == "(a+)+"

@@ -142,3 +142,76 @@ def test_it_refuses_a_file_that_is_not_utf8(admin: Client) -> None:
     upload = SimpleUploadedFile("latin.conf", "[Definition]\nfailregex = é <HOST>\n".encode("latin-1"))
     response = admin.post(reverse("filter_import"), {"conf_file": upload})
     assert response.status_code == 400 and "Not UTF-8" in response.content.decode()
+
+
+# --- regexes that can backtrack catastrophically: refused unless the admin overrides (audited) ------
+
+EVIL = "[Definition]\nfailregex = ^(a+)+$ <HOST>\n"
+OVERRIDE = {"accept_backtracking": "on"}
+
+
+def test_it_refuses_a_regex_that_can_backtrack_catastrophically(admin: Client) -> None:
+    response = admin.post(reverse("filter_create"), {"name": "evil", "source": EVIL})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'id="id_source-error"' in html and "backtrack catastrophically" in html
+    assert "^(a+)+$ &lt;HOST&gt;" in html and "nested quantifier" in html and "(a+)+" in html
+    assert 'name="accept_backtracking"' in html  # the override is offered once needed, not before
+    assert not Filter.objects.filter(name="evil").exists() and not AuditEntry.objects.exists()
+    assert 'name="accept_backtracking"' not in admin.get(reverse("filter_create")).content.decode()
+
+
+def test_it_saves_it_with_the_override_and_audits_who_accepted_which_regex(admin: Client) -> None:
+    response = admin.post(reverse("filter_create"), {"name": "evil", "source": EVIL, **OVERRIDE})
+    assert response.status_code == 302
+    assert Filter.objects.get(name="evil").failregex == ["^(a+)+$ <HOST>"]
+    entry = AuditEntry.objects.get(action="filter.accept_backtracking")
+    assert (entry.username, entry.object_repr) == ("admin-user", "evil")
+    assert entry.after["regexes"] == [{"filter": "evil", "regex": "failregex 1", "pattern": "^(a+)+$ <HOST>",
+                                       "shape": "(a+)+", "kind": "nested quantifier"}]
+    assert "exponential time" in entry.after["override"]
+    html = admin.get(reverse("filter_detail", args=["evil"])).content.decode()
+    assert "regex-dangerous" in html and "catastrophic backtracking" in html
+
+
+def test_an_edit_bringing_in_a_dangerous_regex_needs_the_override(admin: Client, app_filter: Filter) -> None:
+    evil = SOURCE + "            ^%(__prefix)s (?:\\d+\\d+)+ from <HOST>$\n"
+    response = admin.post(reverse("filter_edit", args=["app"]), {"name": "app", "source": evil})
+    assert response.status_code == 400 and "overlapping adjacent quantifiers" in response.content.decode()
+    app_filter.refresh_from_db()
+    assert app_filter.source == SOURCE
+    response = admin.post(reverse("filter_edit", args=["app"]), {"name": "app", "source": evil, **OVERRIDE})
+    assert response.status_code == 302
+    assert {e.action for e in AuditEntry.objects.all()} == {"filter.edit", "filter.accept_backtracking"}
+
+
+def test_a_safe_filter_never_needs_the_override(admin: Client, app_filter: Filter) -> None:
+    response = admin.post(reverse("filter_edit", args=["app"]), {"name": "app", "source": NEW_SOURCE})
+    assert response.status_code == 302
+    assert not AuditEntry.objects.filter(action="filter.accept_backtracking").exists()
+
+
+def test_an_include_that_would_make_its_filters_dangerous_needs_the_override(admin: Client,
+                                                                             app_filter: Filter) -> None:
+    evil_common = "[DEFAULT]\n__prefix = (?:\\w+\\s?)+ app\\[\\d+\\]:\n"
+    response = admin.post(reverse("filter_edit", args=["app-common"]), {"name": "app-common", "source": evil_common})
+    assert response.status_code == 400 and "app: failregex 1" in response.content.decode()
+    response = admin.post(reverse("filter_edit", args=["app-common"]),
+                          {"name": "app-common", "source": evil_common, **OVERRIDE})
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="filter.accept_backtracking")
+    assert entry.object_repr == "app-common" and entry.after["regexes"][0]["filter"] == "app"
+
+
+def test_the_filter_import_page_asks_for_the_override_too(admin: Client) -> None:
+    response = admin.post(reverse("filter_import"), {"name": "evil", "conf_text": EVIL})
+    assert response.status_code == 400 and "backtrack catastrophically" in response.content.decode()
+    response = admin.post(reverse("filter_import"), {"name": "evil", "conf_text": EVIL, **OVERRIDE})
+    assert response.status_code == 302
+    assert AuditEntry.objects.filter(action="filter.accept_backtracking", object_repr="evil").exists()
+
+
+def test_the_override_changes_nothing_for_a_viewer(viewer: Client) -> None:
+    assert viewer.post(reverse("filter_create"), {"name": "evil", "source": EVIL, **OVERRIDE}).status_code == 403
+    assert viewer.post(reverse("filter_import"), {"name": "evil", "conf_text": EVIL, **OVERRIDE}).status_code == 403
+    assert not Filter.objects.filter(name="evil").exists() and not AuditEntry.objects.exists()

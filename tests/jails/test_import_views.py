@@ -204,3 +204,16 @@ def test_it_refuses_a_tar_whose_headers_unpack_too_large(admin: Client, monkeypa
     html = preview(admin, archive=SimpleUploadedFile("f2b.tgz", buffer.getvalue()))
 
     assert "too large once unpacked" in html and views_import.SESSION_KEY not in admin.session
+
+
+def test_it_imports_a_catastrophic_regex_with_a_warning_and_audits_it(admin: Client) -> None:
+    evil = "[Definition]\nfailregex = ^(\\w+\\s?)+$ <HOST>\n"
+    html = preview(admin, jail_local=JAIL_LOCAL, filter_files=[filter_upload(text=evil)])
+    assert "backtrack" in html and "myapp: failregex 1" in html and "imported anyway" in html
+    response = admin.post(reverse("import_apply"), {"digest": digest_of(html)})
+    assert response.status_code == 302  # a migration is never stopped by it
+    assert Filter.objects.get(name="myapp").failregex == ["^(\\w+\\s?)+$ <HOST>"]
+    entry = AuditEntry.objects.get(action="config.import")
+    assert entry.after["dangerous_regexes"] == [{"filter": "myapp", "regex": "failregex 1",
+                                                 "pattern": "^(\\w+\\s?)+$ <HOST>", "shape": "(\\w+\\s?)+",
+                                                 "kind": "nested quantifier"}]

@@ -192,3 +192,20 @@ def test_it_stops_a_user_who_spent_the_minutes_regex_budget(viewer: Client, monk
     other = client_for("operator")  # the budget is per user: someone else still gets results
     monkeypatch.setattr(views_tester, "BUDGET_SECONDS_PER_MINUTE", 60.0)
     assert 'id="tester-summary"' in post(other, htmx=True, filter="sshd", log=SSHD_FAIL)
+
+
+def test_it_answers_about_a_catastrophic_regex_on_hostile_lines(viewer: Client) -> None:
+    """The reviewer's case: ^(a+)+$ <HOST> and three lines of 5,000 'a'. Each line is stopped after the
+    tester's per-line budget and the run after its total, so the page answers (the outcome is asserted,
+    not the time: tester.MAX_LINE_SECONDS and MAX_SECONDS bound it)."""
+    html = post(viewer, htmx=True, source="regex", failregex="^(a+)+$ <HOST>", log="\n".join(["a" * 5000] * 3))
+    assert 'id="tester-summary"' in html and '<span class="count-timeouts">3</span>' in html
+    for number in (1, 2, 3):
+        assert "status-timeout" in html.split(f'id="line-{number}"')[1].split("</tr>")[0]
+    assert "ran longer than 0.3s" in html  # the tester's own budget, not the workers' second
+    assert "regex-dangerous" in html and "catastrophic backtracking" in html and "nested quantifier" in html
+
+
+def test_its_budgets_fit_in_two_seconds() -> None:
+    assert tester.line_budget() <= tester.MAX_LINE_SECONDS
+    assert tester.MAX_SECONDS + tester.MAX_LINE_SECONDS * 1.125 <= 1.6

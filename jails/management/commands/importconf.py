@@ -54,8 +54,11 @@ Examples:
                 changed = [f"{c.action} {c.kind} {c.name}" for c in report.changes
                            if c.action in ("created", "updated")]
                 if changed and not report.dry_run:
+                    after: dict[str, object] = {"root": report.root, "changes": changed}
+                    if report.dangerous:
+                        after["dangerous_regexes"] = [d.as_record() for d in report.dangerous]
                     audit.record(None, "config.import", object_type="import", object_repr=report.root, via="cli",
-                                 username=audit.command_user(), after={"root": report.root, "changes": changed})
+                                 username=audit.command_user(), after=after)
         except EngineError as exc:
             raise CommandError(f"{exc}\nNothing was imported.") from None
         for line in summarize(report, verbose=not quiet):
