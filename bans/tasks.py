@@ -60,10 +60,17 @@ def backend() -> FirewallBackend:
 SYNC_LIMITS = {"soft_time_limit": 60, "time_limit": 75}
 
 
-@shared_task(bind=True, max_retries=None, acks_late=True, **SYNC_LIMITS)
+# A firewall this process cannot change (IPS_FIREWALL=off, no CAP_NET_ADMIN) is said once per process
+# (watched_backend) and on every page; the tasks still end in FirewallUnavailable, but as an expected
+# error: no traceback every 2 s.
+UNAVAILABLE = (FirewallUnavailable,)
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True, throws=UNAVAILABLE, **SYNC_LIMITS)
 def sync_firewall(self: Any, host: str) -> dict[str, int]:
     """Apply pending bans and lifts for `host`; transient firewall errors retry with backoff."""
     report = sync.apply_pending(host, watched_backend(host))
+    log_events(report)
     if report.error is not None and not report.error.permanent:
         raise self.retry(countdown=min(sync.RETRY_MAX_SECONDS, sync.RETRY_BASE_SECONDS * 2 ** self.request.retries))
     if report.error is not None:
@@ -79,7 +86,7 @@ def reconcile_when_a_worker_starts(**kwargs: Any) -> None:
     reconcile_firewall.apply_async(kwargs={"host": host}, queue=firewall_queue(host))
 
 
-@shared_task(acks_late=True, **SYNC_LIMITS)
+@shared_task(acks_late=True, throws=UNAVAILABLE, **SYNC_LIMITS)
 def reconcile_firewall(host: str) -> dict[str, int]:
     """Make the kernel agree with the database (after a reboot or `nft flush ruleset`)."""
     result = sync.reconcile(host, watched_backend(host))
@@ -117,6 +124,9 @@ def rollup_stats() -> int:
 # --- what the firewall worker found, for the panel and jailctl (bans.status) ---------------------
 
 
+_said_unavailable: set[str] = set()
+
+
 def watched_backend(host: str) -> FirewallBackend:
     """This process's backend, recording on `host`'s FirewallHost row what the firewall says: that it
     cannot be opened (then raised on, as before), and how each change went (bans.status.StatusBackend)."""
@@ -126,6 +136,9 @@ def watched_backend(host: str) -> FirewallBackend:
         real = backend()
     except FirewallUnavailable as exc:
         status.record_unavailable(host, str(exc))
+        if str(exc) not in _said_unavailable:
+            _said_unavailable.add(str(exc))
+            log.warning("%s (host %s)", exc, host)
         raise
     status.record_seen(host)
     real.contents = lambda: sync.desired(host, timezone.now())
@@ -137,7 +150,7 @@ def watched_backend(host: str) -> FirewallBackend:
 _checked_generation: dict[str, int] = {}
 
 
-@shared_task(acks_late=False, **SYNC_LIMITS)
+@shared_task(acks_late=False, throws=UNAVAILABLE, **SYNC_LIMITS)
 def watch_firewall(host: str) -> dict[str, int]:
     """Every 2 s (beat; the schedule's messages expire after 2 s, so a busy worker never piles them
     up): find at once a kernel that lost our bans (`nft flush ruleset`, a replaced table) and put
@@ -145,6 +158,28 @@ def watch_firewall(host: str) -> dict[str, int]:
     report = sync.watch(host, watched_backend(host), _checked_generation.get(host))
     _checked_generation[host] = report.generation
     return {"checked": int(report.checked), "lost": report.lost, "strays": report.strays}
+
+
+# --- the events of a sync, at INFO: the log says what happened, not that a task ran ---------------
+
+EVENT_LINES = 20  # a ban storm logs its first bans and a count, not thousands of lines
+
+
+def log_events(report: sync.SyncReport) -> None:
+    """Bans the kernel took and bans lifted, as fail2ban logs them ("[sshd] Ban 203.0.113.9")."""
+    from bans.models import Ban
+    from bans.templatetags.bans_extras import address_only
+
+    for verb, pks in (("Ban", report.applied), ("Unban", report.lifted)):
+        if not pks:
+            continue
+        rows = Ban.objects.filter(pk__in=pks[:EVENT_LINES]).order_by("pk").values_list("jail_name", "network")
+        for jail_name, network in rows:
+            log.info("[%s] %s %s", jail_name, verb, address_only(network))
+        if len(pks) > EVENT_LINES:
+            log.info("%s: %d more", verb, len(pks) - EVENT_LINES)
+    if report.expired:
+        log.info("%d ban(s) ended: their time was up", report.expired)
 
 
 # --- replay: what a jail's settings would have banned in its log (bans.replay; the panel's page) ---

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Makes sure the local services the panel (and its tests) talk to are up: Redis on loopback,
 # and with --postgres, PostgreSQL with a role for root. Starts them without systemd if needed.
+# With --redis-dir DIR (scripts/run.sh), a Redis it has to start keeps its files in DIR, with its
+# pid in DIR/redis.pid for whoever stops it; a Redis that already answers is left alone.
 set -euo pipefail
 
 ensure_redis() {
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
-  echo "services: starting Redis on 127.0.0.1:6379"
-  mkdir -p /var/lib/redis /var/log/redis
+  local dir=/var/lib/redis log=/var/log/redis/ips.log pid=()
+  if [ -n "$redis_dir" ]; then
+    dir=$redis_dir log=$redis_dir/redis.log pid=(--pidfile "$redis_dir/redis.pid")
+  fi
+  echo "services: starting Redis on 127.0.0.1:6379 (files in $dir)"
+  mkdir -p "$dir" "$(dirname "$log")"
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ips.log
+    --dir "$dir" --logfile "$log" "${pid[@]}"
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "services: Redis did not start; see /var/log/redis/ips.log" >&2
+  echo "services: Redis did not start; see $log" >&2
   return 1
 }
 
@@ -27,6 +33,15 @@ ensure_postgres() {
   fi
 }
 
+postgres=false redis_dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --postgres) postgres=true ;;
+    --redis-dir) redis_dir=$(realpath -m "${2:?--redis-dir needs a directory}"); shift ;;
+    *) echo "services: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
 ensure_redis
-[ "${1:-}" = "--postgres" ] && ensure_postgres
+if $postgres; then ensure_postgres; fi
 exit 0

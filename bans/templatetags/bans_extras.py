@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
 from django import template
 from django.utils.html import conditional_escape
@@ -36,9 +37,14 @@ def isotime(text: object) -> dt.datetime | None:
 
 @register.filter
 def address_only(network: object) -> str:
-    """203.0.113.9/32 -> 203.0.113.9; networks keep their prefix."""
+    """203.0.113.9/32 -> 203.0.113.9, 2001:db8::1/128 -> 2001:db8::1; networks keep their prefix
+    (2001:db8::/32 too). Also `jailctl status` (text and --json) and the firewall worker's log."""
     text = str(network)
-    return text.removesuffix("/32") if "." in text else text.removesuffix("/128")
+    try:
+        parsed = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return text
+    return str(parsed.network_address) if parsed.prefixlen == parsed.max_prefixlen else str(parsed)
 
 
 @register.filter

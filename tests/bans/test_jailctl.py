@@ -97,3 +97,15 @@ def test_it_checks_the_configuration(tmp_path: Path) -> None:
     jail.filter.save()
     with pytest.raises(CommandError, match="configuration has errors"):
         jailctl("check")
+
+
+def test_status_lists_the_same_bans_in_text_and_json_addresses_without_a_prefix() -> None:
+    jail = make_jail("sshd")
+    for network, family in (("203.0.113.21/32", 4), ("2001:db8::21/128", 6), ("198.51.100.0/24", 4),
+                            ("2001:db8::/32", 6)):
+        Ban.objects.create(jail=jail, jail_name="sshd", network=network, family=family, bantime=600,
+                           state=Ban.State.ACTIVE)
+    listed = json.loads(jailctl("status", "sshd", "--json"))["banned_ip_list"]
+    assert sorted(listed) == sorted(["203.0.113.21", "2001:db8::21", "198.51.100.0/24", "2001:db8::/32"])
+    text = jailctl("status", "sshd")
+    assert f"   `- Banned IP list:\t{' '.join(listed)}" in text

@@ -60,7 +60,7 @@ def test_a_worker_runs_a_queued_replay_to_the_end(tmp_path: Path, settings_db_en
     queue, host = f"test-replay-{uuid.uuid4().hex[:8]}", f"t{uuid.uuid4().hex[:8]}"
     # its own host name: the reconcile the worker queues when it starts lands on a queue deleted below
     env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_FIREWALL": "off", "IPS_HOST_NAME": host,
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "IPS_LOG_TASKS": "true"}  # Celery's line per task: 'skipped' below
     out = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
                                "1", "--hostname", f"{queue}@%h", "--loglevel", "INFO"], cwd=REPO, env=env, stdout=out,

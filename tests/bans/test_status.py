@@ -167,3 +167,29 @@ def test_it_answers_for_the_host_asked_about(recording: RecordingBackend) -> Non
     tasks.sync_firewall("edge-2")
     assert status.firewall_status("edge-2") == (True, "changing nftables on host edge-2")
     assert not status.firewall_status("local")[0]
+
+
+def test_the_worker_logs_each_ban_and_unban_as_an_event(recording: RecordingBackend,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    ban = pending_ban("203.0.113.9/32")
+    with caplog.at_level("INFO", logger="bans.tasks"):
+        tasks.sync_firewall("local")
+        Ban.objects.filter(pk=ban.pk).update(state=Ban.State.LIFTING)
+        tasks.sync_firewall("local")
+    assert [r.getMessage() for r in caplog.records if r.name == "bans.tasks"] == [
+        "[sshd] Ban 203.0.113.9", "[sshd] Unban 203.0.113.9"]
+
+
+def test_a_firewall_that_is_off_is_said_once_per_process_and_is_an_expected_error(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    settings.IPS_FIREWALL = "off"
+    monkeypatch.setattr(tasks, "_said_unavailable", set())
+    with caplog.at_level("WARNING", logger="bans.tasks"):
+        for _ in range(3):
+            with pytest.raises(tasks.FirewallUnavailable):
+                tasks.watch_firewall("local")
+    assert [r.getMessage() for r in caplog.records if r.name == "bans.tasks"] == [
+        "IPS_FIREWALL=off: bans are recorded but the firewall is not being changed (host local)"]
+    # Celery logs an expected error in one line (at INFO), without the traceback of every run
+    for task in (tasks.watch_firewall, tasks.sync_firewall, tasks.reconcile_firewall):
+        assert tasks.FirewallUnavailable in task.throws

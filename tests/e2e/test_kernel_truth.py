@@ -84,7 +84,8 @@ def test_the_kernel_follows_the_database_through_a_flush_and_a_stuck_lock(
     attacker = pair.driver(pair.attacker)
     server.call(op="listen", ports=[22])
     env = {**settings_db_env, "IPS_HOST_NAME": "local", "IPS_FIREWALL": "nftables", "IPS_NFT_TABLE": "ips",
-           "IPS_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "IPS_REDIS_URL": own_redis.url}
+           "IPS_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "IPS_REDIS_URL": own_redis.url,
+           "IPS_LOG_TASKS": "true"}  # Celery's line per task: FINISHED reads them
     worker = Child.start("firewall", ["ip", "netns", "exec", pair.server, PYTHON, "-m", "celery", "-A", "config",
                                       "worker", "-Q", "firewall.local", "--concurrency", "1", "--hostname", "fw@%h",
                                       "--loglevel", "INFO"], {**env, "IPS_REDIS_URL": bridge.url(0)}, tmp_path)

@@ -372,6 +372,7 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
     # 3. the product's processes
     env: dict[str, Any] = {**settings_db_env, "IPS_HOST_NAME": "local", "IPS_FIREWALL": "nftables",
                            "IPS_NFT_TABLE": "ips", "IPS_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+                           "IPS_LOG_TASKS": "true",  # Celery's line per task: read_tasks() etc. count them
                            "IPS_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"}
     celery = [PYTHON, "-m", "celery", "-A", "config"]
     # one worker process per follower (the follow task declines otherwise), and one for the other tasks

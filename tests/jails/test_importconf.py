@@ -149,3 +149,35 @@ def test_it_refuses_an_interpolation_loop(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="good.conf"):
         run_import(str(tree))
     assert not Filter.objects.exists()
+
+
+@pytest.mark.parametrize("usedns", ["yes", "warn", "raw", "no"])
+def test_it_keeps_the_imported_usedns(tmp_path: Path, usedns: str) -> None:
+    tree = minimal_tree(tmp_path, f"[good]\nenabled = true\nlogpath = /var/log/x.log\nusedns = {usedns}\n",
+                        {"good.conf": GOOD_FILTER})
+    output = run_import(str(tree))
+    assert Jail.objects.get(name="good").usedns == usedns
+    assert ("usedns is yes/warn for good" in output) is (usedns in ("yes", "warn"))
+
+
+def test_a_jail_without_usedns_resolves_nothing_and_a_new_value_is_applied_again(tmp_path: Path) -> None:
+    tree = minimal_tree(tmp_path, "[good]\nenabled = true\nlogpath = /var/log/x.log\n", {"good.conf": GOOD_FILTER})
+    run_import(str(tree))
+    assert Jail.objects.get(name="good").usedns == Jail.UseDns.NO
+    (tree / "jail.local").write_text("[good]\nenabled = true\nlogpath = /var/log/x.log\nusedns = Yes\n")
+    output = run_import(str(tree))
+    assert Jail.objects.get(name="good").usedns == Jail.UseDns.YES
+    assert "changed: usedns" in output
+
+
+def test_the_stock_jail_conf_usedns_warn_is_honoured(seed_tree: Path) -> None:
+    output = run_import(str(seed_tree))
+    assert set(Jail.objects.values_list("usedns", flat=True)) == {"warn"}  # jail.conf's [DEFAULT]
+    assert "usedns is yes/warn for" in output and "whoever controls a name's zone" in output
+
+
+def test_it_refuses_an_unknown_usedns(tmp_path: Path) -> None:
+    tree = minimal_tree(tmp_path, "[good]\nenabled = true\nusedns = sometimes\n", {"good.conf": GOOD_FILTER})
+    with pytest.raises(CommandError, match="usedns"):
+        run_import(str(tree))
+    assert not Jail.objects.exists()

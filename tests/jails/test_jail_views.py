@@ -221,3 +221,23 @@ def test_it_writes_ipv4_mapped_ignoreip_entries_as_ipv4(admin: Client, flt: Filt
     admin.post(reverse("jail_create"), form_data(flt, ignoreip="::ffff:198.51.100.7 ::ffff:10.0.0.0/104 ::1"))
 
     assert Jail.objects.get().ignoreip == ["198.51.100.7", "10.0.0.0/8", "::1"]
+
+
+def test_a_new_jail_does_not_resolve_names_and_the_form_says_what_dns_costs(admin: Client) -> None:
+    html = admin.get(reverse("jail_create")).content.decode()
+    usedns = html.split('name="usedns"')[1].split("</select>")[0]
+    assert '<option value="no" selected>' in usedns
+    help_text = html.split('id="id_usedns-help"')[1].split("</p>")[0]
+    assert "controls that name&#x27;s DNS zone" in help_text and "any address banned" in help_text
+    assert "waits up to 2 s" in help_text
+
+
+@pytest.mark.parametrize(("usedns", "warned"), [("no", False), ("raw", False), ("yes", True), ("warn", True)])
+def test_a_jail_that_resolves_names_says_what_it_costs(viewer: Client, jail: Jail, usedns: str,
+                                                        warned: bool) -> None:
+    jail.usedns = usedns
+    jail.save()
+    html = viewer.get(reverse("jail_detail", args=["app"])).content.decode()
+    assert ('id="usedns-cost"' in html) is warned
+    if warned:
+        assert "whoever controls a name's zone chooses which addresses it bans" in html

@@ -67,10 +67,12 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
     shards = follower_schedules()
     port = free_port()
     log = tmp_path / "stack.log"
+    control = tmp_path / "run" / "gunicorn.ctl"
     with log.open("w") as out:
         stack = subprocess.Popen([sys.executable, "manage.py", "runstack", "--bind", f"127.0.0.1:{port}",
                                   "--web-workers", "1", "--concurrency", "1",
-                                  "--beat-schedule", str(tmp_path / "beat" / "schedule")],
+                                  "--beat-schedule", str(tmp_path / "beat" / "schedule"),
+                                  "--control-socket", str(control)],
                                  cwd=REPO, env={**settings_db_env, "IPS_REDIS_URL": REDIS_URL}, stdout=out,
                                  stderr=subprocess.STDOUT)
     try:
@@ -82,6 +84,7 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
         assert wait_for(lambda: all(f"follow shard {shard}/{shards}: following" in log.read_text()
                                     for shard in range(shards))), log.read_text()
         assert f"concurrency: {1 + shards} (prefork)" in log.read_text()
+        assert control.is_socket() and f"Control socket listening at {control}" in log.read_text()
     finally:
         stack.send_signal(signal.SIGINT)
         code = stack.wait(timeout=60)
@@ -92,6 +95,7 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
     assert all(f"follow shard {shard}/{shards}: worker stopping" in text for shard in range(shards)), text
     assert "did not stop" not in text
     assert http_status(f"http://127.0.0.1:{port}/accounts/login/") is None
+    assert not control.exists()
 
 
 @pytest.mark.django_db
@@ -119,3 +123,12 @@ def test_the_migration_schedules_one_follower_on_sqlite_and_two_on_postgresql(db
               .order_by("name").values_list("kwargs", flat=True)]
     assert kwargs == [{"shard": s, "shards": shards, "lease_seconds": 300} for s in range(shards)]
     assert follower_schedules() == shards  # a second run adds nothing
+
+
+def test_gunicorns_control_socket_is_the_stacks_own_under_var() -> None:
+    options = {"bind": "127.0.0.1:8000", "web_workers": 1, "concurrency": 1, "no_beat": True,
+               "beat_schedule": "x", "followers": 0}
+    [web] = [child for child in Command().plan(options) if child.name == "web"]
+    assert web.argv[web.argv.index("--control-socket") + 1] == str(REPO / "var" / "run" / "gunicorn.ctl")
+    [web] = [child for child in Command().plan({**options, "control_socket": "/tmp/x.ctl"}) if child.name == "web"]
+    assert web.argv[web.argv.index("--control-socket") + 1] == "/tmp/x.ctl"

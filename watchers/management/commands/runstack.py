@@ -54,9 +54,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat (run it elsewhere)")
         parser.add_argument("--beat-schedule", default=str(settings.BASE_DIR / "var" / "celerybeat-schedule"),
                             help="where Celery beat keeps its state (default: var/celerybeat-schedule)")
+        parser.add_argument("--control-socket", default=str(control_socket_default()),
+                            help="gunicorn's control socket, this stack's own (default: var/run/gunicorn.ctl; "
+                                 "gunicorn's own default is one path in the home directory for every stack)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         Path(options["beat_schedule"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        Path(options["control_socket"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         children = self.plan(options)
         stopping = False
@@ -82,7 +86,8 @@ class Command(BaseCommand):
         watcher_processes = options["concurrency"] + followers
         children = [
             Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
-                          "--workers", str(options["web_workers"]), "--access-logfile", "-"]),
+                          "--workers", str(options["web_workers"]), "--access-logfile", "-",
+                          "--control-socket", str(options.get("control_socket") or control_socket_default())]),
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                              "--concurrency", str(watcher_processes), "--queues", "celery",
                              "--hostname", "watchers@%h"]),
@@ -122,6 +127,10 @@ class Command(BaseCommand):
                 self.stderr.write(f"runstack: {child.name} did not stop in {grace:.0f}s; killing it")
                 child.process.kill()
                 child.process.wait()
+
+
+def control_socket_default() -> Path:
+    return Path(settings.BASE_DIR) / "var" / "run" / "gunicorn.ctl"
 
 
 def scheduled_followers() -> int:
