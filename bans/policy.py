@@ -496,16 +496,31 @@ def ignore_reason(
     IPv4-mapped IPv6 addresses (``::ffff:192.0.2.1``) and networks are compared as IPv4, as
     fail2ban does for addresses. Raises ValueError when `address` is not an IP address.
     """
-    ip = _canonical(address)
-    for entry in ignoreip:
-        matched = _ignore_entry_match(entry.strip(), ip, resolve)
-        if matched is not None:
-            return f"listed in ignoreip as {matched}"
-    if ip in _parsed_addresses(own_addresses):
-        return "an address of this host"
-    if ip.is_loopback:
-        return "loopback"
-    return None
+    return IgnoreList(ignoreip, own_addresses, resolve).reason(address)
+
+
+class IgnoreList:
+    """`ignore_reason` for many addresses against the same lists: the entries are parsed once."""
+
+    def __init__(self, ignoreip: Sequence[str], own_addresses: Sequence[str],
+                 resolve: Callable[[str], list[str]] | None) -> None:
+        self.entries = [entry.strip() for entry in ignoreip if entry.strip()]
+        self.networks = [(entry, _network_of(entry)) for entry in self.entries]
+        self.own = _parsed_addresses(own_addresses)
+        self.resolve = resolve
+
+    def reason(self, address: str) -> str | None:
+        ip = _canonical(address)
+        for entry, network in self.networks:
+            matched = (entry if ip in network else None) if network is not None else \
+                _ignore_entry_match(entry, ip, self.resolve)
+            if matched is not None:
+                return f"listed in ignoreip as {matched}"
+        if ip in self.own:
+            return "an address of this host"
+        if ip.is_loopback:
+            return "loopback"
+        return None
 
 
 def _ignore_entry_match(entry: str, ip: IPAddress, resolve: Callable[[str], list[str]] | None) -> str | None:
@@ -545,8 +560,10 @@ def canonical_network(network: IPNetwork) -> IPNetwork:
     return network
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _canonical(address: str) -> IPAddress:
-    """The address as ipaddress sees it: no zone (fe80::1%eth0), IPv4-mapped IPv6 as IPv4."""
+    """The address as ipaddress sees it: no zone (fe80::1%eth0), IPv4-mapped IPv6 as IPv4.
+    Remembered (addresses are immutable): the same attackers are checked read after read."""
     ip = ipaddress.ip_address(address.strip().split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Min, Q
-from django.db.models.functions import Trunc
+from django.db.models import Max, Q
 
 from bans import policy, services
 from bans.models import Ban, Failure, Ignored, JailStat, Tally
@@ -33,9 +32,6 @@ BLOCKLIST_NAME = "blocklist"
 DEFAULT_HISTORY_DAYS = 90
 IGNORED_KEPT = dt.timedelta(days=30)
 MINUTE_BUCKETS_KEPT = dt.timedelta(days=2)
-# Rows are committed a little after the time they carry (a watcher's transaction, a slow rollup),
-# so each rollup recounts this much before the newest bucket it wrote last time.
-ROLLUP_OVERLAP = dt.timedelta(minutes=10)
 
 
 # --- recidive: repeat offenders in the ban history ------------------------------------------------
@@ -220,11 +216,11 @@ def delete_stale_tallies(now: float) -> int:
 @dataclass(frozen=True)
 class Resolution:
     name: str  # JailStat.Resolution
-    kind: str  # Trunc's kind
+    kind: str  # "minute" or "hour"
     step: dt.timedelta
 
     def bucket_of(self, moment: dt.datetime) -> dt.datetime:
-        """The start of the bucket holding `moment`, in UTC, as Trunc(..., tzinfo=UTC) computes it."""
+        """The start of the bucket holding `moment`, in UTC (as bans.bulk.add_to_stats files it)."""
         moment = moment.astimezone(dt.UTC)
         start = moment.replace(second=0, microsecond=0)
         return start.replace(minute=0) if self.kind == "hour" else start
@@ -239,55 +235,14 @@ def stats_kept(resolution: Resolution) -> dt.timedelta:
 
 
 def rollup_stats(*, now: float) -> int:
-    """Recount the recent buckets of both resolutions, prune old ones; returns buckets written.
+    """Prune the statistics' old buckets; returns how many went.
 
-    Each bucket is recounted whole from the Failure and Ban rows, so a rerun writes the same
-    numbers. Buckets holding no failure and no ban are not written (the charts read them as 0).
-    """
+    The buckets themselves are counted as failures and bans are written, in the same transaction
+    (bans.bulk.add_to_stats): the charts never recount raw rows, so this costs the same after a
+    million failures as after ten (it used to recount every recent failure each minute)."""
     moment = services.aware(now)
-    written = 0
+    pruned = 0
     for resolution in (MINUTE, HOUR):
         horizon = resolution.bucket_of(moment - stats_kept(resolution))
-        written += write_buckets(resolution, count_buckets(resolution, rollup_start(resolution, horizon)))
-        JailStat.objects.filter(resolution=resolution.name, bucket__lt=horizon).delete()
-    return written
-
-
-def rollup_start(resolution: Resolution, horizon: dt.datetime) -> dt.datetime:
-    """The first bucket to recount: from a little before the newest one written, or the horizon.
-
-    Also from the oldest failure committed since then but dated earlier: a watcher catching up
-    on a backlog stores failures up to its jail's findtime in the past.
-    """
-    newest = JailStat.objects.filter(resolution=resolution.name).aggregate(newest=Max("bucket"))["newest"]
-    since = horizon if newest is None else max(horizon, newest - ROLLUP_OVERLAP)
-    longest_findtime = Jail.objects.aggregate(longest=Max("findtime"))["longest"] or 0
-    late = Failure.objects.filter(time__lt=since, time__gte=since - dt.timedelta(seconds=longest_findtime),
-                                  created_at__gte=since).aggregate(oldest=Min("time"))["oldest"]
-    start = since if late is None else min(since, late)
-    return max(horizon, resolution.bucket_of(start))
-
-
-def count_buckets(resolution: Resolution, start: dt.datetime) -> dict[tuple[str, dt.datetime], list[int]]:
-    """(jail name, bucket) -> [failures, bans] for every bucket from `start` on."""
-    counts: dict[tuple[str, dt.datetime], list[int]] = {}
-    failures = (Failure.objects.filter(time__gte=start)
-                .annotate(bucket=Trunc("time", resolution.kind, tzinfo=dt.UTC))
-                .values_list("jail__name", "bucket").annotate(n=Count("pk")).order_by())
-    for jail_name, bucket, n in failures:
-        counts.setdefault((jail_name, bucket), [0, 0])[0] += n
-    bans = (Ban.objects.filter(started_at__gte=start)
-            .annotate(bucket=Trunc("started_at", resolution.kind, tzinfo=dt.UTC))
-            .values_list("jail_name", "bucket").annotate(n=Count("pk")).order_by())
-    for jail_name, bucket, n in bans:
-        counts.setdefault((jail_name, bucket), [0, 0])[1] += n
-    return counts
-
-
-def write_buckets(resolution: Resolution, counts: dict[tuple[str, dt.datetime], list[int]]) -> int:
-    rows = [JailStat(jail_name=jail_name, resolution=resolution.name, bucket=bucket, failures=failures, bans=bans)
-            for (jail_name, bucket), (failures, bans) in counts.items()]
-    JailStat.objects.bulk_create(rows, batch_size=500, update_conflicts=True,
-                                 unique_fields=["jail_name", "resolution", "bucket"],
-                                 update_fields=["failures", "bans"])
-    return len(rows)
+        pruned += JailStat.objects.filter(resolution=resolution.name, bucket__lt=horizon).delete()[0]
+    return pruned

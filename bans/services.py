@@ -9,8 +9,10 @@ kernel has them. The counting and ban-time rules themselves live in bans.policy 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -21,10 +23,10 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bans import gate, policy
+from bans import bulk, gate, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
-from bans.models import Ban, Failure, Ignored, Tally
+from bans.models import Ban, Ignored, Tally
 from jails.models import Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
@@ -50,15 +52,23 @@ class Observed:
 @dataclass
 class Decision:
     counted: int = 0
-    skipped: int = 0  # not an address, or too old to count
     ignored: int = 0
     bans: list[Ban] = field(default_factory=list)
+    # failures not counted as written, by reason (watchers.skips.REASONS): "unparsable" (not an
+    # address), "stale" (older than findtime), "clock" (dated far from now: counted as now)
+    skipped_by: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> int:
+        """Failures not counted at all."""
+        return self.skipped_by.get("unparsable", 0) + self.skipped_by.get("stale", 0)
 
 
 def aware(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def network_of(address: str) -> str:
     """An address as the single-host network the firewall sets hold (203.0.113.9/32)."""
     ip = ipaddress.ip_address(address)
@@ -67,8 +77,10 @@ def network_of(address: str) -> str:
     return str(ipaddress.ip_network(ip))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_address(host: str) -> str | None:
-    """The address in a failure, or None when the host is a name (names are never resolved here)."""
+    """The address in a failure, or None when the host is a name (names are never resolved here).
+    Remembered: an attack repeats the same few thousand addresses in every read."""
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -93,42 +105,56 @@ def record_failures(
 
     Set-based, because a ban storm brings thousands of failures per read: the tallies of every
     address in the call are read at once, the failures are counted in memory in their order by the
-    same rules as one at a time (`policy.add_failure`), then tallies, failures and bans are written
-    in bulk: a handful of statements per call, whatever its size. The firewall worker is asked once.
+    same rules as one at a time (`policy.add_failure`), then tallies, failures, the statistics'
+    counters and bans are written in bulk (bans.bulk): a handful of statements per call, whatever
+    its size. The firewall worker is asked once.
     """
     decision = Decision()
+    skipped: Counter[str] = Counter()
     refusals = AutomaticRefusals(jail, own_addresses)
+    addresses: dict[str, str | None] = {}  # host text -> address (or None: not one)
     reasons: dict[str, str | None] = {}
     ignored: dict[str, str] = {}  # address -> why, the first reason seen
     counted: list[tuple[str, float, Observed]] = []
     for item in observed:
-        address = parse_address(item.host)
-        when = event_time(item.time, now, catching_up, jail.findtime)
-        if address is None or when is None:
-            decision.skipped += 1
+        address = addresses.get(item.host, "")
+        if address == "":
+            address = addresses[item.host] = parse_address(item.host)
+        if address is None:
+            skipped["unparsable"] += 1
             continue
-        if address not in reasons:
-            reasons[address] = refusals.reason(address)
-        reason = reasons[address]
+        when, why = event_time(item.time, now, catching_up, jail.findtime)
+        if why:
+            skipped[why] += 1
+        if when is None:
+            continue
+        reason = reasons.get(address, "")
+        if reason == "":
+            reason = reasons[address] = refusals.reason(address)
         if reason is not None:
             ignored.setdefault(address, reason)
             decision.ignored += 1
             continue
         counted.append((address, when, item))
+    decision.skipped_by = dict(skipped)
     note_ignored_all(jail, ignored, now)
-    earned = count_failures(jail, counted, now=now)
-    Failure.objects.bulk_create([Failure(jail=jail, address=address, time=aware(when), line="\n".join(item.lines),
-                                         fields=item.fields) for address, when, item in counted])
+    adapter = bulk.Adapter()
+    earned = count_failures(jail, counted, now=now, adapter=adapter)
+    bulk.insert_failures(jail.pk, ((address, when, "\n".join(item.lines), item.fields)
+                                   for address, when, item in counted), created=now, adapter=adapter)
+    bulk.add_to_stats(jail.name, (when for _, when, _ in counted), adapter=adapter)
     decision.counted = len(counted)
     decision.bans = create_jail_bans(jail, earned, now=now, host=host)
     return decision
 
 
-def event_time(time: float, now: float, catching_up: bool, findtime: int) -> float | None:
-    """When a failure counts as having happened, or None when it is too old to count."""
+def event_time(time: float, now: float, catching_up: bool, findtime: int) -> tuple[float | None, str]:
+    """When a failure counts as having happened (None: too old to count), and "stale" or "clock"
+    when that is not the time it carries."""
     if catching_up:
-        return None if policy.is_stale(time, now, findtime) else min(time, now)
-    return policy.time_in_operation(time, now)
+        return (None, "stale") if policy.is_stale(time, now, findtime) else (min(time, now), "")
+    when = policy.time_in_operation(time, now)
+    return when, "clock" if when != time else ""
 
 
 def ignore_reason(jail: Jail, address: str, own_addresses: Sequence[str]) -> str | None:
@@ -146,15 +172,23 @@ class AutomaticRefusals:
     def __init__(self, jail: Jail, own_addresses: Sequence[str]) -> None:
         self.jail = jail
         self.own_addresses = own_addresses
+        # as ignore_reason reads them, parsed once for all the addresses of a call
+        self._ignore = policy.IgnoreList(jail.ignoreip, own_addresses if jail.ignoreself else [], None)
         self._gate: gate.Gate | None = None
 
     def reason(self, address: str) -> str | None:
-        found = ignore_reason(self.jail, address, self.own_addresses)
+        found = self._ignore.reason(address)
         if found is not None:
             return found
-        if self._gate is None:  # the jail's ignoreip was just read by ignore_reason: not again
+        if self._gate is None:  # the jail's ignoreip was just read: not again
             self._gate = current_gate(own_addresses=self.own_addresses, jails=())
-        return self._gate.refusal(ipaddress.ip_network(address), ignore_jails=())
+        return self._gate.refusal(host_network(address), ignore_jails=())
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def host_network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The one-address network of an address (parsed once per process: the gate asks for each)."""
+    return ipaddress.ip_network(address)
 
 
 def note_ignored(jail: Jail, address: str, reason: str, now: float) -> None:
@@ -190,18 +224,22 @@ def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
 
 
 def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], *,
-                   now: float) -> list[tuple[str, list[str]]]:
+                   now: float, adapter: bulk.Adapter | None = None) -> list[tuple[str, list[str]]]:
     """Count the failures into the addresses' tallies, in order; store the tallies that remain.
 
     Returns (address, evidence) for each address that reached maxretry: fail2ban forgets a banned
     address's failures, so its tally is gone and a later failure in the same call starts a new one
     (the live ban it now has keeps that one from banning twice: create_jail_bans)."""
     addresses = list(dict.fromkeys(address for address, _, _ in counted))
-    rows: dict[str, Tally] = {}
+    stored: set[str] = set()
+    tallies: dict[str, policy.Tally | None] = {}
     for chunk in chunks(addresses):
-        locked = Tally.objects.select_for_update().filter(jail=jail, address__in=chunk)
-        rows.update((row.address, row) for row in locked)
-    tallies: dict[str, policy.Tally | None] = {address: to_policy_tally(row) for address, row in rows.items()}
+        locked = (Tally.objects.select_for_update().filter(jail=jail, address__in=chunk)
+                  .values_list("address", "first_time", "last_time", "count", "matches"))
+        for address, first_time, last_time, count, matches in locked:
+            stored.add(address)
+            tallies[address] = policy.Tally(address=address, first_time=first_time.timestamp(),
+                                            last_time=last_time.timestamp(), count=count, matches=list(matches))
     earned: list[tuple[str, list[str]]] = []
     for address, when, item in counted:
         event = policy.FailureEvent(address=address, time=when, attempts=1, line="\n".join(item.lines))
@@ -211,7 +249,7 @@ def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], *
             earned.append((address, after.matches))
             after = None
         tallies[address] = as_stored(after)
-    save_tallies(jail, rows, tallies)
+    save_tallies(jail, stored, tallies, adapter)
     return earned
 
 
@@ -228,16 +266,12 @@ def to_policy_tally(row: Tally) -> policy.Tally:
                         last_time=row.last_time.timestamp(), count=row.count, matches=list(row.matches))
 
 
-def save_tallies(jail: Jail, rows: Mapping[str, Tally], tallies: Mapping[str, policy.Tally | None]) -> None:
+def save_tallies(jail: Jail, stored: set[str], tallies: Mapping[str, policy.Tally | None],
+                 adapter: bulk.Adapter | None = None) -> None:
     """Delete the tallies that ended (banned, or forgotten), insert or update the others (one upsert)."""
-    gone = [rows[address].pk for address, tally in tallies.items() if tally is None and address in rows]
-    for chunk in chunks(gone):
-        Tally.objects.filter(pk__in=chunk).delete()
-    kept = [Tally(jail=jail, address=tally.address, first_time=aware(tally.first_time),
-                  last_time=aware(tally.last_time), count=tally.count, matches=tally.matches)
-            for tally in tallies.values() if tally is not None]
-    Tally.objects.bulk_create(kept, update_conflicts=True, unique_fields=["jail", "address"],
-                              update_fields=["first_time", "last_time", "count", "matches"])
+    bulk.delete_tallies(jail.pk, [address for address, tally in tallies.items() if tally is None and address in stored])
+    bulk.upsert_tallies(jail.pk, ((t.address, t.first_time, t.last_time, t.count, t.matches)
+                                  for t in tallies.values() if t is not None), adapter)
 
 
 def increment_settings(jail: Jail) -> policy.IncrementSettings:
@@ -277,13 +311,33 @@ def live_bans(jail_name: str, networks: Sequence[str], host: str, now: float | N
     ran out are marked EXPIRED first: the kernel lifted them already, and a new ban must not wait for
     the firewall worker's next run to notice (one live row per jail, network and host)."""
     found: dict[str, Ban] = {}
-    moment = aware(now_epoch() if now is None else now)
     for chunk in chunks(networks):
-        Ban.objects.filter(jail_name=jail_name, network__in=chunk, host=host, state__in=Ban.LIVE_STATES,
-                           expires_at__lte=moment).update(state=Ban.State.EXPIRED, ended_at=F("expires_at"))
-        found.update((ban.network, ban) for ban in Ban.objects.filter(
-            jail_name=jail_name, network__in=chunk, host=host, state__in=[*Ban.LIVE_STATES, Ban.State.LIFTING]))
+        found.update((ban.network, ban) for ban in _live(jail_name, chunk, host, now))
     return found
+
+
+def live_networks(jail_name: str, networks: Sequence[str], host: str, now: float | None = None) -> set[str]:
+    """`live_bans`' networks only (a ban storm asks this for thousands of networks per read).
+
+    Looked up by network alone, the rest checked here: with hundreds of networks in the IN list and
+    the state in the query, SQLite's planner walked the state index (every live ban of every jail),
+    80 µs a network with 100,000 bans."""
+    found: set[str] = set()
+    held = {*Ban.LIVE_STATES, Ban.State.LIFTING}
+    for chunk in chunks(networks):
+        _live(jail_name, chunk, host, now)  # (marks the rows whose time ran out first)
+        found.update(network for network, row_jail, row_host, state in Ban.objects.filter(network__in=chunk)
+                     .order_by().values_list("network", "jail_name", "host", "state")
+                     if row_jail == jail_name and row_host == host and state in held)
+    return found
+
+
+def _live(jail_name: str, networks: Sequence[str], host: str, now: float | None) -> Any:
+    moment = aware(now_epoch() if now is None else now)
+    Ban.objects.filter(jail_name=jail_name, network__in=networks, host=host, state__in=Ban.LIVE_STATES,
+                       expires_at__lte=moment).update(state=Ban.State.EXPIRED, ended_at=F("expires_at"))
+    return Ban.objects.filter(jail_name=jail_name, network__in=networks, host=host,
+                              state__in=[*Ban.LIVE_STATES, Ban.State.LIFTING])
 
 
 def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *, now: float,
@@ -293,7 +347,7 @@ def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *,
     if not earned:
         return []
     networks = list(dict.fromkeys(network_of(address) for address, _ in earned))
-    live = live_bans(jail.name, networks, host, now)
+    live = live_networks(jail.name, networks, host, now)
     counts = earlier_bans_of([n for n in networks if n not in live], jail, now)
     settings = increment_settings(jail)
     bans: list[Ban] = []
@@ -304,9 +358,10 @@ def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *,
         count = counts[network]
         bans.append(build_ban(jail.name, network, policy.next_bantime(jail.bantime, count, settings), now=now,
                               host=host, jail=jail, origin=Ban.Origin.JAIL, earlier=count, evidence=list(evidence)))
-        live[network] = bans[-1]
+        live.add(network)
     if bans:
-        Ban.objects.bulk_create(bans)
+        bulk.insert_bans(bans)
+        bulk.add_to_stats(jail.name, ban_times=[now] * len(bans))
         request_firewall_sync(host)
     return bans
 
@@ -316,7 +371,9 @@ def new_ban(jail_name: str, network: str, bantime: int, *, now: float, host: str
             user: Any = None) -> Ban:
     ban = build_ban(jail_name, network, bantime, now=now, host=host, jail=jail, origin=origin, earlier=earlier,
                     evidence=evidence, reason=reason, user=user)
-    ban.save(force_insert=True)
+    with transaction.atomic():  # the ban and its count in the statistics, together
+        ban.save(force_insert=True)
+        bulk.add_to_stats(jail_name, ban_times=[now])
     return ban
 
 

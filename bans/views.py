@@ -1,8 +1,8 @@
 """Pages of the bans app: the dashboard (here), bans (views_bans), replay (views_replay).
 
-The dashboard's charts read the per-minute and per-hour JailStat rollups (bans.schedules.rollup_stats,
-run by beat every minute) and, for the buckets the rollup has not reached yet, count the Failure and
-Ban rows directly, so the newest minutes show up at once. The page refreshes its panels with htmx
+The dashboard's charts read the per-minute and per-hour JailStat counters, which are added to as
+failures and bans are written (bans.bulk.add_to_stats), so the newest minute shows at once and a
+chart never recounts raw rows. The page refreshes its panels with htmx
 and its charts from `dashboard_data` (JSON) every 30 seconds; without JavaScript it is a plain page.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -78,23 +78,15 @@ def chartjs_installed() -> bool:
 def series(period: Period, now: dt.datetime) -> dict[str, Any]:
     """Failures and bans per jail per bucket: {"labels": [...], "jails": [{"name", "failures", "bans"}]}.
 
-    Rolled-up buckets come from JailStat; from the newest rolled-up bucket on, the Failure and Ban
-    rows are counted as the rollup counts them (its newest bucket may have grown since it ran: there
-    the larger of the two counts wins).
-    """
+    From JailStat alone: its buckets are counted as failures and bans are written (bans.bulk), so
+    the newest bucket is as current as the rows themselves."""
     start = period.start(now)
-    newest = (JailStat.objects.filter(resolution=period.resolution.name)
-              .aggregate(newest=Max("bucket"))["newest"])
-    raw_from = start if newest is None else max(start, newest)
     merged: dict[tuple[str, dt.datetime], tuple[int, int]] = {
         (jail_name, bucket): (failures, bans)
         for jail_name, bucket, failures, bans in JailStat.objects.filter(
-            resolution=period.resolution.name, bucket__gte=start, bucket__lte=raw_from,
+            resolution=period.resolution.name, bucket__gte=start,
         ).values_list("jail_name", "bucket", "failures", "bans")
     }
-    for key, (failures, bans) in schedules.count_buckets(period.resolution, raw_from).items():
-        rolled = merged.get(key, (0, 0))
-        merged[key] = (max(rolled[0], failures), max(rolled[1], bans))
     counts: dict[str, list[list[int]]] = {}
     for (jail_name, bucket), (failures, bans) in merged.items():
         index = int((bucket - start) / period.step)

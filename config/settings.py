@@ -195,6 +195,13 @@ IPS_HISTORY_DAYS = env_int("IPS_HISTORY_DAYS", 90, minimum=1)
 # one line before it is stopped and reported.
 IPS_BUILTIN_FILTERS = BASE_DIR / "jails" / "builtin" / "filter.d"
 IPS_REGEX_BUDGET_SECONDS = env_int("IPS_REGEX_BUDGET_MS", 1000, minimum=10) / 1000
+# The live path (log followers) is stricter: a line that keeps one regex busy this long is skipped,
+# counted and the filter shown as degraded; one read matches for at most IPS_LIVE_READ_BUDGET_MS
+# (the rest of its lines are read next, after the other sources had their turn).
+IPS_LIVE_REGEX_BUDGET_SECONDS = env_int("IPS_LIVE_REGEX_BUDGET_MS", 250, minimum=10, maximum=10_000) / 1000
+IPS_LIVE_READ_BUDGET_SECONDS = env_int("IPS_LIVE_READ_BUDGET_MS", 500, minimum=50, maximum=60_000) / 1000
+# Log lines longer than this are skipped whole (counted, never matched): a line is never split.
+IPS_MAX_LINE_BYTES = env_int("IPS_MAX_LINE_BYTES", 64 << 10, minimum=1024, maximum=16 << 20)
 
 # The panel's own client address: REMOTE_ADDR, unless the request comes from one of these proxies
 # (addresses or networks), then the nearest untrusted address of X-Forwarded-For (config/client.py).
@@ -202,10 +209,24 @@ IPS_TRUSTED_PROXIES = env_networks("IPS_TRUSTED_PROXIES", [])
 # The panel's failed logins go to this file, one line each, for its built-in jail (filter "panel").
 IPS_PANEL_LOG = Path(env_str("IPS_PANEL_LOG", str(BASE_DIR / "var" / "log" / "panel.log")))
 
+IPS_LOG_LEVEL = env_str("IPS_LOG_LEVEL", "INFO").upper()
+# INFO is for events (bans and unbans, start-up, a log that went missing); the idle stack is quiet.
+# Celery writes a line for every task received and succeeded, and beat one per task it sends:
+# watch_firewall and read_all_sources run every 2 s, so those lines show only with IPS_LOG_TASKS
+# (or IPS_LOG_LEVEL=DEBUG); a task's failure is an ERROR and always shows. tests/config/test_logging.py.
+IPS_LOG_TASKS = env_bool("IPS_LOG_TASKS", False) or IPS_LOG_LEVEL == "DEBUG"
+# NOTSET: as the root (IPS_LOG_LEVEL)
+_ROUTINE_LEVEL = "NOTSET" if IPS_LOG_TASKS or IPS_LOG_LEVEL in ("ERROR", "CRITICAL") else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"routine": {"()": "config.logs.RoutineFilter", "level": _ROUTINE_LEVEL}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("IPS_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": IPS_LOG_LEVEL},
+    "loggers": {
+        "celery.worker.strategy": {"level": _ROUTINE_LEVEL},  # "Task ... received"
+        "celery.app.trace": {"level": _ROUTINE_LEVEL},  # "Task ... succeeded" (failures are ERROR)
+        "celery.beat": {"filters": ["routine"]},  # "Scheduler: Sending due task"; "beat: Starting..." stays
+    },
 }

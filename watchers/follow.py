@@ -86,8 +86,9 @@ JOURNAL_MIN_READ_INTERVAL_SECONDS = 0.25
 # SQLite has one writer, and the others wait by polling (sleeping up to 100 ms between tries, no
 # queue): a follower reading back to back under a steady stream holds the lock nearly all the time
 # and the firewall worker's writes waited seconds (bench/latency.py). On SQLite a follower rests after
-# its reads as long as they took, so another writer finds the lock free half the time; at most
-# MAX_REST_SECONDS, which is longer than a waiter's sleep, so it gets its turn after a long read too.
+# its reads as long as their transactions held the lock (reading and matching hold none), so another
+# writer finds the lock free half the time; at most MAX_REST_SECONDS, which is longer than a
+# waiter's sleep, so it gets its turn after a long read too.
 SQLITE_REST_RATIO = 1.0
 MAX_REST_SECONDS = 0.12
 # A read is one transaction, and its bans reach the firewall when it commits: a follower that fell
@@ -424,21 +425,23 @@ class Follower:
         if self.journal_watcher is not None and any(self.sources[i].group == JOURNAL for i in wanted):
             # the journal's changes so far are this read's: they must not wake the next one too
             self.journal_woken(self.journal_watcher.wait(0))
-        started = time.monotonic()
+        writing = 0.0
         done = set()
         for source_id in wanted:
             self.last_read[source_id] = time.monotonic()
             self.deferred.pop(source_id, None)
             report = self.reader(source_id, own_addresses=self.own_addresses,
-                                 max_bytes=self.read_bytes.get(source_id, FIRST_READ_BYTES))
+                                 max_bytes=self.read_bytes.get(source_id, FIRST_READ_BYTES),
+                                 backlog=source_id in self.backlog)
             self.adapt(source_id, report, time.monotonic() - self.last_read[source_id])
             if report.more:
                 self.backlog.add(source_id)
             else:
                 self.backlog.discard(source_id)
+            writing += report.write_seconds
             done.add(source_id)
-        ended = time.monotonic()
-        self.rest_until = ended + min(MAX_REST_SECONDS, (ended - started) * self.rest_ratio)
+        # rest for as long as the database was held (not the reading and matching: no lock then)
+        self.rest_until = time.monotonic() + min(MAX_REST_SECONDS, writing * self.rest_ratio)
         return done
 
     def adapt(self, source_id: int, report: services.ReadReport, took: float) -> None:

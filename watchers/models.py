@@ -8,9 +8,17 @@ none lost.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import models
+from django.utils import timezone
 
 from jails.models import Jail
+from watchers.skips import describe
+
+# A filter whose regex ran out of time on a line shows as degraded this long after (jail page,
+# jailctl status): long enough to be seen, short enough to clear once the attack or the fix is over.
+SLOW_SHOWN = dt.timedelta(hours=1)
 
 
 class LogSource(models.Model):
@@ -33,6 +41,8 @@ class LogSource(models.Model):
     offset = models.BigIntegerField(default=0)
     # a digest of the file's first line: tells a recreated or copy-truncated file from the old one
     head_digest = models.CharField(max_length=64, blank=True)
+    # the offset is inside a line longer than IPS_MAX_LINE_BYTES: the next read discards up to its newline
+    skipping_line = models.BooleanField(default=False)
     # journal position
     cursor = models.TextField(blank=True)
 
@@ -40,6 +50,11 @@ class LogSource(models.Model):
     health_reason = models.TextField(blank=True)
     lines_read = models.BigIntegerField(default=0)
     last_read_at = models.DateTimeField(null=True, blank=True)
+    # what was read but not matched or not counted, by reason (watchers.skips.REASONS): running totals
+    skipped = models.JSONField(default=dict, blank=True)
+    # a regex of the jail's filter ran out of time on a line of this source (the line was skipped)
+    slow_at = models.DateTimeField(null=True, blank=True)
+    slow_reason = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -48,3 +63,10 @@ class LogSource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.jail_id}: {self.path or 'journal'}"
+
+    def filter_slow(self, now: dt.datetime | None = None) -> bool:
+        """Whether a regex of the jail's filter ran out of time on this source's lines lately."""
+        return self.slow_at is not None and self.slow_at >= (now or timezone.now()) - SLOW_SHOWN
+
+    def skipped_described(self) -> list[str]:
+        return describe(self.skipped or {})

@@ -5,13 +5,26 @@ lines, then, in ONE transaction, hands the failures to bans.services.record_fail
 new position: after a crash either everything of a read is kept or nothing is, so no line is
 counted twice and none is lost. The transaction locks the LogSource row and saves only if the
 position is still the one the read started from, so two readers of a source never both count it.
+
+Matching is the engine at its command-line speed and bounded in time (`match_lines`): for a
+single-line filter the literal prefilter finds, at C speed, the few lines that can match at all,
+and only those go through the filter; every regex run is under a watchdog (a line that keeps a
+regex busy longer than IPS_LIVE_REGEX_BUDGET_MS is skipped and counted, and the filter shows as
+degraded), and a read matches for at most IPS_LIVE_READ_BUDGET_MS: it then stops, exactly after
+the last line it matched, and the rest is read next, after the follower's other sources.
+Whatever a read leaves out is counted by reason (watchers.skips).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -20,10 +33,12 @@ from django.utils import timezone
 from bans import policy
 from bans.services import Decision, Observed, record_failures
 from jails import services as jail_services
-from jails.engine.errors import EngineError
-from jails.engine.filter import CompiledFilter
+from jails.engine.errors import EngineError, RegexTimeout
+from jails.engine.filter import CompiledFilter, LineResult
+from jails.engine.guard import Watchdog
 from jails.models import Jail
-from watchers.journal import read_journal
+from watchers import dns, skips
+from watchers.journal import JournalEntry, read_journal
 from watchers.models import LogSource
 from watchers.tail import FilePosition, ReadResult, SourceUnavailable, expand_logpaths, read_new_lines
 
@@ -32,7 +47,9 @@ log = logging.getLogger(__name__)
 READ_CHUNK_BYTES = 8 << 20
 JOURNAL_CHUNK_ENTRIES = 20_000
 # What a read starts from: a read saves only if these did not change since it began.
-POSITION_FIELDS = ("device", "inode", "offset", "head_digest", "lines_read")
+POSITION_FIELDS = ("device", "inode", "offset", "head_digest", "skipping_line", "lines_read")
+# Text of the first block of a log that the prefilter measures its literals' selectivity on.
+PREFILTER_SAMPLE_CHARS = 256 << 10
 
 
 @dataclass
@@ -41,23 +58,77 @@ class ReadReport:
     decision: Decision = field(default_factory=Decision)
     events: list[str] = field(default_factory=list)
     more: bool = False  # a backlog is left: read again at once
+    skipped: dict[str, int] = field(default_factory=dict)  # watchers.skips.REASONS -> count
+    write_seconds: float = 0.0  # how long the read's transaction held the database
+
+
+@dataclass
+class Matched:
+    """What matching a read's lines found."""
+
+    observed: list[Observed] = field(default_factory=list)
+    timed_out: int = 0  # lines skipped because a regex ran out of time on them
+    slowest: str = ""  # which regex, in the engine's words
+    stopped_at: int | None = None  # the read's matching time ran out: only lines[:stopped_at] were matched
+    unresolved: int = 0  # failures whose host name gave no address (usedns yes/warn)
+
+
+@dataclass
+class Compiled:
+    """A jail's filter compiled for one source, with its state (dates, sessions) and its prefilter."""
+
+    key: tuple[object, ...]
+    filter: CompiledFilter
+    prefilter: Any = None
+    prefilter_built: bool = False
+
+    def prefilter_for(self, sample: str) -> Any:
+        """The literal prefilter of a single-line filter (None: every line must be tried), built on
+        the first block read (its selectivity is measured on real lines)."""
+        if not self.prefilter_built:
+            self.prefilter_built = True
+            self.prefilter = build_prefilter(self.filter, sample[:PREFILTER_SAMPLE_CHARS])
+        return self.prefilter
 
 
 # Compiled filters live as long as the worker process; a source's multi-line sessions live in them.
-_compiled: dict[int, tuple[tuple[object, ...], CompiledFilter]] = {}
+_compiled: dict[int, Compiled] = {}
 
 
-def compiled_filter(source: LogSource) -> CompiledFilter:
+def compiled(source: LogSource) -> Compiled:
     jail = source.jail
     key = (jail.updated_at, jail.filter.updated_at, jail.filter_id)
     cached = _compiled.get(source.pk)
-    if cached is None or cached[0] != key:
+    if cached is None or cached.key != key:
         definition = jail_services.load_definition(jail.filter.name, jail.filter_options)
         flt = CompiledFilter.from_definition(definition, logtimezone=jail.logtimezone or None,
                                              datepattern=jail.datepattern or None, maxlines=jail.maxlines,
                                              use_dns="no" if jail.usedns == Jail.UseDns.NO else "yes")
-        _compiled[source.pk] = (key, flt)
-    return _compiled[source.pk][1]
+        cached = _compiled[source.pk] = Compiled(key, flt)
+    return cached
+
+
+def compiled_filter(source: LogSource) -> CompiledFilter:
+    return compiled(source).filter
+
+
+def build_prefilter(flt: CompiledFilter, sample: str) -> Any:
+    """As `filtertest` builds it: the failregexes (and an up-front ignoreregex) of a single-line
+    filter. None when some regex has no literal every match must hold, or anything goes wrong (a
+    prefilter only makes matching faster; without one every line is tried)."""
+    if flt.maxlines > 1:
+        return None
+    try:
+        from jails.engine.literals import Prefilter, date_cut_for
+
+        patterns = list(flt.failregex_patterns)
+        if flt.ignore_first:
+            patterns += flt.ignoreregex_patterns
+        return Prefilter.build(patterns, flt.regex_flags, date_cut=date_cut_for(flt.datepattern), sample=sample,
+                               single_line=True)
+    except Exception:  # noqa: BLE001 - an optimisation, never a failure
+        log.exception("filter %s: no literal prefilter; every line is tried", flt.name)
+        return None
 
 
 def sync_sources(jail: Jail) -> list[LogSource]:
@@ -74,17 +145,21 @@ def position_of(source: LogSource) -> FilePosition | None:
     if source.inode is None:
         return None
     return FilePosition(device=source.device, inode=source.inode, offset=source.offset,
-                        head_digest=source.head_digest)
+                        head_digest=source.head_digest, skipping=source.skipping_line)
 
 
 def read_source(source_id: int, *, now: float | None = None, own_addresses: list[str] | None = None,
-                max_bytes: int = READ_CHUNK_BYTES) -> ReadReport:
+                max_bytes: int = READ_CHUNK_BYTES, backlog: bool = False) -> ReadReport:
     """Read what is new in one source and act on it.
 
     The file is read and its lines matched before the transaction, so the database's write lock
     (SQLite) or the source's row lock is held only while failures, bans and the new position are
     written, together. The transaction saves nothing if another reader moved the source's position
-    meanwhile (this read is then dropped and the lines are read again from the new position)."""
+    meanwhile (this read is then dropped and the lines are read again from the new position).
+
+    `backlog`: the previous read of this source left lines unread (the follower knows), so this
+    one is still catching up: its lines keep their own time and those older than findtime do not
+    count, as on a first read."""
     now = timezone.now().timestamp() if now is None else now
     source = LogSource.objects.select_related("jail", "jail__filter").filter(pk=source_id).first()
     if source is None:
@@ -92,17 +167,23 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
     if source.kind == LogSource.Kind.JOURNAL:
         return read_journal_locked(source_id, now, own_addresses)
     try:
-        result = read_new_lines(source.path, position_of(source), max_bytes=max_bytes, encoding=source.jail.logencoding)
+        result = read_lines(source, max_bytes)
     except SourceUnavailable as exc:
         mark_unavailable(source, exc)
         return ReadReport(events=[exc.reason])
+    if nothing_new(source, result, now):
+        return ReadReport()
     try:
-        observed = match_lines(source, result.lines, now)
+        matched = match_lines(source, result, now)
     except EngineError as exc:
         source.health, source.health_reason = LogSource.Health.DEGRADED, f"filter: {exc}"
         source.save(update_fields=["health", "health_reason", "updated_at"])
         return ReadReport(events=[source.health_reason])
+    if matched.stopped_at is not None:
+        result = result.first(matched.stopped_at)
+    resolve_names(source.jail, matched)  # before the transaction: a lookup may take seconds
     committed: list[bool] = []
+    writing = time.perf_counter()
     try:
         with transaction.atomic():
             transaction.on_commit(lambda: committed.append(True))  # runs before the others (the firewall's)
@@ -112,38 +193,72 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
             if list(locked) != [tuple(getattr(source, name) for name in POSITION_FIELDS)]:
                 forget_filter(source_id)  # as below: these lines will be read again
                 return ReadReport(events=["busy: another worker is reading this source"])
-            return act_on(source, result, observed, now, own_addresses, max_bytes)
+            report = act_on(source, result, matched, now, own_addresses, backlog)
     except BaseException:
         if not committed:
             # Nothing of this read was saved and its lines will be read again: the filter's multi-line
             # sessions, which saw them, must not see them twice (a session lost is a failure missed).
             forget_filter(source_id)
         raise
+    report.write_seconds = time.perf_counter() - writing
+    skips.SKIP_LOG.note(source.path, report.skipped)
+    return report
+
+
+# A read that finds nothing writes nothing (the safety net reads every source every 2 s), except to
+# say, this often, that the source is still being read (LogSource.last_read_at, on the jail page).
+IDLE_TOUCH_SECONDS = 60.0
+
+
+def nothing_new(source: LogSource, result: ReadResult, now: float) -> bool:
+    """Whether a read found nothing to save: no line, no skip, the same position, a healthy source
+    whose last_read_at is recent enough."""
+    saved = position_of(source)
+    return (not result.lines and not result.long_lines and not result.events and saved is not None
+            and result.position == saved and source.health == LogSource.Health.OK
+            and source.last_read_at is not None and now - source.last_read_at.timestamp() < IDLE_TOUCH_SECONDS)
 
 
 def read_journal_locked(source_id: int, now: float, own_addresses: list[str] | None) -> ReadReport:
     """The journal is read in its transaction, the source row locked, as files were before."""
+    writing = time.perf_counter()
     with transaction.atomic():
         source = (LogSource.objects.select_for_update(skip_locked=True).select_related("jail", "jail__filter")
                   .filter(pk=source_id).first())
         if source is None:
             return ReadReport(events=["busy: another worker is reading this source"])
-        return read_journal_source(source, now, own_addresses)
+        report = read_journal_source(source, now, own_addresses)
+    report.write_seconds = time.perf_counter() - writing
+    skips.SKIP_LOG.note(f"journal of jail {source.jail.name}", report.skipped)
+    return report
 
 
-def act_on(source: LogSource, result: ReadResult, observed: list[Observed], now: float,
-           own_addresses: list[str] | None, max_bytes: int) -> ReadReport:
+def act_on(source: LogSource, result: ReadResult, matched: Matched, now: float,
+           own_addresses: list[str] | None, backlog: bool) -> ReadReport:
     """Count what a read found and save the position it reached (inside the read's transaction)."""
     first_read = source.inode is None
-    read_bytes = result.position.offset - (0 if first_read else source.offset)
-    catching_up = first_read or read_bytes >= max_bytes
-    decision = record_failures(source.jail, observed, now=now, catching_up=catching_up, host=settings.IPS_HOST_NAME,
+    catching_up = first_read or backlog or result.more
+    decision = record_failures(source.jail, matched.observed, now=now, catching_up=catching_up,
+                               host=settings.IPS_HOST_NAME,
                                own_addresses=own_addresses if own_addresses is not None else policy.host_addresses())
+    skipped = {"long": result.long_lines, "encoding": result.replaced_lines, "timeout": matched.timed_out,
+               "dns": matched.unresolved, **decision.skipped_by}
+    note_skips(source, skipped, matched, now)
     save_position(source, result, now)
     for event in result.events:
         log.info("%s: %s", source.path, event)
-    return ReadReport(lines=len(result.lines), decision=decision, events=result.events, more=catching_up and
-                      read_bytes >= max_bytes)
+    return ReadReport(lines=len(result.lines), decision=decision, events=result.events, more=result.more,
+                      skipped={reason: n for reason, n in skipped.items() if n})
+
+
+def note_skips(source: LogSource, skipped: dict[str, int], matched: Matched, now: float) -> None:
+    """Add a read's skipped lines to the source's totals; a regex that ran out of time marks the
+    filter as degraded (LogSource.slow_at, shown on the jail page and by jailctl status)."""
+    if any(skipped.values()):
+        source.skipped = skips.added(source.skipped or {}, skipped)
+    if matched.timed_out:
+        source.slow_at = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+        source.slow_reason = f"{matched.slowest} ({matched.timed_out} line(s) skipped in the last read)"
 
 
 def read_journal_source(source: LogSource, now: float, own_addresses: list[str] | None) -> ReadReport:
@@ -156,35 +271,179 @@ def read_journal_source(source: LogSource, now: float, own_addresses: list[str] 
     except SourceUnavailable as exc:
         mark_unavailable(source, exc)
         return ReadReport(events=[exc.reason])
-    flt = compiled_filter(source)
-    observed = [Observed(host=f.host, time=f.time, lines=tuple(f.lines),
-                         fields={k: v for k, v in f.fields.items() if is_plain(v)})
-                for entry in result.entries for f in flt.process_line(entry.line, entry.time, journal=True).failures
-                if not f.nofail and f.host]
-    decision = record_failures(jail, observed, now=now, catching_up=True, host=settings.IPS_HOST_NAME,
+    matched = match_entries(source, result.entries)
+    resolve_names(jail, matched)
+    entries = result.entries if matched.stopped_at is None else result.entries[:matched.stopped_at]
+    decision = record_failures(jail, matched.observed, now=now, catching_up=True, host=settings.IPS_HOST_NAME,
                                own_addresses=own_addresses if own_addresses is not None else policy.host_addresses())
-    source.cursor = result.cursor or source.cursor
+    skipped = {"timeout": matched.timed_out, "dns": matched.unresolved, **decision.skipped_by}
+    note_skips(source, skipped, matched, now)
+    if matched.stopped_at is None:
+        source.cursor = result.cursor or source.cursor
+    elif entries:
+        source.cursor = entries[-1].cursor or source.cursor
     source.health, source.health_reason = LogSource.Health.OK, ""
-    source.lines_read += len(result.entries)
+    source.lines_read += len(entries)
     source.last_read_at = dt.datetime.fromtimestamp(now, tz=dt.UTC)
     source.save()
-    return ReadReport(lines=len(result.entries), decision=decision, more=len(result.entries) >= JOURNAL_CHUNK_ENTRIES)
+    return ReadReport(lines=len(entries), decision=decision,
+                      more=matched.stopped_at is not None or len(result.entries) >= JOURNAL_CHUNK_ENTRIES,
+                      skipped={reason: n for reason, n in skipped.items() if n})
 
 
 def forget_filter(source_id: int) -> None:
     _compiled.pop(source_id, None)
 
 
-def match_lines(source: LogSource, lines: list[str], now: float) -> list[Observed]:
+# --- matching, bounded ---------------------------------------------------------------------------
+
+
+def match_lines(source: LogSource, result: ReadResult, now: float) -> Matched:
+    """The failures in a read's lines, each line's regex work bounded in time, the whole read's too
+    (when the read can be cut after any line: ReadResult.first)."""
+    entry = compiled(source)
+    flt = entry.filter
+    lines = result.lines
+    indexes: Sequence[int] | range = range(len(lines))
+    if lines and flt.maxlines == 1:
+        block = result.text()
+        prefilter = entry.prefilter_for(block)
+        if prefilter is not None:
+            indexes = candidate_lines(block, prefilter.candidate_offsets(block))
+    return run_filter(flt, lines, indexes, now, can_stop=result.cut is not None)
+
+
+# --- one read of a file for every jail that follows it ------------------------------------------------
+
+# Several jails often read one file (the seed has three on access.log). Their sources are read one
+# after another, usually from the same position: the second and third take the lines the first
+# read, as long as they are this fresh. Reusing a read is exact: it is what the file held when it was
+# read, and the lines written since are read next time. Each source still has its own transaction.
+SHARED_READ_SECONDS = 1.0
+
+
+@dataclass
+class SharedRead:
+    key: tuple[object, ...]
+    result: ReadResult
+    at: float
+    readers: set[int] = field(default_factory=set)  # the sources that took it (each takes it once)
+
+
+_last_reads: dict[str, SharedRead] = {}
+
+
+def read_lines(source: LogSource, max_bytes: int) -> ReadResult:
+    """The new lines of a file source, read now or shared with a source of the same file that has
+    just read from the same position."""
+    position = position_of(source)
+    key = (position, max_bytes, source.jail.logencoding, settings.IPS_MAX_LINE_BYTES)
+    moment = time.monotonic()
+    for path in [path for path, shared in _last_reads.items() if moment - shared.at >= SHARED_READ_SECONDS]:
+        del _last_reads[path]  # nothing stale is kept (a read may hold megabytes)
+    shared = _last_reads.get(source.path)
+    if shared is not None and shared.key == key and source.pk not in shared.readers:
+        shared.readers.add(source.pk)
+        return shared.result
+    result = read_new_lines(source.path, position, max_bytes=max_bytes, encoding=source.jail.logencoding,
+                            max_line_bytes=settings.IPS_MAX_LINE_BYTES)
+    if result.lines:  # (a read that found nothing is not worth sharing: the next one may find lines)
+        _last_reads[source.path] = SharedRead(key, result, moment, {source.pk})
+    return result
+
+
+def match_entries(source: LogSource, entries: Sequence[JournalEntry]) -> Matched:
+    """match_lines for journal entries: each is matched at its own time, as a journal line."""
     flt = compiled_filter(source)
-    observed = []
-    for line in lines:
-        for failure in flt.process_line(line, now).failures:
-            if failure.nofail or not failure.host:
+    lines = [entry.line for entry in entries]
+    return run_filter(flt, lines, range(len(lines)), None, times=[entry.time for entry in entries], journal=True)
+
+
+def candidate_lines(block: str, offsets: Sequence[int]) -> list[int]:
+    """Line numbers (0-based) of the lines starting at `offsets` in `block` (sorted offsets)."""
+    count = block.count
+    index, previous = 0, 0
+    found = []
+    for offset in offsets:
+        index += count("\n", previous, offset)
+        previous = offset
+        found.append(index)
+    return found
+
+
+def run_filter(flt: CompiledFilter, lines: Sequence[str], indexes: Sequence[int] | range, now: float | None, *,
+               can_stop: bool = True, times: Sequence[float] | None = None, journal: bool = False) -> Matched:
+    matched = Matched()
+    observed = matched.observed
+    deadline = time.perf_counter() + settings.IPS_LIVE_READ_BUDGET_SECONDS
+    clock = time.perf_counter
+    with line_guard(settings.IPS_LIVE_REGEX_BUDGET_SECONDS) as watchdog:
+        for index in indexes:
+            if can_stop and clock() > deadline:
+                matched.stopped_at = index
+                break
+            if watchdog is not None:
+                watchdog.count += 1  # (Watchdog.step, inlined: once per line)
+            when = times[index] if times is not None else now
+            try:
+                result = flt.process_line(lines[index], when or 0.0, journal=journal)
+            except RegexTimeout as exc:  # landed outside a regex (process_line catches those): same outcome
+                result = LineResult(timed_out=str(exc))
+            if result.timed_out is not None:
+                matched.timed_out += 1
+                matched.slowest = result.timed_out
+                if can_stop:  # the filter is slow on this text: the other sources get their turn first
+                    matched.stopped_at = index + 1
+                    break
                 continue
-            observed.append(Observed(host=failure.host, time=failure.time, lines=tuple(failure.lines),
-                                     fields={k: v for k, v in failure.fields.items() if is_plain(v)}))
-    return observed
+            for failure in result.failures:
+                if failure.nofail or not failure.host:
+                    continue
+                observed.append(Observed(host=failure.host, time=failure.time, lines=tuple(failure.lines),
+                                         fields={k: v for k, v in failure.fields.items() if is_plain(v)}))
+    return matched
+
+
+_unguarded_warned = False
+
+
+@contextmanager
+def line_guard(budget: float) -> Iterator[Watchdog | None]:
+    """A watchdog over the lines matched in the block (SIGALRM: only in the main thread, which is
+    where Celery's pool processes run tasks; elsewhere, a test's thread, matching is unguarded)."""
+    global _unguarded_warned
+    if threading.current_thread() is not threading.main_thread():
+        if not _unguarded_warned:
+            _unguarded_warned = True
+            log.warning("live matching outside the main thread: regexes are not time-bounded here")
+        with nullcontext():
+            yield None
+        return
+    with Watchdog(budget) as watchdog:
+        yield watchdog if watchdog.active else None
+
+
+def resolve_names(jail: Jail, matched: Matched) -> None:
+    """usedns yes/warn: a failure whose host is a name counts for each address the name has (as in
+    fail2ban), looked up through the bounded resolver (watchers.dns: at most a few seconds a read,
+    answers cached); a name with no address is counted as skipped. Addresses are never looked up,
+    and with usedns no the filter's <HOST> does not even match a name."""
+    if jail.usedns not in (Jail.UseDns.YES, Jail.UseDns.WARN):
+        return
+    names = {item.host for item in matched.observed if dns.address_of(item.host) is None}
+    if not names:
+        return
+    found, _ = dns.hosts_to_addresses(names, jail.usedns, jail=jail.name)
+    observed: list[Observed] = []
+    for item in matched.observed:
+        if item.host not in names:
+            observed.append(item)
+            continue
+        addresses = found.get(item.host) or []
+        if not addresses:
+            matched.unresolved += 1
+        observed.extend(replace(item, host=address) for address in addresses)
+    matched.observed = observed
 
 
 def is_plain(value: object) -> bool:
@@ -195,10 +454,12 @@ def save_position(source: LogSource, result: ReadResult, now: float) -> None:
     position = result.position
     source.device, source.inode, source.offset = position.device, position.inode, position.offset
     source.head_digest = position.head_digest
+    source.skipping_line = position.skipping
     source.health, source.health_reason = LogSource.Health.OK, ""
     source.lines_read += len(result.lines)
     source.last_read_at = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-    source.save(update_fields=[*POSITION_FIELDS, "health", "health_reason", "last_read_at", "updated_at"])
+    source.save(update_fields=[*POSITION_FIELDS, "health", "health_reason", "last_read_at", "skipped", "slow_at",
+                               "slow_reason", "updated_at"])
 
 
 def mark_unavailable(source: LogSource, exc: SourceUnavailable) -> None:

@@ -24,7 +24,13 @@ What an admin can expect, case by case:
   differs, the file is read from the start.
 - Missing, unreadable, a directory: `SourceUnavailable`, with a reason an admin can act on.
 - Bytes that are not valid in the log's encoding become U+FFFD (filters still match the rest of
-  the line), "\\r\\n" loses its "\\r", NUL bytes become U+FFFD (PostgreSQL refuses NUL in text).
+  the line), "\\r\\n" loses its "\\r", NUL bytes become U+FFFD (PostgreSQL refuses NUL in text);
+  the lines that needed it are counted (`ReadResult.replaced_lines`).
+- A physical line is never split into two logical lines: a line longer than `max_line_bytes`
+  (default 64 KiB) is skipped whole, up to its newline, and counted (`ReadResult.long_lines`),
+  never matched. Text an attacker placed at a cut would otherwise be read as a line of its own.
+  While such a line is still being written, the position says so (`FilePosition.skipping`) and
+  the next read goes on discarding until its newline.
 
 Not handled (documented limits): two rotations between two reads (only the file that carries the
 saved inode, then the current one, are read; the one in between is skipped), and a file that is
@@ -41,7 +47,7 @@ import hashlib
 import os
 import pwd
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 # The head digest covers at most this much of the first line.
@@ -50,6 +56,8 @@ HEAD_BYTES = 4096
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lzo", ".br", ".z", ".zip")
 # Reading backwards for the last newline (start_at_end) goes by blocks of this size.
 _BACKWARD_BLOCK = 64 << 10
+# Longer lines are skipped whole (CrowdSec's default line buffer is 64 KiB too).
+MAX_LINE_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class FilePosition:
     # sha256 hex of the file's first line (without its newline), at most HEAD_BYTES of it and only
     # the part already read (so it cannot change while the file merely grows)
     head_digest: str
+    # the offset is inside a line longer than the limit: discard up to its newline first
+    skipping: bool = False
 
 
 @dataclass
@@ -70,6 +80,34 @@ class ReadResult:
     position: FilePosition
     # what happened, for the source's log: "rotated: drained 1234 bytes from /var/log/auth.log.1"...
     events: list[str] = field(default_factory=list)
+    # the read stopped at its budget with complete lines left unread: read again at once
+    more: bool = False
+    long_lines: int = 0  # lines longer than max_line_bytes, skipped whole
+    replaced_lines: int = 0  # lines with bytes invalid in the encoding (or NUL), read with U+FFFD
+    # where the read would end had it kept only its first k lines (see `first`)
+    cut: Callable[[int], tuple[FilePosition, int]] | None = field(default=None, repr=False, compare=False)
+
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def text(self) -> str:
+        """The lines as one block, each followed by a newline (joined once, however many readers)."""
+        if self._text is None:
+            self._text = "\n".join(self.lines) + "\n" if self.lines else ""
+        return self._text
+
+    def first(self, count: int) -> ReadResult:
+        """This read as if it had stopped after its first `count` lines: those lines and the position
+        just after them, so that the next read starts with the line after them. A caller that must
+        stop early (its time ran out) keeps the position exact this way."""
+        if count >= len(self.lines):
+            return self
+        if self.cut is None:
+            raise ValueError("this read cannot be cut")
+        position, long_lines = self.cut(count)
+        kept = self.lines[:count]
+        return ReadResult(kept, position, self.events, more=True, long_lines=long_lines,
+                          replaced_lines=sum(1 for line in kept if "\ufffd" in line) if self.replaced_lines else 0,
+                          cut=self.cut)
 
 
 class SourceUnavailable(Exception):
@@ -118,17 +156,21 @@ def read_new_lines(
     max_bytes: int = 8 << 20,
     start_at_end: bool = False,
     encoding: str = "utf-8",
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ReadResult:
     """The complete lines of `path` after `position`, and the position after them.
 
     At most `max_bytes` are read per call: a backlog is read over several calls, and the position
     is exact after each. With no saved position, reading starts at the beginning, or with
     `start_at_end` after the last complete line (a new jail need not read years of history).
-    `encoding` is the jail's logencoding ("auto" means UTF-8).
+    `encoding` is the jail's logencoding ("auto" means UTF-8). A line longer than `max_line_bytes`
+    is skipped whole and counted, whatever `max_bytes` is (a read never ends inside a line it keeps).
     """
     if max_bytes < 1:
         raise ValueError("max_bytes must be at least 1")
-    reader = _Reader(_codec(encoding), max_bytes)
+    if max_line_bytes < 1:
+        raise ValueError("max_line_bytes must be at least 1")
+    reader = _Reader(_codec(encoding), max_bytes, max_line_bytes)
     try:
         return _read_new_lines(reader, path, position, start_at_end)
     except OSError as exc:  # EIO from a failing disk, ESTALE from NFS...: a reason, not a traceback
@@ -154,7 +196,7 @@ def _read_new_lines(reader: _Reader, path: str, position: FilePosition | None, s
             return result
         change = _what_changed(current, position)
         if change is None:
-            return reader.read(current, position.offset, reader.max_bytes)
+            return reader.read(current, position.offset, reader.max_bytes, skipping=position.skipping)
         return reader.follow(path, current, position, change)
 
 
@@ -166,6 +208,7 @@ class _OpenFile:
     path: str
     fd: int
     st: os.stat_result
+    _head: bytes | None = None
 
     def __enter__(self) -> _OpenFile:
         return self
@@ -176,8 +219,18 @@ class _OpenFile:
     def close(self) -> None:
         os.close(self.fd)
 
-    def position(self, offset: int) -> FilePosition:
-        return FilePosition(self.st.st_dev, self.st.st_ino, offset, _digest_at(self.fd, offset))
+    def head(self) -> bytes:
+        """The file's first HEAD_BYTES (read once: positions are taken after the lines they follow)."""
+        if self._head is None:
+            self._head = os.pread(self.fd, HEAD_BYTES, 0)
+        return self._head
+
+    def position(self, offset: int, skipping: bool = False) -> FilePosition:
+        return _position_in(self.st, self.head(), offset, skipping)
+
+
+def _position_in(st: os.stat_result, head: bytes, offset: int, skipping: bool = False) -> FilePosition:
+    return FilePosition(st.st_dev, st.st_ino, offset, head_digest(head[:min(offset, HEAD_BYTES)]), skipping)
 
 
 def _open_log(path: str) -> _OpenFile:
@@ -330,38 +383,72 @@ class _Chunk:
     consumed: int
     at_eof: bool  # read up to the size the file had
     pending: int  # bytes of an unfinished last line, left unread
-    cut: bool = False  # one line longer than max_bytes, returned in pieces
+    skipping: bool = False  # `end` is inside an overlong line: the next read discards up to its newline
+    long_lines: int = 0
+    replaced_lines: int = 0
+    cut: Callable[[int], tuple[FilePosition, int]] | None = None  # ReadResult.cut, for this chunk's lines
 
 
 @dataclass
 class _Reader:
     codec: str
     max_bytes: int
+    max_line_bytes: int = MAX_LINE_BYTES
 
-    def chunk(self, opened: _OpenFile, offset: int, budget: int, *, flush_partial: bool = False) -> _Chunk:
-        """Up to `budget` bytes from `offset`, cut after the last complete line."""
+    def chunk(self, opened: _OpenFile, offset: int, budget: int, *, flush_partial: bool = False,
+              skipping: bool = False) -> _Chunk:
+        """Up to `budget` bytes from `offset`, cut after the last complete line; overlong lines left out.
+
+        `skipping`: `offset` is inside an overlong line, whose rest (up to its newline) is discarded.
+        A read whose budget ends inside the first line reads on, up to the line limit, to find its
+        end: a line is either kept whole or skipped whole, never cut."""
         size = os.fstat(opened.fd).st_size
         data = _pread_all(opened.fd, min(budget, max(size - offset, 0)), offset) if budget > 0 else b""
         at_eof = offset + len(data) >= size
+        start = 0
+        if skipping:
+            newline = data.find(b"\n")
+            if newline < 0:  # still inside it: everything read is part of it
+                return _Chunk([], offset + len(data), len(data), at_eof, 0, skipping=True)
+            start = newline + 1
         end = data.rfind(b"\n") + 1
-        cut = False
-        if end < len(data):
-            if at_eof and flush_partial:
+        long_lines = 0
+        if end <= start and len(data) > start:  # no complete line after `start`
+            rest = len(data) - start
+            if at_eof and flush_partial and rest <= self.max_line_bytes:
                 end = len(data)  # a renamed file that will not grow any more: its last line is whole
-            elif end == 0 and len(data) == self.max_bytes:
-                end, cut = len(data), True  # a line longer than a whole read: cut it, or never move on
+            elif rest > self.max_line_bytes:
+                return _Chunk([], offset + len(data), len(data), at_eof, 0, skipping=True, long_lines=1)
+            elif not at_eof:
+                # the budget ended inside a line: read on to its end, or to the limit
+                data = data[:start] + _pread_all(opened.fd, min(self.max_line_bytes + 1, size - offset - start),
+                                                 offset + start)
+                newline = data.find(b"\n", start)
+                if newline < 0 and len(data) - start > self.max_line_bytes:
+                    return _Chunk([], offset + len(data), len(data), False, 0, skipping=True, long_lines=1)
+                end = newline + 1 if newline >= 0 else start
+                at_eof = offset + len(data) >= size
+            else:
+                end = start
+        body = data[start:end]
+        if len(body) > self.max_line_bytes:
+            body, long_lines = _without_long_lines(body, self.max_line_bytes)
         pending = len(data) - end if at_eof else 0
-        lines = _decode_lines(data[:end], self.codec)
-        return _Chunk(lines, offset + end, end, at_eof, pending, cut)
+        lines, replaced = _decode_lines(body, self.codec)
+        cut = _LineCut(opened.st, opened.head(), offset, data, start, self.max_line_bytes)
+        if pending > self.max_line_bytes:  # the unfinished last line is overlong already
+            return _Chunk(lines, offset + len(data), len(data), at_eof, 0, skipping=True,
+                          long_lines=long_lines + 1, replaced_lines=replaced, cut=cut)
+        return _Chunk(lines, offset + end, end, at_eof, pending,
+                      long_lines=long_lines, replaced_lines=replaced, cut=cut)
 
-    def read(self, opened: _OpenFile, offset: int, budget: int, events: list[str] | None = None) -> ReadResult:
-        chunk = self.chunk(opened, offset, budget)
+    def read(self, opened: _OpenFile, offset: int, budget: int, events: list[str] | None = None, *,
+             skipping: bool = False) -> ReadResult:
+        chunk = self.chunk(opened, offset, budget, skipping=skipping)
         events = list(events or [])
-        if chunk.cut:
-            events.append(f"a line longer than {self.max_bytes} bytes was cut; its rest reads as another line")
         if chunk.pending:
             events.append(f"waiting for the rest of a partial line ({chunk.pending} bytes)")
-        return ReadResult(chunk.lines, opened.position(chunk.end), events)
+        return _result(chunk, opened.position(chunk.end, chunk.skipping), events)
 
     def follow(self, path: str, current: _OpenFile, position: FilePosition, change: _Change) -> ReadResult:
         """Finish the file the position belongs to (renamed or copied beside the log), then start
@@ -380,12 +467,17 @@ class _Reader:
         with previous:
             # Until the daemon reopens its log (logrotate's postrotate), it writes to the renamed file.
             moving_on = current.st.st_size > 0
-            chunk = self.chunk(previous, position.offset, self.max_bytes, flush_partial=moving_on)
+            chunk = self.chunk(previous, position.offset, self.max_bytes, flush_partial=moving_on,
+                               skipping=position.skipping)
             events = [f"{change.kind}: drained {chunk.consumed} bytes from {previous.path}"] if chunk.consumed else []
+            previous_end = previous.position(chunk.end, chunk.skipping)
             if not (chunk.at_eof and moving_on):
-                return ReadResult(chunk.lines, previous.position(chunk.end), events)
-        rest = self.read(current, 0, self.max_bytes - chunk.consumed)
-        return ReadResult(chunk.lines + rest.lines, rest.position, [change.description, *events, *rest.events])
+                return _result(chunk, previous_end, events)
+        rest = self.read(current, 0, max(1, self.max_bytes - chunk.consumed))
+        return ReadResult(chunk.lines + rest.lines, rest.position, [change.description, *events, *rest.events],
+                          more=rest.more, long_lines=chunk.long_lines + rest.long_lines,
+                          replaced_lines=chunk.replaced_lines + rest.replaced_lines,
+                          cut=_two_files(chunk, previous_end, rest))
 
     def drain_while_missing(self, path: str, position: FilePosition) -> ReadResult | None:
         """The log was renamed away and is not there again yet: its old file may hold unread lines."""
@@ -393,17 +485,76 @@ class _Reader:
         if previous is None:
             return None
         with previous:
-            chunk = self.chunk(previous, position.offset, self.max_bytes)
+            chunk = self.chunk(previous, position.offset, self.max_bytes, skipping=position.skipping)
             if not chunk.consumed:
                 return None
             events = [f"missing: {path} is not there (rotated?); drained {chunk.consumed} bytes from {previous.path}"]
-            return ReadResult(chunk.lines, previous.position(chunk.end), events)
+            return _result(chunk, previous.position(chunk.end, chunk.skipping), events)
 
 
-def _decode_lines(data: bytes, codec: str) -> list[str]:
-    """Whole buffer at once: one decode and one split, however many lines."""
+def _result(chunk: _Chunk, position: FilePosition, events: list[str]) -> ReadResult:
+    return ReadResult(chunk.lines, position, events, more=not chunk.at_eof, long_lines=chunk.long_lines,
+                      replaced_lines=chunk.replaced_lines, cut=chunk.cut)
+
+
+@dataclass(frozen=True)
+class _LineCut:
+    """Where a chunk's read ends if it keeps only its first k lines (ReadResult.first)."""
+
+    st: os.stat_result
+    head: bytes
+    offset: int  # of data[0] in the file
+    data: bytes
+    start: int  # the first byte of the chunk's first line (after an overlong line's rest)
+    limit: int
+
+    def __call__(self, count: int) -> tuple[FilePosition, int]:
+        """The position after the first `count` kept lines, and the overlong lines skipped before it."""
+        pos, kept, long_lines = self.start, 0, 0
+        while kept < count:
+            newline = self.data.find(b"\n", pos)
+            end = len(self.data) if newline < 0 else newline
+            if end - pos > self.limit:
+                long_lines += 1
+            else:
+                kept += 1
+            pos = end + 1
+        return _position_in(self.st, self.head, self.offset + min(pos, len(self.data))), long_lines
+
+
+def _two_files(previous: _Chunk, previous_end: FilePosition,
+               current: ReadResult) -> Callable[[int], tuple[FilePosition, int]] | None:
+    """ReadResult.cut over a read that finished the previous file and started the current one."""
+    if previous.cut is None and previous.lines or current.cut is None and current.lines:
+        return None
+    count_before = len(previous.lines)
+
+    def cut(count: int) -> tuple[FilePosition, int]:
+        if count < count_before and previous.cut is not None:
+            return previous.cut(count)
+        if count == count_before or current.cut is None:
+            return previous_end, previous.long_lines
+        position, long_lines = current.cut(count - count_before)
+        return position, previous.long_lines + long_lines
+
+    return cut
+
+
+def _without_long_lines(body: bytes, limit: int) -> tuple[bytes, int]:
+    """`body` (complete lines) without the lines longer than `limit` bytes, and how many went."""
+    lines = body.split(b"\n")
+    lines.pop()  # body ends with "\n"
+    if max(map(len, lines)) <= limit:
+        return body, 0
+    kept = [line for line in lines if len(line) <= limit]
+    return (b"\n".join(kept) + b"\n" if kept else b""), len(lines) - len(kept)
+
+
+def _decode_lines(data: bytes, codec: str) -> tuple[list[str], int]:
+    """Whole buffer at once: one decode and one split, however many lines; and how many lines
+    needed a replacement character."""
     if not data:
-        return []
+        return [], 0
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
     text = data.decode(codec, "replace")
@@ -412,7 +563,8 @@ def _decode_lines(data: bytes, codec: str) -> list[str]:
     lines = text.split("\n")
     if data.endswith(b"\n"):
         lines.pop()
-    return lines
+    replaced = sum(1 for line in lines if "\ufffd" in line) if "\ufffd" in text else 0
+    return lines, replaced
 
 
 def _codec(encoding: str) -> str:

@@ -87,9 +87,9 @@ def read_all_sources() -> int:
 
 
 @shared_task(acks_late=True)
-def read_source(source_id: int) -> int:
+def read_source(source_id: int, backlog: bool = False) -> int:
     """Read one source from its saved position; a backlog is read in chunks, one task each."""
-    report = services.read_source(source_id)
+    report = services.read_source(source_id, backlog=backlog)
     if report.more:
-        read_source.delay(source_id)
+        read_source.delay(source_id, backlog=True)
     return report.lines

@@ -226,14 +226,16 @@ def stats(resolution: str) -> dict[tuple[str, str], tuple[int, int]]:
     return {(r.jail_name, f"{r.bucket.astimezone(dt.UTC):%d %H:%M}"): (r.failures, r.bans) for r in rows}
 
 
-def test_it_rolls_failures_and_bans_up_per_jail_per_minute_and_per_hour() -> None:
-    sshd, postfix = make_jail("sshd"), make_jail("postfix")
-    for seconds_ago in (10, 20, 25, 50, 2 * HOUR):  # 11:59:40 .. 12:00:20, and 10:00:30
-        failure_at(sshd, ATTACKER, seconds_ago)
-    failure_at(postfix, OTHER, 5)
-    past_ban(sshd, ATTACKER, 20, state=Ban.State.ACTIVE)
+def observed(address: str, seconds_ago: float) -> Observed:
+    return Observed(host=address, time=NOW - seconds_ago, lines=(f"fail {address}",))
 
-    schedules.rollup_stats(now=NOW)
+
+def test_failures_and_bans_are_counted_per_jail_per_minute_and_per_hour_as_they_are_written() -> None:
+    sshd, postfix = make_jail("sshd", findtime=3 * HOUR, maxretry=10), make_jail("postfix")
+    record_failures(sshd, [observed(ATTACKER, s) for s in (2 * HOUR, 50, 25, 20, 10)],  # 10:00:30, 11:59:40..
+                    now=NOW, own_addresses=[], catching_up=True)
+    record_failures(postfix, [observed(OTHER, 5)], now=NOW, own_addresses=[], catching_up=True)
+    past_ban(sshd, ATTACKER, 20, state=Ban.State.ACTIVE)
 
     assert stats("minute") == {("sshd", "20 12:00"): (3, 1), ("sshd", "20 11:59"): (1, 0),
                                ("sshd", "20 10:00"): (1, 0), ("postfix", "20 12:00"): (1, 0)}
@@ -241,31 +243,40 @@ def test_it_rolls_failures_and_bans_up_per_jail_per_minute_and_per_hour() -> Non
                              ("sshd", "20 10:00"): (1, 0), ("postfix", "20 12:00"): (1, 0)}
 
 
-def test_it_gives_the_same_numbers_when_run_again_and_counts_what_came_since() -> None:
-    sshd = make_jail("sshd")
-    failure_at(sshd, ATTACKER, 10)
+def test_the_counters_add_up_and_the_rollup_leaves_them_alone() -> None:
+    sshd = make_jail("sshd", maxretry=10)
+    record_failures(sshd, [observed(ATTACKER, 10)], now=NOW, own_addresses=[], catching_up=False)
     schedules.rollup_stats(now=NOW)
     schedules.rollup_stats(now=NOW)
     assert stats("minute") == {("sshd", "20 12:00"): (1, 0)}
-    assert JailStat.objects.count() == 2
-
-    failure_at(sshd, ATTACKER, 5)
-    failure_at(sshd, ATTACKER, -40)  # 12:01:10
-    schedules.rollup_stats(now=NOW + 60)
+    record_failures(sshd, [observed(ATTACKER, 5), observed(ATTACKER, -40)],  # 12:00:25, 12:01:10
+                    now=NOW + 60, own_addresses=[], catching_up=True)
     assert stats("minute") == {("sshd", "20 12:00"): (2, 0), ("sshd", "20 12:01"): (1, 0)}
     assert stats("hour") == {("sshd", "20 12:00"): (3, 0)}
 
 
-def test_it_counts_failures_stored_late_into_buckets_already_rolled_up() -> None:
-    sshd = make_jail("sshd", findtime=HOUR)
-    failure_at(sshd, ATTACKER, 10)
-    failure_at(sshd, ATTACKER, 40 * 60)  # 11:20:30
-    schedules.rollup_stats(now=NOW)
-    # a watcher catching up on a backlog stores failures up to findtime old, after the rollup
-    failure_at(sshd, OTHER, 40 * 60)
-    schedules.rollup_stats(now=NOW + 60)
+def test_failures_read_late_count_in_their_own_buckets() -> None:
+    sshd = make_jail("sshd", findtime=HOUR, maxretry=10)
+    record_failures(sshd, [observed(ATTACKER, 10)], now=NOW, own_addresses=[], catching_up=False)
+    # a watcher catching up on a backlog stores failures up to findtime old
+    record_failures(sshd, [observed(ATTACKER, 40 * 60), observed(OTHER, 40 * 60)],  # 11:20:30
+                    now=NOW + 60, own_addresses=[], catching_up=True)
     assert stats("minute")[("sshd", "20 11:20")] == (2, 0)
     assert stats("hour")[("sshd", "20 11:00")] == (2, 0)
+
+
+def test_counting_costs_the_same_however_many_failures_are_stored() -> None:
+    """The statistics job used to recount every recent failure each minute; now it only prunes."""
+    sshd = make_jail("sshd", maxretry=1_000_000)
+    record_failures(sshd, [observed(f"198.51.100.{n % 200}", n % 50) for n in range(5000)],
+                    now=NOW, own_addresses=[], catching_up=True)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        schedules.rollup_stats(now=NOW)
+    assert not any("bans_failure" in query["sql"] for query in queries.captured_queries)
+    assert sum(failures for failures, _ in stats("hour").values()) == 5000
 
 
 def test_it_prunes_minute_buckets_after_2_days_and_hour_buckets_after_the_history(settings) -> None:  # type: ignore[no-untyped-def]
@@ -293,7 +304,7 @@ def test_it_runs_the_scheduled_tasks_in_process() -> None:
         Ban.objects.filter(state=Ban.State.PENDING).update(state=Ban.State.EXPIRED)
     assert tasks.run_recidive() == 1
     assert tasks.run_recidive() == 0
-    assert tasks.rollup_stats() >= 4  # sshd and recidive, per minute and per hour
+    assert tasks.rollup_stats() == 0  # nothing old to prune; the bans were counted as they were made
     assert set(JailStat.objects.values_list("jail_name", "resolution")) == {
         ("sshd", "minute"), ("sshd", "hour"), ("recidive", "minute"), ("recidive", "hour")}
     assert tasks.cleanup_history() == {"failures": 0, "bans": 0, "ignored": 0, "tallies": 0, "panel_sessions": 0}

@@ -21,7 +21,6 @@ import pytest
 import redis
 
 from bans.models import Ban
-from jails.builtin import FILTER_DIR
 from jails.models import Filter, Jail
 from tests.paths import REPO
 from watchers import inotify
@@ -59,16 +58,9 @@ def append(path: Path, text: str) -> None:
         out.write(text)
 
 
-@pytest.fixture
-def sshd(db: None) -> Filter:
-    for name in ("ips-common", "sshd"):
-        Filter.objects.create(name=name, source=(FILTER_DIR / f"{name}.conf").read_text())
-    return Filter.objects.get(name="sshd")
-
-
 def make_jail(sshd: Filter, name: str, logpath: list[str], **options: Any) -> Jail:
-    return Jail.objects.create(name=name, enabled=True, filter=sshd, maxretry=1, findtime=600, bantime=3600,
-                               logpath=logpath, **options)
+    values: dict[str, Any] = {"enabled": True, "maxretry": 1, "findtime": 600, "bantime": 3600, **options}
+    return Jail.objects.create(name=name, filter=sshd, logpath=logpath, **values)
 
 
 class Spy:
@@ -338,7 +330,7 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
     shards = 2  # the worker has 3 processes: one follower per shard and one for the rest
     shard = jail.pk % shards
     env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_HOST_NAME": host, "IPS_FIREWALL": "off",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "IPS_LOG_TASKS": "true"}  # Celery's line per task: read below
     out = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
                                "3", "--hostname", f"{queue}@%h", "--loglevel", "INFO"], cwd=REPO, env=env, stdout=out,

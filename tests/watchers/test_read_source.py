@@ -121,3 +121,27 @@ def test_it_matches_before_it_opens_the_transaction(jail: Jail, tmp_path: Path, 
     read(source)
     # pytest-django's test transaction is open around everything; read_source adds no savepoint of its own
     assert depths == [0] and Failure.objects.count() == 1
+
+
+def test_jails_on_one_file_read_it_once(jail: Jail, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    other = Jail.objects.create(name="sshd-aggressive", enabled=True, filter=jail.filter, maxretry=1, findtime=600,
+                                bantime=3600, logpath=jail.logpath)
+    (tmp_path / "auth.log").write_text(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
+    reads = []
+    reading = services.read_new_lines
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(args[0])
+        return reading(*args, **kwargs)
+
+    monkeypatch.setattr(services, "read_new_lines", counted)
+    for each in (jail, other):
+        read(sync_sources(each)[0])
+    assert len(reads) == 1
+    assert Failure.objects.filter(jail=jail).count() == Failure.objects.filter(jail=other).count() == 1
+    assert Ban.objects.get().jail == other  # maxretry 1
+    with (tmp_path / "auth.log").open("a") as fh:
+        fh.write(syslog(1, "Failed password for root from 203.0.113.10 port 48 ssh2"))
+    for each in (jail, other):
+        read(sync_sources(each)[0])
+    assert len(reads) == 2 and Failure.objects.count() == 4

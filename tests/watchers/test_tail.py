@@ -114,13 +114,70 @@ def test_it_reads_a_big_backlog_in_bounded_calls_with_an_exact_position(tmp_path
     assert position is not None and position.offset == log.stat().st_size
 
 
-def test_it_cuts_a_line_longer_than_one_read_rather_than_stalling(tmp_path: Path) -> None:
+def test_a_line_longer_than_one_read_but_within_the_limit_is_read_whole(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     append(log, "x" * 10_000 + "\nafter\n")
-    lines, position, events = read_until_quiet(log, None, max_bytes=4096)
-    assert "".join(lines[:-1]) == "x" * 10_000
-    assert lines[-1] == "after"
-    assert any("longer than 4096 bytes" in event for event in events)
+    lines, _, _ = read_until_quiet(log, None, max_bytes=4096)
+    assert lines == ["x" * 10_000, "after"]
+
+
+def test_an_overlong_line_is_skipped_whole_and_counted_never_split(tmp_path: Path) -> None:
+    """The attack this prevents: text placed at a cut of an overlong line was read as a line of its
+    own, so an attacker could get an innocent address counted."""
+    log = tmp_path / "access.log"
+    planted = "Dec  6 10:00:00 host sshd[1]: Failed password for root from 198.51.100.7 port 22 ssh2"
+    append(log, "before\n" + "A" * (4096 - len("before\n")) + planted + "B" * 9000 + "\nafter\n")
+    position = None
+    lines: list[str] = []
+    long_lines = 0
+    for _ in range(100):
+        result = read(log, position, max_bytes=4096, max_line_bytes=8192)
+        lines += result.lines
+        long_lines += result.long_lines
+        if result.position == position:
+            break
+        position = result.position
+    assert lines == ["before", "after"]
+    assert long_lines == 1
+    assert position is not None and position.offset == log.stat().st_size and not position.skipping
+
+
+def test_an_overlong_line_still_being_written_is_skipped_across_reads(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, "first\n" + "A" * 5000)
+    result = read(log, None, max_line_bytes=4096)
+    assert (result.lines, result.long_lines, result.position.skipping) == (["first"], 1, True)
+    append(log, "B" * 3000 + " 198.51.100.7 planted")  # the rest of the same physical line
+    middle = read(log, result.position, max_line_bytes=4096)
+    assert (middle.lines, middle.long_lines, middle.position.skipping) == ([], 0, True)
+    append(log, "\nnext\n")
+    last = read(log, FilePosition(**dataclasses.asdict(middle.position)), max_line_bytes=4096)
+    assert (last.lines, last.long_lines, last.position.skipping) == (["next"], 0, False)
+
+
+def test_overlong_lines_inside_a_big_read_are_left_out_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, "one\n" + "x" * 5000 + "\ntwo\n" + "y" * 6000 + "\nthree\n")
+    result = read(log, None, max_line_bytes=4096)
+    assert (result.lines, result.long_lines, result.more) == (["one", "two", "three"], 2, False)
+
+
+def test_more_says_whether_complete_lines_are_left_unread(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    append(log, "".join(f"line {n:04d}\n" for n in range(1000)) + "partial")
+    first = read(log, None, max_bytes=4096)
+    assert first.more and first.lines
+    rest, position, _ = read_until_quiet(log, first.position, max_bytes=1 << 20)
+    assert len(first.lines) + len(rest) == 1000
+    assert position is not None and not read(log, position).more
+
+
+def test_lines_with_invalid_bytes_are_counted(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    append(log, b"good\nbad \xff byte\nnul \x00 here\nfine\n")
+    result = read(log, None)
+    assert result.lines == ["good", "bad \ufffd byte", "nul \ufffd here", "fine"]
+    assert result.replaced_lines == 2
 
 
 def test_it_starts_at_the_end_when_asked_and_reads_a_line_in_progress_whole(tmp_path: Path) -> None:
@@ -546,3 +603,33 @@ def test_it_keeps_the_file_mode_of_what_it_reads(tmp_path: Path) -> None:
     after = log.stat()
     assert (stat.S_IMODE(after.st_mode), after.st_size, after.st_mtime_ns) == (0o640, before.st_size,
                                                                              before.st_mtime_ns)
+
+
+# --- stopping early (ReadResult.first) ---------------------------------------------------------------
+
+
+def test_a_read_cut_after_some_lines_resumes_with_the_next_line(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    append(log, "one\n" + "x" * 5000 + "\ntwo\nthree\nfour\n")
+    whole = read(log, None, max_line_bytes=4096)
+    assert whole.lines == ["one", "two", "three", "four"]
+    cut = whole.first(2)
+    assert (cut.lines, cut.long_lines, cut.more) == (["one", "two"], 1, True)
+    assert read(log, cut.position, max_line_bytes=4096).lines == ["three", "four"]
+    assert whole.first(0).position.offset == 0
+    assert whole.first(4) is whole
+
+
+def test_a_cut_across_a_rotation_resumes_in_the_right_file(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    append(log, "a0\n")
+    position = read(log, None).position
+    append(log, "old 1\nold 2\n")
+    log.rename(tmp_path / "auth.log.1")
+    append(log, "new 1\nnew 2\n")
+    whole = read(log, position)
+    assert whole.lines == ["old 1", "old 2", "new 1", "new 2"]
+    for keep in range(4):
+        first = whole.first(keep)
+        rest, _, _ = read_until_quiet(log, first.position)
+        assert first.lines + rest == whole.lines

@@ -21,11 +21,14 @@ from bans import services, sync, tasks
 from bans.firewall import FirewallError
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
+from bans.templatetags.bans_extras import address_only
 from jails import audit
 from jails import services as jail_services
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
 from jails.models import Jail
+from watchers import skips
+from watchers.models import LogSource
 from watchers.tail import expand_logpaths
 
 BLOCKLIST = "blocklist"
@@ -189,19 +192,35 @@ def jail_status(jail: Jail) -> dict[str, Any]:
         "journal_matches": jail.journalmatch or jail.filter.journalmatch if jail.backend == "systemd" else "",
         "currently_banned": live.count(),
         "total_banned": Ban.objects.filter(jail_name=jail.name).count(),
-        "banned_ip_list": list(live.order_by("network").values_list("network", flat=True)),
+        # as fail2ban-client lists them: 203.0.113.9, a network with its prefix (the text form alike)
+        "banned_ip_list": [address_only(n) for n in live.order_by("network").values_list("network", flat=True)],
+        **reading_problems(jail),
     }
+
+
+def reading_problems(jail: Jail) -> dict[str, Any]:
+    """What the jail's sources left out, by reason (watchers.skips), and a filter degraded lately."""
+    skipped: dict[str, int] = {}
+    degraded: list[str] = []
+    for source in LogSource.objects.filter(jail=jail):
+        skipped = skips.added(skipped, source.skipped or {})
+        if source.filter_slow():
+            when = f"{source.slow_at:%Y-%m-%d %H:%M:%S}"
+            degraded.append(f"{source.path or 'journal'}: {source.slow_reason} (last at {when})")
+    return {"skipped": skipped, "filter_degraded": degraded}
 
 
 def render_jail_status(data: dict[str, Any]) -> str:
     listing = ("|  `- Journal matches:\t" + data["journal_matches"]) if data["journal_matches"] else \
         ("|  `- File list:\t" + " ".join(data["file_list"]))
-    addresses = " ".join(n.removesuffix("/32").removesuffix("/128") for n in data["banned_ip_list"])
+    addresses = " ".join(data["banned_ip_list"])
     return "\n".join([
         f"Status for the jail: {data['jail']}",
         "|- Filter",
         f"|  |- Currently failed:\t{data['currently_failed']}",
         f"|  |- Total failed:\t{data['total_failed']}",
+        *[f"|  |- Degraded:\tregex ran out of time: {text}" for text in data.get("filter_degraded", [])],
+        *[f"|  |- Skipped:\t{text}" for text in skips.describe(data.get("skipped", {}))],
         listing,
         "`- Actions",
         f"   |- Currently banned:\t{data['currently_banned']}",

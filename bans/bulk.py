@@ -1,0 +1,207 @@
+"""Writing a read's failures in bulk: plain SQL through Django's connection, a few statements a read.
+
+A ban storm brings thousands of failures per read, and Django's bulk_create spends about 40 µs a
+row preparing each field of each model instance: more than matching the line did. The rows
+written here are simple (addresses, times, text, a small JSON object), so they go straight to the
+database driver as multi-row INSERTs, values adapted by the backend's own `connection.ops` (times
+once per distinct second, JSON once per distinct object). Same tables, same columns, same values
+as the ORM would write; the models stay the way to read them.
+
+- `insert_failures`: the Failure rows;
+- `upsert_tallies` / `delete_tallies`: the per-address tallies (INSERT ... ON CONFLICT DO UPDATE,
+  which SQLite >= 3.24 and PostgreSQL both speak);
+- `add_to_stats`: the per-minute and per-hour counters the charts read (JailStat), added to in the
+  same transaction as the rows they count, so the charts never recount raw failures.
+
+Callers are inside the read's transaction (bans.services.record_failures).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from django.db import connection
+
+from bans.models import Ban, Failure, JailStat, Tally
+
+# Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits (32,766 and
+# 65,535) for any of the tables here, and large enough that the per-statement cost vanishes.
+ROWS_PER_STATEMENT = 500
+
+
+class Adapter:
+    """The backend's own adaptation of datetimes and JSON, remembered per distinct value."""
+
+    def __init__(self) -> None:
+        self.ops = connection.ops
+        self._times: dict[float, Any] = {}
+        self._json: dict[tuple[Any, ...], Any] = {}
+
+    def time(self, epoch: float) -> Any:
+        adapted = self._times.get(epoch)
+        if adapted is None:
+            adapted = self._times[epoch] = self.ops.adapt_datetimefield_value(
+                dt.datetime.fromtimestamp(epoch, tz=dt.UTC))
+        return adapted
+
+    def json(self, value: Any) -> Any:
+        """Failures' fields repeat ({"user": "root"}): those are adapted once; others each time."""
+        try:
+            key = tuple(value.items()) if isinstance(value, dict) else None
+            adapted = self._json.get(key) if key is not None else None
+        except TypeError:  # a list among the values: not hashable
+            key = adapted = None
+        if adapted is None:
+            adapted = self.ops.adapt_json_value(value, None)
+            if key is not None:
+                self._json[key] = adapted
+        return adapted
+
+
+def _quoted(model: Any, *columns: str) -> tuple[str, str]:
+    qn = connection.ops.quote_name
+    return qn(model._meta.db_table), ", ".join(qn(c) for c in columns)
+
+
+def _insert(table: str, columns: str, width: int, rows: Sequence[Sequence[Any]], suffix: str = "") -> None:
+    """One statement, run for every row by the driver (sqlite3 loops in C; psycopg parses the query
+    once and pipelines the rows)."""
+    if not rows:
+        return
+    one = "(" + ", ".join(["%s"] * width) + ")"
+    sql = f"INSERT INTO {table} ({columns}) VALUES {one}{suffix}"
+    if connection.vendor == "postgresql":
+        # Django's psycopg cursors bind on the client (each value quoted in Python, 70 µs a row
+        # here); the driver's own cursor binds on the server and prepares the statement once.
+        connection.ensure_connection()
+        with connection.connection.cursor() as raw:
+            raw.executemany(sql, rows)
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def insert_failures(jail_id: int, failures: Iterable[tuple[str, float, str, Mapping[str, Any]]],
+                    created: float, adapter: Adapter | None = None) -> int:
+    """Failure rows: (address, time, line, fields) each. Returns how many."""
+    adapter = adapter or Adapter()
+    table, columns = _quoted(Failure, "jail_id", "address", "time", "line", "fields", "created_at")
+    created_at = adapter.time(created)
+    rows = [(jail_id, address, adapter.time(when), line, adapter.json(dict(fields)), created_at)
+            for address, when, line, fields in failures]
+    if connection.vendor == "postgresql" and rows:
+        connection.ensure_connection()
+        with connection.connection.cursor() as raw, raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
+    _insert(table, columns, 6, rows)
+    return len(rows)
+
+
+def upsert_tallies(jail_id: int, tallies: Iterable[tuple[str, float, float, int, list[str]]],
+                   adapter: Adapter | None = None) -> None:
+    """Insert or replace tallies: (address, first_time, last_time, count, matches) each."""
+    adapter = adapter or Adapter()
+    table, columns = _quoted(Tally, "jail_id", "address", "first_time", "last_time", "count", "matches")
+    qn = connection.ops.quote_name
+    rows = [(jail_id, address, adapter.time(first), adapter.time(last), count, adapter.json(matches))
+            for address, first, last, count, matches in tallies]
+    updates = ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in ("first_time", "last_time", "count", "matches"))
+    conflict = f" ON CONFLICT ({qn('jail_id')}, {qn('address')}) DO UPDATE SET {updates}"
+    if connection.vendor == "postgresql" and rows:
+        # one statement over arrays: the server plans it once for every row
+        connection.ensure_connection()
+        columns_of = list(zip(*rows, strict=True))
+        with connection.connection.cursor() as raw:
+            raw.execute(f"INSERT INTO {table} ({columns}) SELECT %s, * FROM unnest(%s::inet[], "
+                        f"%s::timestamptz[], %s::timestamptz[], %s::integer[], %s::jsonb[]){conflict}",
+                        [jail_id, *(list(values) for values in columns_of[1:])])
+        return
+    _insert(table, columns, 6, rows, conflict)
+
+
+def insert_bans(bans: Sequence[Ban], adapter: Adapter | None = None) -> None:
+    """New Ban rows (built, not saved), their ids set on them as bulk_create does. A ban storm makes
+    thousands a read, where the ORM spent 100 µs preparing each."""
+    if not bans:
+        return
+    adapter = adapter or Adapter()
+    fields = [f for f in Ban._meta.concrete_fields if not f.primary_key]
+    adapt = [_adapter_of(field, adapter) for field in fields]
+    table, columns = _quoted(Ban, *(str(f.column) for f in fields))
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    pk = connection.ops.quote_name(str(Ban._meta.pk.column))
+    for start in range(0, len(bans), ROWS_PER_STATEMENT):
+        batch = bans[start:start + ROWS_PER_STATEMENT]
+        params = [convert(getattr(ban, field.attname)) for ban in batch for field, convert in zip(fields, adapt,
+                                                                                                     strict=True)]
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(batch))} RETURNING {pk}"
+        with _cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = [row[0] for row in cursor.fetchall()]
+        for ban, pk_value in zip(batch, ids, strict=True):
+            ban.pk = pk_value
+            ban._state.adding = False
+            ban._state.db = connection.alias
+
+
+def _adapter_of(field: Any, adapter: Adapter) -> Any:
+    internal = field.get_internal_type()
+    if internal == "DateTimeField":
+        return lambda value: None if value is None else adapter.time(value.timestamp())
+    if internal == "JSONField":
+        return adapter.json
+    return lambda value: value
+
+
+def _cursor() -> Any:
+    """The driver's own cursor on PostgreSQL (server-side binding: see _insert), Django's on SQLite."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        return connection.connection.cursor()
+    return connection.cursor()
+
+
+def delete_tallies(jail_id: int, addresses: Sequence[str]) -> None:
+    for start in range(0, len(addresses), ROWS_PER_STATEMENT):
+        Tally.objects.filter(jail_id=jail_id, address__in=addresses[start:start + ROWS_PER_STATEMENT]).delete()
+
+
+def minute_of(epoch: float) -> float:
+    return epoch - epoch % 60
+
+
+def hour_of(epoch: float) -> float:
+    return epoch - epoch % 3600
+
+
+def add_to_stats(jail_name: str, failure_times: Iterable[float] = (), ban_times: Iterable[float] = (),
+                 adapter: Adapter | None = None) -> None:
+    """Add failures and bans to their minute and hour buckets (JailStat), creating the buckets.
+
+    Both resolutions are written at once: the hour buckets outlive the minute ones (kept 2 days),
+    so they cannot be summed from them later."""
+    counts: Counter[tuple[str, float, int]] = Counter()
+    for when in failure_times:
+        counts["minute", minute_of(when), 0] += 1
+        counts["hour", hour_of(when), 0] += 1
+    for when in ban_times:
+        counts["minute", minute_of(when), 1] += 1
+        counts["hour", hour_of(when), 1] += 1
+    if not counts:
+        return
+    buckets: dict[tuple[str, float], list[int]] = {}
+    for (resolution, bucket, kind), n in counts.items():
+        buckets.setdefault((resolution, bucket), [0, 0])[kind] += n
+    adapter = adapter or Adapter()
+    table, columns = _quoted(JailStat, "jail_name", "resolution", "bucket", "failures", "bans")
+    qn = connection.ops.quote_name
+    rows = [(jail_name, resolution, adapter.time(bucket), failures, bans)
+            for (resolution, bucket), (failures, bans) in sorted(buckets.items())]
+    add = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in ("failures", "bans"))
+    keys = ", ".join(qn(c) for c in ("jail_name", "resolution", "bucket"))
+    _insert(table, columns, 5, rows, f" ON CONFLICT ({keys}) DO UPDATE SET {add}")
