@@ -19,6 +19,7 @@ Callers are inside the read's transaction (bans.services.record_failures).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -164,6 +165,33 @@ def _cursor() -> Any:
         connection.ensure_connection()
         return connection.connection.cursor()
     return connection.cursor()
+
+
+def read_tallies(jail_id: int, addresses: Sequence[str]) -> dict[str, tuple[float, float, int, list[str]]]:
+    """The stored tallies of these addresses: address -> (first_time, last_time, count, matches),
+    locked (SELECT ... FOR UPDATE) on PostgreSQL; SQLite's writer lock is the transaction's."""
+    table, columns = _quoted(Tally, "address", "first_time", "last_time", "count", "matches")
+    qn = connection.ops.quote_name
+    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    found: dict[str, tuple[float, float, int, list[str]]] = {}
+    with _cursor() as cursor:
+        for start in range(0, len(addresses), ROWS_PER_STATEMENT):
+            batch = list(addresses[start:start + ROWS_PER_STATEMENT])
+            cursor.execute(f"SELECT {columns} FROM {table} WHERE {qn('jail_id')} = %s AND {qn('address')} IN "
+                           f"({', '.join(['%s'] * len(batch))}){lock}", [jail_id, *batch])
+            for address, first, last, count, matches in cursor.fetchall():
+                found[str(address)] = (_epoch(first), _epoch(last), int(count),
+                                       json.loads(matches) if isinstance(matches, str) else list(matches))
+    return found
+
+
+def _epoch(value: Any) -> float:
+    """A stored time as epoch seconds: SQLite gives Django's text (UTC, naive), PostgreSQL a datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return float(value.timestamp())
 
 
 def delete_tallies(jail_id: int, addresses: Sequence[str]) -> None:

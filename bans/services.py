@@ -233,13 +233,10 @@ def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], *
     addresses = list(dict.fromkeys(address for address, _, _ in counted))
     stored: set[str] = set()
     tallies: dict[str, policy.Tally | None] = {}
-    for chunk in chunks(addresses):
-        locked = (Tally.objects.select_for_update().filter(jail=jail, address__in=chunk)
-                  .values_list("address", "first_time", "last_time", "count", "matches"))
-        for address, first_time, last_time, count, matches in locked:
-            stored.add(address)
-            tallies[address] = policy.Tally(address=address, first_time=first_time.timestamp(),
-                                            last_time=last_time.timestamp(), count=count, matches=list(matches))
+    for address, (first_time, last_time, count, matches) in bulk.read_tallies(jail.pk, addresses).items():
+        stored.add(address)
+        tallies[address] = policy.Tally(address=address, first_time=first_time, last_time=last_time, count=count,
+                                        matches=matches)
     earned: list[tuple[str, list[str]]] = []
     for address, when, item in counted:
         event = policy.FailureEvent(address=address, time=when, attempts=1, line="\n".join(item.lines))

@@ -5,8 +5,8 @@
 
 What runs is what an admin runs, minus the web panel: a watcher worker with the log followers
 (the shards the migrations schedule: 1 on SQLite, 2 on PostgreSQL; plus 2 processes for ordinary
-tasks, as `runstack` sizes it), Celery beat with the
-default schedules, and the firewall worker INSIDE a network namespace built for the run (its
+tasks, as `runstack` sizes it) with Celery beat and its default schedules inside it (-B, as
+`runstack` runs it), and the firewall worker INSIDE a network namespace built for the run (its
 libnftables changes that namespace's ruleset only), reaching Redis through the unix-socket bridge
 of tests/e2e/stack.py. Database: a fresh SQLite file (the default deployment). Jails: sshd
 (maxretry 1: the measured one), apache-envscan and postfix-sasl on their own logs, and "storm"
@@ -49,6 +49,7 @@ import platform
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -428,9 +429,11 @@ def prepare_database(env: dict[str, str], logs: Path) -> None:
 
 
 @contextmanager
-def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
-                  followers: int) -> Iterator[tuple[Any, list[Any], KernelWatch]]:
-    """The namespaces, the bridge, the workers, beat and the kernel watch; all undone on the way out."""
+def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: int,
+                  panel: bool = False) -> Iterator[tuple[Any, list[Any], KernelWatch]]:
+    """The namespaces, the bridge, the workers (beat inside the watcher worker, as runstack runs it),
+    with `panel` the web panel too (gunicorn as runstack starts it), and the kernel watch; all undone
+    on the way out. children[0] is the watcher worker, children[1] the firewall worker."""
     from tests.bans.netns import NamespacePair
     from tests.e2e.stack import Child, RedisBridge, stop_children
 
@@ -443,14 +446,16 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
         celery = [PYTHON, "-m", "celery", "-A", "config"]
         children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency",
                                                  str(ORDINARY_PROCESSES + followers), "--hostname", "w@%h",
-                                                 "--loglevel", "INFO"], env, workdir))
+                                                 "--loglevel", "INFO", "--beat", "--schedule-filename",
+                                                 str(workdir / "beat-schedule")], env, workdir))
         children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
                                                  "firewall.local", "--concurrency", "1", "--hostname", "fw@%h",
                                                  "--loglevel", "INFO"],
                                     {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
-        children.append(Child.start("beat", [*celery, "beat", "-S", "django_celery_beat.schedulers:DatabaseScheduler",
-                                             "--loglevel", "INFO", "--pidfile", str(workdir / "beat.pid")],
-                                    env, workdir))
+        if panel:
+            children.append(Child.start("web", [PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind",
+                                                f"127.0.0.1:{free_port()}", "--workers", "2", "--preload",
+                                                "--control-socket", str(workdir / "gunicorn.ctl")], env, workdir))
         yield pair, children, watch
     finally:
         stop_children(children)
@@ -458,6 +463,12 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
             watch.close()
         bridge.close()
         pair.destroy()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, children: Sequence[Any]) -> None:
@@ -576,7 +587,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         with running_stack(workdir, env, args.redis_db, len(shards)) as (_pair, children, watch):
             wait_until(lambda: all(c.alive() and " ready." in c.output() for c in children[:2])
-                       and "beat: Starting" in children[2].output(), START_WAIT, "the workers and beat", children)
+                       and "beat: Starting" in children[0].output(), START_WAIT, "the workers and beat", children)
             wait_until(lambda: followers_ready(shards), START_WAIT, "both followers to hold their shard", children)
             sessions = {c.name: c.process.pid for c in children}
             # the first ban creates the table and the sets: not what an attacker meets afterwards

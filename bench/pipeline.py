@@ -13,8 +13,9 @@ fresh log file and fresh state, one tool after the other (never both at once):
   an action whose commands are all empty, so no ban ever leaves the process, and no process is
   forked per ban). Its counters are read with `status JAIL short` over its socket (what
   fail2ban-client sends, without starting a Python per poll).
-- ours: the stack as bench/latency.py runs it (watcher worker with the log followers, beat, the
-  firewall worker in a network namespace applying the bans to nftables there), on a fresh SQLite
+- ours: the whole stack as scripts/run.sh runs it, started by bench/latency.py (the web panel,
+  the watcher worker with the log followers and beat inside it, the firewall worker in a network
+  namespace applying the bans to nftables there), on a fresh SQLite
   file or PostgreSQL database, with the SAME configuration directory imported by `manage.py
   importconf` (same filter files, same maxretry/findtime/bantime). Its counters are the Failure and
   Ban rows of the jail (what `jailctl status --json` calls total_failed and total_banned), read by
@@ -369,6 +370,7 @@ def fail2ban_version() -> str:
 
 # fail2ban's ban action: "dummy" (Debian's action.d/dummy.conf) or "noop" (empty commands); --fail2ban-action
 FAIL2BAN_ACTION = "dummy"
+DEBIAN_ACTIONS = Path("/etc/fail2ban/action.d")
 
 
 def build_confdir(confdir: Path, logs: Path, backend: str) -> None:
@@ -390,6 +392,8 @@ def build_confdir(confdir: Path, logs: Path, backend: str) -> None:
     # bans to nftables in a namespace.
     (actions / "benchnoop.conf").write_text(
         "[Definition]\nactionstart =\nactionflush =\nactionstop =\nactioncheck =\nactionban =\nactionunban =\n")
+    if FAIL2BAN_ACTION == "dummy":  # the installed package's, into this run's directory
+        shutil.copyfile(DEBIAN_ACTIONS / "dummy.conf", actions / "dummy.conf")
     action = "benchnoop" if FAIL2BAN_ACTION == "noop" else f"dummy[target={confdir / 'dummy.target'}]"
     jails = "".join(
         f"\n[{s.jail}]\nenabled = true\nfilter = {s.filter}\nlogpath = {logs / s.log}\n"
@@ -639,10 +643,11 @@ class Ours(Tool):
         redis.Redis(host=latency.REDIS_HOST, port=latency.REDIS_PORT, db=self.redis_db).flushdb()
         prepared = self.probe.ask("prepare")
         shards = self.probe.ask("shards")
-        self._stack = latency.running_stack(self.workdir, self.env, self.redis_db, len(shards))
+        # the whole stack as scripts/run.sh runs it, the web panel included (its memory counts)
+        self._stack = latency.running_stack(self.workdir, self.env, self.redis_db, len(shards), panel=True)
         _pair, self.children, _watch = self._stack.__enter__()
         latency.wait_until(lambda: all(c.alive() and " ready." in c.output() for c in self.children[:2])
-                           and "beat: Starting" in self.children[2].output(), timeout, "the workers and beat",
+                           and "beat: Starting" in self.children[0].output(), timeout, "the workers and beat",
                            self.children)
         latency.wait_until(lambda: self.probe.ask("ready", shards), timeout, "the followers", self.children)
         return {**prepared, "follower_shards": len(shards)}

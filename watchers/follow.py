@@ -326,6 +326,8 @@ class Follower:
     last_read: dict[int, float] = field(default_factory=dict)  # source -> when its last read started
     deferred: dict[int, float] = field(default_factory=dict)  # source -> when it may be read again
     read_bytes: dict[int, int] = field(default_factory=dict)  # source -> the most its next read takes
+    # source -> ((device, inode, size, mtime_ns) of its file when a read reached its end, when)
+    quiet: dict[int, tuple[tuple[int, int, int, int], float]] = field(default_factory=dict)
     own_addresses: list[str] = field(default_factory=list)
     next_resync: float = 0.0
     next_poll: float = 0.0
@@ -381,9 +383,10 @@ class Follower:
         changed, journal_changed = self.wait(timeout)
         now = time.monotonic()
         if now >= self.next_safety:
-            # the safety net: every source, whatever the watchers said
+            # the safety net: every source, whatever the watchers said (but not a file whose
+            # identity, size and time show it has not changed since a read reached its end)
             self.next_safety = now + self.safety_seconds
-            return self.read(set(self.sources))
+            return self.read({source_id for source_id in self.sources if not self.unchanged(source_id, now)})
         wanted = self.sources_of(changed)
         if journal_changed:
             wanted |= self.journal_woken(journal_changed)
@@ -438,11 +441,42 @@ class Follower:
                 self.backlog.add(source_id)
             else:
                 self.backlog.discard(source_id)
+            self.note_quiet(source_id, report)
             writing += report.write_seconds
             done.add(source_id)
         # rest for as long as the database was held (not the reading and matching: no lock then)
         self.rest_until = time.monotonic() + min(MAX_REST_SECONDS, writing * self.rest_ratio)
         return done
+
+    def note_quiet(self, source_id: int, report: services.ReadReport) -> None:
+        """Remember the file's (device, inode, size, mtime) when a read reached its end and the saved
+        position is in that very file: until one of them changes, a safety read has nothing to find.
+        Not after a rotation whose old file is still being drained (the position is in another file),
+        which is what the safety net is for."""
+        followed_source = self.sources.get(source_id)
+        self.quiet.pop(source_id, None)
+        if followed_source is None or not followed_source.path or report.more or report.position is None:
+            return
+        try:
+            st = os.stat(followed_source.path)
+        except OSError:
+            return
+        device, inode, offset = report.position
+        if (st.st_dev, st.st_ino, st.st_size) == (device, inode, offset):
+            self.quiet[source_id] = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), time.monotonic())
+
+    def unchanged(self, source_id: int, now: float) -> bool:
+        """Whether a file source is as its last read left it (read anyway once a minute: the read
+        notes that the source is still followed, LogSource.last_read_at)."""
+        known = self.quiet.get(source_id)
+        followed_source = self.sources.get(source_id)
+        if known is None or followed_source is None or now - known[1] >= services.IDLE_TOUCH_SECONDS:
+            return False
+        try:
+            st = os.stat(followed_source.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == known[0]
 
     def adapt(self, source_id: int, report: services.ReadReport, took: float) -> None:
         """Halve the next read of a source whose read was too long; double it when a full read was quick."""

@@ -60,6 +60,8 @@ class ReadReport:
     more: bool = False  # a backlog is left: read again at once
     skipped: dict[str, int] = field(default_factory=dict)  # watchers.skips.REASONS -> count
     write_seconds: float = 0.0  # how long the read's transaction held the database
+    # (device, inode, offset) of a file source's saved position after the read, None if unknown
+    position: tuple[int | None, int | None, int] | None = None
 
 
 @dataclass
@@ -172,7 +174,7 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
         mark_unavailable(source, exc)
         return ReadReport(events=[exc.reason])
     if nothing_new(source, result, now):
-        return ReadReport()
+        return ReadReport(position=(source.device, source.inode, source.offset))
     try:
         matched = match_lines(source, result, now)
     except EngineError as exc:
@@ -201,6 +203,7 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
             forget_filter(source_id)
         raise
     report.write_seconds = time.perf_counter() - writing
+    report.position = (result.position.device, result.position.inode, result.position.offset)
     skips.SKIP_LOG.note(source.path, report.skipped)
     return report
 

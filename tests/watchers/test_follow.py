@@ -205,8 +205,10 @@ def test_it_reads_every_source_when_the_safety_net_is_due(sshd: Filter, tmp_path
     make_jail(sshd, "sshd", [str(log)])
     flw, spy = follower(safety_seconds=0.3)
     flw.start()
+    flw.watchers.clear()  # inotify sees nothing: only the safety net reads, every 0.3 s
     before = time.monotonic()
-    for _ in range(4):  # nothing is written: only the safety net reads, every 0.3 s
+    for _ in range(4):
+        append(log, benign())  # (a file that did not change is not read: the next test)
         flw.step(5.0)
     flw.close()
     times = [when for when, _ in spy.reads if when >= before]
@@ -373,3 +375,27 @@ def wait(predicate: Any, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return bool(predicate())
+
+
+@pytest.mark.django_db
+def test_the_safety_net_skips_a_file_that_did_not_change_and_reads_one_that_did(
+        sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    """Idle, a follower costs next to nothing: the read every 2 s whatever inotify says is skipped for
+    a file whose identity, size and time are those its last read ended at."""
+    quiet_log, busy_log = tmp_path / "quiet.log", tmp_path / "busy.log"
+    quiet_log.write_text(benign())
+    busy_log.write_text(benign())
+    quiet = make_jail(sshd, "quiet", [str(quiet_log)])
+    make_jail(sshd, "busy", [str(busy_log)])
+    flw, spy = follower(safety_seconds=0.2)
+    flw.watchers.clear()  # as if inotify saw nothing: only the safety net reads
+    flw.start()
+    flw.watchers.clear()
+    started = time.monotonic()
+    with busy_log.open("a") as out:  # written behind inotify's back
+        out.write(failure())
+    step_until(flw, banned)
+    for _ in range(5):
+        flw.step(0.3)
+    flw.close()
+    assert LogSource.objects.get(jail=quiet).pk not in spy.since(started)

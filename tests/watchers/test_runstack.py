@@ -132,3 +132,41 @@ def test_gunicorns_control_socket_is_the_stacks_own_under_var() -> None:
     assert web.argv[web.argv.index("--control-socket") + 1] == str(REPO / "var" / "run" / "gunicorn.ctl")
     [web] = [child for child in Command().plan({**options, "control_socket": "/tmp/x.ctl"}) if child.name == "web"]
     assert web.argv[web.argv.index("--control-socket") + 1] == "/tmp/x.ctl"
+
+
+SUPERVISED = """
+import json, os, signal, subprocess, sys
+children = [subprocess.Popen(argv, start_new_session=True) for argv in json.loads(sys.argv[1])]
+spec = {"children": [{"name": f"child{i}", "pid": c.pid} for i, c in enumerate(children)], "grace": 2}
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+os.execv(sys.executable, [sys.executable, "-S", sys.argv[2], json.dumps(spec)])
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_supervisor_runstack_becomes_stops_everything_when_one_child_ends(tmp_path: Path) -> None:
+    """runstack execs into watchers/supervise.py once the stack runs (Django is not needed to watch
+    it): a child that exits stops the others and its status is the stack's; one that ignores SIGTERM
+    is killed after the grace period."""
+    stubborn = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                      "time.sleep(60)"]
+    argvs = [["sleep", "60"], stubborn, ["sh", "-c", "sleep 0.5; exit 3"]]
+    script = str(REPO / "watchers" / "supervise.py")
+    done = subprocess.run([sys.executable, "-c", SUPERVISED, json.dumps(argvs), script], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert "child2 exited with status 3; stopping the others" in done.stderr
+    assert "child1 did not stop in 2s; killing it" in done.stderr
+    assert "child0" not in done.stderr  # sleep stops on SIGTERM
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_supervisor_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    running = subprocess.Popen([sys.executable, "-c", SUPERVISED, json.dumps([["sleep", "60"], ["sleep", "60"]]),
+                                str(REPO / "watchers" / "supervise.py")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # (whether the signal comes before or after the exec, it is handled: blocked across it)
+    running.send_signal(signal.SIGTERM)
+    out, err = running.communicate(timeout=30)
+    assert running.returncode == 0, err
+    assert "runstack: stopping" in out and "did not stop" not in err

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
-import time
 from argparse import ArgumentParser
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,59 +74,42 @@ class Command(BaseCommand):
         for child in children:
             self.stdout.write(f"runstack: starting {child.name}: {' '.join(child.argv)}")
             child.process = subprocess.Popen(child.argv, start_new_session=True)
-        exit_code = self.watch(children, lambda: stopping)
-        self.stop_all(children)
-        if exit_code:
-            sys.exit(exit_code)
+        self.become_supervisor(children, stopping)
+
+    def become_supervisor(self, children: list[Child], stopping: bool) -> None:
+        """Replace this process (Django loaded: ~55 MB) with watchers/supervise.py (no site packages:
+        ~10 MB), which watches the same children. SIGINT and SIGTERM are blocked across the exec so
+        that none is lost or kills the supervisor before it has its handlers; it unblocks them."""
+        spec = {"children": [{"name": c.name, "pid": c.process.pid} for c in children if c.process is not None],
+                "grace": 10, "stopping": stopping}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        script = str(Path(__file__).resolve().parents[2] / "supervise.py")
+        os.execv(sys.executable, [sys.executable, "-S", script, json.dumps(spec)])
 
     def plan(self, options: dict[str, Any]) -> list[Child]:
         python = sys.executable
         followers = options.get("followers")
         followers = scheduled_followers() if followers is None else followers
         watcher_processes = options["concurrency"] + followers
+        # Beat runs inside the watcher worker (-B: a process forked from the worker's, sharing its
+        # memory, where a beat of its own cost ~70 MB); one stack has one watcher worker, so one beat.
+        beat = [] if options["no_beat"] else ["--beat", "--schedule-filename", options["beat_schedule"]]
         children = [
+            # --preload: the app is loaded once in the master and the workers share its pages
             Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
-                          "--workers", str(options["web_workers"]), "--access-logfile", "-",
+                          "--workers", str(options["web_workers"]), "--preload", "--access-logfile", "-",
                           "--control-socket", str(options.get("control_socket") or control_socket_default())]),
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                              "--concurrency", str(watcher_processes), "--queues", "celery",
-                             "--hostname", "watchers@%h"]),
+                             "--hostname", "watchers@%h", *beat]),
             # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order.
             Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                                "--concurrency", "1", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
                                "--hostname", f"firewall-{settings.IPS_HOST_NAME}@%h"]),
         ]
-        if not options["no_beat"]:
-            children.append(Child("beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-                                           "--schedule", options["beat_schedule"]]))
         return children
-
-    def watch(self, children: list[Child], stopping: Any) -> int:
-        while not stopping():
-            for child in children:
-                assert child.process is not None
-                code = child.process.poll()
-                if code is not None:
-                    self.stderr.write(f"runstack: {child.name} exited with status {code}; stopping the others")
-                    return code or 1
-            time.sleep(0.2)
-        self.stdout.write("runstack: stopping")
-        return 0
-
-    def stop_all(self, children: list[Child], grace: float = 10.0) -> None:
-        for child in children:
-            if child.process and child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for child in children:
-            if child.process is None:
-                continue
-            try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"runstack: {child.name} did not stop in {grace:.0f}s; killing it")
-                child.process.kill()
-                child.process.wait()
 
 
 def control_socket_default() -> Path:

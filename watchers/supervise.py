@@ -1,0 +1,96 @@
+"""What `manage.py runstack` becomes once it has started the stack: a supervisor without Django.
+
+runstack needs Django to plan the stack (how many follower shards beat runs, the settings), but
+not to watch it: a Django process that only waits would cost the stack about 55 MB. So it starts
+the children and replaces itself (exec: same process id, same children) with this script, run by
+the same Python with no site packages (about 10 MB). It does what runstack did next: one Ctrl-C
+(SIGINT) or SIGTERM stops everything; if one child exits, the others are stopped too and the exit
+status says so.
+
+Standard library only, on purpose. Usage (runstack builds it): python -S supervise.py SPEC, SPEC
+being JSON: {"children": [{"name": "web", "pid": 123}, ...], "grace": 10}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+POLL_SECONDS = 0.2
+
+
+def say(text: str, *, error: bool = False) -> None:
+    stream = sys.stderr if error else sys.stdout
+    stream.write(f"runstack: {text}\n")
+    stream.flush()
+
+
+class Supervisor:
+    def __init__(self, children: dict[int, str], grace: float) -> None:
+        self.children = dict(children)  # pid -> name, of those still running
+        self.grace = grace
+        self.stopping = False
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def reap(self) -> tuple[str, int] | None:
+        """(name, exit status) of a child that ended, if any did."""
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == 0 or pid not in self.children:
+            return None
+        return self.children.pop(pid), os.waitstatus_to_exitcode(status)
+
+    def watch(self) -> int:
+        while not self.stopping:
+            ended = self.reap()
+            if ended is not None:
+                name, code = ended
+                say(f"{name} exited with status {code}; stopping the others", error=True)
+                return code or 1
+            time.sleep(POLL_SECONDS)
+        say("stopping")
+        return 0
+
+    def stop_all(self) -> None:
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + self.grace
+        while self.children and time.monotonic() < deadline:
+            if self.reap() is None:
+                time.sleep(0.05)
+        for pid, name in list(self.children.items()):
+            say(f"{name} did not stop in {self.grace:.0f}s; killing it", error=True)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.children.pop(pid, None)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    supervisor = Supervisor({int(c["pid"]): str(c["name"]) for c in spec["children"]}, float(spec.get("grace", 10)))
+    supervisor.stopping = bool(spec.get("stopping"))
+    signal.signal(signal.SIGINT, supervisor.stop)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    # runstack blocked these before exec (the mask survives it): one sent meanwhile arrives now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    code = supervisor.watch()
+    supervisor.stop_all()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
