@@ -77,10 +77,20 @@ def network_of(address: str) -> str:
     return str(ipaddress.ip_network(ip))
 
 
-@functools.lru_cache(maxsize=1 << 16)
+# The longest text an address can be: a full IPv6 address with an IPv4 tail, brackets and a zone.
+MAX_ADDRESS_TEXT = 64
+
+
 def parse_address(host: str) -> str | None:
+    """The address in a failure, or None when the host is a name (names are never resolved here)."""
+    return None if len(host) > MAX_ADDRESS_TEXT else _parse_address(host)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_address(host: str) -> str | None:
     """The address in a failure, or None when the host is a name (names are never resolved here).
-    Remembered: an attack repeats the same few thousand addresses in every read."""
+    Remembered: an attack repeats the same few thousand addresses in every read (short texts only:
+    parse_address never hands it anything longer, so no attacker-written text is kept)."""
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -159,8 +159,8 @@ JAIL_HELP: dict[str, str] = {
               "'yes' looks the name up in DNS and counts a failure for every address it has (at most 16); "
               "'warn' does the same and logs each lookup. Both cost: the log's writer chooses the name, and "
               "whoever controls that name's DNS zone chooses the addresses, so can get any address banned "
-              "(yours, your users', a partner's); each lookup takes time, and the watcher waits up to 2 s "
-              "for answers before reading on (answers are kept 5 minutes; a name without an answer in "
+              "(yours, your users', a partner's); each lookup takes time, and the watcher waits up to "
+              "0.5 s a read for answers before reading on (answers are kept 5 minutes; a name without an answer in "
               "time is not counted). Addresses are never looked up. 'raw': the text as written (a name then "
               "bans nothing).",
     "bantime": "How long a ban lasts: 600, 10m, 1h, 1d, 1w, or -1 for a permanent ban.",

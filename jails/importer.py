@@ -218,7 +218,8 @@ def import_jails(root: Path, report: ImportReport, say: Progress, include_disabl
     if dns_jails:
         report.notes.append("usedns is yes/warn for " + ", ".join(dns_jails) + ": host names written in those logs "
                             "will be looked up in DNS (whoever controls a name's zone chooses what is banned, and "
-                            "the watcher waits up to 2 s for answers); set usedns = no to act on addresses only")
+                            "the watcher waits up to 0.5 s a read for answers); set usedns = no to act on "
+                            "addresses only")
 
 
 def value_text(section: ini.JailSection, key: str, default: str = "") -> str:

@@ -94,7 +94,8 @@ MAX_REST_SECONDS = 0.12
 # A read is one transaction, and its bans reach the firewall when it commits: a follower that fell
 # behind (a ban storm) must not read megabytes in one go. The bytes per read adapt, per source, so a
 # read lasts about READ_TARGET_SECONDS: fewer bytes of lines that carry failures (database work),
-# more of lines that do not. Lines longer than the smallest read are cut (read_new_lines).
+# more of lines that do not. A line longer than a read is read whole all the same (read_new_lines);
+# one longer than IPS_MAX_LINE_BYTES is skipped whole.
 READ_TARGET_SECONDS = 1.0
 MIN_READ_BYTES = 16 << 10
 FIRST_READ_BYTES = 256 << 10
@@ -365,8 +366,10 @@ class Follower:
             self.pause(min(ERROR_PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def start(self) -> None:
-        """Find the sources and read them all (what was written while nobody followed)."""
+        """Find the sources and read them all (what was written while nobody followed: catching up,
+        as a backlog is, so failures keep their own time and those older than findtime do not count)."""
         self.resync()
+        self.backlog |= set(self.sources)
         self.read(set(self.sources))
         now = time.monotonic()
         self.next_safety = now + self.safety_seconds

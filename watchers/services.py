@@ -83,6 +83,7 @@ class Compiled:
     filter: CompiledFilter
     prefilter: Any = None
     prefilter_built: bool = False
+    slow: SlowFilter = field(default_factory=lambda: SlowFilter())
 
     def prefilter_for(self, sample: str) -> Any:
         """The literal prefilter of a single-line filter (None: every line must be tried), built on
@@ -178,10 +179,11 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
     try:
         matched = match_lines(source, result, now)
     except EngineError as exc:
+        forget_filter(source_id)  # it saw lines that will be read again
         source.health, source.health_reason = LogSource.Health.DEGRADED, f"filter: {exc}"
         source.save(update_fields=["health", "health_reason", "updated_at"])
         return ReadReport(events=[source.health_reason])
-    if matched.stopped_at is not None:
+    if matched.stopped_at is not None and result.cut is not None:
         result = result.first(matched.stopped_at)
     resolve_names(source.jail, matched)  # before the transaction: a lookup may take seconds
     committed: list[bool] = []
@@ -313,7 +315,7 @@ def match_lines(source: LogSource, result: ReadResult, now: float) -> Matched:
         prefilter = entry.prefilter_for(block)
         if prefilter is not None:
             indexes = candidate_lines(block, prefilter.candidate_offsets(block))
-    return run_filter(flt, lines, indexes, now, can_stop=result.cut is not None)
+    return run_filter(flt, lines, indexes, now, can_stop=result.cut is not None, slow=entry.slow)
 
 
 # --- one read of a file for every jail that follows it ------------------------------------------------
@@ -357,9 +359,10 @@ def read_lines(source: LogSource, max_bytes: int) -> ReadResult:
 
 def match_entries(source: LogSource, entries: Sequence[JournalEntry]) -> Matched:
     """match_lines for journal entries: each is matched at its own time, as a journal line."""
-    flt = compiled_filter(source)
-    lines = [entry.line for entry in entries]
-    return run_filter(flt, lines, range(len(lines)), None, times=[entry.time for entry in entries], journal=True)
+    entry = compiled(source)
+    lines = [each.line for each in entries]
+    return run_filter(entry.filter, lines, range(len(lines)), None, times=[each.time for each in entries],
+                      journal=True, slow=entry.slow)
 
 
 def candidate_lines(block: str, offsets: Sequence[int]) -> list[int]:
@@ -375,36 +378,81 @@ def candidate_lines(block: str, offsets: Sequence[int]) -> list[int]:
 
 
 def run_filter(flt: CompiledFilter, lines: Sequence[str], indexes: Sequence[int] | range, now: float | None, *,
-               can_stop: bool = True, times: Sequence[float] | None = None, journal: bool = False) -> Matched:
+               can_stop: bool = True, times: Sequence[float] | None = None, journal: bool = False,
+               slow: SlowFilter | None = None) -> Matched:
+    """Match the lines at `indexes`, each under the watchdog, the whole within the read's budget.
+
+    A line that runs out of time is skipped and counted. The first one ends the read (the other
+    sources go first) and puts the filter in slow mode (`slow`): for a while its lines get only
+    SLOW_LINE_SECONDS each and a timeout no longer ends the read, so a stream of crafted lines costs
+    a bounded share of the follower instead of keeping this source behind for ever."""
     matched = Matched()
-    observed = matched.observed
-    deadline = time.perf_counter() + settings.IPS_LIVE_READ_BUDGET_SECONDS
+    slowed = slow is not None and slow.active()
+    budget = SLOW_LINE_SECONDS if slowed else settings.IPS_LIVE_REGEX_BUDGET_SECONDS
     clock = time.perf_counter
-    with line_guard(settings.IPS_LIVE_REGEX_BUDGET_SECONDS) as watchdog:
-        for index in indexes:
-            if can_stop and clock() > deadline:
-                matched.stopped_at = index
-                break
-            if watchdog is not None:
-                watchdog.count += 1  # (Watchdog.step, inlined: once per line)
-            when = times[index] if times is not None else now
-            try:
-                result = flt.process_line(lines[index], when or 0.0, journal=journal)
-            except RegexTimeout as exc:  # landed outside a regex (process_line catches those): same outcome
-                result = LineResult(timed_out=str(exc))
-            if result.timed_out is not None:
-                matched.timed_out += 1
-                matched.slowest = result.timed_out
-                if can_stop:  # the filter is slow on this text: the other sources get their turn first
-                    matched.stopped_at = index + 1
+    deadline = clock() + settings.IPS_LIVE_READ_BUDGET_SECONDS
+    current, mark = -1, 0  # the line being handled, and the failures found before it
+    try:
+        with line_guard(budget) as watchdog:
+            for index in indexes:
+                current, mark = index, len(matched.observed)
+                if can_stop and clock() > deadline:
+                    matched.stopped_at = index
                     break
-                continue
-            for failure in result.failures:
-                if failure.nofail or not failure.host:
-                    continue
-                observed.append(Observed(host=failure.host, time=failure.time, lines=tuple(failure.lines),
-                                         fields={k: v for k, v in failure.fields.items() if is_plain(v)}))
+                if not match_one(flt, lines[index], times[index] if times is not None else now, journal,
+                                 watchdog, matched):
+                    if slow is not None:
+                        slow.noted()
+                    if can_stop and not slowed:
+                        matched.stopped_at = index + 1
+                        break
+    except RegexTimeout as exc:
+        # a tick that came late, outside the regex: the line being handled counts as timed out
+        # (whatever it found is dropped: never half a line) and the read ends after it
+        matched.timed_out += 1
+        matched.slowest = matched.slowest or str(exc)
+        del matched.observed[mark:]
+        matched.stopped_at = current + 1 if current >= 0 else 0
     return matched
+
+
+def match_one(flt: CompiledFilter, line: str, when: float | None, journal: bool, watchdog: Watchdog | None,
+              matched: Matched) -> bool:
+    """One line's failures into `matched`; False when it ran out of time (it is counted then)."""
+    if watchdog is not None:
+        watchdog.count += 1  # (Watchdog.step, inlined: once per line)
+    try:
+        result = flt.process_line(line, when or 0.0, journal=journal)
+    except RegexTimeout as exc:  # landed outside a regex (process_line catches those): same outcome
+        result = LineResult(timed_out=str(exc))
+    if result.timed_out is not None:
+        matched.timed_out += 1
+        matched.slowest = result.timed_out
+        return False
+    for failure in result.failures:
+        if failure.nofail or not failure.host:
+            continue
+        matched.observed.append(Observed(host=failure.host, time=failure.time, lines=tuple(failure.lines),
+                                         fields={k: v for k, v in failure.fields.items() if is_plain(v)}))
+    return True
+
+
+# After a regex of a source's filter ran out of time, its lines get this much each for SLOW_MODE_SECONDS.
+SLOW_LINE_SECONDS = 0.02
+SLOW_MODE_SECONDS = 600.0
+
+
+@dataclass
+class SlowFilter:
+    """A source's filter that ran out of time lately (per worker process, with its compiled filter)."""
+
+    until: float = 0.0
+
+    def active(self) -> bool:
+        return time.monotonic() < self.until
+
+    def noted(self) -> None:
+        self.until = time.monotonic() + SLOW_MODE_SECONDS
 
 
 _unguarded_warned = False
@@ -426,17 +474,22 @@ def line_guard(budget: float) -> Iterator[Watchdog | None]:
         yield watchdog if watchdog.active else None
 
 
+# The most one read waits for DNS answers (the follower's other sources wait with it). A name not
+# answered by then counts as unresolved ("dns"); its late answer is cached for the next read.
+DNS_READ_SECONDS = 0.5
+
+
 def resolve_names(jail: Jail, matched: Matched) -> None:
     """usedns yes/warn: a failure whose host is a name counts for each address the name has (as in
-    fail2ban), looked up through the bounded resolver (watchers.dns: at most a few seconds a read,
-    answers cached); a name with no address is counted as skipped. Addresses are never looked up,
+    fail2ban), looked up through the bounded resolver (watchers.dns: at most DNS_READ_SECONDS a
+    read, answers cached); a name with no address is counted as skipped. Addresses are never looked up,
     and with usedns no the filter's <HOST> does not even match a name."""
     if jail.usedns not in (Jail.UseDns.YES, Jail.UseDns.WARN):
         return
     names = {item.host for item in matched.observed if dns.address_of(item.host) is None}
     if not names:
         return
-    found, _ = dns.hosts_to_addresses(names, jail.usedns, jail=jail.name)
+    found, _ = dns.hosts_to_addresses(names, jail.usedns, jail=jail.name, timeout=DNS_READ_SECONDS)
     observed: list[Observed] = []
     for item in matched.observed:
         if item.host not in names:

@@ -23,7 +23,8 @@ log = logging.getLogger("watchers.skips")
 REASONS: dict[str, str] = {
     "long": "lines longer than the line limit (IPS_MAX_LINE_BYTES), skipped whole",
     "timeout": "lines on which a regex ran out of time (IPS_LIVE_REGEX_BUDGET_MS), skipped",
-    "encoding": "lines with bytes invalid in the log's encoding, matched with U+FFFD in their place",
+    "encoding": "lines with bytes invalid in the log's encoding (or NUL, or a written U+FFFD), matched with "
+                "U+FFFD in their place",
     "unparsable": "failures whose host is not an address we can ban (010.0.0.1, a name without usedns)",
     "stale": "failures older than findtime when read (catching up), not counted",
     "clock": "failures dated more than 60 s from now (clock or time zone?), counted as happening now",

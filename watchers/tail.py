@@ -82,6 +82,7 @@ class ReadResult:
     events: list[str] = field(default_factory=list)
     # the read stopped at its budget with complete lines left unread: read again at once
     more: bool = False
+    pending: int = 0  # bytes of an unfinished last line, left for when its newline comes
     long_lines: int = 0  # lines longer than max_line_bytes, skipped whole
     replaced_lines: int = 0  # lines with bytes invalid in the encoding (or NUL), read with U+FFFD
     # where the read would end had it kept only its first k lines (see `first`)
@@ -401,7 +402,10 @@ class _Reader:
 
         `skipping`: `offset` is inside an overlong line, whose rest (up to its newline) is discarded.
         A read whose budget ends inside the first line reads on, up to the line limit, to find its
-        end: a line is either kept whole or skipped whole, never cut."""
+        end: a line is either kept whole or skipped whole, never cut. `flush_partial`: the file will
+        not grow any more (renamed, and its successor is being written): its unfinished last line is
+        a line."""
+        limit = self.max_line_bytes
         size = os.fstat(opened.fd).st_size
         data = _pread_all(opened.fd, min(budget, max(size - offset, 0)), offset) if budget > 0 else b""
         at_eof = offset + len(data) >= size
@@ -411,44 +415,38 @@ class _Reader:
             if newline < 0:  # still inside it: everything read is part of it
                 return _Chunk([], offset + len(data), len(data), at_eof, 0, skipping=True)
             start = newline + 1
-        end = data.rfind(b"\n") + 1
-        long_lines = 0
-        if end <= start and len(data) > start:  # no complete line after `start`
-            rest = len(data) - start
-            if at_eof and flush_partial and rest <= self.max_line_bytes:
-                end = len(data)  # a renamed file that will not grow any more: its last line is whole
-            elif rest > self.max_line_bytes:
-                return _Chunk([], offset + len(data), len(data), at_eof, 0, skipping=True, long_lines=1)
-            elif not at_eof:
-                # the budget ended inside a line: read on to its end, or to the limit
-                data = data[:start] + _pread_all(opened.fd, min(self.max_line_bytes + 1, size - offset - start),
-                                                 offset + start)
-                newline = data.find(b"\n", start)
-                if newline < 0 and len(data) - start > self.max_line_bytes:
-                    return _Chunk([], offset + len(data), len(data), False, 0, skipping=True, long_lines=1)
-                end = newline + 1 if newline >= 0 else start
-                at_eof = offset + len(data) >= size
+        end = max(start, data.rfind(b"\n") + 1)  # after the last complete line
+        if end == start and not at_eof and len(data) > start:
+            # the budget ended inside the first line: read on to its end, or past the limit
+            data = data[:start] + _pread_all(opened.fd, min(limit + 1, size - offset - start), offset + start)
+            newline = data.find(b"\n", start)
+            if newline >= 0:
+                data = data[:newline + 1]  # that line only: what follows is the next read's
+                end = len(data)
+            at_eof = offset + len(data) >= size
+        tail = len(data) - end  # an unfinished last line at the end of the file, or what the budget cut
+        consumed, skipping_after, long_lines = end, False, 0
+        if tail and at_eof and flush_partial:  # the last line of a file that will not grow
+            if tail <= limit:
+                end = consumed = len(data)  # whole
             else:
-                end = start
+                consumed, long_lines = len(data), 1  # overlong, and no more of it will come
+        elif tail > limit:  # an unfinished line that is overlong already: skipped, its rest later too
+            consumed, skipping_after, long_lines = len(data), True, 1
         body = data[start:end]
-        if len(body) > self.max_line_bytes:
-            body, long_lines = _without_long_lines(body, self.max_line_bytes)
-        pending = len(data) - end if at_eof else 0
+        dropped = 0
+        if len(body) > limit:
+            body, dropped = _without_long_lines(body, limit)
         lines, replaced = _decode_lines(body, self.codec)
-        cut = _LineCut(opened.st, opened.head(), offset, data, start, self.max_line_bytes)
-        if pending > self.max_line_bytes:  # the unfinished last line is overlong already
-            return _Chunk(lines, offset + len(data), len(data), at_eof, 0, skipping=True,
-                          long_lines=long_lines + 1, replaced_lines=replaced, cut=cut)
-        return _Chunk(lines, offset + end, end, at_eof, pending,
-                      long_lines=long_lines, replaced_lines=replaced, cut=cut)
+        pending = len(data) - consumed if at_eof else 0
+        return _Chunk(lines, offset + consumed, consumed, at_eof, pending, skipping=skipping_after,
+                      long_lines=long_lines + dropped, replaced_lines=replaced,
+                      cut=_LineCut(opened.st, opened.head(), offset, data, start, limit))
 
     def read(self, opened: _OpenFile, offset: int, budget: int, events: list[str] | None = None, *,
              skipping: bool = False) -> ReadResult:
         chunk = self.chunk(opened, offset, budget, skipping=skipping)
-        events = list(events or [])
-        if chunk.pending:
-            events.append(f"waiting for the rest of a partial line ({chunk.pending} bytes)")
-        return _result(chunk, opened.position(chunk.end, chunk.skipping), events)
+        return _result(chunk, opened.position(chunk.end, chunk.skipping), list(events or []))
 
     def follow(self, path: str, current: _OpenFile, position: FilePosition, change: _Change) -> ReadResult:
         """Finish the file the position belongs to (renamed or copied beside the log), then start
@@ -475,7 +473,7 @@ class _Reader:
                 return _result(chunk, previous_end, events)
         rest = self.read(current, 0, max(1, self.max_bytes - chunk.consumed))
         return ReadResult(chunk.lines + rest.lines, rest.position, [change.description, *events, *rest.events],
-                          more=rest.more, long_lines=chunk.long_lines + rest.long_lines,
+                          more=rest.more, pending=rest.pending, long_lines=chunk.long_lines + rest.long_lines,
                           replaced_lines=chunk.replaced_lines + rest.replaced_lines,
                           cut=_two_files(chunk, previous_end, rest))
 
@@ -493,7 +491,8 @@ class _Reader:
 
 
 def _result(chunk: _Chunk, position: FilePosition, events: list[str]) -> ReadResult:
-    return ReadResult(chunk.lines, position, events, more=not chunk.at_eof, long_lines=chunk.long_lines,
+    return ReadResult(chunk.lines, position, events, more=not chunk.at_eof, pending=chunk.pending,
+                      long_lines=chunk.long_lines,
                       replaced_lines=chunk.replaced_lines, cut=chunk.cut)
 
 
@@ -541,9 +540,11 @@ def _two_files(previous: _Chunk, previous_end: FilePosition,
 
 
 def _without_long_lines(body: bytes, limit: int) -> tuple[bytes, int]:
-    """`body` (complete lines) without the lines longer than `limit` bytes, and how many went."""
+    """`body` (lines, the last one with or without its newline) without the lines longer than
+    `limit` bytes, and how many went."""
     lines = body.split(b"\n")
-    lines.pop()  # body ends with "\n"
+    if body.endswith(b"\n"):
+        lines.pop()
     if max(map(len, lines)) <= limit:
         return body, 0
     kept = [line for line in lines if len(line) <= limit]
@@ -577,7 +578,22 @@ def _codec(encoding: str) -> str:
         raise ValueError(f"unknown log encoding {encoding!r}") from None
     if "a\n".encode(info.name) != b"a\n":
         raise ValueError(f"log encoding {encoding!r} is not supported: lines must end with the byte 0x0a")
+    if info.name in _LINE_UNSAFE or any(b"a\n".decode(info.name, "replace").count("\n") != 1 or
+                                         probe.decode(info.name, "replace").count("\n") != probe.count(b"\n")
+                                         for probe in _NEWLINE_PROBES):
+        # a decoder with state or escapes (utf-7's "+AAo-", raw_unicode_escape's "\\u000a", hz's
+        # "~\n") makes or swallows newlines: text an attacker wrote would become lines of its own
+        raise ValueError(f"log encoding {encoding!r} is not supported: it can turn bytes other than 0x0a into "
+                         "line ends, or hide one; use a byte-per-newline encoding (UTF-8, Latin-1, a code page)")
     return info.name
+
+
+# Codecs that carry state or escapes across bytes (checked by name: the probes below cannot show
+# every way), and byte strings on which a safe decoder gives exactly one line end per 0x0a.
+_LINE_UNSAFE = frozenset({"utf-7", "hz", "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_2004",
+                          "iso2022_jp_3", "iso2022_jp_ext", "iso2022_kr", "unicode_escape", "raw_unicode_escape",
+                          "punycode", "idna"})
+_NEWLINE_PROBES = (b"+AAo-x\n", b"\\u000a\\n\n", b"~\nx\n", b"\x1b$B\nx\n", b"\xff\n\xfe\n")
 
 
 # --- reasons an admin can act on ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import migrations
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Min
 from django.db.models.functions import Trunc
 
 OVERLAP = dt.timedelta(minutes=10)
@@ -18,6 +18,7 @@ def recount_recent(apps, schema_editor):  # type: ignore[no-untyped-def]
     JailStat = apps.get_model("bans", "JailStat")
     Failure = apps.get_model("bans", "Failure")
     Ban = apps.get_model("bans", "Ban")
+    Jail = apps.get_model("jails", "Jail")
     for resolution in ("minute", "hour"):
         newest = JailStat.objects.filter(resolution=resolution).aggregate(newest=Max("bucket"))["newest"]
         if newest is None:
@@ -26,7 +27,17 @@ def recount_recent(apps, schema_editor):  # type: ignore[no-untyped-def]
                 continue
             start = oldest
         else:
-            start = newest - OVERLAP
+            since = newest - OVERLAP
+            # as the rollup did: also from the oldest failure stored since then but dated earlier
+            # (a watcher catching up stores failures up to its jail's findtime in the past)
+            longest = Jail.objects.aggregate(longest=Max("findtime"))["longest"] or 0
+            late = (Failure.objects.filter(time__lt=since, time__gte=since - dt.timedelta(seconds=longest),
+                                           created_at__gte=since).aggregate(oldest=Min("time"))["oldest"])
+            start = since if late is None else min(since, late)
+        # whole buckets only: a bucket recounted from part of it would lose the rest
+        start = start.astimezone(dt.UTC).replace(second=0, microsecond=0)
+        if resolution == "hour":
+            start = start.replace(minute=0)
         counts: dict[tuple[str, dt.datetime], list[int]] = {}
         for jail_name, bucket, n in (Failure.objects.filter(time__gte=start)
                                      .annotate(bucket=Trunc("time", resolution, tzinfo=dt.UTC))
@@ -42,6 +53,6 @@ def recount_recent(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 
 class Migration(migrations.Migration):
-    dependencies = [("bans", "0009_ban_claimed_by")]
+    dependencies = [("bans", "0009_ban_claimed_by"), ("jails", "0001_initial")]
 
     operations = [migrations.RunPython(recount_recent, migrations.RunPython.noop)]

@@ -326,3 +326,17 @@ def test_it_schedules_recidive_statistics_and_cleanup_once() -> None:
     importlib.import_module("bans.migrations.0002_default_schedules").create(apps, None)
     assert schedule() == expected
     assert not PeriodicTask.objects.get(name="roll up statistics").enabled
+
+
+def test_the_switch_to_live_counters_recounts_whole_buckets_since_the_last_rollup() -> None:
+    """bans/migrations/0010: what came after the old rollup's last run is counted once, and the
+    buckets it recounts are recounted whole (not from 10 minutes before the newest one)."""
+    migration = importlib.import_module("bans.migrations.0010_live_statistics")
+    sshd = make_jail("sshd")
+    at = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)
+    for minutes in (5, 55, 62, 80):  # 15:05, 15:55, 16:02 (rolled up), 16:20 (not yet)
+        Failure.objects.create(jail=sshd, address=ATTACKER, time=at + dt.timedelta(minutes=minutes))
+    JailStat.objects.create(jail_name="sshd", resolution="hour", bucket=at, failures=2)
+    JailStat.objects.create(jail_name="sshd", resolution="hour", bucket=at + dt.timedelta(hours=1), failures=1)
+    migration.recount_recent(apps, None)
+    assert stats("hour") == {("sshd", "20 15:00"): (2, 0), ("sshd", "20 16:00"): (2, 0)}

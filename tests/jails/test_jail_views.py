@@ -229,7 +229,7 @@ def test_a_new_jail_does_not_resolve_names_and_the_form_says_what_dns_costs(admi
     assert '<option value="no" selected>' in usedns
     help_text = html.split('id="id_usedns-help"')[1].split("</p>")[0]
     assert "controls that name&#x27;s DNS zone" in help_text and "any address banned" in help_text
-    assert "waits up to 2 s" in help_text
+    assert "waits up to 0.5 s a read" in help_text
 
 
 @pytest.mark.parametrize(("usedns", "warned"), [("no", False), ("raw", False), ("yes", True), ("warn", True)])

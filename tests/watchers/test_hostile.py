@@ -150,3 +150,23 @@ def test_usedns_yes_counts_a_name_for_its_addresses_and_counts_names_without_one
     flw.close()
     assert sorted(Failure.objects.values_list("address", flat=True)) == ["203.0.113.50", "203.0.113.51"]
     assert source_of(jail).skipped == {"dns": 1}
+
+
+def test_after_a_timeout_the_filters_lines_get_a_short_budget_so_a_stream_of_them_is_drained(
+        tmp_path: Path) -> None:
+    """Slow mode: the first crafted line costs IPS_LIVE_REGEX_BUDGET_MS and ends its read; the next
+    ones get SLOW_LINE_SECONDS each and no longer end reads, so 40 of them are drained in about a
+    second, not ten."""
+    from watchers import services
+
+    slow_log = tmp_path / "app.log"
+    slow_log.write_text("")
+    slow = make_jail(Filter.objects.create(name="slow", source=SLOW_FILTER), "slow", [str(slow_log)])
+    flw, spy = follower()
+    flw.start()
+    append(slow_log, ("a" * 5000 + "\n") * 40)
+    step_until(flw, lambda: (source_of(slow).skipped or {}).get("timeout") == 40, timeout=10)
+    flw.close()
+    assert source_of(slow).lines_read == 40
+    assert services.compiled(source_of(slow)).slow.active()
+    assert len(spy.reads) < 20  # not one read per line

@@ -61,7 +61,7 @@ def test_it_returns_complete_lines_and_leaves_a_partial_line_unread(tmp_path: Pa
     first = read(log, None)
     assert first.lines == ["one", "two"]
     assert first.position.offset == len("one\ntwo\n")
-    assert any("partial line" in event for event in first.events)
+    assert first.pending == len("thr") and first.events == []
 
     append(log, "ee\nfour\n")
     second = read(log, first.position)
@@ -633,3 +633,23 @@ def test_a_cut_across_a_rotation_resumes_in_the_right_file(tmp_path: Path) -> No
         first = whole.first(keep)
         rest, _, _ = read_until_quiet(log, first.position)
         assert first.lines + rest == whole.lines
+
+
+def test_a_renamed_files_unfinished_last_line_is_read_with_the_lines_before_it(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    append(log, "first line\n")
+    position = read(log, None).position
+    append(log, "second line\nthird unterminated")
+    log.rename(tmp_path / "auth.log.1")
+    append(log, "new file line\n")
+    lines, _, _ = read_until_quiet(log, position)
+    assert lines == ["second line", "third unterminated", "new file line"]
+
+
+def test_a_read_that_reads_on_to_finish_a_line_leaves_the_next_lines_as_more(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    append(log, "x" * 30 + "\nline2\nline3\n")
+    first = read(log, None, max_bytes=10)
+    assert (first.lines, first.more, first.position.offset) == (["x" * 30], True, 31)
+    assert first.pending == 0
+    assert read(log, first.position).lines == ["line2", "line3"]

@@ -63,11 +63,10 @@ class Command(BaseCommand):
         Path(options["control_socket"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         children = self.plan(options)
-        stopping = False
+        stopping: list[int] = []  # the signals received while starting
 
         def stop(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True
+            stopping.append(signum)
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
@@ -76,17 +75,25 @@ class Command(BaseCommand):
             child.process = subprocess.Popen(child.argv, start_new_session=True)
         self.become_supervisor(children, stopping)
 
-    def become_supervisor(self, children: list[Child], stopping: bool) -> None:
+    def become_supervisor(self, children: list[Child], stopping: list[int]) -> None:
         """Replace this process (Django loaded: ~55 MB) with watchers/supervise.py (no site packages:
-        ~10 MB), which watches the same children. SIGINT and SIGTERM are blocked across the exec so
-        that none is lost or kills the supervisor before it has its handlers; it unblocks them."""
+        ~5 MB), which watches the same children. SIGINT and SIGTERM are blocked first, so that none
+        comes between reading `stopping` and the exec, and none kills the supervisor before it has
+        its handlers (the mask survives the exec; it unblocks them)."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         spec = {"children": [{"name": c.name, "pid": c.process.pid} for c in children if c.process is not None],
-                "grace": 10, "stopping": stopping}
+                "grace": 10, "stopping": bool(stopping)}
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         script = str(Path(__file__).resolve().parents[2] / "supervise.py")
-        os.execv(sys.executable, [sys.executable, "-S", script, json.dumps(spec)])
+        try:
+            os.execv(sys.executable, [sys.executable, "-S", script, json.dumps(spec)])
+        except OSError:
+            for child in children:  # nothing will watch them: stop them rather than leave them running
+                if child.process is not None:
+                    child.process.terminate()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+            raise
 
     def plan(self, options: dict[str, Any]) -> list[Child]:
         python = sys.executable
