@@ -834,12 +834,15 @@ def steady_search(tool: Tool, scenario: Scenario, log: Path, rates: Sequence[int
             "untried_above": [r for r in rates if r > trials[-1]["rate"]]}
 
 
-def idle(tool: Tool, seconds: float) -> dict[str, Any]:
+def idle(tool: Tool, seconds: float, settle: float = 0.0) -> dict[str, Any]:
+    """The stack's CPU over `seconds` of nothing written, `settle` seconds after it started (its
+    first reads, beat's first schedules and the followers' start are start-up, not idleness)."""
+    time.sleep(settle)
     before, since = tool.meter.cpu(), time.perf_counter()
     time.sleep(seconds)
     spent = cpu_delta(tool.meter.cpu(), before)
     elapsed = time.perf_counter() - since
-    return {"seconds": round(elapsed, 1), "cpu_s": spent,
+    return {"seconds": round(elapsed, 1), "settled_s": settle, "cpu_s": spent,
             "cpu_percent": round(spent["total"] * 100 / elapsed, 2), "pss_mb": round(tool.meter.pss()["total_kb"] /
                                                                                    1024, 1)}
 
@@ -879,8 +882,8 @@ def run_one(kind: str, scenario: Scenario, lines: int, args: argparse.Namespace,
     with started(kind, backend, args.redis_db, args.keep) as (tool, startup):
         result: dict[str, Any] = {"tool": kind, "info": tool.info(), "startup": startup}
         if with_idle:
-            print(f"  {kind}: idle {args.idle_seconds:g} s", flush=True)
-            result["idle"] = idle(tool, args.idle_seconds)
+            print(f"  {kind}: idle {args.idle_seconds:g} s, {args.idle_settle:g} s after start", flush=True)
+            result["idle"] = idle(tool, args.idle_seconds, args.idle_settle)
         log = tool.logs / scenario.log  # type: ignore[attr-defined]
         result["burst"] = burst(tool, scenario, batch, log)
         b = result["burst"]
@@ -1011,9 +1014,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="how long each steady rate is written (default 15)")
     parser.add_argument("--steady-sizes", default="first",
                         help="after which bursts the steady search runs: 'first' size only (default) or 'all'")
+    parser.add_argument("--idle-settle", type=float, default=30.0,
+                        help="seconds after start before the idle CPU is measured (default 30)")
     parser.add_argument("--idle-seconds", type=float, default=None,
-                        help="the idle stack's CPU is measured this long after start, once per tool (default 30; "
-                             "0 skips it)")
+                        help="the idle stack's CPU is measured this long, --idle-settle seconds after start, once "
+                             "per tool (default 30; 0 skips it)")
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("IPS_E2E_REDIS_DB", "15")),
                         help="Redis database our stack uses, FLUSHED before each start (default 15, as tests/e2e "
                              "and latency.py: do not run those at the same time)")

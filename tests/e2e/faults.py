@@ -272,7 +272,8 @@ def write_transaction_open(database: str) -> bool:
 def kill_inside_a_read(worker: Child, database: str | None, *, timeout: float = 10.0) -> tuple[bool, str]:
     """SIGKILL the worker's whole process group (its pool too, as the OOM killer or a power cut would)
     while it is inside a read: while the database's write lock is held on two probes 20 ms apart (the
-    firewall worker's and beat's transactions last a few ms; a read of hundreds of lines, far more).
+    firewall worker's and beat's transactions last a few ms; a read's, in the fault tests, 50 ms more:
+    tests/e2e/slowreads.py).
 
     Returns (killed inside a transaction, what happened). Without SQLite, or without such a moment
     within `timeout`, it kills anyway and says so."""

@@ -111,7 +111,9 @@ class Stack:
         return next(child for child in reversed(self.children) if child.name.startswith(name))
 
     def start_watchers(self, name: str = "watchers") -> Child:
-        child = Child.start(name, [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "celery", "--concurrency",
+        # tests.e2e.slowreads: our app, each read holding its transaction 50 ms (kill_the_watcher)
+        child = Child.start(name, [PYTHON, "-m", "celery", "-A", "tests.e2e.slowreads", "worker", "-Q", "celery",
+                                   "--concurrency",
                                    str(self.watcher_processes), "--hostname", "w@%h", "--loglevel", "INFO"],
                             self.env, self.directory)
         self.children.append(child)
