@@ -3,13 +3,16 @@
 A ban storm brings thousands of failures per read, and Django's bulk_create spends about 40 µs a
 row preparing each field of each model instance: more than matching the line did. The rows
 written here are simple (addresses, times, text, a small JSON object), so they go straight to the
-database driver as multi-row INSERTs, values adapted by the backend's own `connection.ops` (times
-once per distinct second, JSON once per distinct object). Same tables, same columns, same values
-as the ORM would write; the models stay the way to read them.
+database driver: on SQLite one INSERT run over all the rows (values adapted by the backend's own
+`connection.ops`, times once per distinct second, JSON once per distinct object); on PostgreSQL
+the rows as ONE JSON document per statement, encoded by json's C encoder and taken apart by the
+server (psycopg adapts each value, and arrays element by element, in Python). Same tables, same
+columns, same values as the ORM would write; the models stay the way to read them.
 
 - `insert_failures`: the Failure rows;
-- `upsert_tallies` / `delete_tallies`: the per-address tallies (INSERT ... ON CONFLICT DO UPDATE,
-  which SQLite >= 3.24 and PostgreSQL both speak);
+- `read_tallies`, `upsert_tallies` / `delete_tallies`: the per-address tallies (INSERT ... ON
+  CONFLICT DO UPDATE, which SQLite >= 3.24 and PostgreSQL both speak);
+- `insert_bans`: new PENDING bans, with their ids;
 - `add_to_stats`: the per-minute and per-hour counters the charts read (JailStat), added to in the
   same transaction as the rows they count, so the charts never recount raw failures.
 

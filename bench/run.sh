@@ -8,44 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_root() {
-  if [ "$(id -u)" != 0 ]; then
-    echo "bench: $1 is missing and installing it needs root; run as root (e.g. sudo $0)" >&2
-    exit 2
-  fi
-}
-
-POLICY=/usr/sbin/policy-rc.d
+. bench/install.sh
 
 ensure_fail2ban() {
-  command -v fail2ban-regex >/dev/null 2>&1 && return 0
-  need_root "fail2ban-regex"
-  echo "bench: installing Debian's fail2ban (its service is not started)"
-  # policy-rc.d answering 101 forbids package scripts to start services: we only want the
-  # fail2ban-regex tool, not a fail2ban daemon banning addresses on this machine.
-  local created=0
-  if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$POLICY"
-    chmod +x "$POLICY"
-    created=1
-    trap 'rm -f "$POLICY"' EXIT  # removed even if apt-get fails
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fail2ban
-  if [ "$created" = 1 ]; then  # an admin's own policy-rc.d is left alone
-    rm -f "$POLICY"
-    trap - EXIT
-  fi
-}
-
-ensure_venv() {
-  # Our filtertest runs from the project's virtualenv; only set it up when it is not usable,
-  # so that a working venv is never reinstalled under other people's feet.
-  if [ -x .venv/bin/python ] && .venv/bin/python -c "import django" >/dev/null 2>&1; then
-    return 0
-  fi
-  need_root "the project's virtualenv (.venv)"
-  scripts/setup.sh
+  command -v fail2ban-regex >/dev/null 2>&1 || install_without_services fail2ban
 }
 
 case " $* " in
