@@ -26,7 +26,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from bans import bulk, gate, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
-from bans.models import Ban, Ignored, Tally
+from bans.models import Ban, Ignored
 from jails.models import Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
@@ -167,12 +167,6 @@ def event_time(time: float, now: float, catching_up: bool, findtime: int) -> tup
     return when, "clock" if when != time else ""
 
 
-def ignore_reason(jail: Jail, address: str, own_addresses: Sequence[str]) -> str | None:
-    # usedns is about the failures' hosts; ignoreip names are only resolved when the admin allows DNS
-    return policy.ignore_reason(address, ignoreip=jail.ignoreip,
-                                own_addresses=own_addresses if jail.ignoreself else [], resolve=None)
-
-
 class AutomaticRefusals:
     """Why a jail must not count (nor ban) an address: its ignoreip and ignoreself as fail2ban reads
     them, then the gate (loopback and special space, this host even with ignoreself off, live panel
@@ -268,11 +262,6 @@ def as_stored(tally: policy.Tally | None) -> policy.Tally | None:
     return replace(tally, first_time=aware(tally.first_time).timestamp(), last_time=aware(tally.last_time).timestamp())
 
 
-def to_policy_tally(row: Tally) -> policy.Tally:
-    return policy.Tally(address=row.address, first_time=row.first_time.timestamp(),
-                        last_time=row.last_time.timestamp(), count=row.count, matches=list(row.matches))
-
-
 def save_tallies(jail: Jail, stored: set[str], tallies: Mapping[str, policy.Tally | None],
                  adapter: bulk.Adapter | None = None) -> None:
     """Delete the tallies that ended (banned, or forgotten), insert or update the others (one upsert)."""
@@ -318,8 +307,11 @@ def live_bans(jail_name: str, networks: Sequence[str], host: str, now: float | N
     ran out are marked EXPIRED first: the kernel lifted them already, and a new ban must not wait for
     the firewall worker's next run to notice (one live row per jail, network and host)."""
     found: dict[str, Ban] = {}
+    held = [*Ban.LIVE_STATES, Ban.State.LIFTING]
     for chunk in chunks(networks):
-        found.update((ban.network, ban) for ban in _live(jail_name, chunk, host, now))
+        expire_ran_out(jail_name, chunk, host, now)
+        found.update((ban.network, ban) for ban in Ban.objects.filter(
+            jail_name=jail_name, network__in=chunk, host=host, state__in=held))
     return found
 
 
@@ -332,19 +324,18 @@ def live_networks(jail_name: str, networks: Sequence[str], host: str, now: float
     found: set[str] = set()
     held = {*Ban.LIVE_STATES, Ban.State.LIFTING}
     for chunk in chunks(networks):
-        _live(jail_name, chunk, host, now)  # (marks the rows whose time ran out first)
+        expire_ran_out(jail_name, chunk, host, now)
         found.update(network for network, row_jail, row_host, state in Ban.objects.filter(network__in=chunk)
                      .order_by().values_list("network", "jail_name", "host", "state")
                      if row_jail == jail_name and row_host == host and state in held)
     return found
 
 
-def _live(jail_name: str, networks: Sequence[str], host: str, now: float | None) -> Any:
+def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, now: float | None) -> None:
+    """Mark EXPIRED the live rows of these networks whose time ran out (the kernel lifted them)."""
     moment = aware(now_epoch() if now is None else now)
     Ban.objects.filter(jail_name=jail_name, network__in=networks, host=host, state__in=Ban.LIVE_STATES,
                        expires_at__lte=moment).update(state=Ban.State.EXPIRED, ended_at=F("expires_at"))
-    return Ban.objects.filter(jail_name=jail_name, network__in=networks, host=host,
-                              state__in=[*Ban.LIVE_STATES, Ban.State.LIFTING])
 
 
 def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *, now: float,

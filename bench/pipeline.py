@@ -404,6 +404,16 @@ def build_confdir(confdir: Path, logs: Path, backend: str) -> None:
         f"banaction = benchnoop\naction = {action}\n{jails}")
 
 
+def fresh_logs(workdir: Path, backend: str) -> tuple[Path, Path]:
+    """Each tool's own empty logs and the configuration directory over them: (logs, confdir)."""
+    logs, confdir = workdir / "log", workdir / "f2b"
+    logs.mkdir()
+    for scenario in SCENARIOS.values():
+        (logs / scenario.log).touch()
+    build_confdir(confdir, logs, backend)
+    return logs, confdir
+
+
 def f2b_command(sock: Path, *command: Any, timeout: float = 10.0) -> Any:
     """One command over fail2ban's socket, as fail2ban-client sends it (pickle + end marker)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
@@ -432,12 +442,7 @@ class Fail2ban(Tool):
 
     def __init__(self, workdir: Path, backend: str) -> None:
         self.workdir, self.backend = workdir, backend
-        self.logs = workdir / "log"
-        self.logs.mkdir()
-        for s in SCENARIOS.values():
-            (self.logs / s.log).touch()
-        self.confdir = workdir / "f2b"
-        build_confdir(self.confdir, self.logs, backend)
+        self.logs, self.confdir = fresh_logs(workdir, backend)
         self.sock = self.confdir / "f2b.sock"
         out = (workdir / "fail2ban-server.out").open("wb")
         self.process = subprocess.Popen(
@@ -602,12 +607,7 @@ class Ours(Tool):
     def __init__(self, workdir: Path, db: str, backend: str, redis_db: int) -> None:
         self.name = f"ours-{db}"
         self.workdir, self.db, self.redis_db = workdir, db, redis_db
-        self.logs = workdir / "log"
-        self.logs.mkdir()
-        for s in SCENARIOS.values():
-            (self.logs / s.log).touch()
-        self.confdir = workdir / "f2b"
-        build_confdir(self.confdir, self.logs, backend)
+        self.logs, self.confdir = fresh_logs(workdir, backend)
         if db == "postgres":
             latency.create_postgres(workdir)
         self.env = latency.product_env(workdir, redis_db, latency.database_url(db, workdir))

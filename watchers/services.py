@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,10 +109,6 @@ def compiled(source: LogSource) -> Compiled:
                                              use_dns="no" if jail.usedns == Jail.UseDns.NO else "yes")
         cached = _compiled[source.pk] = Compiled(key, flt)
     return cached
-
-
-def compiled_filter(source: LogSource) -> CompiledFilter:
-    return compiled(source).filter
 
 
 def build_prefilter(flt: CompiledFilter, sample: str) -> Any:
@@ -467,8 +463,7 @@ def line_guard(budget: float) -> Iterator[Watchdog | None]:
         if not _unguarded_warned:
             _unguarded_warned = True
             log.warning("live matching outside the main thread: regexes are not time-bounded here")
-        with nullcontext():
-            yield None
+        yield None
         return
     with Watchdog(budget) as watchdog:
         yield watchdog if watchdog.active else None
