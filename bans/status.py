@@ -22,6 +22,9 @@ from bans.models import FirewallHost
 # The firewall worker runs at least every 30 s (beat's "apply pending bans" schedule); two minutes
 # of silence is four missed runs, not a busy moment.
 STALE_AFTER = dt.timedelta(minutes=2)
+# The worker says it is alive (each task, every 2 s for the watch) with a write at most this often:
+# far inside STALE_AFTER, and an idle stack writes nothing in between.
+SEEN_EVERY = dt.timedelta(seconds=20)
 # A pending ban is normally applied within a second (the sync request on commit); beat's own sync
 # runs every 30 s should a request be lost.
 PENDING_TOO_LONG = dt.timedelta(seconds=45)
@@ -36,8 +39,11 @@ def record_seen(host: str, now: dt.datetime | None = None) -> None:
     """The worker ran and could open the firewall. A FAILING state stays until the kernel accepts a
     change again (the refused bans are still waiting); UNAVAILABLE ends here, the backend opened."""
     now = now or timezone.now()
-    kept = FirewallHost.objects.filter(name=host, state__in=[FirewallHost.State.OK, FirewallHost.State.FAILING])
-    if not kept.update(last_seen_at=now):
+    steady = [FirewallHost.State.OK, FirewallHost.State.FAILING]
+    said = FirewallHost.objects.filter(name=host, state__in=steady).values_list("last_seen_at", flat=True).first()
+    if said is not None and now - SEEN_EVERY < said <= now:
+        return  # a read, not a write: seen moments ago, and in a state this call would keep
+    if not FirewallHost.objects.filter(name=host, state__in=steady).update(last_seen_at=now):
         FirewallHost.objects.update_or_create(
             name=host, defaults={"state": FirewallHost.State.OK, "reason": "", "last_seen_at": now})
 

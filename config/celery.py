@@ -10,6 +10,14 @@ from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+# Every worker starts without gossip, mingle and heartbeats: they exist for workers that watch each
+# other (and for Flower), which ours never do, and cost an idle stack wake-ups and Redis traffic every
+# second. `celery worker` reads its options' defaults from CELERY_WORKER_* (click's
+# auto_envvar_prefix) after `-A config` has imported this module, so this covers runstack, the
+# deploy units and an admin's own command alike; an admin who wants them sets these to "false".
+for _option in ("WITHOUT_GOSSIP", "WITHOUT_MINGLE", "WITHOUT_HEARTBEAT"):
+    os.environ.setdefault(f"CELERY_WORKER_{_option}", "true")
+
 # DjangoTask adds delay_on_commit/apply_async_on_commit: work is enqueued only once the rows it
 # needs are committed.
 app = Celery("config", task_cls="celery.contrib.django.task:DjangoTask")

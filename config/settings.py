@@ -173,8 +173,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("IPS_CELERY_EAGER", False)
 # Schedules live in the database (django-celery-beat), editable in Django admin; the defaults are
-# created by the migration watchers/0002_default_schedules.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# created by the migration watchers/0002_default_schedules. config/beat.py asks whether an admin
+# changed them every 10 s, not on every tick.
+CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
 
 # The firewall: "nftables" (our own inet table, through libnftables' JSON API) or "off" (bans are
 # recorded and shown, the kernel is not touched). IPS_HOST_NAME names this firewall host: each host

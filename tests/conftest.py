@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from tests.bans.netns import NamespacePair, netns_unusable
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Before the SQLite test database is created: a -wal/-shm pair left by a session whose last
+    connection was killed (the fault tests SIGKILL workers) would meet the new file and fail every
+    connection with "disk I/O error". Nothing else uses the test database before it is created."""
+    creation = connections["default"].creation
+    if connections["default"].vendor != "sqlite":
+        return
+    name = creation._get_test_db_name()
+    if creation.is_in_memory_db(name):
+        return
+    for suffix in ("-wal", "-shm"):
+        Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture

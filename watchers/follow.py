@@ -11,8 +11,9 @@ What keeps it honest:
 - every source is also read every SAFETY_READ_SECONDS, whatever the watcher said (inotify cannot
   see everything: network file systems, a log renamed away and still written to), and journal
   sources are also polled every POLL_SECONDS (the only way where inotify is unavailable);
-- the jails are re-read every RESYNC_SECONDS (new files matching a glob, new or disabled jails,
-  changed logpath or backend; a changed filter is recompiled by read_source itself);
+- the jails are re-read as soon as one is added, edited or deleted (checked every RESYNC_SECONDS
+  with one query), when inotify sees a file nobody follows yet, and every FULL_RESYNC_SECONDS
+  anyway (new files matching a polled glob); a changed filter is recompiled by read_source itself;
 - a Redis lease (SET NX PX, renewed) lets only one follower per shard run anywhere; a killed
   follower's shard is free again after LEASE_TTL_SECONDS, and beat's schedule starts a new one;
 - the follower ends after `lease_seconds` (the task re-enqueues itself), so Celery redelivery,
@@ -49,11 +50,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache
 from types import FrameType
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 from django import db
 from django.conf import settings
+from django.db.models import Count, Max
 
 from bans import policy
 from jails.models import Jail
@@ -68,7 +71,9 @@ DEFAULT_LEASE_SECONDS = 300
 MAX_LEASE_SECONDS = 1800
 LEASE_TTL_SECONDS = 30  # a follower that died without releasing its shard holds it this long at most
 RENEW_SECONDS = 5.0
-RESYNC_SECONDS = 3.0
+RESYNC_SECONDS = 3.0  # how often the follower asks whether a jail was added, edited or deleted (one query)
+FULL_RESYNC_SECONDS = 30.0  # and re-reads every jail and source anyway (new files of a polled glob)
+ADDRESSES_SECONDS = 30.0  # this host's own addresses (`ip -j addr`, a subprocess), re-read this often
 SAFETY_READ_SECONDS = 2.0  # every source is read at least this often (the cadence beat used to poll at)
 POLL_SECONDS = 1.0  # polling backend and journal sources (fail2ban's polling sleeps 1 s too)
 UNKNOWN_RESYNC_SECONDS = 1.0  # a file nobody follows yet changed: re-read the jails, at most this often
@@ -292,6 +297,12 @@ def rest_ratio_for(vendor: str) -> float:
     return SQLITE_REST_RATIO if vendor == "sqlite" else 0.0
 
 
+def jails_stamp() -> tuple[int, Any]:
+    """Changes whenever a jail is added, deleted or saved (Jail.updated_at is auto_now)."""
+    found = Jail.objects.aggregate(count=Count("pk"), last=Max("updated_at"))
+    return found["count"], found["last"]
+
+
 def watcher_group(jail: Jail) -> str:
     """fail2ban's backend names, reduced to the watchers that serve them (options in brackets ignored)."""
     name = jail.backend.strip().lower().partition("[")[0].strip()
@@ -329,8 +340,12 @@ class Follower:
     read_bytes: dict[int, int] = field(default_factory=dict)  # source -> the most its next read takes
     # source -> ((device, inode, size, mtime_ns) of its file when a read reached its end, when)
     quiet: dict[int, tuple[tuple[int, int, int, int], float]] = field(default_factory=dict)
+    full_resync_seconds: float = FULL_RESYNC_SECONDS
     own_addresses: list[str] = field(default_factory=list)
+    next_addresses: float = 0.0
+    jails_seen: tuple[int, Any] | None = None  # jails_stamp() at the last full resync
     next_resync: float = 0.0
+    next_full_resync: float = 0.0
     next_poll: float = 0.0
     next_safety: float = 0.0
     last_unknown_resync: float = 0.0
@@ -378,7 +393,7 @@ class Follower:
     def step(self, longest: float) -> set[int]:
         """Wait at most `longest` seconds for a change, then read what changed; returns the sources read."""
         if time.monotonic() >= self.next_resync:
-            self.backlog |= self.resync()  # new sources are read at once
+            self.backlog |= self.resync(changed_only=True)  # new sources are read at once
         now = time.monotonic()
         due = min(self.next_safety, self.next_resync, self.next_poll if self.polls() else self.next_safety,
                   min(self.deferred.values(), default=self.next_safety))
@@ -571,10 +586,19 @@ class Follower:
 
     # --- which sources
 
-    def resync(self) -> set[int]:
-        """Re-read the shard's enabled jails and their sources; returns the sources new to us."""
-        self.next_resync = time.monotonic() + self.resync_seconds
-        self.own_addresses = policy.host_addresses()  # once per resync, not once per read
+    def resync(self, *, changed_only: bool = False) -> set[int]:
+        """Re-read the shard's enabled jails and their sources; returns the sources new to us.
+        `changed_only` (the periodic check): only if a jail was added, edited or deleted since the last
+        re-read, or FULL_RESYNC_SECONDS have passed; an idle follower then costs one query."""
+        now = time.monotonic()
+        self.next_resync = now + self.resync_seconds
+        if now >= self.next_addresses:  # for every read until the next time, not once per read
+            self.own_addresses = policy.host_addresses()
+            self.next_addresses = now + ADDRESSES_SECONDS
+        stamp = jails_stamp()  # before the jails are read: an edit made meanwhile shows next time
+        if changed_only and stamp == self.jails_seen and now < self.next_full_resync:
+            return set()
+        self.jails_seen, self.next_full_resync = stamp, now + self.full_resync_seconds
         sources: dict[int, Followed] = {}
         patterns: dict[str, list[str]] = {}
         for jail in Jail.objects.filter(enabled=True).order_by("pk"):

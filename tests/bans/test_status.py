@@ -193,3 +193,21 @@ def test_a_firewall_that_is_off_is_said_once_per_process_and_is_an_expected_erro
     # Celery logs an expected error in one line (at INFO), without the traceback of every run
     for task in (tasks.watch_firewall, tasks.sync_firewall, tasks.reconcile_firewall):
         assert tasks.FirewallUnavailable in task.throws
+
+
+def test_the_worker_says_it_is_alive_with_one_write_per_seen_every() -> None:
+    """The watch runs every 2 s: being seen is written at most every SEEN_EVERY, read in between."""
+    start = timezone.now()
+    status.record_seen("local", start)
+    status.record_seen("local", start + dt.timedelta(seconds=2))
+    assert host().last_seen_at == start
+    later = start + status.SEEN_EVERY + dt.timedelta(seconds=1)
+    status.record_seen("local", later)
+    assert host().last_seen_at == later
+
+
+def test_being_seen_ends_unavailable_at_once() -> None:
+    now = timezone.now()
+    status.record_unavailable("local", "no CAP_NET_ADMIN", now)
+    status.record_seen("local", now + dt.timedelta(seconds=1))
+    assert (host().state, host().reason) == (FirewallHost.State.OK, "")

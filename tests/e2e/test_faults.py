@@ -152,7 +152,7 @@ def stack(pair: NamespacePair, own_redis: OwnRedis, bridge: RedisBridge, childre
     celery = [PYTHON, "-m", "celery", "-A", "config"]
     stack.start_watchers()
     stack.start_firewall()
-    children.append(Child.start("beat", [*celery, "beat", "-S", "django_celery_beat.schedulers:DatabaseScheduler",
+    children.append(Child.start("beat", [*celery, "beat", "-S", "config.beat:Scheduler",
                                          "--loglevel", "INFO", "--pidfile", str(tmp_path / "beat.pid")], env, tmp_path))
     with diagnostics(stack):
         assert wait_for(lambda: all(ready(child) for child in children), START_WAIT), "the workers or beat are down"

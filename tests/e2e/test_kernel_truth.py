@@ -90,7 +90,7 @@ def test_the_kernel_follows_the_database_through_a_flush_and_a_stuck_lock(
                                       "worker", "-Q", "firewall.local", "--concurrency", "1", "--hostname", "fw@%h",
                                       "--loglevel", "INFO"], {**env, "IPS_REDIS_URL": bridge.url(0)}, tmp_path)
     beat = Child.start("beat", [PYTHON, "-m", "celery", "-A", "config", "beat", "-S",
-                                "django_celery_beat.schedulers:DatabaseScheduler", "--loglevel", "INFO",
+                                "config.beat:Scheduler", "--loglevel", "INFO",
                                 "--pidfile", str(tmp_path / "beat.pid")], env, tmp_path)
     children.extend([worker, beat])
     try:

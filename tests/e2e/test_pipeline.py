@@ -382,7 +382,7 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
                                              "firewall.local", "--concurrency", "1", "--hostname", "fw@%h",
                                              "--loglevel", "INFO"],
                                 {**env, "IPS_REDIS_URL": bridge.url(REDIS_DB)}, tmp_path))
-    children.append(Child.start("beat", [*celery, "beat", "-S", "django_celery_beat.schedulers:DatabaseScheduler",
+    children.append(Child.start("beat", [*celery, "beat", "-S", "config.beat:Scheduler",
                                          "--loglevel", "INFO", "--pidfile", str(tmp_path / "beat.pid")],
                                 env, tmp_path))
     watchers, firewall, beat = children

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import redis
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bans.models import Ban
 from jails.models import Filter, Jail
@@ -152,6 +154,27 @@ def test_it_resyncs_new_and_disabled_jails(sshd: Filter, tmp_path: Path, no_brok
     step_until(flw, lambda: banned("203.0.113.2"))
     flw.close()
     assert not banned("203.0.113.1")
+
+
+@pytest.mark.django_db
+def test_an_idle_followers_resync_is_one_query_until_a_jail_changes(
+        sshd: Filter, tmp_path: Path, no_broker: None, django_assert_num_queries: Any) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    jail = make_jail(sshd, "sshd", [str(first)])
+    flw, _ = follower()
+    flw.resync()
+    with django_assert_num_queries(1):  # the jails' stamp, nothing else (host addresses: not yet due)
+        assert flw.resync(changed_only=True) == set()
+    jail.logpath = [str(first), str(second)]
+    jail.save()  # any edit through the panel, importconf or Django admin saves the row
+    assert {f.path for f in flw.sources.values()} == {str(first)}
+    new = flw.resync(changed_only=True)
+    assert {flw.sources[i].path for i in new} == {str(second)}
+    flw.next_full_resync = 0.0  # and every FULL_RESYNC_SECONDS whatever the stamp says
+    with CaptureQueriesContext(connection) as full:
+        flw.resync(changed_only=True)
+    assert len(full.captured_queries) > 1 and flw.next_full_resync > 0.0
+    flw.close()
 
 
 @pytest.mark.django_db
