@@ -449,7 +449,7 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: 
                                                  "--loglevel", "INFO", "--beat", "--schedule-filename",
                                                  str(workdir / "beat-schedule")], env, workdir))
         children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
-                                                 "firewall.local", "--concurrency", "1", "--hostname", "fw@%h",
+                                                 "firewall.local", "--pool", "solo", "--hostname", "fw@%h",
                                                  "--loglevel", "INFO"],
                                     {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
         if panel:

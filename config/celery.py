@@ -23,6 +23,9 @@ for _option in ("WITHOUT_GOSSIP", "WITHOUT_MINGLE", "WITHOUT_HEARTBEAT"):
 app = Celery("config", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The firewall worker times its own watch of the kernel (no beat message every 2 s); a step that
+# stays off in any worker not consuming this host's firewall queue.
+app.steps["worker"].add("bans.watching:FirewallWatch")
 
 
 @worker_init.connect

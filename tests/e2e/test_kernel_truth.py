@@ -46,10 +46,10 @@ BANS = 40
 
 
 def firewall_schedules_only() -> None:
-    """The default firewall schedules (apply every 30 s, reconcile every 5 min, watch every 2 s) as the
-    migrations make them, and nothing else: no log reading, no statistics."""
+    """The default firewall schedules (apply every 30 s, reconcile every 5 min) as the migrations make
+    them, and nothing else: no log reading, no statistics. The watch every 2 s is the worker's own
+    (bans/watching.py): this worker has a process pool, so its timer queues the watch, as beat did."""
     importlib.import_module("watchers.migrations.0002_default_schedules").create(apps, None)
-    importlib.import_module("bans.migrations.0008_watch_schedule").create(apps, None)
     PeriodicTask.objects.exclude(queue="firewall.local").update(enabled=False)
 
 

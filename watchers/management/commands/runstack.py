@@ -111,9 +111,10 @@ class Command(BaseCommand):
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                              "--concurrency", str(watcher_processes), "--queues", "celery",
                              "--hostname", "watchers@%h", *beat]),
-            # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order.
+            # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order, in
+            # one process (solo pool), which also times its watch of the kernel (bans/watching.py).
             Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                               "--concurrency", "1", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
+                               "--pool", "solo", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
                                "--hostname", f"firewall-{settings.IPS_HOST_NAME}@%h"]),
         ]
         return children

@@ -1,0 +1,100 @@
+"""bans.watching: the firewall worker's own watch timer (inline with the solo pool, queued with a
+process pool, off in any other worker) and the time limits it enforces itself for inline tasks.
+The worker here is a stand-in with the attributes the step reads; the real worker runs it in
+tests/e2e (test_faults and test_pipeline: solo, as runstack; test_kernel_truth: a process pool)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.solo import TaskPool as SoloPool
+from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
+
+from bans import sync, tasks, watching
+from bans.models import Ban
+from bans.recording import RecordingBackend
+from bans.services import new_ban
+from tests.bans.builders import make_jail
+
+
+def worker(queues: list[str], pool: type) -> Any:
+    return SimpleNamespace(app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(
+        consume_from={queue: None for queue in queues}))), pool_cls=pool)
+
+
+@pytest.fixture
+def no_signals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step installs the limits' signal handler and task signals: not in the test process."""
+    monkeypatch.setattr(watching.InlineLimits, "install", classmethod(lambda cls: None))
+
+
+def test_the_watch_runs_only_in_this_hosts_firewall_worker(settings: Any, no_signals: None) -> None:
+    settings.IPS_HOST_NAME = "local"
+    assert not watching.FirewallWatch(worker(["celery"], PreforkPool)).enabled
+    assert not watching.FirewallWatch(worker(["firewall.other"], SoloPool)).enabled
+    solo = watching.FirewallWatch(worker(["firewall.local"], SoloPool))
+    assert solo.enabled and solo.inline
+    pooled = watching.FirewallWatch(worker(["firewall.local"], PreforkPool))
+    assert pooled.enabled and not pooled.inline
+
+
+@pytest.mark.django_db(transaction=True)  # the watch closes stale connections, as Celery does around tasks
+@pytest.mark.usefixtures("this_host", "no_broker")
+def test_the_inline_watch_puts_a_flushed_ruleset_back_and_survives_errors(
+        settings: Any, monkeypatch: pytest.MonkeyPatch, no_signals: None, caplog: pytest.LogCaptureFixture) -> None:
+    settings.IPS_HOST_NAME = "local"
+    backend = RecordingBackend()
+    monkeypatch.setattr(tasks, "backend", lambda: backend)
+    monkeypatch.setattr(tasks, "_checked_generation", {})
+    jail = make_jail("sshd")
+    new_ban("sshd", "203.0.113.7/32", 3600, now=timezone.now().timestamp(), host="local", jail=jail,
+            origin=Ban.Origin.JAIL)
+    sync.apply_pending("local", backend)
+    step = watching.FirewallWatch(worker(["firewall.local"], SoloPool))
+    step.watch()
+    backend.simulate_ruleset_flush()
+    step.watch()
+    assert {str(n) for n in backend.snapshot().get("sshd", {})} == {"203.0.113.7/32"}
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(sync, "watch", broken)
+    step.watch()  # logged, not raised: the worker's loop goes on
+    assert "the firewall watch failed" in caplog.text
+
+
+def test_an_inline_task_gets_its_soft_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = SimpleNamespace(name="bans.tasks.sync_firewall", soft_time_limit=0.2, time_limit=None)
+    previous = signal.signal(signal.SIGALRM, watching.InlineLimits._soft_limit_reached)
+    try:
+        started = time.monotonic()
+        with pytest.raises(SoftTimeLimitExceeded), watching.InlineLimits.bounding(task):
+            while time.monotonic() - started < 5:
+                pass
+        assert time.monotonic() - started < 1
+        with watching.InlineLimits.bounding(task):
+            pass  # returned in time: disarmed, nothing fires later
+        time.sleep(0.3)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_inline_task_past_its_hard_limit_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    ended: list[int] = []
+    monkeypatch.setattr(watching.os, "_exit", ended.append)
+    task = SimpleNamespace(name="bans.tasks.sync_firewall", soft_time_limit=None, time_limit=0.1)
+    with watching.InlineLimits.bounding(task):
+        time.sleep(0.3)  # stuck where no soft limit reaches
+    assert ended == [70]
+    with watching.InlineLimits.bounding(task):
+        pass
+    time.sleep(0.2)
+    assert ended == [70]  # a task that returned in time is never ended
