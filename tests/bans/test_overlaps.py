@@ -6,7 +6,11 @@ With the recording firewall here; tests/bans/test_firewall_netns.py does it in a
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from django.utils import timezone
@@ -315,3 +319,24 @@ def test_a_claim_in_progress_is_no_orphan(sshd: Jail) -> None:
     Ban.objects.filter(pk=claimed.pk).update(claimed_by=f"{socket.gethostname()}:{2 ** 22 + 7}")  # no such pid
     sync.reconcile("local", backend)  # its claimer died: settled at once, not after the deadline
     assert states(claimed) == [Ban.State.ACTIVE] and kernel(backend) == {"203.0.113.9/32"}
+
+
+def test_a_claim_whose_claimer_ended_unreaped_is_settled_at_once(sshd: Jail) -> None:
+    """A pool process killed with its worker stays a zombie until init reaps it, which in a container
+    may take long: it answers kill(pid, 0), but it claims nothing any more."""
+    backend = RecordingBackend()
+    claimed = ban(sshd, "203.0.113.9/32")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while not sync.is_zombie(ended.pid):  # exited, not yet reaped (no wait() until the end)
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        Ban.objects.filter(pk=claimed.pk).update(state=Ban.State.APPLYING,
+                                                 claimed_by=f"{socket.gethostname()}:{ended.pid}",
+                                                 next_attempt_at=timezone.now() + sync.CLAIM_DEADLINE)
+        sync.reconcile("local", backend)
+        assert states(claimed) == [Ban.State.ACTIVE]
+    finally:
+        ended.wait()
+    assert not sync.is_zombie(os.getpid())
