@@ -323,8 +323,9 @@ def orphans(host: str, now: dt.datetime) -> QuerySet[Ban]:
 
 
 def this_claimer() -> str:
-    """Who claims, written on the claimed rows: this process (a worker's pool process, or jailctl);
-    read at each claim, never at import: a pool process is forked after the import."""
+    """Who claims, written on the claimed rows: this process (the firewall worker's, its pool
+    process if it has one, or jailctl's); read at each claim, never at import: a pool process is
+    forked after the import."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

@@ -152,9 +152,10 @@ _checked_generation: dict[str, int] = {}
 
 @shared_task(acks_late=False, throws=UNAVAILABLE, **SYNC_LIMITS)
 def watch_firewall(host: str) -> dict[str, int]:
-    """Every 2 s (beat; the schedule's messages expire after 2 s, so a busy worker never piles them
-    up): find at once a kernel that lost our bans (`nft flush ruleset`, a replaced table) and put
-    them back, or strays out (bans.sync.watch)."""
+    """Every 2 s, timed by the firewall worker itself (bans/watching.py: run inline between tasks, or
+    queued with messages expiring after 2 s, so a busy worker never piles them up): find at once a
+    kernel that lost our bans (`nft flush ruleset`, a replaced table) and put them back, or strays
+    out (bans.sync.watch)."""
     report = sync.watch(host, watched_backend(host), _checked_generation.get(host))
     _checked_generation[host] = report.generation
     return {"checked": int(report.checked), "lost": report.lost, "strays": report.strays}

@@ -9,15 +9,19 @@ with a timer of its own event loop (`FirewallWatch`, a worker bootstep):
   the watch inline. The loop runs one thing at a time, so the watch never overlaps a task, which
   bans.sync.watch requires (bans being applied are then its own or a dead worker's), and a long
   task delays the next watch instead of piling them up;
-- with a process pool (a worker started by hand with --concurrency), the timer sends the watch to
-  the worker's own queue, expiring after WATCH_SECONDS, as beat did: its one pool process keeps
-  the tasks and the watch in order.
+- with a process pool (a worker started by hand), the timer sends the watch to the worker's own
+  queue, expiring after WATCH_SECONDS, as beat did: with --concurrency 1 its one pool process
+  keeps the tasks and the watch in order (the firewall worker must run one task at a time).
+- without an event loop (a broker Celery cannot wait on asynchronously), the timer is a thread of
+  its own: the watch is queued then too, never run beside a task.
 
 The solo pool runs tasks in the worker's main thread, where Celery enforces no time limits, so
 `InlineLimits` does it for the firewall tasks: the soft limit by SIGALRM (SoftTimeLimitExceeded in
-the task, which gives up as at any other error), the hard one by ending the process should the
-task not return even then (runstack, or systemd, then starts it again). Every firewall step has its
-own bound already (IPS_FIREWALL_TIMEOUT_SECONDS); these are the last word.
+the task, which gives up as at any other error), the hard one by ending the process with
+RESTART_STATUS should the task not return even then: runstack's supervisor starts that worker
+again (watchers/supervise.py), as systemd's Restart=always does for the deploy unit, and the bans
+it was applying are settled by the next one's watch. Every firewall step has its own bound
+already (IPS_FIREWALL_TIMEOUT_SECONDS); these are the last word.
 
 Registered on the worker's blueprint in config/celery.py; enabled only in a worker consuming this
 host's firewall queue.
@@ -25,6 +29,7 @@ host's firewall queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -41,6 +46,7 @@ from django.db import close_old_connections
 log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 2.0
+RESTART_STATUS = 70  # watchers/supervise.py starts a child that ends with it again
 
 
 def firewall_queue_consumed(worker: Any) -> str | None:
@@ -65,7 +71,7 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
         super().__init__(worker, **kwargs)
         self.queue = firewall_queue_consumed(worker)
         self.enabled = self.queue is not None
-        self.inline = is_solo(worker)
+        self.inline = is_solo(worker) and bool(getattr(worker, "use_eventloop", False))
         self.tref: Any = None
         if self.enabled and self.inline:
             InlineLimits.install()
@@ -104,9 +110,12 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
 
 class InlineLimits:
     """Celery's soft and hard time limits for tasks run inline (the solo pool), from each task's own
-    soft_time_limit and time_limit. One task at a time, in the main thread: one timer of each."""
+    soft_time_limit and time_limit. One task at a time, in the main thread: one timer of each.
+    An alarm that was already on its way when the task returned finds nothing armed and does
+    nothing (raised there, it would fail Celery's bookkeeping or the worker's loop)."""
 
     _hard: threading.Timer | None = None
+    _armed = False
 
     @classmethod
     def install(cls) -> None:
@@ -116,33 +125,44 @@ class InlineLimits:
 
     @classmethod
     def arm(cls, task: Any) -> None:
-        if task.soft_time_limit:
-            signal.setitimer(signal.ITIMER_REAL, float(task.soft_time_limit))
+        cls.disarm()  # never two of either
         if task.time_limit:
             cls._hard = threading.Timer(float(task.time_limit), cls._hard_limit_reached, args=(task.name,))
             cls._hard.daemon = True
             cls._hard.start()
+        if task.soft_time_limit:
+            cls._armed = True
+            signal.setitimer(signal.ITIMER_REAL, float(task.soft_time_limit))
 
     @classmethod
     def disarm(cls) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        if cls._hard is not None:
-            cls._hard.cancel()
-            cls._hard = None
+        cls._armed = False  # first: an alarm arriving from here on is ignored
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            hard, cls._hard = cls._hard, None
+            if hard is not None:
+                hard.cancel()
 
     @classmethod
     def bounding(cls, task: Any) -> _Bounded:
         return _Bounded(cls, task)
 
-    @staticmethod
-    def _soft_limit_reached(signum: int, frame: FrameType | None) -> None:
-        raise SoftTimeLimitExceeded("soft time limit reached")
+    @classmethod
+    def _soft_limit_reached(cls, signum: int, frame: FrameType | None) -> None:
+        if cls._armed:
+            cls._armed = False
+            raise SoftTimeLimitExceeded("soft time limit reached")
 
     @staticmethod
     def _hard_limit_reached(name: str) -> None:
-        log.critical("%s did not return within its hard time limit, even after its soft limit: ending the "
-                     "firewall worker (it is started again; bans it was applying are settled by the next one)", name)
-        os._exit(70)  # from this thread: the main one is stuck; the log line above is already flushed
+        # From this thread (the main one is stuck), straight to the file descriptor: the logging
+        # module's lock may be held by the stuck thread.
+        message = (f"CRITICAL {name} did not return within its hard time limit, even after its soft limit: "
+                   f"ending the firewall worker to be started again (bans it was applying are settled then)\n")
+        with contextlib.suppress(OSError):
+            os.write(2, message.encode())
+        os._exit(RESTART_STATUS)
 
     @classmethod
     def _on_prerun(cls, sender: Any = None, **kwargs: Any) -> None:

@@ -449,8 +449,8 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: 
                                                  "--loglevel", "INFO", "--beat", "--schedule-filename",
                                                  str(workdir / "beat-schedule")], env, workdir))
         children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
-                                                 "firewall.local", "--pool", "solo", "--hostname", "fw@%h",
-                                                 "--loglevel", "INFO"],
+                                                 "firewall.local", "--pool", "solo", "--concurrency", "1",
+                                                 "--hostname", "fw@%h", "--loglevel", "INFO"],
                                     {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
         if panel:
             children.append(Child.start("web", [PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind",

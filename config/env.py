@@ -114,8 +114,9 @@ def _sqlite(path: str, base_dir: Path, url: str) -> dict[str, Any]:
         "NAME": str(name),
         # A file, not memory, so that tests can run manage.py in a child process on the same data.
         "TEST": {"NAME": str(name.with_name(f"{name.stem}-test{name.suffix}"))},
-        # Kept open between tasks and requests: opening costs a file open, the schema read and the
-        # PRAGMAs below, which a worker paid for every 2-second task of an idle stack.
+        # Kept open between requests and by the long-running loops (beat, the followers, the firewall
+        # worker's watch): opening costs a file open, the schema read and the PRAGMAs below. (Celery
+        # itself still closes a task's connection around each task.)
         "CONN_MAX_AGE": 600,
         # WAL lets the panel read while a worker writes; IMMEDIATE avoids lock upgrade deadlocks.
         "OPTIONS": {

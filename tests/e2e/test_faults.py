@@ -121,9 +121,9 @@ class Stack:
 
     def start_firewall(self, name: str = "firewall") -> Child:
         child = Child.start(name, ["ip", "netns", "exec", self.namespace, PYTHON, "-m", "celery", "-A", "config",
-                                   "worker", "-Q", "firewall.local", "--pool", "solo", "--hostname", "fw@%h",
-                                   "--loglevel", "INFO"], {**self.env, "IPS_REDIS_URL": self.firewall_redis_url},
-                            self.directory)
+                                   "worker", "-Q", "firewall.local", "--pool", "solo", "--concurrency", "1",
+                                   "--hostname", "fw@%h", "--loglevel", "INFO"],
+                            {**self.env, "IPS_REDIS_URL": self.firewall_redis_url}, self.directory)
         self.children.append(child)
         return child
 

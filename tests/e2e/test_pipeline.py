@@ -379,8 +379,8 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
     children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency", str(1 + followers),
                                              "--hostname", "w@%h", "--loglevel", "INFO"], env, tmp_path))
     children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
-                                             "firewall.local", "--pool", "solo", "--hostname", "fw@%h",
-                                             "--loglevel", "INFO"],
+                                             "firewall.local", "--pool", "solo", "--concurrency", "1",
+                                             "--hostname", "fw@%h", "--loglevel", "INFO"],
                                 {**env, "IPS_REDIS_URL": bridge.url(REDIS_DB)}, tmp_path))
     children.append(Child.start("beat", [*celery, "beat", "-S", "config.beat:Scheduler",
                                          "--loglevel", "INFO", "--pidfile", str(tmp_path / "beat.pid")],

@@ -170,3 +170,35 @@ def test_the_supervisor_stops_everything_on_sigterm(tmp_path: Path) -> None:
     out, err = running.communicate(timeout=30)
     assert running.returncode == 0, err
     assert "runstack: stopping" in out and "did not stop" not in err
+
+
+RESTARTED = """
+import json, os, signal, subprocess, sys
+children = [subprocess.Popen(argv, start_new_session=True) for argv in json.loads(sys.argv[1])]
+spec = {"children": [{"name": f"child{i}", "pid": c.pid, "argv": argv}
+                     for i, (c, argv) in enumerate(zip(children, json.loads(sys.argv[1])))], "grace": 2}
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+os.execv(sys.executable, [sys.executable, "-S", sys.argv[2], json.dumps(spec)])
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_supervisor_starts_again_a_child_that_asks_for_it(tmp_path: Path) -> None:
+    """The firewall worker ends with status 70 when a task outlives its hard time limit: started again,
+    with its signals unblocked (it stops on SIGTERM with the others); any other status stops all."""
+    marker = tmp_path / "started-once"
+    once = ["sh", "-c", f"if [ -e {marker} ]; then exec sleep 60; else touch {marker}; exit 70; fi"]
+    running = subprocess.Popen([sys.executable, "-c", RESTARTED, json.dumps([["sleep", "60"], once]),
+                                str(REPO / "watchers" / "supervise.py")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the child never ran"
+        time.sleep(0.05)
+    time.sleep(1.0)  # restarted meanwhile, and running
+    assert running.poll() is None
+    running.send_signal(signal.SIGTERM)
+    out, err = running.communicate(timeout=30)
+    assert running.returncode == 0, err
+    assert "child1 asked to be started again (status 70)" in err
+    assert "did not stop" not in err  # the restarted child took SIGTERM

@@ -81,7 +81,8 @@ class Command(BaseCommand):
         comes between reading `stopping` and the exec, and none kills the supervisor before it has
         its handlers (the mask survives the exec; it unblocks them)."""
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        spec = {"children": [{"name": c.name, "pid": c.process.pid} for c in children if c.process is not None],
+        spec = {"children": [{"name": c.name, "pid": c.process.pid, "argv": c.argv}
+                             for c in children if c.process is not None],
                 "grace": 10, "stopping": bool(stopping)}
         sys.stdout.flush()
         sys.stderr.flush()
@@ -114,7 +115,7 @@ class Command(BaseCommand):
             # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order, in
             # one process (solo pool), which also times its watch of the kernel (bans/watching.py).
             Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                               "--pool", "solo", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
+                               "--pool", "solo", "--concurrency", "1", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
                                "--hostname", f"firewall-{settings.IPS_HOST_NAME}@%h"]),
         ]
         return children
