@@ -492,6 +492,7 @@ class NftablesBackend:
         self.contents = contents
         open_libnftables()  # fails now, clearly, without libnftables1 or its Python module
         self._nft = NftProcess(timeout)
+        self.commits = 0  # transactions this backend committed (generation() counts anyone's)
         self._thread_lock = threading.Lock()
         self._specs: list[nft.RuleSpec] | None = None  # of the last sync_rules()
         # The last call was sync_rules(), which found the rules in place: the apply() that follows (as
@@ -588,6 +589,8 @@ class NftablesBackend:
             raise _Abandoned(str(exc)) from None
         if rc != 0:
             raise error_from_nft(error)
+        if any("list" not in command for command in commands):
+            self.commits += 1  # one call, one transaction: the kernel's generation moved by one for it
         return output if isinstance(output, dict) else {}
 
     def _read(self) -> nft.TableState | None:

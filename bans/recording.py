@@ -46,6 +46,7 @@ class RecordingBackend:
         self._expiry: dict[str, dict[IPNetwork, float | None]] = {}
         self._errors: list[FirewallError] = []
         self._generation = 1
+        self.commits = 0  # the changes made through this backend (generation() counts anyone's)
 
     def fail_next(self, error: FirewallError) -> None:
         self._errors.append(error)
@@ -73,6 +74,7 @@ class RecordingBackend:
         if not created:
             return
         self._generation += 1
+        self.commits += 1
         if self.contents is not None:
             now = self.clock()
             wanted = [entry for entry in self.contents() if entry.jail in created]
@@ -126,6 +128,7 @@ class RecordingBackend:
     def _carry_out(self, plan: ElementPlan) -> None:
         now = self.clock()
         self._generation += 1
+        self.commits += 1
         for entry in plan.deletes:
             self._expiry[entry.jail].pop(entry.network, None)
         for entry in plan.adds:

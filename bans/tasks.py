@@ -146,8 +146,20 @@ def watched_backend(host: str) -> FirewallBackend:
 
 
 # The generation each host's kernel had when this worker process last found it agreeing with the
-# rows (bans.sync.watch): while it stays the same, a watch reads nothing.
-_checked_generation: dict[str, int] = {}
+# rows (bans.sync.watch), with the number of transactions this process's backend had committed then.
+# A generation that moved by exactly our own commits since was moved by us alone (a sync or a
+# reconcile writes what the rows say), so it still agrees and the watch reads nothing; without this
+# a ban flood made every watch list the whole table and read every ban in force.
+_checked_generation: dict[str, tuple[int, int]] = {}
+
+
+def own_commits() -> int | None:
+    """The transactions this process's backend committed so far (None: it cannot say)."""
+    try:
+        commits = getattr(backend(), "commits", None)
+    except FirewallUnavailable:
+        return None
+    return commits if isinstance(commits, int) else None
 
 
 @shared_task(acks_late=False, throws=UNAVAILABLE, **SYNC_LIMITS)
@@ -156,8 +168,12 @@ def watch_firewall(host: str) -> dict[str, int]:
     queued with messages expiring after 2 s, so a busy worker never piles them up): find at once a
     kernel that lost our bans (`nft flush ruleset`, a replaced table) and put them back, or strays
     out (bans.sync.watch)."""
-    report = sync.watch(host, watched_backend(host), _checked_generation.get(host))
-    _checked_generation[host] = report.generation
+    watched = watched_backend(host)
+    own, checked = own_commits(), _checked_generation.get(host)
+    expected = None if checked is None or own is None else checked[0] + (own - checked[1])
+    report = sync.watch(host, watched, expected)
+    if own is not None:
+        _checked_generation[host] = (report.generation, own)
     return {"checked": int(report.checked), "lost": report.lost, "strays": report.strays}
 
 

@@ -14,7 +14,7 @@ A test talks to a driver through JSON lines on its stdin/stdout:
     {"op": "probe", "host": "10.201.0.1", "port": 22, "timeout": 0.5}  -> "open" | "refused" | "timeout"
     {"op": "firewall", "method": "apply", "args": {...}}   a NftablesBackend method, JSON in and out
     {"op": "firewall", "method": "set_contents", "args": {"entries": [...]}}   what a flushed table gets back
-    {"op": "firewall", "method": "generation" | "helper_pid", "args": {}}
+    {"op": "firewall", "method": "generation" | "commits" | "helper_pid", "args": {}}
     {"op": "lock", "table": "ips", "seconds": 3}          hold the backend's lock file for a while
     (a "timeout" key on a firewall request sets the backend's step timeout when it is created)
 """
@@ -194,6 +194,10 @@ class RemoteFirewall:
     def generation(self) -> int:
         return int(self._call("generation"))
 
+    @property
+    def commits(self) -> int:
+        return int(self._call("commits"))
+
     def helper_pid(self) -> int | None:
         pid = self._call("helper_pid")
         return None if pid is None else int(pid)
@@ -284,6 +288,8 @@ class _Serving:
             return None
         if method == "generation":
             return backend.generation()
+        if method == "commits":
+            return backend.commits
         if method == "helper_pid":
             return backend._nft.pid
         if method == "sync_rules":

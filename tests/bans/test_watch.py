@@ -126,6 +126,23 @@ def test_a_repair_that_fails_is_shown_on_every_page_and_by_jailctl(sshd: Jail, b
     assert FirewallHost.objects.get(name="local").drift == "" and status.firewall_status("local")[0]
 
 
+def test_our_own_changes_do_not_make_the_next_watch_list_the_table(sshd: Jail, backend: RecordingBackend,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ban flood: every sync moves the generation; only a change by someone else is looked for."""
+    monkeypatch.setattr(tasks, "backend", lambda: backend)
+    monkeypatch.setattr(tasks, "_checked_generation", {})
+    active(sshd, 1, backend)
+    assert tasks.watch_firewall("local")["checked"] == 1
+    for n in range(10, 13):
+        new_ban(sshd.name, f"203.0.113.{n}/32", 3600, now=timezone.now().timestamp(), host="local", jail=sshd,
+                origin=Ban.Origin.JAIL)
+        assert tasks.sync_firewall("local")["applied"] == 1  # our commit
+        assert tasks.watch_firewall("local")["checked"] == 0
+    backend.simulate_ruleset_flush()  # someone else's
+    assert tasks.watch_firewall("local") == {"checked": 1, "lost": 4, "strays": 0}
+    assert tasks.watch_firewall("local")["checked"] == 0  # its own repair agrees
+
+
 def test_the_task_remembers_what_it_checked(sshd: Jail, backend: RecordingBackend,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tasks, "backend", lambda: backend)
