@@ -126,11 +126,17 @@ def test_a_repair_that_fails_is_shown_on_every_page_and_by_jailctl(sshd: Jail, b
     assert FirewallHost.objects.get(name="local").drift == "" and status.firewall_status("local")[0]
 
 
-def test_our_own_changes_do_not_make_the_next_watch_list_the_table(sshd: Jail, backend: RecordingBackend,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ban flood: every sync moves the generation; only a change by someone else is looked for."""
+@pytest.fixture
+def task_backend(backend: RecordingBackend, monkeypatch: pytest.MonkeyPatch) -> RecordingBackend:
+    """The tasks' backend, with nothing checked yet (as in a fresh firewall worker)."""
     monkeypatch.setattr(tasks, "backend", lambda: backend)
     monkeypatch.setattr(tasks, "_checked_generation", {})
+    return backend
+
+
+def test_our_own_changes_do_not_make_the_next_watch_list_the_table(sshd: Jail, task_backend: RecordingBackend) -> None:
+    """A ban flood: every sync moves the generation; only a change by someone else is looked for."""
+    backend = task_backend
     active(sshd, 1, backend)
     assert tasks.watch_firewall("local")["checked"] == 1
     for n in range(10, 13):
@@ -143,10 +149,8 @@ def test_our_own_changes_do_not_make_the_next_watch_list_the_table(sshd: Jail, b
     assert tasks.watch_firewall("local")["checked"] == 0  # its own repair agrees
 
 
-def test_the_task_remembers_what_it_checked(sshd: Jail, backend: RecordingBackend,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks, "backend", lambda: backend)
-    monkeypatch.setattr(tasks, "_checked_generation", {})
+def test_the_task_remembers_what_it_checked(sshd: Jail, task_backend: RecordingBackend) -> None:
+    backend = task_backend
     active(sshd, 1, backend)
     assert tasks.watch_firewall("local")["checked"] == 1
     assert tasks.watch_firewall("local")["checked"] == 0
