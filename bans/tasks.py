@@ -154,11 +154,9 @@ _checked_generation: dict[str, tuple[int, int]] = {}
 
 
 def own_commits() -> int | None:
-    """The transactions this process's backend committed so far (None: it cannot say)."""
-    try:
-        commits = getattr(backend(), "commits", None)
-    except FirewallUnavailable:
-        return None
+    """The transactions this process's backend committed so far (None: it cannot say). Called after
+    watched_backend(), which raised already if there is no backend."""
+    commits = getattr(backend(), "commits", None)
     return commits if isinstance(commits, int) else None
 
 

@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -145,8 +146,14 @@ class InlineLimits:
                 hard.cancel()
 
     @classmethod
-    def bounding(cls, task: Any) -> _Bounded:
-        return _Bounded(cls, task)
+    @contextlib.contextmanager
+    def bounding(cls, task: Any) -> Iterator[None]:
+        """`with InlineLimits.bounding(task):` the limits around a call that is not a Celery task run."""
+        cls.arm(task)
+        try:
+            yield
+        finally:
+            cls.disarm()
 
     @classmethod
     def _soft_limit_reached(cls, signum: int, frame: FrameType | None) -> None:
@@ -173,15 +180,3 @@ class InlineLimits:
     def _on_postrun(cls, sender: Any = None, **kwargs: Any) -> None:
         cls.disarm()
 
-
-class _Bounded:
-    """`with InlineLimits.bounding(task):` the limits around a call that is not a Celery task run."""
-
-    def __init__(self, limits: type[InlineLimits], task: Any) -> None:
-        self.limits, self.task = limits, task
-
-    def __enter__(self) -> None:
-        self.limits.arm(self.task)
-
-    def __exit__(self, *exc: object) -> None:
-        self.limits.disarm()

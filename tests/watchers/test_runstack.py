@@ -137,7 +137,8 @@ def test_gunicorns_control_socket_is_the_stacks_own_under_var() -> None:
 SUPERVISED = """
 import json, os, signal, subprocess, sys
 children = [subprocess.Popen(argv, start_new_session=True) for argv in json.loads(sys.argv[1])]
-spec = {"children": [{"name": f"child{i}", "pid": c.pid} for i, c in enumerate(children)], "grace": 2}
+spec = {"children": [{"name": f"child{i}", "pid": c.pid, "argv": argv}
+                     for i, (c, argv) in enumerate(zip(children, json.loads(sys.argv[1])))], "grace": 2}
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 os.execv(sys.executable, [sys.executable, "-S", sys.argv[2], json.dumps(spec)])
 """
@@ -172,15 +173,6 @@ def test_the_supervisor_stops_everything_on_sigterm(tmp_path: Path) -> None:
     assert "runstack: stopping" in out and "did not stop" not in err
 
 
-RESTARTED = """
-import json, os, signal, subprocess, sys
-children = [subprocess.Popen(argv, start_new_session=True) for argv in json.loads(sys.argv[1])]
-spec = {"children": [{"name": f"child{i}", "pid": c.pid, "argv": argv}
-                     for i, (c, argv) in enumerate(zip(children, json.loads(sys.argv[1])))], "grace": 2}
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-os.execv(sys.executable, [sys.executable, "-S", sys.argv[2], json.dumps(spec)])
-"""
-
 
 @pytest.mark.django_db(transaction=False)
 def test_the_supervisor_starts_again_a_child_that_asks_for_it(tmp_path: Path) -> None:
@@ -188,7 +180,7 @@ def test_the_supervisor_starts_again_a_child_that_asks_for_it(tmp_path: Path) ->
     with its signals unblocked (it stops on SIGTERM with the others); any other status stops all."""
     marker = tmp_path / "started-once"
     once = ["sh", "-c", f"if [ -e {marker} ]; then exec sleep 60; else touch {marker}; exit 70; fi"]
-    running = subprocess.Popen([sys.executable, "-c", RESTARTED, json.dumps([["sleep", "60"], once]),
+    running = subprocess.Popen([sys.executable, "-c", SUPERVISED, json.dumps([["sleep", "60"], once]),
                                 str(REPO / "watchers" / "supervise.py")], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
