@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -85,6 +86,13 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
                                     for shard in range(shards))), log.read_text()
         assert f"concurrency: {1 + shards} (prefork)" in log.read_text()
         assert control.is_socket() and f"Control socket listening at {control}" in log.read_text()
+        # the commands are forks of runstack (watchers/zygote.py): each shares the pages runstack had
+        # written before forking (Shared_Dirty), where a new interpreter shares none with its siblings
+        titles = {pid: title(pid) for pid in child_pids(stack.pid)}
+        assert sorted(next(role for role in ("gunicorn: master", "celeryd: watchers@", "celeryd: firewall-")
+                           if role in text) for text in titles.values()) == \
+            ["celeryd: firewall-", "celeryd: watchers@", "gunicorn: master"], titles
+        assert all(shared_dirty_kb(pid) > 5_000 for pid in titles), {pid: shared_dirty_kb(pid) for pid in titles}
     finally:
         stack.send_signal(signal.SIGINT)
         code = stack.wait(timeout=60)
@@ -96,6 +104,56 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
     assert "did not stop" not in text
     assert http_status(f"http://127.0.0.1:{port}/accounts/login/") is None
     assert not control.exists()
+
+
+def child_pids(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def title(pid: int) -> str:
+    return (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+
+
+def shared_dirty_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Shared_Dirty:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_runstack_starts_new_processes_when_a_thread_would_not_survive_a_fork() -> None:
+    from watchers import zygote
+
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert not zygote.can_fork()
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_fork_runs_only_python_m_commands() -> None:
+    from watchers import zygote
+
+    with pytest.raises(ValueError, match="python -m MODULE"):
+        zygote.fork_command(["/bin/true"], "nothing")
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (3, 3), (256 + 70, 70), ("a message", 1)])
+def test_a_forks_exit_status_is_what_sys_exit_gives(code: object, status: int) -> None:
+    from watchers import zygote
+
+    assert zygote.exit_status(code) == status
 
 
 @pytest.mark.django_db
