@@ -33,7 +33,7 @@ from jails.models import Jail
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
 INCREMENT_MEMORY = dt.timedelta(days=7)
 # Addresses per `IN (...)` list: under SQLite's bound-parameter limit with room for the query's others.
-IN_CHUNK = 500
+IN_CHUNK = bulk.ROWS_PER_STATEMENT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,7 +68,7 @@ def aware(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=policy.ADDRESS_CACHE_SIZE)
 def network_of(address: str) -> str:
     """An address as the single-host network the firewall sets hold (203.0.113.9/32)."""
     ip = ipaddress.ip_address(address)
@@ -86,7 +86,7 @@ def parse_address(host: str) -> str | None:
     return None if len(host) > MAX_ADDRESS_TEXT else _parse_address(host)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=policy.ADDRESS_CACHE_SIZE)
 def _parse_address(host: str) -> str | None:
     """The address in a failure, or None when the host is a name (names are never resolved here).
     Remembered: an attack repeats the same few thousand addresses in every read (short texts only:
@@ -189,7 +189,7 @@ class AutomaticRefusals:
         return self._gate.refusal(host_network(address), ignore_jails=())
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=policy.ADDRESS_CACHE_SIZE)
 def host_network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """The one-address network of an address (parsed once per process: the gate asks for each)."""
     return ipaddress.ip_network(address)
@@ -223,8 +223,8 @@ def shared_text_prefix(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    """`items` for `__in` lookups, in batches of a few lengths only (bulk.batches says why)."""
+    return bulk.batches(items, size)
 
 
 def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], *,

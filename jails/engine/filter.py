@@ -143,7 +143,10 @@ def _is_plain_ipv4(ip: str) -> bool:
 
 
 _ADDRESS_CACHE: dict[tuple[str, str | None], str] = {}
-_ADDRESS_CACHE_MAX = 1 << 16
+# Cleared when full. Small on purpose: a long-running follower keeps it for good, and a flood from
+# tens of thousands of addresses would otherwise leave ~13 MB of keys and texts behind (a read's
+# repeats are what it is for; canonicalising a plain IPv4 address again costs about a microsecond).
+_ADDRESS_CACHE_MAX = 1 << 12
 
 
 def _normalise_address(ip: str, cidr: str | None) -> str:
