@@ -465,6 +465,35 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: 
         pair.destroy()
 
 
+@contextmanager
+def runstack_in_namespace(workdir: Path, env: dict[str, str], redis_db: int) -> Iterator[tuple[Any, KernelWatch]]:
+    """`manage.py runstack` with its defaults, as scripts/run.sh starts it (the panel, the watcher
+    worker with the followers and beat, the firewall worker: forks of one loaded process), the whole
+    stack inside the server namespace, where its bans go into nftables. Redis is reached through the
+    bridge, PostgreSQL through its socket. The kernel watch and the namespaces are undone on the way out."""
+    from tests.bans.netns import NamespacePair
+    from tests.e2e.stack import Child, RedisBridge, stop_children
+
+    pair = NamespacePair.create()
+    bridge = RedisBridge(str(workdir / "redis.sock"), (REDIS_HOST, REDIS_PORT))
+    children: list[Any] = []
+    watch = None
+    try:
+        watch = KernelWatch(pair.server)
+        children.append(Child.start("stack", ["ip", "netns", "exec", pair.server, PYTHON, "manage.py", "runstack",
+                                              "--bind", "127.0.0.1:8000",
+                                              "--beat-schedule", str(workdir / "beat-schedule"),
+                                              "--control-socket", str(workdir / "gunicorn.ctl")],
+                                    {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
+        yield children[0], watch
+    finally:
+        stop_children(children)
+        if watch is not None:
+            watch.close()
+        bridge.close()
+        pair.destroy()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,9 +13,9 @@ fresh log file and fresh state, one tool after the other (never both at once):
   an action whose commands are all empty, so no ban ever leaves the process, and no process is
   forked per ban). Its counters are read with `status JAIL short` over its socket (what
   fail2ban-client sends, without starting a Python per poll).
-- ours: the whole stack as scripts/run.sh runs it, started by bench/latency.py (the web panel,
-  the watcher worker with the log followers and beat inside it, the firewall worker in a network
-  namespace applying the bans to nftables there), on a fresh SQLite
+- ours: the whole stack as scripts/run.sh runs it (`manage.py runstack`: the web panel, the watcher
+  worker with the log followers and beat inside it, the firewall worker), inside a network
+  namespace where its bans go into nftables, on a fresh SQLite
   file or PostgreSQL database, with the SAME configuration directory imported by `manage.py
   importconf` (same filter files, same maxretry/findtime/bantime). Its counters are the Failure and
   Ban rows of the jail (what `jailctl status --json` calls total_failed and total_banned), read by
@@ -601,6 +601,13 @@ class Probe:
             self.process.terminate()
 
 
+def stack_started(output: str) -> bool:
+    """Whether runstack's output says both workers are ready and beat has started."""
+    lines = output.splitlines()
+    return "beat: Starting" in output and all(any(f"{worker}@" in line and " ready." in line for line in lines)
+                                              for worker in ("watchers", "firewall-local"))
+
+
 class Ours(Tool):
     """The stack of bench/latency.py on a fresh database, jails imported with `importconf`."""
 
@@ -643,11 +650,11 @@ class Ours(Tool):
         redis.Redis(host=latency.REDIS_HOST, port=latency.REDIS_PORT, db=self.redis_db).flushdb()
         prepared = self.probe.ask("prepare")
         shards = self.probe.ask("shards")
-        # the whole stack as scripts/run.sh runs it, the web panel included (its memory counts)
-        self._stack = latency.running_stack(self.workdir, self.env, self.redis_db, len(shards), panel=True)
-        _pair, self.children, _watch = self._stack.__enter__()
-        latency.wait_until(lambda: all(c.alive() and " ready." in c.output() for c in self.children[:2])
-                           and "beat: Starting" in self.children[0].output(), timeout, "the workers and beat",
+        # the whole stack as scripts/run.sh runs it (manage.py runstack), the web panel included (its memory counts)
+        self._stack = latency.runstack_in_namespace(self.workdir, self.env, self.redis_db)
+        stack, _watch = self._stack.__enter__()
+        self.children = [stack]
+        latency.wait_until(lambda: stack.alive() and stack_started(stack.output()), timeout, "the workers and beat",
                            self.children)
         latency.wait_until(lambda: self.probe.ask("ready", shards), timeout, "the followers", self.children)
         return {**prepared, "follower_shards": len(shards)}
