@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ def preload() -> None:
 
 
 def can_fork() -> bool:
-    """A fork copies only the thread that forks: a lock held by another thread stays locked forever."""
-    return threading.active_count() == 1
+    """A fork copies only the thread that forks: a lock held by another thread stays locked forever.
+    The kernel's count, so that threads started by C libraries count too."""
+    return len(os.listdir("/proc/self/task")) == 1
 
 
 def fork_command(argv: Sequence[str], title: str) -> int:
@@ -68,10 +69,18 @@ def fork_command(argv: Sequence[str], title: str) -> int:
     pid = os.fork()
     if pid:
         return pid
-    os._exit(_run_in_child(list(argv), title))  # never back into the parent's code
+    code = 1
+    try:
+        code = _run_in_child(list(argv), title)
+    finally:
+        # Whatever happens, the child never returns into the parent's code: it would go on forking
+        # the parent's other commands (a second firewall worker) and exec a second supervisor.
+        os._exit(code)
 
 
 def _run_in_child(argv: list[str], title: str) -> int:
+    """The command's exit status, as `python -m` would end with it; never raises."""
+    code = 1
     try:
         os.setsid()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
@@ -81,16 +90,27 @@ def _run_in_child(argv: list[str], title: str) -> int:
         module = argv[2]
         sys.argv = [module, *argv[3:]]  # runpy puts the module's path first, as `python -m` does
         runpy.run_module(module, run_name="__main__", alter_sys=True)
-        return 0
+        code = 0
     except SystemExit as exc:
-        return exit_status(exc.code)
+        code = exit_status(exc.code)
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
     except BaseException:
-        traceback.print_exc()
-        return 1
-    finally:
-        atexit._run_exitfuncs()  # what the interpreter runs on its way out (os._exit does not)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _quietly(traceback.print_exc)
+    # what the interpreter does on its way out, which os._exit does not: join non-daemon threads,
+    # run the atexit functions, flush the standard streams
+    _quietly(threading._shutdown)  # type: ignore[attr-defined]
+    _quietly(atexit._run_exitfuncs)
+    _quietly(sys.stdout.flush)
+    _quietly(sys.stderr.flush)
+    return code
+
+
+def _quietly(step: Callable[[], object]) -> None:
+    try:
+        step()
+    except BaseException:  # a broken pipe on the way out changes nothing: the status is decided
+        pass
 
 
 def exit_status(code: object) -> int:
@@ -99,7 +119,7 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code & 0xFF
-    print(code, file=sys.stderr)
+    _quietly(lambda: print(code, file=sys.stderr))
     return 1
 
 
