@@ -37,20 +37,24 @@ ROWS_PER_STATEMENT = 512
 T = TypeVar("T")
 
 
-def batches(items: Sequence[T], most: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:
-    """`items` in batches of `most`, then the rest in batches whose sizes are powers of two, largest
-    first (700 -> 512, 128, 32, 16, 8, 4).
+def batches(items: Sequence[T], most: int = ROWS_PER_STATEMENT, *,
+            few_lengths: bool | None = None) -> Iterator[Sequence[T]]:
+    """`items` in batches of `most`; on SQLite (`few_lengths`), the rest in batches whose sizes are
+    powers of two, largest first (700 -> 512, 128, 32, 16, 8, 4).
 
-    Why not simply the rest: each distinct statement text (an IN list or a multi-row VALUES of its
-    own length) is compiled and kept in the connection's statement cache (sqlite3 keeps 128 per
-    connection, in native memory), and a flood brings every length from 1 to the limit. A follower
-    held ~55 MB of such programs after a 20,000-address flood. With power-of-two batches a statement
-    comes in at most 10 lengths, for at most 9 more statements per call."""
+    Why, on SQLite: each distinct statement text (an IN list or a multi-row VALUES of its own
+    length) is compiled and kept in the connection's statement cache (sqlite3 keeps 128 per
+    connection, in native memory), and a flood brings every length from 1 to the limit; with
+    power-of-two batches a statement comes in at most 10 lengths, for at most 9 more statements
+    (in-process calls) per call. PostgreSQL keeps plain batches: there every statement is a round
+    trip, and the statements that carry a read's rows are one JSON document each, whatever its size."""
     if most & (most - 1):
         raise ValueError("batches: `most` must be a power of two")
+    if few_lengths is None:
+        few_lengths = connection.vendor == "sqlite"
     start, total = 0, len(items)
     while start < total:
-        size = min(most, 1 << ((total - start).bit_length() - 1))
+        size = min(most, 1 << ((total - start).bit_length() - 1)) if few_lengths else most
         yield items[start:start + size]
         start += size
 
