@@ -49,7 +49,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -429,13 +428,11 @@ def prepare_database(env: dict[str, str], logs: Path) -> None:
 
 
 @contextmanager
-def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: int,
-                  panel: bool = False) -> Iterator[tuple[Any, list[Any], KernelWatch]]:
-    """The namespaces, the bridge, the workers (beat inside the watcher worker, as runstack runs it),
-    with `panel` the web panel too (gunicorn as runstack starts it), and the kernel watch; all undone
-    on the way out. children[0] is the watcher worker, children[1] the firewall worker."""
+def namespaced(workdir: Path) -> Iterator[tuple[Any, Any, KernelWatch, list[Any]]]:
+    """The namespaces, the Redis bridge into them, the kernel watch, and a list for the children
+    started meanwhile: all stopped and undone on the way out."""
     from tests.bans.netns import NamespacePair
-    from tests.e2e.stack import Child, RedisBridge, stop_children
+    from tests.e2e.stack import RedisBridge, stop_children
 
     pair = NamespacePair.create()
     bridge = RedisBridge(str(workdir / "redis.sock"), (REDIS_HOST, REDIS_PORT))
@@ -443,20 +440,7 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: 
     watch = None
     try:
         watch = KernelWatch(pair.server)
-        celery = [PYTHON, "-m", "celery", "-A", "config"]
-        children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency",
-                                                 str(ORDINARY_PROCESSES + followers), "--hostname", "w@%h",
-                                                 "--loglevel", "INFO", "--beat", "--schedule-filename",
-                                                 str(workdir / "beat-schedule")], env, workdir))
-        children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
-                                                 "firewall.local", "--pool", "solo", "--concurrency", "1",
-                                                 "--hostname", "fw@%h", "--loglevel", "INFO"],
-                                    {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
-        if panel:
-            children.append(Child.start("web", [PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind",
-                                                f"127.0.0.1:{free_port()}", "--workers", "2", "--preload",
-                                                "--control-socket", str(workdir / "gunicorn.ctl")], env, workdir))
-        yield pair, children, watch
+        yield pair, bridge, watch, children
     finally:
         stop_children(children)
         if watch is not None:
@@ -466,38 +450,41 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int, followers: 
 
 
 @contextmanager
+def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
+                  followers: int) -> Iterator[tuple[Any, list[Any], KernelWatch]]:
+    """The workers as runstack's commands (beat inside the watcher worker), each a new interpreter,
+    the firewall worker inside the server namespace. children[0] is the watcher worker, children[1]
+    the firewall worker."""
+    from tests.e2e.stack import Child
+
+    with namespaced(workdir) as (pair, bridge, watch, children):
+        celery = [PYTHON, "-m", "celery", "-A", "config"]
+        children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency",
+                                                 str(ORDINARY_PROCESSES + followers), "--hostname", "w@%h",
+                                                 "--loglevel", "INFO", "--beat", "--schedule-filename",
+                                                 str(workdir / "beat-schedule")], env, workdir))
+        children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
+                                                 "firewall.local", "--pool", "solo", "--concurrency", "1",
+                                                 "--hostname", "fw@%h", "--loglevel", "INFO"],
+                                    {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
+        yield pair, children, watch
+
+
+@contextmanager
 def runstack_in_namespace(workdir: Path, env: dict[str, str], redis_db: int) -> Iterator[tuple[Any, KernelWatch]]:
     """`manage.py runstack` with its defaults, as scripts/run.sh starts it (the panel, the watcher
     worker with the followers and beat, the firewall worker: forks of one loaded process), the whole
     stack inside the server namespace, where its bans go into nftables. Redis is reached through the
-    bridge, PostgreSQL through its socket. The kernel watch and the namespaces are undone on the way out."""
-    from tests.bans.netns import NamespacePair
-    from tests.e2e.stack import Child, RedisBridge, stop_children
+    bridge, PostgreSQL through its socket."""
+    from tests.e2e.stack import Child
 
-    pair = NamespacePair.create()
-    bridge = RedisBridge(str(workdir / "redis.sock"), (REDIS_HOST, REDIS_PORT))
-    children: list[Any] = []
-    watch = None
-    try:
-        watch = KernelWatch(pair.server)
+    with namespaced(workdir) as (pair, bridge, watch, children):
         children.append(Child.start("stack", ["ip", "netns", "exec", pair.server, PYTHON, "manage.py", "runstack",
                                               "--bind", "127.0.0.1:8000",
                                               "--beat-schedule", str(workdir / "beat-schedule"),
                                               "--control-socket", str(workdir / "gunicorn.ctl")],
                                     {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
         yield children[0], watch
-    finally:
-        stop_children(children)
-        if watch is not None:
-            watch.close()
-        bridge.close()
-        pair.destroy()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, children: Sequence[Any]) -> None:
