@@ -397,11 +397,14 @@ def watch(host: str, backend: FirewallBackend, last_checked: int | None,
     page. Bans left APPLYING by a worker that died are settled the same way: this worker runs one
     task at a time, so while it watches nothing of its own is being applied."""
     now = now or timezone.now()
-    if overlaps.uncovered(host, now):
+    # One query in the common case: with no ban COVERED or APPLYING, nothing can be uncovered or stranded
+    # (the two checks below are two queries more, every WATCH_SECONDS of an idle stack).
+    waiting = Ban.objects.filter(host=host, state__in=[Ban.State.COVERED, Ban.State.APPLYING]).exists()
+    if waiting and overlaps.uncovered(host, now):
         # a wider ban ran out (the kernel lifted it, which moves no generation): what it covered goes back
         apply_pending(host, backend, now)
     generation = backend.generation()
-    stranded = orphans(host, now).exists()
+    stranded = waiting and orphans(host, now).exists()
     if generation == last_checked and not stranded:
         return WatchReport(generation)
     lost, strays = disagreement(backend.snapshot(), desired(host, now), not_strays(host, now))

@@ -57,6 +57,15 @@ def test_an_unchanged_generation_reads_nothing(sshd: Jail, backend: RecordingBac
     assert not again.checked and len(backend.calls) == calls
 
 
+def test_an_idle_watch_asks_the_database_once(  # type: ignore[no-untyped-def]
+        sshd: Jail, backend: RecordingBackend, django_assert_num_queries) -> None:
+    """Every WATCH_SECONDS of an idle stack: no ban covered or being applied, the generation unchanged."""
+    active(sshd, 3, backend)
+    first = sync.watch("local", backend, None)
+    with django_assert_num_queries(1):
+        assert not sync.watch("local", backend, first.generation).checked
+
+
 def test_a_flushed_ruleset_is_found_and_every_ban_put_back(sshd: Jail, backend: RecordingBackend) -> None:
     bans = active(sshd, 5, backend)
     checked = sync.watch("local", backend, None).generation
