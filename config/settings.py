@@ -172,6 +172,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("IPS_CELERY_EAGER", False)
+# A pool process that has held more than this in RAM (its peak RSS, shared pages included: a fresh
+# one holds about 80 MB) is replaced by a fresh fork once its task returns. A follower whose process
+# passed it hands over when its backlog is read (watchers/follow.py), so a flood's leftovers (~50
+# MB a follower) go back. 0: never. Applies to the watcher worker's process pool, not to solo pools.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("IPS_WORKER_MAX_MEMORY_MB", 120, minimum=0) * 1024
 # Schedules live in the database (django-celery-beat), editable in Django admin; the defaults are
 # created by the migration watchers/0002_default_schedules. config/beat.py asks whether an admin
 # changed them every 10 s, not on every tick.

@@ -40,6 +40,7 @@ import enum
 import logging
 import math
 import os
+import resource
 import select
 import signal
 import threading
@@ -105,6 +106,7 @@ READ_TARGET_SECONDS = 1.0
 MIN_READ_BYTES = 16 << 10
 FIRST_READ_BYTES = 256 << 10
 MAX_READ_BYTES = services.READ_CHUNK_BYTES
+MIN_FOLLOW_SECONDS = 30.0  # a follower never hands over for its memory sooner (Follower.grew_too_much)
 ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before trying again (bounded by the deadline)
 LEASE_PREFIX = "ips:follow:lease"
 
@@ -113,6 +115,7 @@ Reader = Callable[..., services.ReadReport]
 
 class Outcome(enum.StrEnum):
     TIME_UP = "time up"  # hand over: the task re-enqueues itself
+    GREW = "grew past the memory limit"  # hand over, as TIME_UP, and the pool replaces this process
     LEASE_LOST = "lease lost"  # another follower owns the shard now
     BUSY = "busy"  # another follower held the shard already
     STOPPING = "worker stopping"
@@ -351,6 +354,10 @@ class Follower:
     last_unknown_resync: float = 0.0
     rest_until: float = 0.0
     stop_requested: bool = False
+    # the peak RSS (KiB, ru_maxrss) past which the follower hands over once its backlog is read, so that
+    # the pool replaces its process (Celery's worker_max_memory_per_child, the same limit); 0: never
+    memory_limit_kb: int = field(default_factory=lambda: int(settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD or 0))
+    started_at: float = field(default_factory=time.monotonic)
 
     # --- the loop
 
@@ -366,9 +373,23 @@ class Follower:
                     return Outcome.TIME_UP
                 if lease is not None and not lease.keep():
                     return Outcome.LEASE_LOST
+                if self.grew_too_much():
+                    return Outcome.GREW
                 self.guarded_step(deadline)
         finally:
             self.close()
+
+    def grew_too_much(self) -> bool:
+        """Whether this process has held more than the pool's memory limit, with nothing left to read.
+
+        A flood leaves a follower's process some 50 MB bigger for good (memory Python's and the C
+        allocator keep after the reads are done, not live objects). Handing over then gives it back:
+        the pool replaces a process past worker_max_memory_per_child when its task returns, and the
+        next follower starts in a fresh fork. Not within MIN_FOLLOW_SECONDS of starting, so a limit
+        set below a fresh process's size cannot make followers hand over in a loop."""
+        if not self.memory_limit_kb or self.backlog or time.monotonic() - self.started_at < MIN_FOLLOW_SECONDS:
+            return False
+        return peak_rss_kb() > self.memory_limit_kb
 
     def guarded_step(self, deadline: float) -> None:
         """One step; an unexpected error (the database went away...) is logged and retried later,
@@ -667,6 +688,11 @@ class Follower:
             log.error("follow: backend %s is unavailable (%s); polling every %g s instead", group, exc.reason,
                       self.poll_seconds)
             return inotify.PollingWatcher(paths, interval=self.poll_seconds)
+
+
+def peak_rss_kb() -> int:
+    """The most this process has held in RAM (KiB): what Celery's pool compares with its limit."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def follow_shard(shard: int, shards: int, lease_seconds: int, *, stop_fds: tuple[int, ...] = (),

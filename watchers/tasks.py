@@ -61,7 +61,7 @@ def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DE
     with following.sigterm_pipe() as terminated:
         stop_fds = tuple(fd for fd in (following.SHUTDOWN.read_fd, terminated) if fd is not None)
         outcome = following.follow_shard(shard, shards, lease_seconds, stop_fds=stop_fds)
-    if outcome == following.Outcome.TIME_UP:
+    if outcome in (following.Outcome.TIME_UP, following.Outcome.GREW):
         queue = (self.request.delivery_info or {}).get("routing_key") or None
         follow.apply_async(kwargs={"shard": shard, "shards": shards, "lease_seconds": lease_seconds}, queue=queue)
     return str(outcome)

@@ -27,6 +27,7 @@ from jails.models import Filter, Jail
 from tests.paths import REPO
 from watchers import inotify
 from watchers.follow import (
+    MIN_FOLLOW_SECONDS,
     Follower,
     Lease,
     Outcome,
@@ -422,3 +423,37 @@ def test_the_safety_net_skips_a_file_that_did_not_change_and_reads_one_that_did(
         flw.step(0.3)
     flw.close()
     assert LogSource.objects.get(jail=quiet).pk not in spy.since(started)
+
+
+@pytest.mark.django_db
+def test_it_hands_over_once_its_process_grew_past_the_pools_memory_limit(sshd: Filter, tmp_path: Path,
+                                                                         no_broker: None) -> None:
+    """After a flood, so that the pool replaces the process (Celery's worker_max_memory_per_child)."""
+    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    flw, _ = follower(memory_limit_kb=1, started_at=time.monotonic() - MIN_FOLLOW_SECONDS)
+    assert flw.run(time.monotonic() + 30) == Outcome.GREW
+
+
+@pytest.mark.django_db
+def test_it_keeps_following_past_the_limit_while_young_or_behind(sshd: Filter, tmp_path: Path,
+                                                               no_broker: None) -> None:
+    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    young, _ = follower(memory_limit_kb=1)  # started just now: never in a loop of hand-overs
+    assert young.run(time.monotonic() + 1) == Outcome.TIME_UP
+    behind, _ = follower(memory_limit_kb=1, started_at=time.monotonic() - MIN_FOLLOW_SECONDS)
+    behind.backlog = {1}
+    assert not behind.grew_too_much()  # the backlog is read first, in this process
+    unlimited, _ = follower(memory_limit_kb=0, started_at=time.monotonic() - MIN_FOLLOW_SECONDS)
+    assert not unlimited.grew_too_much()
+
+
+def test_the_follow_task_hands_over_after_growing_as_after_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    from watchers import follow as following
+    from watchers import tasks
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(following, "follow_shard", lambda *args, **kwargs: Outcome.GREW)
+    monkeypatch.setattr(tasks.follow, "apply_async", lambda **kwargs: sent.append(kwargs))
+    monkeypatch.setattr(tasks, "_pool_size", None)
+    assert tasks.follow.run(0, 1, 60) == str(Outcome.GREW)
+    assert [call["kwargs"] for call in sent] == [{"shard": 0, "shards": 1, "lease_seconds": 60}]
