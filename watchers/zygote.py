@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import logging
 import os
 import runpy
 import signal
@@ -25,8 +24,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-
-log = logging.getLogger(__name__)
 
 
 def preload() -> None:
