@@ -23,9 +23,10 @@ from collections.abc import Sequence
 
 from django.db.models import Q
 
+from bans import bulk
 from bans.firewall import BLOCKLIST
 from bans.models import Ban
-from bans.services import chunks, shared_text_prefix
+from bans.services import shared_text_prefix
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 BLOCKLIST_NAME = "blocklist"
@@ -165,7 +166,7 @@ def mark_covered(pairs: dict[int, int]) -> None:
     for pk, cover in pairs.items():
         by_cover.setdefault(cover, []).append(pk)
     for cover, pks in by_cover.items():
-        for chunk in chunks(pks):
+        for chunk in bulk.batches(pks):
             # only rows still claimed (APPLYING) or in the kernel (ACTIVE): a ban lifted meanwhile stays lifted
             Ban.objects.filter(pk__in=chunk, state__in=[Ban.State.APPLYING, Ban.State.ACTIVE]).update(
                 state=Ban.State.COVERED, covered_by_id=cover, apply_error="", next_attempt_at=None)

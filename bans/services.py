@@ -13,9 +13,9 @@ import functools
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -33,10 +33,8 @@ from jails.models import Jail
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
 INCREMENT_MEMORY = dt.timedelta(days=7)
 # Addresses per `IN (...)` list: under SQLite's bound-parameter limit with room for the query's others.
-IN_CHUNK = bulk.ROWS_PER_STATEMENT
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -206,7 +204,7 @@ def note_ignored_all(jail: Jail, reasons: Mapping[str, str], now: float) -> None
         return
     since = aware(now - jail.findtime)
     noted: set[str] = set()
-    for chunk in chunks(list(reasons)):
+    for chunk in bulk.batches(list(reasons)):
         noted.update(Ignored.objects.filter(jail=jail, address__in=chunk, time__gte=since)
                      .values_list("address", flat=True))
     Ignored.objects.bulk_create([Ignored(jail=jail, address=address, reason=reason, time=aware(now))
@@ -220,11 +218,6 @@ def shared_text_prefix(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -
         return ".".join(str(network.network_address).split(".")[:octets]) + "." if octets else ""
     first = int(network.network_address) >> 112
     return f"{first:x}:" if network.prefixlen >= 16 and first else ""
-
-
-def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
-    """`items` for `__in` lookups, in batches of a few lengths only (bulk.batches says why)."""
-    return bulk.batches(items, size)
 
 
 def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], *,
@@ -287,10 +280,10 @@ def earlier_bans(network: str, jail: Jail, now: float) -> int:
 
 
 def earlier_bans_of(networks: Sequence[str], jail: Jail, now: float) -> dict[str, int]:
-    """`earlier_bans` of many networks (one query per IN_CHUNK networks)."""
+    """`earlier_bans` of many networks (one query per bulk.ROWS_PER_STATEMENT networks)."""
     since = aware(now) - INCREMENT_MEMORY
     jails: dict[str, list[str]] = {network: [] for network in networks}
-    for chunk in chunks(networks):
+    for chunk in bulk.batches(networks):
         for network, jail_name in Ban.objects.filter(network__in=chunk, started_at__gte=since).values_list(
                 "network", "jail_name"):
             jails[network].append(jail_name)
@@ -308,7 +301,7 @@ def live_bans(jail_name: str, networks: Sequence[str], host: str, now: float | N
     the firewall worker's next run to notice (one live row per jail, network and host)."""
     found: dict[str, Ban] = {}
     held = [*Ban.LIVE_STATES, Ban.State.LIFTING]
-    for chunk in chunks(networks):
+    for chunk in bulk.batches(networks):
         expire_ran_out(jail_name, chunk, host, now)
         found.update((ban.network, ban) for ban in Ban.objects.filter(
             jail_name=jail_name, network__in=chunk, host=host, state__in=held))
@@ -323,7 +316,7 @@ def live_networks(jail_name: str, networks: Sequence[str], host: str, now: float
     80 µs a network with 100,000 bans."""
     found: set[str] = set()
     held = {*Ban.LIVE_STATES, Ban.State.LIFTING}
-    for chunk in chunks(networks):
+    for chunk in bulk.batches(networks):
         expire_ran_out(jail_name, chunk, host, now)
         found.update(network for network, row_jail, row_host, state in Ban.objects.filter(network__in=chunk)
                      .order_by().values_list("network", "jail_name", "host", "state")

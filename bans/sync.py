@@ -24,10 +24,9 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from bans import overlaps, policy, services, status
+from bans import bulk, overlaps, policy, services, status
 from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
 from bans.models import Ban
-from bans.services import chunks
 from jails.models import Jail
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def claim(host: str, now: dt.datetime, report: SyncReport) -> list[Ban]:
     allowed = refuse_guarded(waiting, now, report)
     claimed: list[Ban] = []
     mine = {"claimed_by": this_claimer(), "next_attempt_at": now + CLAIM_DEADLINE}
-    for chunk in chunks([ban.pk for ban in allowed]):
+    for chunk in bulk.batches([ban.pk for ban in allowed]):
         Ban.objects.filter(due, pk__in=chunk).update(state=Ban.State.APPLYING, **mine)
         # ours only: a row another claimer (jailctl) took a moment before us is its own
         claimed.extend(Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING, **mine).only(*APPLY_FIELDS))
@@ -165,7 +164,7 @@ def apply_pending(host: str, backend: FirewallBackend, now: dt.datetime | None =
 
 def release(bans: Sequence[Ban]) -> None:
     """Covered bans whose cover is gone wait for the kernel again (claimed in this same run)."""
-    for chunk in chunks([ban.pk for ban in bans]):
+    for chunk in bulk.batches([ban.pk for ban in bans]):
         Ban.objects.filter(pk__in=chunk, state=Ban.State.COVERED).update(state=Ban.State.PENDING, covered_by=None)
 
 
@@ -255,13 +254,13 @@ def record_success(units: Sequence[Unit], failed: dict[int, FirewallError], arra
     covered |= {unit_ban.pk: unit.ban.pk for unit in sent if unit.ban.pk in done for unit_ban in unit.absorbs}
     lifted = [ban.pk for ban in lifting]
     with transaction.atomic():
-        for chunk in chunks(sorted(ran_out)):
+        for chunk in bulk.batches(sorted(ran_out)):
             Ban.objects.filter(pk__in=chunk).update(state=Ban.State.EXPIRED, ended_at=now)
-        for chunk in chunks(applied):
+        for chunk in bulk.batches(applied):
             Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
                 state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
         overlaps.mark_covered(covered)
-        for chunk in chunks(lifted):
+        for chunk in bulk.batches(lifted):
             Ban.objects.filter(pk__in=chunk, state=Ban.State.LIFTING).update(state=Ban.State.LIFTED, ended_at=now)
         by_pk = {ban.pk: ban for ban in claimed}
         riders = arranged.riders_of()
@@ -290,7 +289,7 @@ def record_failure(claimed: Sequence[Ban], error: FirewallError, now: dt.datetim
     for attempts, ids in by_attempts.items():
         delay = PERMANENT_RETRY_SECONDS if error.permanent else min(RETRY_MAX_SECONDS,
                                                                    RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-        for chunk in chunks(ids):
+        for chunk in bulk.batches(ids):
             Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
                 state=Ban.State.FAILED, apply_attempts=attempts, apply_error=error.message,
                 next_attempt_at=now + dt.timedelta(seconds=delay))
@@ -362,10 +361,10 @@ def settle_orphans(host: str, now: dt.datetime, result: ReconcileResult) -> None
     rows = list(orphans(host, now).only("pk", "jail", "jail_name", "network"))
     again = [ban.pk for ban in rows if (overlaps.set_of(ban), ipaddress.ip_network(ban.network)) in skipped]
     done = [ban.pk for ban in rows if ban.pk not in set(again)]
-    for chunk in chunks(done):
+    for chunk in bulk.batches(done):
         Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(
             state=Ban.State.ACTIVE, applied_at=now, apply_error="", next_attempt_at=None)
-    for chunk in chunks(again):
+    for chunk in bulk.batches(again):
         Ban.objects.filter(pk__in=chunk, state=Ban.State.APPLYING).update(state=Ban.State.PENDING,
                                                                           next_attempt_at=None)
 
