@@ -383,6 +383,7 @@ class WatchReport:
     lost: int = 0
     strays: int = 0
     repaired: ReconcileResult | None = None
+    waiting: bool = False  # bans COVERED or APPLYING: time alone can change what is due (look again soon)
 
 
 def watch(host: str, backend: FirewallBackend, last_checked: int | None,
@@ -405,9 +406,9 @@ def watch(host: str, backend: FirewallBackend, last_checked: int | None,
     generation = backend.generation()
     stranded = waiting and orphans(host, now).exists()
     if generation == last_checked and not stranded:
-        return WatchReport(generation)
+        return WatchReport(generation, waiting=waiting)
     lost, strays = disagreement(backend.snapshot(), desired(host, now), not_strays(host, now))
-    report = WatchReport(generation, checked=True, lost=len(lost), strays=len(strays))
+    report = WatchReport(generation, checked=True, lost=len(lost), strays=len(strays), waiting=waiting)
     if lost or strays:
         status.record_drift(host, describe_drift(lost, strays), now)
     if lost or strays or stranded:

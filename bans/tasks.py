@@ -172,7 +172,8 @@ def watch_firewall(host: str) -> dict[str, int]:
     report = sync.watch(host, watched, expected)
     if own is not None:
         _checked_generation[host] = (report.generation, own)
-    return {"checked": int(report.checked), "lost": report.lost, "strays": report.strays}
+    return {"checked": int(report.checked), "lost": report.lost, "strays": report.strays,
+            "waiting": int(report.waiting)}
 
 
 # --- the events of a sync, at INFO: the log says what happened, not that a task ran ---------------

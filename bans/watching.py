@@ -8,7 +8,11 @@ with a timer of its own event loop (`FirewallWatch`, a worker bootstep):
 - with the solo pool (as runstack starts it: one process, so one less in the stack), the timer runs
   the watch inline. The loop runs one thing at a time, so the watch never overlaps a task, which
   bans.sync.watch requires (bans being applied are then its own or a dead worker's), and a long
-  task delays the next watch instead of piling them up;
+  task delays the next watch instead of piling them up. The loop also listens to the kernel's
+  nftables change notices (bans.netlink.RulesetChanges): a change is looked at CHANGE_DELAY after
+  its notice, and the clock runs at WATCH_SECONDS only while bans wait on time (COVERED behind a
+  wider ban, APPLYING) or after a task; otherwise an idle worker looks every QUIET_WATCH_SECONDS.
+  Without notices (no nf_tables, IPS_FIREWALL=off), every WATCH_SECONDS;
 - with a process pool (a worker started by hand), the timer sends the watch to the worker's own
   queue, expiring after WATCH_SECONDS, as beat did: with --concurrency 1 its one pool process
   keeps the tasks and the watch in order (the firewall worker must run one task at a time).
@@ -34,7 +38,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -44,9 +49,17 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
+from bans import netlink
+
 log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 2.0
+# With the kernel's change notices: how long after one the watch looks (a burst of changes is one
+# look), at most how often, and how often it looks when nothing changed and nothing waits on time
+# (the safety net should a notice be missed; it also says the worker is alive: bans.status).
+CHANGE_DELAY = 0.2
+CHANGE_SPACING = 1.0
+QUIET_WATCH_SECONDS = 30.0
 RESTART_STATUS = 70  # watchers/supervise.py starts a child that ends with it again
 
 
@@ -63,41 +76,97 @@ def is_solo(worker: Any) -> bool:
 
 
 class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery ships no type hints
-    """The watch every WATCH_SECONDS, from the firewall worker's own event loop (see the module)."""
+    """The watch of this host's kernel, from the firewall worker's own event loop (see the module)."""
 
     label = "firewall watch"
-    requires = ("celery.worker.components:Timer",)
+    requires = ("celery.worker.components:Timer", "celery.worker.components:Hub")
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.queue = firewall_queue_consumed(worker)
         self.enabled = self.queue is not None
         self.inline = is_solo(worker) and bool(getattr(worker, "use_eventloop", False))
+        self.timer: Any = None
         self.tref: Any = None
+        self.due = 0.0  # monotonic time of the next inline watch
+        self.last_watch = 0.0
+        self.changes: netlink.RulesetChanges | None = None
+        self.hub: Any = None
         if self.enabled and self.inline:
             InlineLimits.install()
 
     def start(self, worker: Any) -> None:
-        self.tref = worker.timer.call_repeatedly(WATCH_SECONDS, self.watch if self.inline else self.send, priority=10)
+        self.timer = worker.timer
+        if not self.inline:
+            self.tref = self.timer.call_repeatedly(WATCH_SECONDS, self.send, priority=10)
+            return
+        self.hub = getattr(worker, "hub", None)
+        self.changes = self.subscribe()
+        task_postrun.connect(self.after_task, weak=False)
+        self.schedule(WATCH_SECONDS)
 
     def stop(self, worker: Any) -> None:
+        task_postrun.disconnect(self.after_task)
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+        if self.changes is not None:
+            with contextlib.suppress(Exception):
+                self.hub.remove_reader(self.changes.fileno())
+            self.changes.close()
+            self.changes = None
+
+    def subscribe(self) -> netlink.RulesetChanges | None:
+        """The kernel's change notices on the worker's event loop; None (watch every WATCH_SECONDS)
+        where they cannot be had (no nf_tables, IPS_FIREWALL=off: the watch then says why, once)."""
+        if self.hub is None or settings.IPS_FIREWALL != "nftables":
+            return None
+        try:
+            changes = netlink.RulesetChanges()
+        except OSError as exc:
+            log.info("no nftables change notices (%s): the firewall is watched every %g s", exc, WATCH_SECONDS)
+            return None
+        self.hub.add_reader(changes.fileno(), self.on_change)
+        return changes
+
+    def schedule(self, delay: float) -> None:
+        """The next watch in `delay` seconds, unless one is due sooner already."""
+        due = time.monotonic() + delay
+        if self.tref is not None and self.due <= due:
+            return
+        if self.tref is not None:
+            self.tref.cancel()
+        self.due = due
+        self.tref = self.timer.call_after(delay, self.watch, priority=10)
+
+    def on_change(self, *args: Any) -> None:
+        """Something changed the ruleset (ours or anyone's): look soon, at most once a CHANGE_SPACING."""
+        if self.changes is not None and self.changes.drain():
+            self.schedule(max(CHANGE_DELAY, self.last_watch + CHANGE_SPACING - time.monotonic()))
+
+    def after_task(self, *args: Any, **kwargs: Any) -> None:
+        """A sync or reconcile ran: bans may now wait on time (COVERED, APPLYING); look on the fast clock."""
+        self.schedule(WATCH_SECONDS)
 
     def watch(self) -> None:
         from bans.tasks import UNAVAILABLE, watch_firewall
 
-        close_old_connections()  # as Celery does around each task
+        self.tref = None
+        self.last_watch = time.monotonic()
+        following = WATCH_SECONDS
+        close_old_connections()  # as around each task
         try:
             with InlineLimits.bounding(watch_firewall):
-                watch_firewall(settings.IPS_HOST_NAME)
+                found = watch_firewall(settings.IPS_HOST_NAME)
+            if self.changes is not None and not found.get("waiting"):
+                following = QUIET_WATCH_SECONDS  # the kernel tells us of changes; nothing waits on time
         except UNAVAILABLE:
             pass  # said once per process, and on every page (bans.tasks.watched_backend)
         except Exception:
             log.exception("the firewall watch failed; trying again in %g s", WATCH_SECONDS)
         finally:
             close_old_connections()
+            self.schedule(following)
 
     def send(self) -> None:
         from bans.tasks import watch_firewall
@@ -109,13 +178,55 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
             log.warning("the firewall watch could not be queued: %s", exc)
 
 
+class HardLimit:
+    """The hard limit's clock: one thread for the life of the process, armed and disarmed around each
+    task. A thread started per task (threading.Timer) cost the idle firewall worker a thread every
+    WATCH_SECONDS; this one sleeps until the earliest deadline it was given and is woken only when
+    an earlier one arrives, so an idle worker's watch every 2 s costs it no wake-up at all."""
+
+    def __init__(self, on_expiry: Callable[[str], None]) -> None:
+        self._on_expiry = on_expiry
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._name = ""
+        self._sleeping_until: float | None = None  # None: until woken
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, name: str) -> None:
+        with self._cond:
+            self._deadline, self._name = time.monotonic() + seconds, name
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="hard time limit", daemon=True)
+                self._thread.start()
+            elif self._sleeping_until is None or self._deadline < self._sleeping_until:
+                self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._deadline = None  # the thread finds it so when it wakes; no need to wake it now
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if self._deadline is None:
+                    self._sleeping_until = None
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    self._on_expiry(self._name)
+                    self._deadline = None
+                    continue
+                self._sleeping_until = self._deadline
+                self._cond.wait(left)
+
+
 class InlineLimits:
     """Celery's soft and hard time limits for tasks run inline (the solo pool), from each task's own
-    soft_time_limit and time_limit. One task at a time, in the main thread: one timer of each.
+    soft_time_limit and time_limit. One task at a time, in the main thread: one limit of each.
     An alarm that was already on its way when the task returned finds nothing armed and does
     nothing (raised there, it would fail Celery's bookkeeping or the worker's loop)."""
 
-    _hard: threading.Timer | None = None
     _armed = False
 
     @classmethod
@@ -128,9 +239,7 @@ class InlineLimits:
     def arm(cls, task: Any) -> None:
         cls.disarm()  # never two of either
         if task.time_limit:
-            cls._hard = threading.Timer(float(task.time_limit), cls._hard_limit_reached, args=(task.name,))
-            cls._hard.daemon = True
-            cls._hard.start()
+            _hard_limit.arm(float(task.time_limit), task.name)
         if task.soft_time_limit:
             cls._armed = True
             signal.setitimer(signal.ITIMER_REAL, float(task.soft_time_limit))
@@ -141,9 +250,7 @@ class InlineLimits:
         try:
             signal.setitimer(signal.ITIMER_REAL, 0)
         finally:
-            hard, cls._hard = cls._hard, None
-            if hard is not None:
-                hard.cancel()
+            _hard_limit.disarm()
 
     @classmethod
     @contextlib.contextmanager
@@ -161,16 +268,6 @@ class InlineLimits:
             cls._armed = False
             raise SoftTimeLimitExceeded("soft time limit reached")
 
-    @staticmethod
-    def _hard_limit_reached(name: str) -> None:
-        # From this thread (the main one is stuck), straight to the file descriptor: the logging
-        # module's lock may be held by the stuck thread.
-        message = (f"CRITICAL {name} did not return within its hard time limit, even after its soft limit: "
-                   f"ending the firewall worker to be started again (bans it was applying are settled then)\n")
-        with contextlib.suppress(OSError):
-            os.write(2, message.encode())
-        os._exit(RESTART_STATUS)
-
     @classmethod
     def _on_prerun(cls, sender: Any = None, **kwargs: Any) -> None:
         if sender is not None:
@@ -180,3 +277,17 @@ class InlineLimits:
     def _on_postrun(cls, sender: Any = None, **kwargs: Any) -> None:
         cls.disarm()
 
+
+
+def end_the_worker(name: str) -> None:
+    """The hard limit passed: the task did not return even after its soft limit. From the limit's
+    thread (the main one is stuck), straight to the file descriptor: the logging module's lock may
+    be held by the stuck thread."""
+    message = (f"CRITICAL {name} did not return within its hard time limit, even after its soft limit: "
+               f"ending the firewall worker to be started again (bans it was applying are settled then)\n")
+    with contextlib.suppress(OSError):
+        os.write(2, message.encode())
+    os._exit(RESTART_STATUS)
+
+
+_hard_limit = HardLimit(end_the_worker)

@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import task_postrun, task_prerun, worker_init
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -34,3 +35,17 @@ def share_loaded_modules(**kwargs: Any) -> None:
     the engine) is frozen out of the cyclic collector, so the pool processes keep sharing those
     pages with the parent instead of copying them when a collection touches every object."""
     gc.freeze()
+
+
+# Celery's Django fixup closes every database connection before and after each task, unless
+# CELERY_DB_REUSE_MAX says otherwise (config/settings.py sets it high): a task every few seconds
+# (the follow and read schedules, the firewall's syncs) then opened a new connection each time, a
+# new PostgreSQL backend process or SQLite's file, schema and PRAGMAs, most of an idle worker's
+# CPU. Instead, as Django does around each request, a connection is closed when it is broken (an
+# error, a failed health check after a PostgreSQL restart) or older than its CONN_MAX_AGE.
+@task_prerun.connect
+@task_postrun.connect
+def close_old_database_connections(**kwargs: Any) -> None:
+    task = kwargs.get("task") or kwargs.get("sender")
+    if not getattr(getattr(task, "request", None), "is_eager", False):
+        close_old_connections()

@@ -115,8 +115,8 @@ def _sqlite(path: str, base_dir: Path, url: str) -> dict[str, Any]:
         # A file, not memory, so that tests can run manage.py in a child process on the same data.
         "TEST": {"NAME": str(name.with_name(f"{name.stem}-test{name.suffix}"))},
         # Kept open between requests and by the long-running loops (beat, the followers, the firewall
-        # worker's watch): opening costs a file open, the schema read and the PRAGMAs below. (Celery
-        # itself still closes a task's connection around each task.)
+        # worker's watch, and the tasks: config/celery.py): opening costs a file open, the schema read
+        # and the PRAGMAs below.
         "CONN_MAX_AGE": 600,
         # WAL lets the panel read while a worker writes; IMMEDIATE avoids lock upgrade deadlocks.
         "OPTIONS": {
@@ -141,5 +141,8 @@ def _postgres(
         "HOST": host or "",
         "PORT": str(port or ""),
         "CONN_MAX_AGE": 60,
+        # A kept connection is checked before its first use by a request or a task: one that a
+        # PostgreSQL restart broke is replaced instead of failing that request or task.
+        "CONN_HEALTH_CHECKS": True,
         "OPTIONS": dict(parse_qsl(query)),
     }

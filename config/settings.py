@@ -181,6 +181,10 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("IPS_WORKER_MAX_MEMORY_MB", 120, mi
 # created by the migration watchers/0002_default_schedules. config/beat.py asks whether an admin
 # changed them every 10 s, not on every tick.
 CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
+# Celery would close every database connection around each task; config/celery.py closes them as
+# Django does around a request instead (broken or older than CONN_MAX_AGE). Celery's own count
+# still closes them after this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 
 # The firewall: "nftables" (our own inet table, through libnftables' JSON API) or "off" (bans are
 # recorded and shown, the kernel is not touched). IPS_HOST_NAME names this firewall host: each host

@@ -154,7 +154,7 @@ def test_our_own_changes_do_not_make_the_next_watch_list_the_table(sshd: Jail, t
         assert tasks.sync_firewall("local")["applied"] == 1  # our commit
         assert tasks.watch_firewall("local")["checked"] == 0
     backend.simulate_ruleset_flush()  # someone else's
-    assert tasks.watch_firewall("local") == {"checked": 1, "lost": 4, "strays": 0}
+    assert tasks.watch_firewall("local") == {"checked": 1, "lost": 4, "strays": 0, "waiting": 0}
     assert tasks.watch_firewall("local")["checked"] == 0  # its own repair agrees
 
 
@@ -164,7 +164,7 @@ def test_the_task_remembers_what_it_checked(sshd: Jail, task_backend: RecordingB
     assert tasks.watch_firewall("local")["checked"] == 1
     assert tasks.watch_firewall("local")["checked"] == 0
     backend.simulate_ruleset_flush()
-    assert tasks.watch_firewall("local") == {"checked": 1, "lost": 1, "strays": 0}
+    assert tasks.watch_firewall("local") == {"checked": 1, "lost": 1, "strays": 0, "waiting": 0}
     assert kernel(backend) == {"203.0.113.1/32"}
 
 

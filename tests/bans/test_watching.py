@@ -6,6 +6,7 @@ tests/e2e (test_faults and test_pipeline: solo, as runstack; test_kernel_truth: 
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +27,45 @@ from tests.bans.builders import make_jail
 def worker(queues: list[str], pool: type) -> Any:
     return SimpleNamespace(app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(
         consume_from={queue: None for queue in queues}))), pool_cls=pool, use_eventloop=True)
+
+
+class FakeTimer:
+    """The worker's event-loop timer, as far as the step uses it: what is scheduled, in how long."""
+
+    def __init__(self) -> None:
+        self.calls: list[SimpleNamespace] = []
+
+    def call_after(self, delay: float, fun: Any, priority: int = 0) -> SimpleNamespace:
+        tref = SimpleNamespace(delay=delay, fun=fun, cancelled=False)
+        tref.cancel = lambda: setattr(tref, "cancelled", True)
+        self.calls.append(tref)
+        return tref
+
+    def pending(self) -> list[float]:
+        """Calls neither run (the step forgets a call when it runs: watch() is what runs) nor cancelled."""
+        return [round(call.delay, 1) for call in self.calls if not call.cancelled and not getattr(call, "ran", False)]
+
+
+class StubWatch:
+    """bans.tasks.watch_firewall as the step calls it, answering `found`."""
+
+    name, time_limit, soft_time_limit = "bans.tasks.watch_firewall", None, None
+
+    def __init__(self, found: dict[str, int]) -> None:
+        self.found = found
+
+    def __call__(self, host: str) -> dict[str, int]:
+        return self.found
+
+
+class Notices:
+    """Stands in for bans.netlink.RulesetChanges: `changed` is what the next drain finds."""
+
+    changed = False
+
+    def drain(self) -> bool:
+        changed, self.changed = self.changed, False
+        return changed
 
 
 @pytest.fixture
@@ -60,6 +100,7 @@ def test_the_inline_watch_puts_a_flushed_ruleset_back_and_survives_errors(
             origin=Ban.Origin.JAIL)
     sync.apply_pending("local", backend)
     step = watching.FirewallWatch(worker(["firewall.local"], SoloPool))
+    step.timer = FakeTimer()
     step.watch()
     backend.simulate_ruleset_flush()
     step.watch()
@@ -102,3 +143,63 @@ def test_an_inline_task_past_its_hard_limit_ends_the_process(monkeypatch: pytest
         pass
     time.sleep(0.2)
     assert ended == [watching.RESTART_STATUS]  # a task that returned in time is never ended
+
+
+def test_the_hard_limit_keeps_one_thread_and_honours_an_earlier_deadline() -> None:
+    ended: list[str] = []
+    limit = watching.HardLimit(ended.append)
+    limit.arm(60, "long")
+    first = threading.enumerate()
+    for _ in range(50):  # the watch every 2 s: no new thread each time
+        limit.disarm()
+        limit.arm(60, "long")
+    assert threading.enumerate() == first
+    limit.disarm()
+    limit.arm(0.1, "short")  # earlier than the one the thread sleeps until: it is woken for it
+    deadline = time.monotonic() + 5
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ended == ["short"]
+
+
+def test_the_inline_watch_looks_when_the_kernel_says_something_changed(
+        settings: Any, monkeypatch: pytest.MonkeyPatch, no_signals: None) -> None:
+    """With the kernel's change notices, an idle worker looks every QUIET_WATCH_SECONDS, not every
+    2 s; a change is looked at CHANGE_DELAY after its notice (at most once a CHANGE_SPACING), and
+    bans waiting on time (COVERED, APPLYING) or a task that just ran bring back the 2 s clock."""
+    settings.IPS_HOST_NAME = "local"
+    found = {"checked": 0, "lost": 0, "strays": 0, "waiting": 0}
+    monkeypatch.setattr(tasks, "watch_firewall", StubWatch(found))
+    step = watching.FirewallWatch(worker(["firewall.local"], SoloPool))
+    step.timer, notices = FakeTimer(), Notices()
+    step.changes = notices  # type: ignore[assignment]
+
+    def look() -> None:  # what the timer does when a call is due
+        if step.tref is not None:
+            step.tref.ran = True
+        step.watch()
+
+    look()
+    assert step.timer.pending() == [watching.QUIET_WATCH_SECONDS]
+    step.on_change()  # a notice that drains to nothing (read already): no look
+    assert step.timer.pending() == [watching.QUIET_WATCH_SECONDS]
+    step.last_watch -= 60  # the last look was long ago
+    notices.changed = True
+    step.on_change()
+    assert step.timer.pending() == [watching.CHANGE_DELAY]  # the sooner look replaces the quiet one
+    look()
+    notices.changed = True
+    step.on_change()  # a second change right after a look: spaced
+    assert 0.7 <= step.timer.pending()[0] <= watching.CHANGE_SPACING
+
+    found["waiting"] = 1
+    look()
+    assert step.timer.pending() == [watching.WATCH_SECONDS]
+    found["waiting"] = 0
+    look()
+    step.after_task()
+    assert step.timer.pending() == [watching.WATCH_SECONDS]
+
+    step.changes = None  # no notices (no nf_tables, IPS_FIREWALL=off): the 2 s clock
+    look()
+    assert step.timer.pending() == [watching.WATCH_SECONDS]

@@ -4,6 +4,8 @@ beat running the default firewall schedules, a real Redis of the test's own and 
 
 1. Active bans, then `nft flush ruleset` in the namespace: every ban is back within 5 s (the watch
    every 2 s notices the ruleset generation moved and reconciles), and the attacker is blocked again.
+   The same with the solo pool, as runstack starts the worker, after a quiet spell: that worker looks
+   every 30 s when nothing happens, and at once when the kernel announces a change.
 2. The worker's firewall lock held by another process: a new ban fails within the step timeout
    (5 s, the default) with the reason, is never shown as active, the worker keeps answering; once
    the lock is released the retry applies it.
@@ -73,12 +75,48 @@ def holding(path: Path) -> Iterator[None]:
         yield
 
 
+def sshd_jail() -> Jail:
+    return Jail.objects.create(name="sshd", filter=Filter.objects.create(name="t", source="[Definition]\n"
+                                                                                        "failregex = ^x <HOST>$\n"),
+                               port="ssh", maxretry=3, findtime=600, bantime=3600)
+
+
+def test_a_quiet_solo_worker_puts_a_flushed_ruleset_back_at_the_kernels_notice(
+        pair: NamespacePair, own_redis: OwnRedis, bridge: RedisBridge, children: list[Child],
+        settings_db_env: dict[str, str], tmp_path: Path) -> None:
+    jail = sshd_jail()
+    server = pair.driver(pair.server)
+    env = {**settings_db_env, "IPS_HOST_NAME": "local", "IPS_FIREWALL": "nftables", "IPS_NFT_TABLE": "ips",
+           "IPS_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "IPS_REDIS_URL": bridge.url(0)}
+    worker = Child.start("firewall", ["ip", "netns", "exec", pair.server, PYTHON, "-m", "celery", "-A", "config",
+                                      "worker", "-Q", "firewall.local", "--pool", "solo", "--hostname", "fw@%h",
+                                      "--loglevel", "INFO"], env, tmp_path)
+    children.append(worker)
+    try:
+        assert wait_for(lambda: " ready." in worker.output(), START_WAIT)
+        networks = {f"198.18.0.{n}/32" for n in range(1, BANS)}
+        for network in sorted(networks):
+            services.new_ban("sshd", network, 3600, now=time.time(), host="local", jail=jail, origin=Ban.Origin.JAIL)
+        ask_for_sync(own_redis)
+        assert wait_for(lambda: kernel_networks(server) == networks, 30), "the bans were not applied"
+        time.sleep(5)  # past the 2 s look after the sync: the worker is on its quiet clock (30 s)
+        pair.nft("flush", "ruleset")
+        flushed = time.monotonic()
+        assert wait_for(lambda: kernel_networks(server) == networks, 20, interval=0.05)
+        back_after = time.monotonic() - flushed
+        print(f"\n{len(networks)} active bans back {back_after:.2f} s after `nft flush ruleset` (solo, quiet)")
+        assert back_after <= 5.0
+        assert worker.alive() and "no nftables change notices" not in worker.output()
+    except BaseException:
+        for child in children:
+            print(f"===== {child.name}\n{child.digest()}")
+        raise
+
+
 def test_the_kernel_follows_the_database_through_a_flush_and_a_stuck_lock(
         pair: NamespacePair, own_redis: OwnRedis, bridge: RedisBridge, children: list[Child],
         settings_db_env: dict[str, str], tmp_path: Path) -> None:
-    jail = Jail.objects.create(name="sshd", filter=Filter.objects.create(name="t", source="[Definition]\n"
-                                                                                        "failregex = ^x <HOST>$\n"),
-                               port="ssh", maxretry=3, findtime=600, bantime=3600)
+    jail = sshd_jail()
     firewall_schedules_only()
     server = pair.driver(pair.server)
     attacker = pair.driver(pair.attacker)
