@@ -22,8 +22,8 @@ from bans.models import FirewallHost
 # The firewall worker runs at least every 30 s (beat's "apply pending bans" schedule); two minutes
 # of silence is four missed runs, not a busy moment.
 STALE_AFTER = dt.timedelta(minutes=2)
-# The worker says it is alive (each task, every 2 s for the watch) with a write at most this often:
-# far inside STALE_AFTER, and an idle stack writes nothing in between.
+# The worker says it is alive (each task, each watch: every 30 s on a quiet worker, bans/watching.py)
+# with a write at most this often: far inside STALE_AFTER, and an idle stack writes nothing in between.
 SEEN_EVERY = dt.timedelta(seconds=20)
 # A pending ban is normally applied within a second (the sync request on commit); beat's own sync
 # runs every 30 s should a request be lost.

@@ -388,7 +388,7 @@ class WatchReport:
 
 def watch(host: str, backend: FirewallBackend, last_checked: int | None,
           now: dt.datetime | None = None) -> WatchReport:
-    """The firewall worker's check every two seconds (bans.tasks.watch_firewall).
+    """The firewall worker's check of its kernel (bans.tasks.watch_firewall, timed by bans/watching.py).
 
     Unless the kernel's ruleset generation moved since `last_checked` (any nftables change, ours or
     anyone's: `nft flush ruleset`, a replaced table, a deleted element), nothing is read. When it

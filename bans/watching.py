@@ -182,7 +182,7 @@ class HardLimit:
     """The hard limit's clock: one thread for the life of the process, armed and disarmed around each
     task. A thread started per task (threading.Timer) cost the idle firewall worker a thread every
     WATCH_SECONDS; this one sleeps until the earliest deadline it was given and is woken only when
-    an earlier one arrives, so an idle worker's watch every 2 s costs it no wake-up at all."""
+    an earlier one arrives, so a watch every 2 s costs it no wake-up at all."""
 
     def __init__(self, on_expiry: Callable[[str], None]) -> None:
         self._on_expiry = on_expiry

@@ -6,7 +6,8 @@ reads a whole source), and the database receives failures and bans, never a mess
 `follow` is the low-latency path (watchers.follow): one long-running follower per shard of the
 jails, started and restarted by beat (watchers/migrations/0003_follow_schedule.py). `read_all_sources`
 is the safety net for the shards no follower holds (no follower scheduled, or a worker with too few
-processes): it reads them every 2 s, as before followers existed.
+processes): beat runs it every 10 s where followers are scheduled, else every 2 s
+(watchers/migrations/0005).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DE
     shard that is held returns at once: beat may (re)start followers as often as it likes."""
     if _pool_size is not None and _pool_size < shards + 1:
         log.error("follow shard %d/%d: this worker has %d process(es); following %d shards needs at least %d "
-                  "(the others run ordinary tasks). Sources are read every 2 s by read_all_sources instead.",
+                  "(the others run ordinary tasks). Sources are read by read_all_sources instead "
+                  "(the 'read log sources' schedule).",
                   shard, shards, _pool_size, shards, shards + 1)
         return str(following.Outcome.DECLINED)
     with following.sigterm_pipe() as terminated:
