@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bans import bulk, gate, policy
+from bans import bulk, dispatch, gate, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Ignored
@@ -395,10 +395,8 @@ class FirewallSyncRequest:
         self.host = host
 
     def __call__(self) -> None:
-        from bans import tasks  # bans.tasks imports this module
-
         try:
-            tasks.request_sync(self.host)
+            dispatch.request_sync(self.host)
         except BROKER_ERRORS as exc:
             # committed all the same: the ban waits as PENDING, the panel says so after a while
             UNDELIVERED.add(self.host)

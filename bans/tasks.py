@@ -10,37 +10,22 @@ import logging
 from functools import cache
 from typing import Any
 
-from celery import current_app, shared_task
+from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from bans import sync
+from bans import replay, schedules, services, status, sync
+from bans.dispatch import firewall_queue
 from bans.firewall import FirewallBackend, FirewallError, NftablesBackend
+from bans.models import Ban
+from bans.templatetags.bans_extras import address_only
 
 log = logging.getLogger(__name__)
 
 
 class FirewallUnavailable(RuntimeError):
     """This process cannot change the firewall (IPS_FIREWALL=off, or no CAP_NET_ADMIN/nftables)."""
-
-
-def firewall_queue(host: str) -> str:
-    return f"firewall.{host}"
-
-
-# Asking a firewall worker must never hang its asker (a view, jailctl, a watcher's transaction): a
-# Redis that is down, or unreachable because a ban dropped its packets, costs at most a few seconds.
-PUBLISH_TRANSPORT = {"socket_connect_timeout": 2, "socket_timeout": 2}
-PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 0.5}
-
-
-def request_sync(host: str) -> None:
-    """Queue a sync for `host`'s firewall worker; kombu's OperationalError within ~5 s if Redis does not
-    take it (the ban stays PENDING: beat's sync, or `jailctl`'s direct apply, picks it up)."""
-    with current_app.connection_for_write(transport_options=PUBLISH_TRANSPORT) as connection:
-        sync_firewall.apply_async(kwargs={"host": host}, queue=firewall_queue(host), connection=connection,
-                                  retry=True, retry_policy=PUBLISH_RETRY)
 
 
 @cache
@@ -100,24 +85,18 @@ def reconcile_firewall(host: str) -> dict[str, int]:
 @shared_task(acks_late=True)
 def run_recidive() -> int:
     """Ban repeat offenders in the "recidive" jail, from the ban history; returns how many."""
-    from bans import schedules, services
-
     return len(schedules.run_recidive(now=services.now_epoch()))
 
 
 @shared_task(acks_late=True)
 def cleanup_history() -> dict[str, int]:
     """Delete history older than IPS_HISTORY_DAYS (and stale tallies); returns counts per kind."""
-    from bans import schedules, services
-
     return schedules.cleanup_history(now=services.now_epoch())
 
 
 @shared_task(acks_late=True)
 def rollup_stats() -> int:
     """Recount the recent per-minute and per-hour JailStat buckets; returns how many were written."""
-    from bans import schedules, services
-
     return schedules.rollup_stats(now=services.now_epoch())
 
 
@@ -130,8 +109,6 @@ _said_unavailable: set[str] = set()
 def watched_backend(host: str) -> FirewallBackend:
     """This process's backend, recording on `host`'s FirewallHost row what the firewall says: that it
     cannot be opened (then raised on, as before), and how each change went (bans.status.StatusBackend)."""
-    from bans import status  # here, not at the top: this module's additions stay at its end
-
     try:
         real = backend()
     except FirewallUnavailable as exc:
@@ -183,9 +160,6 @@ EVENT_LINES = 20  # a ban storm logs its first bans and a count, not thousands o
 
 def log_events(report: sync.SyncReport) -> None:
     """Bans the kernel took and bans lifted, as fail2ban logs them ("[sshd] Ban 203.0.113.9")."""
-    from bans.models import Ban
-    from bans.templatetags.bans_extras import address_only
-
     for verb, pks in (("Ban", report.applied), ("Unban", report.lifted)):
         if not pks:
             continue
@@ -204,6 +178,4 @@ def log_events(report: sync.SyncReport) -> None:
 @shared_task(acks_late=True)
 def replay_jail(run_id: int) -> str:
     """Run one ReplayRun (claimed with a conditional UPDATE: a redelivered task finds it taken)."""
-    from bans import replay
-
     return replay.run_replay(run_id)

@@ -50,6 +50,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from bans import netlink
+from bans.dispatch import firewall_queue
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ RESTART_STATUS = 70  # watchers/supervise.py starts a child that ends with it ag
 
 def firewall_queue_consumed(worker: Any) -> str | None:
     """The firewall queue of this host, when `worker` consumes it."""
-    from bans.tasks import firewall_queue
-
     queue = firewall_queue(settings.IPS_HOST_NAME)
     return queue if queue in (worker.app.amqp.queues.consume_from or {}) else None
 

@@ -1,0 +1,32 @@
+"""Asking a host's firewall worker to act: its queue, and the bounded publish of a sync request.
+
+The services (a ban made in a view, by jailctl, by a watcher's read) ask for a sync when their
+transaction commits (bans.services.request_firewall_sync); the task itself lives in bans.tasks,
+which builds on the services. The request finds the task by its name instead of importing it, so
+the arrows run one way: tasks -> services -> dispatch.
+"""
+
+from __future__ import annotations
+
+from celery import current_app
+
+SYNC_TASK = "bans.tasks.sync_firewall"
+
+# Asking a firewall worker must never hang its asker (a view, jailctl, a watcher's transaction): a
+# Redis that is down, or unreachable because a ban dropped its packets, costs at most a few seconds.
+PUBLISH_TRANSPORT = {"socket_connect_timeout": 2, "socket_timeout": 2}
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 0.5}
+
+
+def firewall_queue(host: str) -> str:
+    """Each firewall host has its own queue, consumed by the only worker that needs CAP_NET_ADMIN."""
+    return f"firewall.{host}"
+
+
+def request_sync(host: str) -> None:
+    """Queue a sync for `host`'s firewall worker; kombu's OperationalError within ~5 s if Redis does not
+    take it (the ban stays PENDING: beat's sync, or `jailctl`'s direct apply, picks it up)."""
+    with current_app.connection_for_write(transport_options=PUBLISH_TRANSPORT) as connection:
+        # the task by its name in Celery's registry (filled by autodiscovery), as bans.tasks defines it
+        current_app.tasks[SYNC_TASK].apply_async(kwargs={"host": host}, queue=firewall_queue(host),
+                                                 connection=connection, retry=True, retry_policy=PUBLISH_RETRY)
