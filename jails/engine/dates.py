@@ -1212,7 +1212,7 @@ class DateDetector:
         one that won, when it is anchored at the line start), else None.
 
         For callers that run its `search` themselves on many lines (the counting
-        loop of CompiledFilter.tally_block): for a line where it finds a date, match()
+        loop of blockloop.tally_block): for a line where it finds a date, match()
         would only update counters, which `credit` does for many lines at once, and
         return `template.resolve(m, now)`, or None for an empty date."""
         last = self._last

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -409,103 +409,11 @@ class CompiledFilter:
             return None
         return self._tally_quick(line, text, date, now, mask, step)
 
-    def tally_block(
-        self,
-        block: str,
-        candidates: Iterable[tuple[int, int]],
-        now: float,
-        *,
-        watchdog: Any = None,
-        keep_ignored: int = 0,
-        keep_matched: bool = False,
-    ) -> BlockTally:
-        """tally() for the candidate lines of a block, in one loop: the same decisions
-        and the same filter state as tally(line, now, mask) called on each line in turn.
-
-        `candidates`: (line start in `block`, mask) pairs in order, as
-        literals.Prefilter.candidate_masks gives them. Lines that are empty, "\\r" or
-        start with "#" are only counted (`comments`), as fail2ban-regex skips them.
-        `watchdog` (guard.Watchdog): its counter is bumped per line, as step() does.
-        Lines are only counted, except those returned in `notable` with their result
-        for the caller to count itself: lines that ran out of time, the first
-        `keep_ignored` ignored lines (-1: all) and, with `keep_matched`, matched lines.
-
-        Why it is faster than tally() per line: the usual line (the date found by the
-        template that found the last one, at the line start, and readable) goes
-        through one function with everything at hand, the template's counters are
-        added up once, a date text already read in this block is not read again, and
-        nothing is allocated for a line that does not match.
-        """
-        out = BlockTally(len(self._fail), len(self._ignore))
-        if not self.block_loop_ok:
-            self._tally_block_slowly(block, candidates, now, watchdog, keep_ignored, keep_matched, out)
-            return out
-        from .blockloop import BlockLoop
-
-        loop = BlockLoop(self, now, watchdog, keep_ignored, keep_matched, out)
-        loop.run(block, candidates if isinstance(candidates, list) else list(candidates))
-        return out
-
-    def commit_prematched(
-        self,
-        block: str,
-        segments: Sequence[Any],
-        candidates_of: Callable[[], list[tuple[int, int]]],
-        now: float,
-        *,
-        watchdog: Any = None,
-        keep_ignored: int = 0,
-        keep_matched: bool = False,
-    ) -> BlockTally:
-        """tally_block for a block whose candidates a worker prematched: `segments`
-        from blockloop.BlockLoop.prematch_all. `candidates_of()` gives the block's
-        candidates again, for a segment that must be matched again here (made with
-        another date template than this filter's detector would use). Only for
-        filters whose tally_block takes the block loop (block_loop_ok)."""
-        from .blockloop import BlockLoop
-
-        if not self.block_loop_ok:
-            raise ValueError(f"filter {self.name!r}: no block loop (multi-line or merged prefregex groups)")
-
-        out = BlockTally(len(self._fail), len(self._ignore))
-        BlockLoop(self, now, watchdog, keep_ignored, keep_matched, out).commit_prematched(
-            block, segments, candidates_of
-        )
-        return out
-
     @property
     def block_loop_ok(self) -> bool:
-        """Whether tally_block takes the fast loop (jails.engine.blockloop), which
+        """Whether blockloop.tally_block takes the fast loop (BlockLoop), which
         also lets workers prematch blocks (jails.engine.parallel)."""
         return self._block_ok and hasattr(self._dates, "anchored_last")
-
-    def _tally_block_slowly(
-        self,
-        block: str,
-        candidates: Iterable[tuple[int, int]],
-        now: float,
-        watchdog: Any,
-        keep_ignored: int,
-        keep_matched: bool,
-        out: BlockTally,
-    ) -> None:
-        """tally_block for filters the block loop does not cover: tally() per line."""
-        find = block.find
-        for start, mask in candidates:
-            line = block[start : find("\n", start)]
-            if line and line[-1] == "\r":
-                line = line[:-1]
-            if not line or line[0] == "#":
-                out.comments += 1
-                continue
-            if watchdog is not None:
-                watchdog.count += 1  # (Watchdog.step, inlined)
-            try:
-                result = self.tally(line, now, mask)
-            except RegexTimeout as exc:
-                # landed outside a regex (tally catches those): same outcome
-                result = LineResult(timed_out=str(exc))
-            out.add(line, result, keep_ignored, keep_matched)
 
     def _tally_quick(self, line: str, text: str, date: float, now: float, mask: int, step: _Step) -> LineResult | None:
         """_quick with the failregexes narrowed by `mask`, light failures, and

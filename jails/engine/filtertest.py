@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from . import parallel
+from . import blockloop, parallel
 from .definition import FilterDefinition, RegexLine
 from .errors import EngineError, FilterError, RegexTimeout
 from .filter import BlockTally, CompiledFilter, LineResult
@@ -449,9 +449,10 @@ class Runner:
     def _candidates_counted(self, block: str, masks: list[tuple[int, int]], pos: int = 0) -> int:
         """Human mode once enough missed lines are shown: the lines (of the block, from
         `pos` on) between candidates are only counted (one pass), not walked, and
-        candidates go through CompiledFilter.tally_block (the failregexes their
+        candidates go through blockloop.tally_block (the failregexes their
         literals allow, no per-line objects unless something matched)."""
-        counted = self.cf.tally_block(
+        counted = blockloop.tally_block(
+            self.cf,
             block,
             masks,
             self.now,
@@ -465,7 +466,8 @@ class Runner:
 
     def _prematched_counted(self, piece: str, prematched: parallel.Prematched, prefilter: Any) -> int:
         """_candidates_counted for a piece a worker prematched (parallel.py)."""
-        counted = self.cf.commit_prematched(
+        counted = blockloop.commit_prematched(
+            self.cf,
             piece,
             prematched.segments,
             lambda: self._scan(prefilter.candidate_masks, piece),  # only if a segment must be redone

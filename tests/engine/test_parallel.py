@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from jails.engine import filtertest, parallel
+from jails.engine import blockloop, filtertest, parallel
 from jails.engine.blockloop import BlockLoop, Segment
 from jails.engine.filter import BlockTally, CompiledFilter
 from jails.engine.ini import load_filter_file
@@ -71,12 +71,14 @@ def test_it_commits_what_workers_prematched_as_one_process_counts(
         one, committing = _filter(run), _filter(run)
         for piece in pieces:
             candidates = _every_line(piece)
-            expected = one.tally_block(
+            expected = blockloop.tally_block(
+                one,
                 piece, candidates, tool.NOW, keep_ignored=keep_ignored, keep_matched=keep_matched
             )
             # a fresh worker per piece: its date detector knows nothing of the lines before
             segments = _prematch(_filter(run), piece, tool.NOW)
-            got = committing.commit_prematched(
+            got = blockloop.commit_prematched(
+                committing,
                 piece, segments, lambda c=candidates: c, tool.NOW, keep_ignored=keep_ignored, keep_matched=keep_matched
             )
             assert _counts(got) == _counts(expected), (run["filter"], run["options"])
@@ -94,13 +96,13 @@ def test_it_matches_again_a_segment_made_with_another_template(
         piece = "\n".join(_lines(run)) + "\n"
         candidates = _every_line(piece)
         one, committing = _filter(run), _filter(run)
-        expected = one.tally_block(piece, candidates, tool.NOW)
+        expected = blockloop.tally_block(one, piece, candidates, tool.NOW)
         segments = _prematch(_filter(run), piece, tool.NOW)
         for segment in segments:
             if segment.template is not None:
                 segment.template = "a template this process does not have"
                 redone += 1
-        got = committing.commit_prematched(piece, segments, lambda c=candidates: c, tool.NOW)
+        got = blockloop.commit_prematched(committing, piece, segments, lambda c=candidates: c, tool.NOW)
         assert _counts(got) == _counts(expected), (run["filter"], run["options"])
         assert _state(committing) == _state(one), (run["filter"], run["options"])
     assert redone > 50
@@ -204,7 +206,7 @@ def test_a_segment_without_a_dated_line_leaves_the_last_date_alone() -> None:
     piece = "# one\n# two\n2024-03-01T10:00:05 host sshd[2]: Connection closed by 192.0.2.2 port 22\n"
     committing, worker = (CompiledFilter.from_definition(_sshd(), check_all=True) for _ in range(2))
     for cf in (committing, worker):
-        cf.tally_block(primer, _every_line(primer), now)
+        blockloop.tally_block(cf, primer, _every_line(primer), now)
     before = committing._last_date
     assert before is not None
     segments = _prematch(worker, piece, now)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from jails.engine import blockloop
 from jails.engine.errors import RegexTimeout
 from jails.engine.filter import BlockTally, CompiledFilter, LineResult
 from jails.engine.ini import load_filter_file
@@ -83,7 +84,7 @@ def test_it_decides_each_corpus_line_as_process_line(runs: tuple[ModuleType, lis
         slow, fast = _filter(run), _filter(run)
         for line in _lines(run):
             expected = _slow_outcome(slow.process_line(line, tool.NOW))
-            got = _block_outcome(fast.tally_block(line + "\n", [(0, -1)], tool.NOW))
+            got = _block_outcome(blockloop.tally_block(fast, line + "\n", [(0, -1)], tool.NOW))
             assert got == expected, (run["filter"], run["options"], line)
             checked += 1
     assert checked > 3000
@@ -107,7 +108,7 @@ def test_a_whole_block_counts_and_ends_as_tally_per_line(runs: tuple[ModuleType,
             except RegexTimeout as exc:
                 result = LineResult(timed_out=str(exc))
             expected.add(line, result, 0, False)
-        got = whole.tally_block(block, [(s, -1) for s in starts], tool.NOW)
+        got = blockloop.tally_block(whole, block, [(s, -1) for s in starts], tool.NOW)
         where = (run["filter"], run["options"])
         assert (got.matched, got.ignored, got.missed, got.fail_hits, got.ignore_hits) == (
             expected.matched,
@@ -137,9 +138,9 @@ def test_prefilter_masks_change_no_count(runs: tuple[ModuleType, list[dict[str, 
         starts = [0]
         for line in lines[:-1]:
             starts.append(starts[-1] + len(line) + 1)
-        full = everything.tally_block(block, [(s, -1) for s in starts], tool.NOW)
+        full = blockloop.tally_block(everything, block, [(s, -1) for s in starts], tool.NOW)
         candidates = prefilter.candidate_masks(block)
-        some = masked.tally_block(block, candidates, tool.NOW)
+        some = blockloop.tally_block(masked, block, candidates, tool.NOW)
         skipped = len(lines) - len(candidates)
         where = (run["filter"], run["options"])
         assert (some.matched, some.ignored, some.missed + skipped, some.fail_hits) == (
@@ -203,7 +204,7 @@ def test_keep_options_hand_over_the_lines_to_show() -> None:
 
     def counted(**keep: Any) -> BlockTally:
         cf = CompiledFilter.from_definition(load_filter_file(str(conf)), check_all=True)
-        return cf.tally_block(block, [(s, -1) for s in starts], now, **keep)
+        return blockloop.tally_block(cf, block, [(s, -1) for s in starts], now, **keep)
 
     plain = counted()
     assert (plain.matched, plain.ignored, plain.missed, plain.notable) == (1, 3, 1, [])
