@@ -32,8 +32,8 @@ from jails import services as jail_services
 from jails.engine.errors import EngineError
 from jails.engine.filter import CompiledFilter
 from jails.engine.guard import Watchdog
+from jails.logpaths import expand_logpaths
 from jails.models import Jail
-from watchers.tail import expand_logpaths
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from bans.models import Ban, Failure, Tally
 from jails import audit
 from jails.engine.durations import format_duration
 from jails.forms import JAIL_GROUPS, JAIL_HELP, JailForm
+from jails.logpaths import expand_logpaths
 from jails.models import Jail
 from jails.roles import Role, role_required
 from watchers.models import LogSource
-from watchers.tail import expand_logpaths
 
 # Said next to every save button: what "applies" means without a restart.
 APPLIES_SOON = "Changes apply within seconds: the log watchers re-read the jails every 3 s, no restart needed."

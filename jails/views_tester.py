@@ -24,9 +24,9 @@ from jails import tester
 from jails.engine.definition import FilterDefinition
 from jails.engine.errors import EngineError
 from jails.forms import TesterForm
+from jails.logpaths import expand_logpaths
 from jails.models import Filter, Jail
 from jails.roles import Role, has_role, role_required
-from watchers.tail import expand_logpaths
 
 
 @require_http_methods(["GET", "POST"])

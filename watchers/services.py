@@ -36,11 +36,12 @@ from jails import services as jail_services
 from jails.engine.errors import EngineError, RegexTimeout
 from jails.engine.filter import CompiledFilter, LineResult
 from jails.engine.guard import Watchdog
+from jails.logpaths import expand_logpaths
 from jails.models import Jail
 from watchers import dns, skips
 from watchers.journal import JournalEntry, read_journal
 from watchers.models import LogSource
-from watchers.tail import FilePosition, ReadResult, SourceUnavailable, expand_logpaths, read_new_lines
+from watchers.tail import FilePosition, ReadResult, SourceUnavailable, read_new_lines
 
 log = logging.getLogger(__name__)
 

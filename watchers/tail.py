@@ -41,19 +41,18 @@ from __future__ import annotations
 
 import codecs
 import errno
-import glob
 import grp
 import hashlib
 import os
 import pwd
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from jails.logpaths import COMPRESSED_SUFFIXES
 
 # The head digest covers at most this much of the first line.
 HEAD_BYTES = 4096
-# Rotated files with these endings are compressed: never read, never taken for the old file.
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lzo", ".br", ".z", ".zip")
 # Reading backwards for the last newline (start_at_end) goes by blocks of this size.
 _BACKWARD_BLOCK = 64 << 10
 # Longer lines are skipped whole (CrowdSec's default line buffer is 64 KiB too).
@@ -129,25 +128,6 @@ def head_digest(head: bytes) -> str:
     head = head[:HEAD_BYTES]
     newline = head.find(b"\n")
     return hashlib.sha256(head if newline < 0 else head[:newline]).hexdigest()
-
-
-def expand_logpaths(patterns: Sequence[str]) -> list[str]:
-    """The regular files the patterns (paths or globs) name now: sorted, compressed files left out,
-    and each file once even when two paths (a symlink and its target) lead to it: reading it twice
-    would count every failure twice. Call it again from time to time: files appear later."""
-    by_identity: dict[tuple[int, int], str] = {}
-    for pattern in patterns:
-        for path in glob.glob(pattern):
-            if path.lower().endswith(COMPRESSED_SUFFIXES):
-                continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                identity = (st.st_dev, st.st_ino)
-                by_identity[identity] = min(path, by_identity.get(identity, path))
-    return sorted(by_identity.values())
 
 
 def read_new_lines(

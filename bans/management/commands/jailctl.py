@@ -26,10 +26,10 @@ from jails import audit
 from jails import services as jail_services
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
+from jails.logpaths import expand_logpaths
 from jails.models import Jail
 from watchers import skips
 from watchers.models import LogSource
-from watchers.tail import expand_logpaths
 
 BLOCKLIST = "blocklist"
 
