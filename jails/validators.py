@@ -7,8 +7,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
-from bans.policy import compile_formula
 from jails.engine.durations import parse_duration
+from jails.engine.formula import compile_formula
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}\.?$")

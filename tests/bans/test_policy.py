@@ -21,7 +21,6 @@ from bans.policy import (
     IncrementSettings,
     Tally,
     add_failure,
-    compile_formula,
     earlier_ban_count,
     host_addresses,
     ignore_reason,
@@ -30,6 +29,7 @@ from bans.policy import (
     recidive_offenders,
     time_in_operation,
 )
+from jails.engine.formula import compile_formula
 
 IP = "192.0.2.1"
 
