@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from bans import services
-from bans.forms import BLOCKLIST, parse_bantime
+from bans.forms import parse_bantime
 from bans.models import Ban, Failure, FirewallHost, Ignored, JailStat, ReplayRun, Tally
 from config.client import request_peers
 from jails.admin import AuditedModelAdmin
@@ -46,7 +46,7 @@ class BanAddForm(forms.ModelForm[Ban]):
         target = self.fields["target"]
         assert isinstance(target, forms.ChoiceField)
         target.choices = [*((n, n) for n in Jail.objects.order_by("name").values_list("name", flat=True)),
-                          (BLOCKLIST, "all ports: the permanent blocklist")]
+                          (Ban.BLOCKLIST, "all ports: the permanent blocklist")]
 
     def clean_duration(self) -> int | None:
         return parse_bantime(self.cleaned_data["duration"])
@@ -55,7 +55,7 @@ class BanAddForm(forms.ModelForm[Ban]):
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned
-        jail = None if cleaned["target"] == BLOCKLIST else Jail.objects.get(name=cleaned["target"])
+        jail = None if cleaned["target"] == Ban.BLOCKLIST else Jail.objects.get(name=cleaned["target"])
         if jail is None and cleaned.get("duration") not in (None, -1):
             self.add_error("duration", "bans in the blocklist (all ports) are permanent")
             return cleaned
@@ -70,7 +70,7 @@ class BanAddForm(forms.ModelForm[Ban]):
         except services.BanRefused as exc:
             self.add_error("address", str(exc))
             return cleaned
-        name = jail.name if jail is not None else BLOCKLIST
+        name = jail.name if jail is not None else Ban.BLOCKLIST
         if services.live_ban(name, str(network), settings.IPS_HOST_NAME) is not None:
             self.add_error("address", f"{network} is already banned in {name}")
         return cleaned

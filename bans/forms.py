@@ -18,7 +18,6 @@ from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
 from jails.models import Jail
 
-BLOCKLIST = "blocklist"
 OPTION_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -104,7 +103,7 @@ class BanCreateForm(forms.Form):
         jails = [(name, name) for name in Jail.objects.order_by("name").values_list("name", flat=True)]
         jail_field = self.fields["jail"]
         assert isinstance(jail_field, forms.ChoiceField)
-        jail_field.choices = [*jails, (BLOCKLIST, "all ports: the permanent blocklist")]
+        jail_field.choices = [*jails, (Ban.BLOCKLIST, "all ports: the permanent blocklist")]
 
     def ask_confirmation(self, message: str) -> None:
         """The gate wants a yes (services.ConfirmationNeeded): show the box, with the reason."""
@@ -123,7 +122,7 @@ class BanCreateForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("jail") == BLOCKLIST and cleaned.get("duration") not in (None, -1):
+        if cleaned.get("jail") == Ban.BLOCKLIST and cleaned.get("duration") not in (None, -1):
             self.add_error("duration", "bans in the blocklist (all ports) are permanent: leave the duration "
                                        "empty or write permanent, or choose a jail for a timed ban")
         return cleaned
@@ -132,7 +131,7 @@ class BanCreateForm(forms.Form):
     def chosen_jail(self) -> Jail | None:
         """The jail to ban in; None is the blocklist."""
         name = self.cleaned_data["jail"]
-        return None if name == BLOCKLIST else Jail.objects.get(name=name)
+        return None if name == Ban.BLOCKLIST else Jail.objects.get(name=name)
 
     def bantime_for(self, jail: Jail | None) -> int:
         duration = self.cleaned_data.get("duration")

@@ -96,6 +96,9 @@ class Ban(models.Model):
 
     # states in which the ban holds (or should hold): in the kernel, on its way, or inside a wider ban there
     LIVE_STATES = (State.PENDING, State.APPLYING, State.ACTIVE, State.FAILED, State.COVERED)
+    # the jail_name of bans on the permanent blocklist (made by hand: all ports, for ever). A jail may
+    # be called so too: a blocklist ban is one with this name and no jail (overlaps.set_of)
+    BLOCKLIST = "blocklist"
 
     # null jail: the permanent blocklist (all ports); jail_name survives the jail's deletion
     jail = models.ForeignKey(Jail, null=True, blank=True, on_delete=models.SET_NULL, related_name="bans")

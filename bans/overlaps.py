@@ -29,12 +29,10 @@ from bans.models import Ban
 from bans.services import shared_text_prefix
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-BLOCKLIST_NAME = "blocklist"
-
 
 def set_of(ban: Ban) -> str:
     """The set a ban's element goes in: its jail's, or the blocklist's (BLOCKLIST)."""
-    return BLOCKLIST if ban.jail_id is None and ban.jail_name == BLOCKLIST_NAME else ban.jail_name
+    return BLOCKLIST if ban.jail_id is None and ban.jail_name == Ban.BLOCKLIST else ban.jail_name
 
 
 def is_single(network: IPNetwork) -> bool:

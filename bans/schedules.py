@@ -25,10 +25,6 @@ from jails.sessions import forget_dead_sessions
 log = logging.getLogger(__name__)
 
 RECIDIVE_JAIL = "recidive"
-# The jail name of manual permanent bans (services.ban_by_hand): all ports, for ever already, so
-# they never make an address a repeat offender.
-BLOCKLIST_NAME = "blocklist"
-
 DEFAULT_HISTORY_DAYS = 90
 IGNORED_KEPT = dt.timedelta(days=30)
 MINUTE_BUCKETS_KEPT = dt.timedelta(days=2)
@@ -105,7 +101,7 @@ def ban_history(jail: Jail, now: float) -> History:
         for row in Ban.objects.filter(jail_name=jail.name, started_at__gte=since)
         .values("network", "host").annotate(latest=Max("started_at")).order_by()
     }
-    rows = (Ban.objects.filter(started_at__gte=since).exclude(jail_name__in=[jail.name, BLOCKLIST_NAME])
+    rows = (Ban.objects.filter(started_at__gte=since).exclude(jail_name__in=[jail.name, Ban.BLOCKLIST])
             .order_by("started_at", "pk").values_list("network", "host", "jail_name", "started_at"))
     history: History = {}
     for network, host, jail_name, started_at in rows:

@@ -469,7 +469,7 @@ def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, protected: Sequen
     """A manual ban (jail None: the permanent blocklist, all ports), through the gate; BanRefused says
     why not (ConfirmationNeeded: allowed once `confirmed`)."""
     network = check_manual_ban(text, protected=protected, confirmed=confirmed, own_addresses=own_addresses)
-    jail_name = jail.name if jail is not None else "blocklist"
+    jail_name = jail.name if jail is not None else Ban.BLOCKLIST
     if live_ban(jail_name, str(network), host) is not None:
         raise BanRefused(f"{network} is already banned in {jail_name}")
     ban = new_ban(jail_name, str(network), bantime if jail is not None else -1, now=now_epoch(), host=host,

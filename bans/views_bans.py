@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from bans import actions, services
-from bans.forms import BLOCKLIST, BanCreateForm, BanSearchForm, LiftAllForm
+from bans.forms import BanCreateForm, BanSearchForm, LiftAllForm
 from bans.models import Ban, Failure
 from config.client import client_address, request_peers
 from jails import audit
@@ -241,7 +241,7 @@ def ban_create(request: HttpRequest) -> HttpResponse:
 
 
 def render_ban_form(request: HttpRequest, form: BanCreateForm) -> HttpResponse:
-    context = {"form": form, "client_address": client_address(request), "blocklist": BLOCKLIST,
+    context = {"form": form, "client_address": client_address(request), "blocklist": Ban.BLOCKLIST,
                "max_prefix": {4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6}}
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
         return render(request, "bans/ban_form.html#ban-form", context)
@@ -305,7 +305,7 @@ def jail_lift_all(request: HttpRequest, jail_name: str) -> HttpResponse:
     """Lift every ban of a jail (or of the blocklist), after a confirmation step."""
     live = Ban.objects.in_force().filter(jail_name=jail_name)
     jail = Jail.objects.filter(name=jail_name).first()
-    if jail is None and jail_name != BLOCKLIST and not Ban.objects.filter(jail_name=jail_name).exists():
+    if jail is None and jail_name != Ban.BLOCKLIST and not Ban.objects.filter(jail_name=jail_name).exists():
         raise Http404(f"no jail named {jail_name!r} and no bans under that name")
     form = LiftAllForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():

@@ -31,8 +31,6 @@ from jails.models import Jail
 from watchers import skips
 from watchers.models import LogSource
 
-BLOCKLIST = "blocklist"
-
 
 class Command(BaseCommand):
     help = __doc__ or ""
@@ -83,7 +81,7 @@ class Command(BaseCommand):
     # --- ban / unban -----------------------------------------------------------------------------
 
     def do_ban(self, options: dict[str, Any]) -> None:
-        jail = None if options["jail"] == BLOCKLIST else find_jail(options["jail"])
+        jail = None if options["jail"] == Ban.BLOCKLIST else find_jail(options["jail"])
         bantime = jail.bantime if jail is not None else -1
         if options["time"]:
             try:
