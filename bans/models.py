@@ -70,11 +70,15 @@ class Ignored(models.Model):
 
 
 class BanQuerySet(models.QuerySet["Ban"]):
+    def live(self) -> BanQuerySet:
+        """Bans in a live state (Ban.LIVE_STATES), whatever time they have left."""
+        return self.filter(state__in=Ban.LIVE_STATES)
+
     def in_force(self, now: dt.datetime | None = None) -> BanQuerySet:
         """Bans that hold (or are about to) now: a live state and time left. A ban whose time ran out
         is over the moment it runs out (the kernel lifts it by itself), even before the firewall
         worker's next run marks its row EXPIRED."""
-        return self.filter(state__in=Ban.LIVE_STATES).exclude(expires_at__lte=now or timezone.now())
+        return self.live().exclude(expires_at__lte=now or timezone.now())
 
 
 class Ban(models.Model):

@@ -327,8 +327,8 @@ def live_networks(jail_name: str, networks: Sequence[str], host: str, now: float
 def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, now: float | None) -> None:
     """Mark EXPIRED the live rows of these networks whose time ran out (the kernel lifted them)."""
     moment = aware(now_epoch() if now is None else now)
-    Ban.objects.filter(jail_name=jail_name, network__in=networks, host=host, state__in=Ban.LIVE_STATES,
-                       expires_at__lte=moment).update(state=Ban.State.EXPIRED, ended_at=F("expires_at"))
+    Ban.objects.live().filter(jail_name=jail_name, network__in=networks, host=host, expires_at__lte=moment).update(
+        state=Ban.State.EXPIRED, ended_at=F("expires_at"))
 
 
 def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *, now: float,

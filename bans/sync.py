@@ -54,7 +54,7 @@ class SyncReport:
 
 def jail_rules() -> list[JailRules]:
     """Rules for every enabled jail, and for disabled ones that still hold live bans."""
-    live = Ban.objects.filter(state__in=Ban.LIVE_STATES).values_list("jail_id", flat=True)
+    live = Ban.objects.live().values_list("jail_id", flat=True)
     jails = Jail.objects.filter(Q(enabled=True) | Q(pk__in=live)).order_by("name")
     return [JailRules(name=j.name, ports=j.port, protocol=j.protocol, blocktype=j.blocktype) for j in jails]
 
