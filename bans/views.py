@@ -17,12 +17,12 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from bans import schedules
 from bans.models import Ban, Failure, JailStat
+from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import Jail
 from jails.roles import Role, role_required
 
@@ -183,11 +183,9 @@ def table_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
 
 @require_GET
 @role_required(Role.VIEWER)
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     context = dashboard_context(period_of(request), timezone.now())
-    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]  # django-htmx middleware
-        return render(request, "bans/dashboard.html#dashboard-panels", context)
-    return render(request, "bans/dashboard.html", context)
+    return render_page_or_partial(request, "bans/dashboard.html", "dashboard-panels", context)
 
 
 @require_GET

@@ -30,6 +30,7 @@ from bans.forms import BanCreateForm, BanSearchForm, LiftAllForm
 from bans.models import Ban, Failure
 from config.client import client_address, request_peers
 from jails import audit
+from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import AuditEntry, Jail
 from jails.roles import Role, role_required
 
@@ -154,7 +155,7 @@ def query_without_page(request: HttpRequest) -> str:
 
 @require_GET
 @role_required(Role.VIEWER)
-def ban_list(request: HttpRequest) -> HttpResponse:
+def ban_list(request: HtmxHttpRequest) -> HttpResponse:
     form = BanSearchForm(request.GET)
     bans: QuerySet[Ban] | BansByPk = Ban.objects.none()
     capped_note = ""
@@ -166,9 +167,7 @@ def ban_list(request: HttpRequest) -> HttpResponse:
             bans, capped_note = BansByPk(matches.pks), matches.capped_note
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
                "capped_note": capped_note, "live_per_jail": live_per_jail()}
-    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
-        return render(request, "bans/ban_list.html#ban-results", context)
-    return render(request, "bans/ban_list.html", context)
+    return render_page_or_partial(request, "bans/ban_list.html", "ban-results", context)
 
 
 def live_per_jail() -> list[dict[str, Any]]:
@@ -211,7 +210,7 @@ def ban_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.OPERATOR)
-def ban_create(request: HttpRequest) -> HttpResponse:
+def ban_create(request: HtmxHttpRequest) -> HttpResponse:
     """A ban by hand. A refusal of the lockout gate comes back as a form error saying why; a ban
     inside private space or this host's network comes back asking for a confirmation."""
     if request.method != "POST":
@@ -235,17 +234,15 @@ def ban_create(request: HttpRequest) -> HttpResponse:
         form.add_error(None, str(exc))
         return render_ban_form(request, form)
     messages.success(request, f"{ban.network} banned in {ban.jail_name}; the firewall applies it shortly.")
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return HttpResponseClientRedirect(reverse("ban_detail", args=[ban.pk]))
     return redirect("ban_detail", pk=ban.pk)
 
 
-def render_ban_form(request: HttpRequest, form: BanCreateForm) -> HttpResponse:
+def render_ban_form(request: HtmxHttpRequest, form: BanCreateForm) -> HttpResponse:
     context = {"form": form, "client_address": client_address(request), "blocklist": Ban.BLOCKLIST,
                "max_prefix": {4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6}}
-    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
-        return render(request, "bans/ban_form.html#ban-form", context)
-    return render(request, "bans/ban_form.html", context)
+    return render_page_or_partial(request, "bans/ban_form.html", "ban-form", context)
 
 
 @require_POST

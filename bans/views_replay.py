@@ -12,6 +12,7 @@ from bans import tasks
 from bans.forms import ReplayForm
 from bans.models import ReplayRun
 from jails import audit
+from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import Jail
 from jails.roles import Role, role_required
 
@@ -47,10 +48,8 @@ def start(request: HttpRequest, form: ReplayForm) -> ReplayRun:
 
 @require_GET
 @role_required(Role.VIEWER)
-def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def replay_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The run's progress (polled by htmx every second until it is finished), then its results."""
     run = get_object_or_404(ReplayRun.objects.select_related("jail", "created_by"), pk=pk)
     context = {"run": run, "changed": sorted(run.overrides)}
-    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
-        return render(request, "bans/replay_detail.html#replay-status", context)
-    return render(request, "bans/replay_detail.html", context)
+    return render_page_or_partial(request, "bans/replay_detail.html", "replay-status", context)

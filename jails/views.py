@@ -21,6 +21,7 @@ from bans.models import Ban, Failure, Tally
 from jails import audit
 from jails.engine.durations import format_duration
 from jails.forms import JAIL_GROUPS, JAIL_HELP, JailForm
+from jails.htmx import HtmxHttpRequest, wants_partial
 from jails.logpaths import expand_logpaths
 from jails.models import Jail
 from jails.roles import Role, role_required
@@ -161,7 +162,7 @@ def jail_edit(request: HttpRequest, name: str) -> HttpResponse:
 
 @require_POST
 @role_required(Role.ADMIN)
-def jail_toggle(request: HttpRequest, name: str) -> HttpResponse:
+def jail_toggle(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Enable or disable (the form says which, so a double click cannot flip it back)."""
     wanted = request.POST.get("enabled")
     if wanted not in ("on", "off"):
@@ -174,7 +175,7 @@ def jail_toggle(request: HttpRequest, name: str) -> HttpResponse:
             jail.save(update_fields=["enabled", "updated_at"])
             audit.record(request, "jail.enable" if enabled else "jail.disable", jail,
                          before={"enabled": not enabled}, after={"enabled": enabled})
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         row = annotate([Jail.objects.select_related("filter").get(pk=jail.pk)])[0]
         return render(request, "jails/jail_list.html#jail_row", {"jail": row, "just_toggled": True})
     messages.success(request, f"Jail {jail.name} {'enabled' if jail.enabled else 'disabled'}. {APPLIES_SOON}")

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from jails import audit
 from jails.forms_access import ActiveForm, AuditFilterForm, RoleForm, UserCreateForm
+from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import AuditEntry
 from jails.roles import Role, role_required
 
@@ -36,7 +37,7 @@ ROLE_NAMES = [role.group_name for role in Role]
 
 @require_GET
 @role_required(Role.VIEWER)
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: HtmxHttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     entries = filtered_entries(form)
     page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -47,9 +48,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "page": page, "query": query.urlencode()}
-    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
-        return render(request, "access/audit_list.html#audit-results", context)
-    return render(request, "access/audit_list.html", context)
+    return render_page_or_partial(request, "access/audit_list.html", "audit-results", context)
 
 
 def filtered_entries(form: AuditFilterForm) -> QuerySet[AuditEntry]:

@@ -19,7 +19,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
@@ -27,6 +27,7 @@ from django.views.decorators.http import require_http_methods
 from bans.models import Ban
 from jails import audit, validators
 from jails.forms import LinesField, ipv4_unmapped
+from jails.htmx import HtmxHttpRequest, render_page_or_partial, wants_partial
 from jails.models import Jail
 from jails.roles import Role, has_role, role_required
 from jails.views import APPLIES_SOON
@@ -112,7 +113,7 @@ def covered_bans(jail: Jail, entry: str) -> Covered | None:
     return Covered(entry=entry, bans=[by_pk[pk] for pk in found if pk in by_pk], count=count)
 
 
-def render_editor(request: HttpRequest, jail: Jail, form: IgnoreAddForm, *, added: list[str] | None = None,
+def render_editor(request: HtmxHttpRequest, jail: Jail, form: IgnoreAddForm, *, added: list[str] | None = None,
                   status_text: str = "", status_kind: str = "success", status: int = 200) -> HttpResponse:
     covered = [found for found in (covered_bans(jail, entry) for entry in added or []) if found is not None]
     context = {
@@ -120,10 +121,9 @@ def render_editor(request: HttpRequest, jail: Jail, form: IgnoreAddForm, *, adde
         "status_text": status_text, "status_kind": status_kind, "applies_soon": APPLIES_SOON,
         "can_edit": has_role(request.user, Role.OPERATOR),
     }
-    if request.htmx:  # type: ignore[attr-defined]
-        # 200 even for a refused entry: htmx swaps only successful answers, and the error is in it
-        return render(request, "jails/ignore.html#ignore-editor", context)
-    return render(request, "jails/ignore.html", context, status=status)
+    # 200 even for a refused entry when htmx asks: htmx swaps only successful answers, and the error is in it
+    return render_page_or_partial(request, "jails/ignore.html", "ignore-editor", context,
+                                  status=200 if wants_partial(request) else status)
 
 
 # --- the page -------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def render_editor(request: HttpRequest, jail: Jail, form: IgnoreAddForm, *, adde
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.VIEWER)
-def jail_ignore(request: HttpRequest, name: str) -> HttpResponse:
+def jail_ignore(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """GET: the list (any role). POST action=add|remove: a change (operator)."""
     if request.method == "POST":
         if not has_role(request.user, Role.OPERATOR):
@@ -143,7 +143,7 @@ def jail_ignore(request: HttpRequest, name: str) -> HttpResponse:
     return render_editor(request, jail, IgnoreAddForm(), added=added)
 
 
-def change_ignore_list(request: HttpRequest, name: str) -> HttpResponse:
+def change_ignore_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
     action = request.POST.get("action")
     if action == "add":
         return add_entries(request, name)
@@ -152,7 +152,7 @@ def change_ignore_list(request: HttpRequest, name: str) -> HttpResponse:
     return HttpResponse("action must be add or remove", status=400, content_type="text/plain")
 
 
-def add_entries(request: HttpRequest, name: str) -> HttpResponse:
+def add_entries(request: HtmxHttpRequest, name: str) -> HttpResponse:
     form = IgnoreAddForm(request.POST)
     if not form.is_valid():
         jail = get_object_or_404(Jail, name=name)
@@ -170,7 +170,7 @@ def add_entries(request: HttpRequest, name: str) -> HttpResponse:
         said.append(f"Added {', '.join(new)} to the ignore list of {jail.name}. {APPLIES_SOON}")
     if already:
         said.append(f"Already listed: {', '.join(already)}.")
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return render_editor(request, jail, IgnoreAddForm(), added=new, status_text=" ".join(said),
                              status_kind="success" if new else "info")
     (messages.success if new else messages.info)(request, " ".join(said))
@@ -178,7 +178,7 @@ def add_entries(request: HttpRequest, name: str) -> HttpResponse:
     return redirect(reverse("jail_ignore", args=[jail.name]) + query)
 
 
-def remove_entry(request: HttpRequest, name: str) -> HttpResponse:
+def remove_entry(request: HtmxHttpRequest, name: str) -> HttpResponse:
     text = request.POST.get("entry", "")[:MAX_ENTRY_TEXT]
     with transaction.atomic():
         jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
@@ -191,7 +191,7 @@ def remove_entry(request: HttpRequest, name: str) -> HttpResponse:
         said = f"Removed {text} from the ignore list of {jail.name}. {APPLIES_SOON}"
     else:
         said = f"{text} is not in the ignore list of {jail.name} (any more): nothing to remove."
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return render_editor(request, jail, IgnoreAddForm(), status_text=said,
                              status_kind="success" if removed else "warning")
     (messages.success if removed else messages.warning)(request, said)

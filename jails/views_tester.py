@@ -24,6 +24,7 @@ from jails import tester
 from jails.engine.definition import FilterDefinition
 from jails.engine.errors import EngineError
 from jails.forms import TesterForm
+from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.logpaths import expand_logpaths
 from jails.models import Filter, Jail
 from jails.roles import Role, has_role, role_required
@@ -31,7 +32,7 @@ from jails.roles import Role, has_role, role_required
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.VIEWER)
-def filter_tester(request: HttpRequest, name: str | None = None) -> HttpResponse:
+def filter_tester(request: HtmxHttpRequest, name: str | None = None) -> HttpResponse:
     if name is not None:
         get_object_or_404(Filter, name=name)
     context: dict[str, Any] = {"filter_name": name, "limits": {"lines": tester.MAX_LINES,
@@ -48,8 +49,7 @@ def filter_tester(request: HttpRequest, name: str | None = None) -> HttpResponse
     form = TesterForm(data)
     context["form"] = form
     context.update(results(form, request.user.pk or 0))  # role_required: always a logged-in user
-    template = "jails/tester.html#results" if request.htmx else "jails/tester.html"  # type: ignore[attr-defined]
-    return render(request, template, context)
+    return render_page_or_partial(request, "jails/tester.html", "results", context)
 
 
 def initial_values(request: HttpRequest, name: str | None) -> dict[str, Any]:

@@ -199,6 +199,22 @@ def test_it_answers_htmx_with_the_results_only(viewer: Client, sshd: Jail) -> No
     assert b"<html" not in response.content and b"203.0.113.9" in response.content
 
 
+def test_a_boosted_link_and_a_history_restore_get_the_whole_page(viewer: Client, sshd: Jail) -> None:
+    """jails.htmx.render_page_or_partial: htmx wants a page for a boosted link and when it restores
+    history after a cache miss; the answer varies with HX-Request, so no cache mixes the two."""
+    ban("203.0.113.9/32", sshd)
+    url = reverse("ban_list")
+
+    partial = viewer.get(url, {"q": "203.0.113.9"}, HTTP_HX_REQUEST="true")
+    boosted = viewer.get(url, HTTP_HX_REQUEST="true", HTTP_HX_BOOSTED="true")
+    restored = viewer.get(url, {"q": "203.0.113.9"}, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+
+    assert b"<html" not in partial.content
+    assert b"<html" in boosted.content and b"<html" in restored.content and b"203.0.113.9" in restored.content
+    for response in (partial, boosted, restored, viewer.get(url)):
+        assert "HX-Request" in response["Vary"]
+
+
 def test_it_warns_when_the_firewall_is_not_being_changed(viewer: Client) -> None:
     response = viewer.get(reverse("ban_list"))  # no firewall worker has reported
 
