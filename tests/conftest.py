@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.test import Client
 
 from tests.bans.netns import NamespacePair, netns_unusable
+from tests.clients import client_for
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +78,22 @@ def pair() -> Iterator[NamespacePair]:
         yield created
     finally:
         created.destroy()
+
+
+# --- logged-in clients, one per role (tests.clients.client_for); a module needing another address
+# or other users defines its own fixture of the same name ----------------------------------------
+
+
+@pytest.fixture
+def viewer() -> Client:
+    return client_for("viewer")
+
+
+@pytest.fixture
+def operator() -> Client:
+    return client_for("operator")
+
+
+@pytest.fixture
+def admin() -> Client:
+    return client_for("admin")

@@ -36,16 +36,6 @@ def client_for(role: str) -> Client:
 
 
 @pytest.fixture
-def viewer() -> Client:
-    return client_for("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_for("operator")
-
-
-@pytest.fixture
 def on_commit(django_capture_on_commit_callbacks: Any) -> Any:
     """What would run once the view's transaction commits (the tests' transaction never does)."""
     return django_capture_on_commit_callbacks

@@ -29,16 +29,6 @@ def client_for(role: str) -> Client:
 
 
 @pytest.fixture
-def operator() -> Client:
-    return client_for("operator")
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_for("viewer")
-
-
-@pytest.fixture
 def jail(tmp_path: Path) -> Jail:
     flt = Filter.objects.create(name="replay-test", source="[Definition]\nfailregex = ^\\s*fail <HOST>$\n")
     log = tmp_path / "app.log"

@@ -9,23 +9,12 @@ from django.urls import reverse
 
 from jails import services
 from jails.models import AuditEntry, Filter
-from tests.clients import client_for
 
 pytestmark = pytest.mark.django_db
 
 COMMON = "[DEFAULT]\n__prefix = \\S+ app\\[\\d+\\]:\n"
 SOURCE = "[INCLUDES]\nbefore = app-common.conf\n\n[Definition]\nfailregex = ^%(__prefix)s login failed from <HOST>$\n"
 NEW_SOURCE = SOURCE + "            ^%(__prefix)s bad token from <HOST>$\n"
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_for("viewer")
-
-
-@pytest.fixture
-def admin() -> Client:
-    return client_for("admin")
 
 
 def stored(name: str, source: str) -> Filter:

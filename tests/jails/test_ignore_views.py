@@ -11,21 +11,10 @@ from django.utils import timezone
 
 from bans.models import Ban
 from jails.models import AuditEntry, Filter, Jail
-from tests.clients import client_for
 
 pytestmark = pytest.mark.django_db
 
 FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_for("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_for("operator")
 
 
 @pytest.fixture

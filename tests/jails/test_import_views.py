@@ -36,11 +36,6 @@ logpath = /var/log/off.log
 """
 
 
-@pytest.fixture
-def admin() -> Client:
-    return client_for("admin")
-
-
 def filter_upload(name: str = "myapp.conf", text: str = FILTER) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, text.encode())
 

@@ -13,22 +13,11 @@ from django.utils import timezone
 from bans.models import Ban, Failure, Tally
 from jails import services
 from jails.models import AuditEntry, Filter, Jail
-from tests.clients import client_for
 from watchers.models import LogSource
 
 pytestmark = pytest.mark.django_db
 
 FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_for("viewer")
-
-
-@pytest.fixture
-def admin() -> Client:
-    return client_for("admin")
 
 
 @pytest.fixture
