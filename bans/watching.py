@@ -109,11 +109,7 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
-        if self.changes is not None:
-            with contextlib.suppress(Exception):
-                self.hub.remove_reader(self.changes.fileno())
-            self.changes.close()
-            self.changes = None
+        self.unsubscribe()
 
     def subscribe(self) -> netlink.RulesetChanges | None:
         """The kernel's change notices on the worker's event loop; None (watch every WATCH_SECONDS)
@@ -140,8 +136,23 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
 
     def on_change(self, *args: Any) -> None:
         """Something changed the ruleset (ours or anyone's): look soon, at most once a CHANGE_SPACING."""
-        if self.changes is not None and self.changes.drain():
+        if self.changes is None:
+            return
+        try:
+            changed = self.changes.drain()
+        except OSError as exc:  # the socket failed: back to the 2 s clock rather than out of the event loop
+            log.warning("nftables change notices stopped (%s): the firewall is watched every %g s", exc, WATCH_SECONDS)
+            self.unsubscribe()
+            changed = True
+        if changed:
             self.schedule(max(CHANGE_DELAY, self.last_watch + CHANGE_SPACING - time.monotonic()))
+
+    def unsubscribe(self) -> None:
+        if self.changes is not None:
+            with contextlib.suppress(Exception):
+                self.hub.remove_reader(self.changes.fileno())
+            self.changes.close()
+            self.changes = None
 
     def after_task(self, *args: Any, **kwargs: Any) -> None:
         """A sync or reconcile ran: bans may now wait on time (COVERED, APPLYING); look on the fast clock."""

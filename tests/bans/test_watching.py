@@ -62,10 +62,19 @@ class Notices:
     """Stands in for bans.netlink.RulesetChanges: `changed` is what the next drain finds."""
 
     changed = False
+    broken = False
 
     def drain(self) -> bool:
+        if self.broken:
+            raise OSError(9, "Bad file descriptor")
         changed, self.changed = self.changed, False
         return changed
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -203,3 +212,9 @@ def test_the_inline_watch_looks_when_the_kernel_says_something_changed(
     step.changes = None  # no notices (no nf_tables, IPS_FIREWALL=off): the 2 s clock
     look()
     assert step.timer.pending() == [watching.WATCH_SECONDS]
+
+    step.changes, step.hub = notices, SimpleNamespace(remove_reader=lambda fd: None)
+    notices.broken = True  # the socket fails: a look soon, then the 2 s clock, and the loop goes on
+    step.last_watch -= 60
+    step.on_change()
+    assert step.changes is None and step.timer.pending() == [watching.CHANGE_DELAY]
