@@ -84,7 +84,9 @@ class _Shields:
             self._reach.append(furthest)
 
     def overlapping(self, network: IPNetwork) -> Shield | None:
-        start, end = int(network.network_address), int(network.broadcast_address)
+        return self.overlapping_span(int(network.network_address), int(network.broadcast_address))
+
+    def overlapping_span(self, start: int, end: int) -> Shield | None:
         index = bisect.bisect_right(self._starts, end) - 1
         # walk back only while an earlier shield may still reach `start`
         while index >= 0 and self._reach[index] >= start:
@@ -176,6 +178,25 @@ class Gate:
         shown = shield.network.network_address if shield.network.num_addresses == 1 else shield.network
         verb = "contains" if shield.network.subnet_of(network) else "overlaps"  # type: ignore[arg-type]
         return f"{network} {verb} {shown}, {shield.why}"
+
+    def refusal_of_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *,
+                           ignore_jails: Iterable[str] | None = None) -> str | None:
+        """`refusal` of one address, without building its network (a flood asks this for tens of
+        thousands of addresses per minute). Only a refused address pays for the network, to say why
+        in `refusal`'s words."""
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        value = int(ip)
+        jails = tuple(ignore_jails) if ignore_jails is not None else None
+        if self._always[ip.version].overlapping_span(value, value) is None:
+            if jails is None:
+                held = self._every_ignore[ip.version].overlapping_span(value, value)
+            else:
+                held = next((found for jail in jails if (shields := self._ignore.get(jail))
+                             and (found := shields[ip.version].overlapping_span(value, value))), None)
+            if held is None:
+                return None
+        return self.refusal(ipaddress.ip_network(ip), ignore_jails=jails)
 
     def _ignored(self, network: IPNetwork, jails: Iterable[str] | None) -> Shield | None:
         if jails is None:

@@ -69,6 +69,8 @@ def aware(epoch: float) -> dt.datetime:
 @functools.lru_cache(maxsize=policy.ADDRESS_CACHE_SIZE)
 def network_of(address: str) -> str:
     """An address as the single-host network the firewall sets hold (203.0.113.9/32)."""
+    if policy.plain_ipv4(address) is not None:
+        return f"{address}/32"  # written as ipaddress writes it: its network is the same text and /32
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -89,6 +91,8 @@ def _parse_address(host: str) -> str | None:
     """The address in a failure, or None when the host is a name (names are never resolved here).
     Remembered: an attack repeats the same few thousand addresses in every read (short texts only:
     parse_address never hands it anything longer, so no attacker-written text is kept)."""
+    if policy.plain_ipv4(host) is not None:
+        return host  # already the canonical text (the common case, and the cheap one)
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -179,18 +183,13 @@ class AutomaticRefusals:
         self._gate: gate.Gate | None = None
 
     def reason(self, address: str) -> str | None:
-        found = self._ignore.reason(address)
+        ip = policy.address_object(address)  # parsed once for both checks
+        found = self._ignore.reason_of(ip)
         if found is not None:
             return found
         if self._gate is None:  # the jail's ignoreip was just read: not again
             self._gate = current_gate(own_addresses=self.own_addresses, jails=())
-        return self._gate.refusal(host_network(address), ignore_jails=())
-
-
-@functools.lru_cache(maxsize=policy.ADDRESS_CACHE_SIZE)
-def host_network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """The one-address network of an address (parsed once per process: the gate asks for each)."""
-    return ipaddress.ip_network(address)
+        return self._gate.refusal_of_address(ip, ignore_jails=())
 
 
 def note_ignored(jail: Jail, address: str, reason: str, now: float) -> None:

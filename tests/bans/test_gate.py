@@ -114,6 +114,24 @@ def test_the_lookup_agrees_with_comparing_every_shield() -> None:
         assert (checked.refusal(probe) is not None) == expected, probe
 
 
+def test_one_address_is_refused_exactly_as_its_network_is() -> None:
+    """refusal_of_address (the live path's, without building a network) gives refusal's answer and
+    words for every address: special space, this host, ignoreip per jail and everywhere, IPv4-mapped."""
+    rng = random.Random(11)
+    checked = gate.Gate.build(host_addresses=["192.0.2.10", "2001:db8::10"], sessions=[("198.51.100.7", "ann")],
+                              ignoreip={"sshd": ["203.0.113.0/28", "2001:db8:1::/48"], "web": ["10.9.0.0/16"]})
+    probes = ["127.0.0.1", "::1", "0.0.0.0", "224.0.0.1", "fe80::1", "::ffff:127.0.0.1", "::ffff:192.0.2.10",
+              "192.0.2.10", "2001:db8::10", "198.51.100.7", "203.0.113.5", "203.0.113.16", "10.9.1.1",
+              "2001:db8:1::5", "2001:db8:2::5", "8.8.8.8"]
+    probes += [f"{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+               for _ in range(2000)]
+    for text in probes:
+        ip = ipaddress.ip_address(text)
+        for jails in (None, (), ("sshd",), ("web", "sshd")):
+            expected = checked.refusal(ipaddress.ip_network(ip), ignore_jails=jails)
+            assert checked.refusal_of_address(ip, ignore_jails=jails) == expected, (text, jails)
+
+
 # --- the panel: the form, plain and through htmx -------------------------------------------------------
 
 

@@ -436,6 +436,31 @@ def test_it_counts_an_ipv4_mapped_address_with_its_ipv4_form() -> None:
     assert recidive_offenders(bans, findtime=600, maxretry=2, now=1000.0) == ["203.0.113.5"]
 
 
+# -- addresses as text --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "203.0.113.9", "0.0.0.0", "255.255.255.255", "1.2.3.4", "10.0.0.255",
+    "010.0.0.1", "1.2.3.04", "256.1.1.1", "1.2.3", "1.2.3.4.5", "1.2.3.", " 1.2.3.4", "1.2.3.4 ", "1.2.3.-4",
+    "1.2.3.+4", "1.2.3.4%eth0", "١.2.3.4", "1.2.3.²", "1.2.3.0004", "", "...", "::1", "::ffff:1.2.3.4", "a.b.c.d",
+    "1_0.2.3.4", "99999999999999999999.1.1.1",
+])
+def test_the_plain_ipv4_reader_agrees_with_ipaddress(text: str) -> None:
+    """plain_ipv4 (the live path's fast reader) says a value only for text ipaddress reads as IPv4 and
+    writes back the same; anything else is left to ipaddress."""
+    import ipaddress
+
+    value = policy.plain_ipv4(text)
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        parsed = None
+    if value is not None:
+        assert isinstance(parsed, ipaddress.IPv4Address) and int(parsed) == value and str(parsed) == text
+    else:
+        assert not (isinstance(parsed, ipaddress.IPv4Address) and str(parsed) == text)
+
+
 # -- ignore rules -------------------------------------------------------------------------------
 
 
