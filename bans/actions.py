@@ -1,47 +1,84 @@
-"""The panel's actions on bans that exist: lift one, make one permanent, lift all bans of a jail.
+"""Changes to bans by a person: lift one, make one permanent, lift all bans of a jail, lift the bans
+of an address. New bans by hand are bans.services.ban_by_hand.
 
 Each is one conditional UPDATE (a ban the firewall worker or another person changed meanwhile is
-left alone) followed by a request to the ban's firewall host to apply it once the transaction
-commits (bans.services.request_firewall_sync). Call them inside the transaction that also writes
-the audit entry. New bans and unbans by address are bans.services.ban_by_hand / unban.
+left alone), its audit entries (who: an `audit.Actor`; each ban's state before and after), and a
+request to the ban's firewall host to apply it once the transaction commits
+(bans.services.request_firewall_sync), all in one transaction. Views, jailctl and Django admin
+only call these, so every door records the same entry.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from django.db import transaction
 
 from bans import services
-from bans.models import Ban
+from bans.models import Ban, BanQuerySet
+from bans.services import BAN_AUDIT_FIELDS
+from jails import audit
+from jails.models import Jail
 
 
-def lift_ban(ban: Ban, user: Any) -> bool:
+def lift_ban(ban: Ban, actor: audit.Actor) -> bool:
     """Lift exactly this ban (not the address's bans in other jails); False when it is not live."""
-    lifted = Ban.objects.in_force().filter(pk=ban.pk).update(state=Ban.State.LIFTING, ended_by=user)
-    if lifted:
-        services.request_firewall_sync(ban.host)
-    return bool(lifted)
+    return bool(_lift(Ban.objects.filter(pk=ban.pk), actor))
 
 
-def make_permanent(ban: Ban) -> bool:
+def make_permanent(ban: Ban, actor: audit.Actor) -> bool:
     """Make a live timed ban permanent; False when it is not live or permanent already.
 
     The ban goes back to PENDING so the firewall worker adds it again without a timeout (adding an
     element that is there replaces it); until then the kernel keeps the timed element, so the
     address stays banned throughout.
     """
-    changed = (Ban.objects.in_force().filter(pk=ban.pk).exclude(bantime=-1)
-               .update(bantime=-1, expires_at=None, state=Ban.State.PENDING, next_attempt_at=None))
-    if changed:
+    with transaction.atomic():
+        before = Ban.objects.in_force().exclude(bantime=-1).filter(pk=ban.pk).first()
+        if before is None:
+            return False
+        changed = (Ban.objects.in_force().filter(pk=ban.pk).exclude(bantime=-1)
+                   .update(bantime=-1, expires_at=None, state=Ban.State.PENDING, next_attempt_at=None))
+        if not changed:
+            return False
+        after = Ban.objects.get(pk=ban.pk)
+        audit.record(actor, "ban.make_permanent", after, before=audit.snapshot(before, BAN_AUDIT_FIELDS),
+                     after=audit.snapshot(after, BAN_AUDIT_FIELDS))
         services.request_firewall_sync(ban.host)
-    return bool(changed)
+    return True
 
 
-def lift_jail(jail_name: str, user: Any) -> list[Ban]:
-    """Lift every live ban of one jail (on every firewall host); returns the bans lifted."""
-    live = list(Ban.objects.in_force().filter(jail_name=jail_name).order_by("network"))
-    ids = [ban.pk for ban in live]
-    Ban.objects.in_force().filter(pk__in=ids).update(state=Ban.State.LIFTING, ended_by=user)
-    lifted = list(Ban.objects.filter(pk__in=ids, state=Ban.State.LIFTING, ended_by=user).order_by("network"))
-    for host in sorted({ban.host for ban in lifted}):
-        services.request_firewall_sync(host)
+def lift_jail(jail_name: str, actor: audit.Actor) -> list[Ban]:
+    """Lift every live ban of one jail (on every firewall host), with one audit entry for the jail;
+    returns the bans lifted."""
+    with transaction.atomic():
+        lifted = _lift(Ban.objects.filter(jail_name=jail_name), actor, each=False)
+        jail = Jail.objects.filter(name=jail_name).first()
+        audit.record(actor, "jail.lift_all", jail, object_type="jail", object_repr=jail_name,
+                     after={"jail": jail_name, "lifted": len(lifted), "networks": [b.network for b in lifted]})
+    return lifted
+
+
+def unban(text: str, actor: audit.Actor, *, jail: Jail | None = None, host: str = "local") -> list[Ban]:
+    """Lift the live bans of an address or network (in one jail, or all) on one host; returns them.
+    BanRefused when `text` is not an address or network."""
+    network = str(services.parse_network(text))
+    bans = Ban.objects.filter(network=network, host=host)
+    return _lift(bans.filter(jail_name=jail.name) if jail is not None else bans, actor)
+
+
+def _lift(bans: BanQuerySet, actor: audit.Actor, *, each: bool = True) -> list[Ban]:
+    """LIFTING for those of `bans` in force, an audit entry per ban (`each`), a sync per host."""
+    with transaction.atomic():
+        live = {ban.pk: ban for ban in bans.in_force().order_by("network")}
+        if not live:
+            return []
+        user = actor.user
+        Ban.objects.in_force().filter(pk__in=list(live)).update(state=Ban.State.LIFTING, ended_by=user)
+        lifted = list(Ban.objects.filter(pk__in=list(live), state=Ban.State.LIFTING, ended_by=user)
+                      .order_by("network"))
+        if each:
+            for ban in lifted:
+                audit.record(actor, "ban.lift", ban, before=audit.snapshot(live[ban.pk], BAN_AUDIT_FIELDS),
+                             after=audit.snapshot(ban, BAN_AUDIT_FIELDS))
+        for host in sorted({ban.host for ban in lifted}):
+            services.request_firewall_sync(host)
     return lifted

@@ -22,6 +22,7 @@ from bans import services
 from bans.forms import parse_bantime
 from bans.models import Ban, Failure, FirewallHost, Ignored, JailStat, ReplayRun, Tally
 from config.client import request_peers
+from jails import audit
 from jails.admin import AuditedModelAdmin
 from jails.models import Jail
 
@@ -116,11 +117,17 @@ class BanAdmin(AuditedModelAdmin[Ban]):
             return super().save_form(request, form, change)
         data = form.cleaned_data
         try:
-            return services.ban_by_hand(data["jail"], data["address"], data["bantime"], confirmed=data["confirm"],
-                                        protected=request_peers(request), user=request.user, reason=data["reason"],
+            return services.ban_by_hand(data["jail"], data["address"], data["bantime"],
+                                        actor=audit.Actor.of_request(request, via="admin"), confirmed=data["confirm"],
+                                        protected=request_peers(request), reason=data["reason"],
                                         host=settings.IPS_HOST_NAME)
         except services.BanRefused as exc:  # became refused since clean() (a new session, a new ban)
             raise PermissionDenied(str(exc)) from None
+
+    def log_addition(self, request: HttpRequest, obj: Ban, message: Any) -> Any:
+        # ban_by_hand wrote the audit entry with the ban (as the panel's and jailctl's): Django's own
+        # log only, not a second entry
+        return admin.ModelAdmin.log_addition(self, request, obj, message)
 
     def save_model(self, request: HttpRequest, obj: Ban, form: Any, change: bool) -> None:
         if change:  # the reason only: the state is the firewall worker's, and may have moved meanwhile

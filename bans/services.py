@@ -27,11 +27,15 @@ from bans import bulk, dispatch, gate, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Ignored
+from jails import audit
 from jails.models import Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
 INCREMENT_MEMORY = dt.timedelta(days=7)
+# What the audit trail keeps of a ban, whichever door changed it.
+BAN_AUDIT_FIELDS = ["network", "jail_name", "host", "state", "origin", "bantime", "started_at", "expires_at",
+                    "reason"]
 # Addresses per `IN (...)` list: under SQLite's bound-parameter limit with room for the query's others.
 
 log = logging.getLogger(__name__)
@@ -462,28 +466,19 @@ def check_manual_ban(text: str, *, protected: Sequence[str] = (), confirmed: boo
     return network
 
 
-def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, protected: Sequence[str] = (),
-                confirmed: bool = False, own_addresses: Sequence[str] | None = None, user: object | None = None,
-                reason: str = "", host: str = "local") -> Ban:
-    """A manual ban (jail None: the permanent blocklist, all ports), through the gate; BanRefused says
-    why not (ConfirmationNeeded: allowed once `confirmed`)."""
+def ban_by_hand(jail: Jail | None, text: str, bantime: int, *, actor: audit.Actor, protected: Sequence[str] = (),
+                confirmed: bool = False, own_addresses: Sequence[str] | None = None, reason: str = "",
+                host: str = "local") -> Ban:
+    """A manual ban (jail None: the permanent blocklist, all ports), through the gate, and its audit
+    entry, in one transaction; BanRefused says why not (ConfirmationNeeded: allowed once `confirmed`).
+    The panel, jailctl and Django admin all come here, so they record the same entry."""
     network = check_manual_ban(text, protected=protected, confirmed=confirmed, own_addresses=own_addresses)
     jail_name = jail.name if jail is not None else Ban.BLOCKLIST
-    if live_ban(jail_name, str(network), host) is not None:
-        raise BanRefused(f"{network} is already banned in {jail_name}")
-    ban = new_ban(jail_name, str(network), bantime if jail is not None else -1, now=now_epoch(), host=host,
-                  jail=jail, origin=Ban.Origin.USER, reason=reason, user=user)
-    request_firewall_sync(host)
-    return ban
-
-
-def unban(text: str, *, jail: Jail | None = None, user: object | None = None, host: str = "local") -> int:
-    """Lift the live bans of an address or network (in one jail, or all); returns how many."""
-    network = str(parse_network(text))
-    live = Ban.objects.in_force().filter(network=network, host=host)
-    if jail is not None:
-        live = live.filter(jail_name=jail.name)
-    count = live.update(state=Ban.State.LIFTING, ended_by=user)
-    if count:
+    with transaction.atomic():
+        if live_ban(jail_name, str(network), host) is not None:
+            raise BanRefused(f"{network} is already banned in {jail_name}")
+        ban = new_ban(jail_name, str(network), bantime if jail is not None else -1, now=now_epoch(), host=host,
+                      jail=jail, origin=Ban.Origin.USER, reason=reason, user=actor.user)
+        audit.record(actor, "ban.create", ban, after=audit.snapshot(ban, BAN_AUDIT_FIELDS))
         request_firewall_sync(host)
-    return count
+    return ban

@@ -1,8 +1,9 @@
 """The bans pages: search the bans, one ban's evidence and history, bans by hand, unbans, lifting a jail.
 
-Reading needs the viewer role; every change needs operator and is written to the audit trail in
-the same transaction. The lockout guard lives in bans.services.ban_by_hand (shared with jailctl);
-here it also gets the requesting person's own address, so nobody bans themselves out of the panel.
+Reading needs the viewer role; every change needs operator. The changes themselves, the lockout
+guard and their audit entries belong to bans.services.ban_by_hand and bans.actions (shared with
+jailctl and Django admin); here the guard also gets the requesting person's own address, so nobody
+bans themselves out of the panel.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any, overload
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -36,8 +36,6 @@ from jails.roles import Role, role_required
 
 PAGE_SIZE = 50
 HISTORY_ROWS = 50
-# What the audit trail keeps of a ban.
-BAN_FIELDS = ["network", "jail_name", "host", "state", "origin", "bantime", "started_at", "expires_at", "reason"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # A network search keeps at most this many matches and examines at most this many bans: searching
@@ -221,12 +219,10 @@ def ban_create(request: HtmxHttpRequest) -> HttpResponse:
         return render_ban_form(request, form)
     jail = form.chosen_jail
     try:
-        with transaction.atomic():
-            ban = services.ban_by_hand(jail, form.cleaned_data["address"], form.bantime_for(jail),
-                                       protected=request_peers(request), confirmed=form.cleaned_data["confirm"],
-                                       user=request.user, reason=form.cleaned_data["reason"],
-                                       host=settings.IPS_HOST_NAME)
-            audit.record(request, "ban.create", ban, after=audit.snapshot(ban, BAN_FIELDS))
+        ban = services.ban_by_hand(jail, form.cleaned_data["address"], form.bantime_for(jail),
+                                   actor=audit.Actor.of_request(request), protected=request_peers(request),
+                                   confirmed=form.cleaned_data["confirm"], reason=form.cleaned_data["reason"],
+                                   host=settings.IPS_HOST_NAME)
     except services.ConfirmationNeeded as exc:
         form.ask_confirmation(str(exc))
         return render_ban_form(request, form)
@@ -249,12 +245,7 @@ def render_ban_form(request: HtmxHttpRequest, form: BanCreateForm) -> HttpRespon
 @role_required(Role.OPERATOR)
 def ban_unban(request: HttpRequest, pk: int) -> HttpResponse:
     ban = get_object_or_404(Ban, pk=pk)
-    before = audit.snapshot(ban, BAN_FIELDS)
-    with transaction.atomic():
-        lifted = actions.lift_ban(ban, request.user)
-        if lifted:
-            ban.refresh_from_db()
-            audit.record(request, "ban.lift", ban, before=before, after=audit.snapshot(ban, BAN_FIELDS))
+    lifted = actions.lift_ban(ban, audit.Actor.of_request(request))
     if lifted:
         messages.success(request, f"Lifting the ban of {ban.network} in {ban.jail_name}.")
     else:
@@ -283,12 +274,7 @@ def ban_make_permanent(request: HttpRequest, pk: int) -> HttpResponse:
     except services.BanRefused as exc:
         messages.error(request, f"The ban of {ban.network} cannot be made permanent: {exc}.")
         return redirect("ban_detail", pk=ban.pk)
-    before = audit.snapshot(ban, BAN_FIELDS)
-    with transaction.atomic():
-        changed = actions.make_permanent(ban)
-        if changed:
-            ban.refresh_from_db()
-            audit.record(request, "ban.make_permanent", ban, before=before, after=audit.snapshot(ban, BAN_FIELDS))
+    changed = actions.make_permanent(ban, audit.Actor.of_request(request))
     if changed:
         messages.success(request, f"The ban of {ban.network} in {ban.jail_name} is now permanent.")
     else:
@@ -306,10 +292,7 @@ def jail_lift_all(request: HttpRequest, jail_name: str) -> HttpResponse:
         raise Http404(f"no jail named {jail_name!r} and no bans under that name")
     form = LiftAllForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            lifted = actions.lift_jail(jail_name, request.user)
-            audit.record(request, "jail.lift_all", jail, object_type="jail", object_repr=jail_name,
-                         after={"jail": jail_name, "lifted": len(lifted), "networks": [b.network for b in lifted]})
+        lifted = actions.lift_jail(jail_name, audit.Actor.of_request(request))
         messages.success(request, f"Lifting {len(lifted)} ban(s) of {jail_name}.")
         return redirect(f"{reverse('ban_list')}?{urlencode({'jail': jail_name})}")
     context = {"jail_name": jail_name, "count": live.count(), "sample": live.order_by("network")[:20], "form": form}

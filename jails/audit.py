@@ -1,8 +1,11 @@
 """The audit trail: every change to jails, filters, bans, ignore lists and users, from any door.
 
-Views call `record(request, ...)`; commands and tasks call `record(None, ..., via="cli")`. Call it
-inside the same transaction as the change, so there is never a change without its entry or an
-entry for a change that rolled back. Values are stored with control characters escaped (a log line
+Who made a change travels as an `Actor` (`Actor.of_request(request)`, `Actor.command()` for a
+management command, `Actor.system()`); a service that owns a change (bans.services.ban_by_hand,
+bans.actions) takes one and writes the entry itself, so every door records the same thing.
+Views not yet moved behind a service call `record(request, ...)`; commands call `record(None, ...,
+via="cli")`. Always inside the same transaction as the change, so there is never a change without
+its entry or an entry for a change that rolled back. Values are stored with control characters escaped (a log line
 or a user name an attacker wrote cannot paint the audit page or a terminal).
 """
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import models
 from django.http import HttpRequest
 
@@ -51,8 +56,33 @@ def snapshot(instance: models.Model, fields: Iterable[str] | None = None) -> dic
     return {name: clean(getattr(instance, name)) for name in names}
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and through which door: what its audit entry says about them."""
+
+    user: User | None = None
+    username: str = ""
+    address: str | None = None  # the client's address, for changes made over HTTP
+    via: str = "cli"  # panel, admin, cli, system
+
+    @classmethod
+    def of_request(cls, request: HttpRequest, via: str = "panel") -> Actor:
+        user = request.user if request.user.is_authenticated else None
+        return cls(user=user, username=user.get_username() if user is not None else "",
+                   address=client_address(request) or None, via=via)
+
+    @classmethod
+    def command(cls) -> Actor:
+        """A management command, named by the login that runs it."""
+        return cls(username=command_user(), via="cli")
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(via="system")
+
+
 def record(
-    request: HttpRequest | None,
+    request: HttpRequest | Actor | None,
     action: str,
     obj: models.Model | None = None,
     *,
@@ -63,13 +93,18 @@ def record(
     via: str = "",
     username: str = "",
 ) -> AuditEntry:
-    """Write one audit entry. With a request, who and from where come from it."""
-    user = request.user if request is not None and request.user.is_authenticated else None
+    """Write one audit entry. With a request or an Actor, who and from where come from it."""
+    if isinstance(request, Actor):
+        actor = request
+    elif request is not None:
+        actor = Actor.of_request(request)
+    else:
+        actor = Actor(username=username)
     return AuditEntry.objects.create(
-        user=user,
-        username=escape_controls(user.get_username() if user is not None else username),
-        address=client_address(request) or None if request is not None else None,
-        via=via or ("panel" if request is not None else "cli"),
+        user=actor.user,
+        username=escape_controls(actor.username or username),
+        address=actor.address,
+        via=via or actor.via,
         action=action,
         object_type=object_type or (str(obj._meta.model_name) if obj is not None else ""),
         object_id=str(obj.pk) if obj is not None else "",

@@ -20,6 +20,7 @@ from bans.firewall import FirewallError
 from bans.models import Ban
 from bans.recording import RecordingBackend
 from bans.services import new_ban
+from jails import audit
 from jails.models import Jail
 from tests.bans.builders import make_jail
 
@@ -99,7 +100,7 @@ def test_lifting_the_wider_ban_puts_the_covered_ones_back_in_the_same_batch(sshd
     sync.apply_pending("local", backend)
     inside = ban(sshd, "203.0.113.9/32")
     sync.apply_pending("local", backend)
-    actions.lift_ban(wide, None)
+    actions.lift_ban(wide, audit.Actor.system())
     report = sync.apply_pending("local", backend)
     assert report.lifted == [wide.pk] and report.applied == [inside.pk]
     [(_, (add, remove))] = [call for call in backend.calls if call[0] == "apply"][-1:]
@@ -164,7 +165,7 @@ def test_one_bad_element_never_fails_the_others(sshd: Jail, entries_known: bool)
     backend = Picky(bad, entries_known)
     good_lift = ban(sshd, "192.0.0.9/32")
     sync.apply_pending("local", backend)
-    actions.lift_ban(good_lift, None)
+    actions.lift_ban(good_lift, audit.Actor.system())
     bans = [ban(sshd, f"203.0.113.{n}/32") for n in range(1, 11)] + [ban(sshd, "198.51.100.3/32")]
     report = sync.apply_pending("local", backend)
     failed = {b.network for b in Ban.objects.filter(state=Ban.State.FAILED)}
@@ -231,7 +232,7 @@ def test_in_a_real_kernel_a_wide_ban_never_poisons_its_set(sshd: Jail, pair) -> 
         assert states(*later) == [Ban.State.COVERED, Ban.State.COVERED, Ban.State.ACTIVE]
         assert {str(n) for n in backend.snapshot()["sshd"]} == {"10.201.0.0/24", "198.51.100.1/32"}
         assert attacker.call(op="probe", host=SERVER_V4, port=22, timeout=0.5) == "timeout"
-        actions.lift_ban(wide, None)
+        actions.lift_ban(wide, audit.Actor.system())
         report = sync.apply_pending("local", backend)  # out goes the /24, in the same batch its covered bans
         assert sorted(report.applied) == sorted(b.pk for b in later[:2])
         assert {str(n) for n in backend.snapshot()["sshd"]} == {f"{ATTACKER_V4}/32", "10.201.0.77/32",
@@ -279,7 +280,7 @@ def test_a_ban_lifted_while_it_was_being_absorbed_stays_lifted(sshd: Jail) -> No
     narrow = ban(sshd, "203.0.113.9/32")
     sync.apply_pending("local", backend)
     wide = ban(sshd, "203.0.113.0/24")
-    actions.lift_ban(narrow, None)  # between the worker's arrangement and its verdict
+    actions.lift_ban(narrow, audit.Actor.system())  # between the worker's arrangement and its verdict
     overlaps.mark_covered({narrow.pk: wide.pk})
     assert states(narrow) == [Ban.State.LIFTING]
 

@@ -18,6 +18,7 @@ from bans.firewall import FirewallError
 from bans.models import Ban, FirewallHost
 from bans.recording import RecordingBackend
 from bans.services import new_ban
+from jails import audit
 from jails.models import Jail
 from tests.bans.builders import make_jail
 from tests.clients import client_for
@@ -197,6 +198,6 @@ def test_an_element_of_a_ban_waiting_to_be_made_permanent_is_no_stray(sshd: Jail
     from bans import actions
 
     [banned] = active(sshd, 1, backend)
-    actions.make_permanent(banned)  # PENDING again; the kernel keeps the timed element meanwhile
+    actions.make_permanent(banned, audit.Actor.system())  # PENDING again; the kernel keeps the timed element meanwhile
     report = sync.watch("local", backend, None)
     assert report.strays == 0 and kernel(backend) == {"203.0.113.1/32"}

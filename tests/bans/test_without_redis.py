@@ -21,6 +21,7 @@ from django.utils import timezone
 from bans import services
 from bans.models import Ban
 from config.celery import app
+from jails import audit
 from tests.bans.builders import make_jail
 from tests.bans.netns import PYTHON, ROOT, NamespacePair, RemoteFirewall
 
@@ -74,7 +75,7 @@ def test_a_ban_from_the_panel_or_a_jail_commits_and_never_hangs(mute: MuteRedis,
     services.UNDELIVERED.clear()
     jail = make_jail("sshd")
     started = time.monotonic()
-    ban = services.ban_by_hand(jail, "203.0.113.9", 600, own_addresses=["192.0.2.1"])
+    ban = services.ban_by_hand(jail, "203.0.113.9", 600, actor=audit.Actor.command(), own_addresses=["192.0.2.1"])
     took = time.monotonic() - started
     assert took < GIVES_UP_WITHIN, f"asking the firewall worker took {took:.1f} s"
     assert Ban.objects.get(pk=ban.pk).state == Ban.State.PENDING and "local" in services.UNDELIVERED

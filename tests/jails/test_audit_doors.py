@@ -10,10 +10,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 
 from bans.models import Ban
 from jails.admin import AuditedModelAdmin
 from jails.models import AuditEntry, Filter, Jail
+from tests.clients import client_for
 from tests.jails.builders import minimal_tree
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
@@ -113,9 +115,29 @@ def test_jailctl_ban_and_unban_are_audited_as_cli() -> None:
     call_command("jailctl", "unban", "sshd", "203.0.113.9", stdout=StringIO())
     created = AuditEntry.objects.get(action="ban.create")
     assert created.via == "cli" and created.address is None
-    assert created.object_id == str(Ban.objects.get().pk) and created.after["network"] == "203.0.113.9/32"
+    ban = Ban.objects.get()
+    assert created.object_id == str(ban.pk) and created.after["network"] == "203.0.113.9/32"
+    # as the panel's unban: one entry per ban lifted, on the ban's own page, with its state before and after
     lifted = AuditEntry.objects.get(action="ban.lift")
-    assert lifted.via == "cli" and lifted.after == {"address": "203.0.113.9", "jail": "sshd", "lifted": 1}
+    assert (lifted.via, lifted.object_type, lifted.object_id) == ("cli", "ban", str(ban.pk))
+    assert (lifted.before["state"], lifted.after["state"]) == ("pending", "lifting")
+
+
+def test_every_door_records_the_same_ban_entry(admin_client: Client) -> None:
+    """The panel's form, jailctl and Django admin all ban through bans.services.ban_by_hand, which
+    writes the entry: the same fields, only who and the door differ."""
+    make_jail("sshd")
+    operator = client_for("operator")
+    assert operator.post(reverse("ban_create"), {"address": "203.0.113.1", "jail": "sshd", "duration": "1h"}
+                         ).status_code == 302
+    call_command("jailctl", "ban", "sshd", "203.0.113.2", stdout=StringIO())
+    assert admin_client.post("/admin/bans/ban/add/", {"address": "203.0.113.3", "target": "sshd"}).status_code == 302
+    entries = {entry.via: entry for entry in AuditEntry.objects.filter(action="ban.create")}
+    assert set(entries) == {"panel", "cli", "admin"}  # one each: admin's own log adds no second entry
+    assert len({tuple(sorted(entry.after)) for entry in entries.values()}) == 1
+    for via, entry in entries.items():
+        ban = Ban.objects.get(pk=entry.object_id)
+        assert entry.after["network"] == ban.network and entry.object_type == "ban", via
 
 
 def test_a_refused_jailctl_ban_leaves_no_entry() -> None:

@@ -15,9 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 
-from bans import services, sync, tasks
+from bans import actions, services, sync, tasks
 from bans.firewall import FirewallError
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
@@ -90,11 +89,9 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         services.UNDELIVERED.clear()
         try:
-            with transaction.atomic():
-                ban = services.ban_by_hand(jail, options["address"], bantime, confirmed=options["force"],
-                                           reason=options["reason"], host=settings.IPS_HOST_NAME)
-                audit.record(None, "ban.create", ban, after=audit.snapshot(ban), via="cli",
-                             username=audit.command_user())
+            ban = services.ban_by_hand(jail, options["address"], bantime, actor=audit.Actor.command(),
+                                       confirmed=options["force"], reason=options["reason"],
+                                       host=settings.IPS_HOST_NAME)
         except services.ConfirmationNeeded as exc:
             raise CommandError(f"{exc}: add --force") from None
         except services.BanRefused as exc:
@@ -113,12 +110,7 @@ class Command(BaseCommand):
         jail = find_jail(rest[0]) if len(rest) == 2 else None
         services.UNDELIVERED.clear()
         try:
-            with transaction.atomic():
-                count = services.unban(rest[-1], jail=jail, host=settings.IPS_HOST_NAME)
-                if count:
-                    audit.record(None, "ban.lift", object_type="ban", object_repr=rest[-1], via="cli",
-                                 username=audit.command_user(),
-                                 after={"address": rest[-1], "jail": jail.name if jail else "(all)", "lifted": count})
+            count = len(actions.unban(rest[-1], audit.Actor.command(), jail=jail, host=settings.IPS_HOST_NAME))
         except services.BanRefused as exc:
             raise CommandError(str(exc)) from None
         if not count:
