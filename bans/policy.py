@@ -1,6 +1,7 @@
 """The ban decision policy: when an address is banned, for how long, and who never is.
 
-Plain Python over plain data (no Django, no database, no clock: the caller passes ``now``), so the
+Plain Python over plain data (no Django, no database, no clock: the caller passes ``now``; no I/O:
+this host's addresses come from bans.hostaddrs as a list), so the
 watchers, the scheduled tasks and the tests share one set of rules, and the caller keeps the state
 (a `Tally` per jail and address) wherever it likes.
 
@@ -12,18 +13,15 @@ and where we differ on purpose:
   `time_in_operation`;
 - ban time with ``bantime.increment``: `next_bantime` (its formula: jails.engine.formula), `earlier_ban_count`;
 - repeat offenders over the ban history: `recidive_offenders`;
-- addresses never banned: `ignore_reason`, `host_addresses`.
+- addresses never banned: `ignore_reason` (this host's own addresses are read by bans.hostaddrs).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import math
 import random as _random
-import socket
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
@@ -38,8 +36,6 @@ __all__ = [
     "add_failure",
     "canonical_network",
     "earlier_ban_count",
-    "host_addresses",
-    "host_networks",
     "ignore_reason",
     "is_stale",
     "next_bantime",
@@ -322,7 +318,7 @@ class IgnoreList:
                  resolve: Callable[[str], list[str]] | None) -> None:
         self.entries = [entry.strip() for entry in ignoreip if entry.strip()]
         self.networks = [(entry, _network_of(entry)) for entry in self.entries]
-        self.own = _parsed_addresses(own_addresses)
+        self.own = parsed_addresses(own_addresses)
         self.resolve = resolve
 
     def reason(self, address: str) -> str | None:
@@ -354,7 +350,7 @@ def _ignore_entry_match(entry: str, ip: IPAddress, resolve: Callable[[str], list
         found = resolve(entry)
     except (OSError, UnicodeError, ValueError):  # socket.gaierror is an OSError
         return None
-    return f"{entry} ({ip})" if ip in _parsed_addresses(found) else None
+    return f"{entry} ({ip})" if ip in parsed_addresses(found) else None
 
 
 def ignore_entry_network(entry: str) -> IPNetwork | None:
@@ -432,7 +428,8 @@ def _canonical_text(address: str) -> str:
         return address
 
 
-def _parsed_addresses(addresses: Iterable[str]) -> set[IPAddress]:
+def parsed_addresses(addresses: Iterable[str]) -> set[IPAddress]:
+    """The addresses that parse (canonical: IPv4-mapped as IPv4, no zone); the others are left out."""
     parsed: set[IPAddress] = set()
     for address in addresses:
         try:
@@ -440,115 +437,3 @@ def _parsed_addresses(addresses: Iterable[str]) -> set[IPAddress]:
         except ValueError:
             continue
     return parsed
-
-
-def host_addresses() -> list[str]:
-    """This host's own addresses, from every source available; never raises.
-
-    fail2ban's ignoreself takes the addresses of ``localhost``, the host name and the fully
-    qualified name; we add the addresses on the interfaces (``ip -j addr``, else /proc), so an
-    address the resolver does not know about is still ours.
-    """
-    found = set(_addresses_of_names())
-    from_ip = _addresses_from_ip_json(_command_output(["ip", "-j", "addr"]))
-    if from_ip:
-        found.update(from_ip)
-    else:
-        found.update(_addresses_from_if_inet6(_file_text("/proc/net/if_inet6")))
-        found.update(_addresses_from_fib_trie(_file_text("/proc/net/fib_trie")))
-    ips = _parsed_addresses(found)
-    return [str(ip) for ip in sorted(ips, key=lambda ip: (ip.version, int(ip)))]
-
-
-def host_networks() -> list[str]:
-    """The networks on this host's interfaces (``ip -j addr``: address/prefix, as CIDR); never raises.
-
-    A manual ban inside one of them asks for confirmation: it most likely holds the admin's own
-    machines. Empty when ``ip`` is missing (the addresses themselves are still protected)."""
-    networks: set[str] = set()
-    for address, prefix in _interface_addresses(_command_output(["ip", "-j", "addr"])):
-        try:
-            networks.add(str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)))
-        except ValueError:
-            continue
-    return sorted(networks)
-
-
-def _addresses_of_names() -> list[str]:
-    names = {"localhost"}
-    try:
-        names.update({socket.gethostname(), socket.getfqdn()})
-    except (OSError, UnicodeError):
-        pass
-    addresses: list[str] = []
-    for name in sorted(name for name in names if name):
-        try:
-            infos = socket.getaddrinfo(name, None)
-        except (OSError, UnicodeError):
-            continue
-        addresses.extend(str(info[4][0]) for info in infos if info[4])
-    return addresses
-
-
-def _command_output(argv: list[str]) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
-
-
-def _file_text(path: str) -> str:
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return ""
-
-
-def _addresses_from_ip_json(text: str) -> list[str]:
-    """The ``local`` addresses in ``ip -j addr`` output; [] for anything unreadable."""
-    return [address for address, _ in _interface_addresses(text)]
-
-
-def _interface_addresses(text: str) -> list[tuple[str, int]]:
-    """(``local``, ``prefixlen``) of each address in ``ip -j addr`` output; [] for anything unreadable."""
-    try:
-        links = json.loads(text) if text.strip() else []
-    except ValueError:
-        return []
-    found: list[tuple[str, int]] = []
-    for link in links if isinstance(links, list) else []:
-        infos = link.get("addr_info") if isinstance(link, dict) else None
-        for info in infos if isinstance(infos, list) else []:
-            local = info.get("local") if isinstance(info, dict) else None
-            prefix = info.get("prefixlen") if isinstance(info, dict) else None
-            if isinstance(local, str):
-                found.append((local, prefix if isinstance(prefix, int) else (32 if ":" not in local else 128)))
-    return found
-
-
-def _addresses_from_if_inet6(text: str) -> list[str]:
-    """IPv6 addresses in /proc/net/if_inet6: 32 hex digits, then index, prefix, scope, flags, name."""
-    addresses: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and len(fields[0]) == 32:
-            try:
-                addresses.append(str(ipaddress.IPv6Address(int(fields[0], 16))))
-            except ValueError:
-                continue
-    return addresses
-
-
-def _addresses_from_fib_trie(text: str) -> list[str]:
-    """IPv4 addresses of this host in /proc/net/fib_trie: leaves followed by ``/32 host LOCAL``."""
-    addresses: list[str] = []
-    leaf = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|-- "):
-            leaf = stripped[4:]
-        elif leaf and stripped.split() == ["/32", "host", "LOCAL"]:
-            addresses.append(leaf)
-    return addresses

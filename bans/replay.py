@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from bans import policy, services
+from bans import hostaddrs, policy, services
 from bans.models import Ban, ReplayRun
 from jails import services as jail_services
 from jails.engine.errors import EngineError
@@ -381,7 +381,7 @@ def finish(run: ReplayRun, own_addresses: Sequence[str] | None, clock: Callable[
     progress.flush()
     found.sort(key=lambda item: item.time)  # several files: one timeline
     simulation = simulation_for(jail, parameters,
-                                policy.host_addresses() if own_addresses is None else own_addresses)
+                                hostaddrs.addresses() if own_addresses is None else own_addresses)
     for item in found:
         simulation.feed(item.host, item.time, item.lines)
     results = grouped_results(simulation.bans)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
-from bans import policy, services
+from bans import hostaddrs, policy, services
 from bans.models import Ban, Failure, Ignored, JailStat, Tally
 from jails.models import Jail
 from jails.sessions import forget_dead_sessions
@@ -76,7 +76,7 @@ class OwnAddresses:
     """This host's addresses, read (a subprocess) only once an offender is found."""
 
     given: Sequence[str] | None
-    lookup: Callable[[], list[str]] = policy.host_addresses
+    lookup: Callable[[], list[str]] = hostaddrs.addresses
     _found: list[str] | None = field(default=None, init=False)
 
     def get(self) -> Sequence[str]:

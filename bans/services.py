@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from bans import bulk, dispatch, gate, policy
+from bans import bulk, dispatch, gate, hostaddrs, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Ignored
@@ -436,7 +436,7 @@ def current_gate(*, own_addresses: Sequence[str] | None = None, jails: Iterable[
 
     chosen = Jail.objects.only("name", "ignoreip") if jails is None else jails
     return gate.Gate.build(
-        host_addresses=policy.host_addresses() if own_addresses is None else own_addresses,
+        host_addresses=hostaddrs.addresses() if own_addresses is None else own_addresses,
         host_networks=host_networks or (),
         sessions=live_session_addresses(),
         proxies=settings.IPS_TRUSTED_PROXIES,
@@ -461,7 +461,7 @@ def check_manual_ban(text: str, *, protected: Sequence[str] = (), confirmed: boo
     network = parse_network(text)
     peers = [parse_address(peer) for peer in protected]
     extra = [gate.Shield(ipaddress.ip_network(peer), "your own address") for peer in peers if peer is not None]
-    current_gate(own_addresses=own_addresses, host_networks=policy.host_networks()).check_manual(
+    current_gate(own_addresses=own_addresses, host_networks=hostaddrs.networks()).check_manual(
         network, confirmed=confirmed, extra=extra)
     return network
 

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import socket
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from bans import bulk, overlaps, policy, services, status
+from bans import bulk, hostaddrs, overlaps, services, status
 from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
 from bans.models import Ban
 from jails.models import Jail
@@ -99,20 +98,6 @@ def claim(host: str, now: dt.datetime, report: SyncReport) -> list[Ban]:
     return claimed
 
 
-# This host's addresses, read at most every HOST_ADDRESSES_TTL seconds by a firewall worker (`ip -j
-# addr` is a subprocess; a sync runs for every batch), as the log followers read them once per resync.
-HOST_ADDRESSES_TTL = 5.0
-_host_addresses: tuple[float, list[str]] | None = None
-
-
-def recent_host_addresses() -> list[str]:
-    global _host_addresses
-    now = time.monotonic()
-    if _host_addresses is None or now - _host_addresses[0] > HOST_ADDRESSES_TTL:
-        _host_addresses = (now, policy.host_addresses())
-    return _host_addresses[1]
-
-
 def refuse_guarded(waiting: list[Ban], now: dt.datetime, report: SyncReport) -> list[Ban]:
     """The last line of the lockout gate, before a ban is claimed: one that must never be applied
     (written past the services somehow, or an address that became protected since: a new panel
@@ -120,7 +105,7 @@ def refuse_guarded(waiting: list[Ban], now: dt.datetime, report: SyncReport) -> 
     Returns the others."""
     if not waiting:
         return waiting
-    guard = services.current_gate(own_addresses=recent_host_addresses())
+    guard = services.current_gate(own_addresses=hostaddrs.addresses())
     allowed: list[Ban] = []
     for ban in waiting:
         scope = None if ban.jail_id is None or ban.origin == Ban.Origin.USER else [ban.jail_name]

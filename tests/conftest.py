@@ -50,13 +50,15 @@ HOST_NETWORK = "192.0.2.0/24"
 
 
 @pytest.fixture
-def this_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bans.policy's view of this host without running `ip -j addr`: HOST_ADDRESS in HOST_NETWORK."""
-    from bans import policy, sync
+def this_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This host as bans.hostaddrs reads it, without running `ip -j addr`: HOST_ADDRESS in HOST_NETWORK."""
+    from bans import hostaddrs
 
-    monkeypatch.setattr(policy, "host_addresses", lambda: [HOST_ADDRESS, "127.0.0.1", "::1"])
-    monkeypatch.setattr(policy, "host_networks", lambda: [HOST_NETWORK])
-    monkeypatch.setattr(sync, "_host_addresses", None)  # the firewall worker's cache of them
+    monkeypatch.setattr(hostaddrs, "read_addresses", lambda: [HOST_ADDRESS, "127.0.0.1", "::1"])
+    monkeypatch.setattr(hostaddrs, "read_networks", lambda: [HOST_NETWORK])
+    hostaddrs.forget()  # what an earlier test read
+    yield
+    hostaddrs.forget()  # not these for the next test
 
 
 @pytest.fixture

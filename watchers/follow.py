@@ -59,7 +59,7 @@ from django import db
 from django.conf import settings
 from django.db.models import Count, Max
 
-from bans import policy
+from bans import hostaddrs
 from jails.models import Jail
 from watchers import inotify, journal, services
 from watchers.models import LogSource
@@ -345,7 +345,6 @@ class Follower:
     quiet: dict[int, tuple[tuple[int, int, int, int], float]] = field(default_factory=dict)
     full_resync_seconds: float = FULL_RESYNC_SECONDS
     own_addresses: list[str] = field(default_factory=list)
-    next_addresses: float = 0.0
     jails_seen: tuple[int, Any] | None = None  # jails_stamp() at the last full resync
     next_resync: float = 0.0
     next_full_resync: float = 0.0
@@ -613,9 +612,8 @@ class Follower:
         re-read, or FULL_RESYNC_SECONDS have passed; an idle follower then costs one query."""
         now = time.monotonic()
         self.next_resync = now + self.resync_seconds
-        if now >= self.next_addresses:  # for every read until the next time, not once per read
-            self.own_addresses = policy.host_addresses()
-            self.next_addresses = now + ADDRESSES_SECONDS
+        # for every read until the next resync, not once per read; read afresh at most this often
+        self.own_addresses = hostaddrs.addresses(max_age=ADDRESSES_SECONDS)
         stamp = jails_stamp()  # before the jails are read: an edit made meanwhile shows next time
         if changed_only and stamp == self.jails_seen and now < self.next_full_resync:
             return set()

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bans import policy
+from bans import hostaddrs
 from bans.services import Decision, Observed, record_failures
 from jails import services as jail_services
 from jails.engine.errors import EngineError, RegexTimeout
@@ -242,7 +242,7 @@ def act_on(source: LogSource, result: ReadResult, matched: Matched, now: float,
     catching_up = first_read or backlog or result.more
     decision = record_failures(source.jail, matched.observed, now=now, catching_up=catching_up,
                                host=settings.IPS_HOST_NAME,
-                               own_addresses=own_addresses if own_addresses is not None else policy.host_addresses())
+                               own_addresses=own_addresses if own_addresses is not None else hostaddrs.addresses())
     skipped = {"long": result.long_lines, "encoding": result.replaced_lines, "timeout": matched.timed_out,
                "dns": matched.unresolved, **decision.skipped_by}
     note_skips(source, skipped, matched, now)
@@ -277,7 +277,7 @@ def read_journal_source(source: LogSource, now: float, own_addresses: list[str] 
     resolve_names(jail, matched)
     entries = result.entries if matched.stopped_at is None else result.entries[:matched.stopped_at]
     decision = record_failures(jail, matched.observed, now=now, catching_up=True, host=settings.IPS_HOST_NAME,
-                               own_addresses=own_addresses if own_addresses is not None else policy.host_addresses())
+                               own_addresses=own_addresses if own_addresses is not None else hostaddrs.addresses())
     skipped = {"timeout": matched.timed_out, "dns": matched.unresolved, **decision.skipped_by}
     note_skips(source, skipped, matched, now)
     if matched.stopped_at is None:

@@ -9,7 +9,6 @@ script outside the repository, not worked out by hand.
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -22,7 +21,6 @@ from bans.policy import (
     Tally,
     add_failure,
     earlier_ban_count,
-    host_addresses,
     ignore_reason,
     is_stale,
     next_bantime,
@@ -556,86 +554,3 @@ def test_it_names_ignoreip_first_then_the_host_then_loopback() -> None:
 def test_it_refuses_something_that_is_not_an_address() -> None:
     with pytest.raises(ValueError):
         reason("gw.example.org")
-
-
-# -- this host's addresses ----------------------------------------------------------------------
-
-IP_JSON = """[{"ifindex":1,"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8},
-{"family":"inet6","local":"::1","prefixlen":128}]},{"ifindex":2,"ifname":"eth0","addr_info":[
-{"family":"inet","local":"192.0.2.2","prefixlen":24},{"family":"inet6","local":"fe80::fc:ff:fe00:1"}]},
-{"ifindex":3,"ifname":"down0","addr_info":[]},{"ifindex":4}]"""
-
-IF_INET6 = """00000000000000000000000000000001 01 80 10 80       lo
-fd000000000000000000000000000002 04 40 00 82     eth0
-"""
-
-FIB_TRIE = """Main:
-  +-- 0.0.0.0/0 3 0 5
-     +-- 127.0.0.0/8 2 0 2
-        +-- 127.0.0.0/31 1 0 0
-           |-- 127.0.0.0
-              /8 host LOCAL
-           |-- 127.0.0.1
-              /32 host LOCAL
-        |-- 127.255.255.255
-           /32 link BROADCAST
-     +-- 192.0.2.0/24 2 0 2
-           |-- 192.0.2.0
-              /24 link UNICAST
-           |-- 192.0.2.2
-              /32 host LOCAL
-"""
-
-
-def test_it_reads_addresses_from_ip_json() -> None:
-    assert policy._addresses_from_ip_json(IP_JSON) == ["127.0.0.1", "::1", "192.0.2.2", "fe80::fc:ff:fe00:1"]
-    assert policy._addresses_from_ip_json("") == []
-    assert policy._addresses_from_ip_json("not json") == []
-    assert policy._addresses_from_ip_json('{"a": 1}') == []
-    assert policy._addresses_from_ip_json('[1, {"addr_info": [2, {"local": 3}]}]') == []
-
-
-def test_it_reads_addresses_from_proc() -> None:
-    assert policy._addresses_from_if_inet6(IF_INET6) == ["::1", "fd00::2"]
-    assert policy._addresses_from_if_inet6("short line\n") == []
-    assert policy._addresses_from_fib_trie(FIB_TRIE) == ["127.0.0.1", "192.0.2.2"]
-
-
-def test_it_lists_host_addresses_from_names_and_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "_addresses_of_names", lambda: ["127.0.0.1", "::ffff:198.51.100.4"])
-    monkeypatch.setattr(policy, "_command_output", lambda argv: IP_JSON)
-    assert host_addresses() == ["127.0.0.1", "192.0.2.2", "198.51.100.4", "::1", "fe80::fc:ff:fe00:1"]
-
-
-def test_it_falls_back_to_proc_without_the_ip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_ip(*args, **kwargs):
-        raise FileNotFoundError("ip")
-
-    files = {"/proc/net/if_inet6": IF_INET6, "/proc/net/fib_trie": FIB_TRIE}
-    monkeypatch.setattr(policy, "_addresses_of_names", lambda: [])
-    monkeypatch.setattr(subprocess, "run", no_ip)
-    monkeypatch.setattr(policy, "_file_text", lambda path: files[path])
-    assert host_addresses() == ["127.0.0.1", "192.0.2.2", "::1", "fd00::2"]
-
-
-def test_it_lists_no_host_address_rather_than_raising(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*args, **kwargs):
-        raise OSError("unavailable")
-
-    monkeypatch.setattr(socket, "gethostname", fail)
-    monkeypatch.setattr(socket, "getaddrinfo", fail)
-    monkeypatch.setattr(subprocess, "run", fail)
-    monkeypatch.setattr("builtins.open", fail)
-    assert host_addresses() == []
-
-
-def test_it_times_out_a_hanging_ip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    def hang(argv, **kwargs):
-        raise subprocess.TimeoutExpired(argv, kwargs.get("timeout", 0))
-
-    monkeypatch.setattr(subprocess, "run", hang)
-    assert policy._command_output(["ip", "-j", "addr"]) == ""
-
-
-def test_it_finds_the_real_hosts_loopback() -> None:
-    assert "127.0.0.1" in host_addresses()  # from the resolver or the interfaces: both exist here

@@ -60,7 +60,8 @@ def test_the_replay_runs_through_the_task_when_celery_runs_tasks_eagerly(
     from config.celery import app
 
     monkeypatch.setattr(app.conf, "task_always_eager", True)
-    monkeypatch.setattr(replay.policy, "host_addresses", lambda: [])
+    monkeypatch.setattr(replay.hostaddrs, "read_addresses", lambda: [])
+    replay.hostaddrs.forget()
     with django_capture_on_commit_callbacks(execute=True):
         operator.post(reverse("replay_start"), {"jail": jail.pk})
 

@@ -45,7 +45,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from bans import policy
+from bans import hostaddrs
 from bans.models import Ban, Failure, Ignored, Tally
 from bans.services import network_of
 from jails.models import Jail
@@ -184,7 +184,7 @@ def import_seed(tmp_path: Path, logs: Path) -> None:
         jail.ignoreip = [*jail.ignoreip, IGNORED]
         jail.full_clean()
         jail.save()
-    assert ATTACKER_V4 not in policy.host_addresses()  # ignoreself must not protect the attacker
+    assert ATTACKER_V4 not in hostaddrs.read_addresses()  # ignoreself must not protect the attacker
 
 
 # Who reads the logs: "beat" (read_all_sources every 2 s) or "follow" (the followers), as in test_faults.py.
