@@ -15,7 +15,7 @@ from django.db import transaction
 from bans import services
 from bans.models import Ban, BanQuerySet
 from bans.services import BAN_AUDIT_FIELDS
-from jails import audit
+from jails.access import audit
 from jails.models import Jail
 
 

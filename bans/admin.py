@@ -21,8 +21,8 @@ from django.utils.html import format_html
 from bans import services
 from bans.forms import parse_bantime
 from bans.models import Ban, Failure, FirewallHost, Ignored, JailStat, ReplayRun, Tally
-from config.client import request_peers
-from jails import audit
+from jails.access import audit
+from jails.access.client import request_peers
 from jails.admin import AuditedModelAdmin
 from jails.models import Jail
 

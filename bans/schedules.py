@@ -19,8 +19,8 @@ from django.db.models import Max, Q
 
 from bans import hostaddrs, policy, services
 from bans.models import Ban, Failure, Ignored, JailStat, Tally
+from jails.access.sessions import forget_dead_sessions
 from jails.models import Jail
-from jails.sessions import forget_dead_sessions
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def cleanup_history(*, now: float) -> dict[str, int]:
       decisions still read (bantime.increment's memory, the recidive jail's findtime);
     - Ignored rows older than 30 days;
     - Tally rows whose last failure is findtime old or older, which add_failure would forget anyway;
-    - the addresses of panel sessions that ended without a logout (jails.sessions).
+    - the addresses of panel sessions that ended without a logout (jails.access.sessions).
     """
     moment = services.aware(now)
     cutoff = moment - dt.timedelta(days=history_days())

@@ -27,7 +27,7 @@ from bans import bulk, dispatch, gate, hostaddrs, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Ignored
-from jails import audit
+from jails.access import audit
 from jails.models import Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
@@ -385,7 +385,7 @@ def build_ban(jail_name: str, network: str, bantime: int, *, now: float, host: s
 
 
 # Hosts whose firewall worker could not be asked by this process (Redis down): jailctl, a command
-# that must not leave its change waiting, applies it itself then (bans.management.commands.jailctl).
+# that must not leave its change waiting, applies it itself then (watchers.management.commands.jailctl).
 UNDELIVERED: set[str] = set()
 BROKER_ERRORS = (KombuOperationalError, OSError)
 
@@ -432,7 +432,7 @@ def current_gate(*, own_addresses: Sequence[str] | None = None, jails: Iterable[
                  host_networks: Sequence[str] | None = None) -> gate.Gate:
     """The gate as things stand now: this host's addresses (looked up unless given), the live panel
     sessions, the trusted proxies, and the ignoreip of `jails` (None: every jail)."""
-    from jails.sessions import live_session_addresses  # jails.sessions imports the auth machinery
+    from jails.access.sessions import live_session_addresses  # jails.access.sessions imports the auth machinery
 
     chosen = Jail.objects.only("name", "ignoreip") if jails is None else jails
     return gate.Gate.build(

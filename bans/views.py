@@ -22,9 +22,9 @@ from django.views.decorators.http import require_GET
 
 from bans import schedules
 from bans.models import Ban, Failure, JailStat
+from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import Jail
-from jails.roles import Role, role_required
 
 TOP_ROWS = 10
 LATEST_BANS = 10

@@ -28,11 +28,11 @@ from django_htmx.http import HttpResponseClientRedirect
 from bans import actions, services
 from bans.forms import BanCreateForm, BanSearchForm, LiftAllForm
 from bans.models import Ban, Failure
-from config.client import client_address, request_peers
-from jails import audit
+from jails.access import audit
+from jails.access.client import client_address, request_peers
+from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import AuditEntry, Jail
-from jails.roles import Role, role_required
 
 PAGE_SIZE = 50
 HISTORY_ROWS = 50

@@ -11,10 +11,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from bans import tasks
 from bans.forms import ReplayForm
 from bans.models import ReplayRun
-from jails import audit
+from jails.access import audit
+from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import Jail
-from jails.roles import Role, role_required
 
 RECENT_RUNS = 20
 

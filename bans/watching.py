@@ -9,7 +9,7 @@ with a timer of its own event loop (`FirewallWatch`, a worker bootstep):
   the watch inline. The loop runs one thing at a time, so the watch never overlaps a task, which
   bans.sync.watch requires (bans being applied are then its own or a dead worker's), and a long
   task delays the next watch instead of piling them up. The loop also listens to the kernel's
-  nftables change notices (bans.netlink.RulesetChanges): a change is looked at CHANGE_DELAY after
+  nftables change notices (bans.firewall.netlink.RulesetChanges): a change is looked at CHANGE_DELAY after
   its notice, and the clock runs at WATCH_SECONDS only while bans wait on time (COVERED behind a
   wider ban, APPLYING) or after a task; otherwise an idle worker looks every QUIET_WATCH_SECONDS.
   Without notices (no nf_tables, IPS_FIREWALL=off), every WATCH_SECONDS;
@@ -49,8 +49,8 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-from bans import netlink
 from bans.dispatch import firewall_queue
+from bans.firewall import netlink
 
 log = logging.getLogger(__name__)
 

@@ -74,8 +74,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    # the address of every live session, which no ban may cover (jails/sessions.py)
-    "jails.sessions.SessionAddressMiddleware",
+    # the address of every live session, which no ban may cover (jails/access/sessions.py)
+    "jails.access.sessions.SessionAddressMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -115,9 +115,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Django's ModelBackend with the login throttle (jails/logins.py): it covers the panel's login page
+# Django's ModelBackend with the login throttle (jails/access/logins.py): it covers the panel's login page
 # and Django admin's alike.
-AUTHENTICATION_BACKENDS = ["jails.logins.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["jails.access.logins.ThrottledModelBackend"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
@@ -214,7 +214,7 @@ IPS_LIVE_READ_BUDGET_SECONDS = env_int("IPS_LIVE_READ_BUDGET_MS", 500, minimum=5
 IPS_MAX_LINE_BYTES = env_int("IPS_MAX_LINE_BYTES", 64 << 10, minimum=1024, maximum=16 << 20)
 
 # The panel's own client address: REMOTE_ADDR, unless the request comes from one of these proxies
-# (addresses or networks), then the nearest untrusted address of X-Forwarded-For (config/client.py).
+# (addresses or networks), then the nearest untrusted address of X-Forwarded-For (jails/access/client.py).
 IPS_TRUSTED_PROXIES = env_networks("IPS_TRUSTED_PROXIES", [])
 # The panel's failed logins go to this file, one line each, for its built-in jail (filter "panel").
 IPS_PANEL_LOG = Path(env_str("IPS_PANEL_LOG", str(BASE_DIR / "var" / "log" / "panel.log")))

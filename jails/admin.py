@@ -19,9 +19,9 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 
-from jails import audit
+from jails.access import audit
+from jails.access.logins import PanelAdminAuthenticationForm
 from jails.forms import FilterSourceMixin, override_field
-from jails.logins import PanelAdminAuthenticationForm
 from jails.models import AuditEntry, Filter, Jail
 from jails.views_filters import record_override
 
@@ -30,7 +30,7 @@ M = TypeVar("M", bound=models.Model)
 # Never copied into the audit trail as they are; a change still shows (as a different digest).
 SECRET_FIELDS = {"password"}
 
-# Django admin's own login is throttled and logged like the panel's (jails/logins.py).
+# Django admin's own login is throttled and logged like the panel's (jails/access/logins.py).
 admin.site.login_form = PanelAdminAuthenticationForm
 admin.site.site_header = "IPS panel: Django admin"
 admin.site.site_title = "IPS panel admin"
@@ -50,7 +50,7 @@ def admin_snapshot(obj: models.Model) -> dict[str, Any]:
 
 
 class AuditedModelAdmin(admin.ModelAdmin[M]):
-    """Records jails.audit entries for what Django admin adds, changes and deletes."""
+    """Records jails.access.audit entries for what Django admin adds, changes and deletes."""
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> M | None:
         obj = super().get_object(request, object_id, from_field)

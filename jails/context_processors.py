@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from jails.roles import Role, role_of
+from jails.access.roles import Role, role_of
 
 
 def panel(request: HttpRequest) -> dict[str, object]:

@@ -144,7 +144,7 @@ class Jail(models.Model):
 
 
 class AuditEntry(models.Model):
-    """One change, by whom, when, from where, and what it was before and after (jails.audit.record)."""
+    """One change, by whom, when, from where, and what it was before and after (jails.access.audit.record)."""
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -172,9 +172,9 @@ class AuditEntry(models.Model):
 class PanelSession(models.Model):
     """The address a live panel session was last seen from, so that no ban ever covers it.
 
-    Written by jails.sessions.SessionAddressMiddleware (on login and when the address changes),
+    Written by jails.access.sessions.SessionAddressMiddleware (on login and when the address changes),
     deleted on logout; a row counts while its Django session lives and its user is active
-    (jails.sessions.live_session_addresses). Any user's session counts, not only the requester's:
+    (jails.access.sessions.live_session_addresses). Any user's session counts, not only the requester's:
     an operator must not be able to ban an admin out of the panel.
     """
 

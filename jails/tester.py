@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from jails import services
-from jails.audit import escape_controls
+from jails.access.audit import escape_controls
 from jails.engine import ini
 from jails.engine.definition import FilterDefinition, RegexLine
 from jails.engine.errors import EngineError, FilterError, RegexTimeout

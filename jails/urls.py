@@ -3,7 +3,8 @@ own lines (audit, users) in the one marked block below and nowhere else."""
 
 from django.urls import path
 
-from jails import views, views_access, views_filters, views_ignore, views_import, views_tester
+from jails import views, views_filters, views_ignore, views_import, views_tester
+from jails.access import views as views_access
 
 urlpatterns = [
     # --- jails & filters ---

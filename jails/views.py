@@ -1,7 +1,7 @@
 """Pages of the jails app: the jail list, a jail's page, creating, editing, enabling and disabling.
 
 Filters and their tester live in views_filters.py / views_tester.py, the fail2ban import in
-views_import.py, the audit and users pages in views_access.py. Saved changes need no restart: the
+views_import.py, the audit and users pages in jails/access/views.py. Saved changes need no restart: the
 log followers re-read the jails every few seconds (watchers/follow.py, RESYNC_SECONDS).
 """
 
@@ -18,13 +18,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bans.models import Ban, Failure, Tally
-from jails import audit
+from jails.access import audit
+from jails.access.roles import Role, role_required
 from jails.engine.durations import format_duration
 from jails.forms import JAIL_GROUPS, JAIL_HELP, JailForm
 from jails.htmx import HtmxHttpRequest, wants_partial
 from jails.logpaths import expand_logpaths
 from jails.models import Jail
-from jails.roles import Role, role_required
 from watchers.models import LogSource
 
 # Said next to every save button: what "applies" means without a restart.

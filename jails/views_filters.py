@@ -16,10 +16,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from jails import audit, services
+from jails import services
+from jails.access import audit
+from jails.access.roles import Role, role_required
 from jails.forms import FilterForm, FilterImportForm
 from jails.models import Filter
-from jails.roles import Role, role_required
 from jails.tester import lint_patterns
 from jails.views import APPLIES_SOON
 

@@ -25,11 +25,12 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from bans.models import Ban
-from jails import audit, validators
+from jails import validators
+from jails.access import audit
+from jails.access.roles import Role, has_role, role_required
 from jails.forms import LinesField, ipv4_unmapped
 from jails.htmx import HtmxHttpRequest, render_page_or_partial, wants_partial
 from jails.models import Jail
-from jails.roles import Role, has_role, role_required
 from jails.views import APPLIES_SOON
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -39,11 +39,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jails import audit
+from jails.access import audit
+from jails.access.roles import Role, role_required
 from jails.engine.errors import EngineError
 from jails.forms import ImportForm
 from jails.importer import Change, ImportReport, import_tree
-from jails.roles import Role, role_required
 
 SESSION_KEY = "jails.import.staged"
 MAX_FILE_BYTES = 1 << 20  # one configuration file

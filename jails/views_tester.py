@@ -21,13 +21,13 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
 from jails import tester
+from jails.access.roles import Role, has_role, role_required
 from jails.engine.definition import FilterDefinition
 from jails.engine.errors import EngineError
 from jails.forms import TesterForm
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.logpaths import expand_logpaths
 from jails.models import Filter, Jail
-from jails.roles import Role, has_role, role_required
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,4 +1,4 @@
-"""Logged-in test clients with a role (jails.roles): the view tests' one way to be someone."""
+"""Logged-in test clients with a role (jails.access.roles): the view tests' one way to be someone."""
 
 from __future__ import annotations
 

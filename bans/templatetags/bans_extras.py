@@ -9,7 +9,7 @@ from django import template
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from jails.audit import escape_controls
+from jails.access.audit import escape_controls
 from jails.engine.durations import format_duration
 
 register = template.Library()

@@ -1,4 +1,4 @@
-"""The three role groups (jails.roles): viewer, operator, admin."""
+"""The three role groups (jails.access.roles): viewer, operator, admin."""
 
 from django.apps.registry import Apps
 from django.db import migrations

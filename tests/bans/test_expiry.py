@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bans import sync
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
-from bans.recording import RecordingBackend
 from bans.services import Observed, record_failures
 from jails.models import Jail
 from tests.bans.builders import make_jail

@@ -12,22 +12,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bans import firewall, nft
+from bans import firewall
 from bans.firewall import (
     BLOCKLIST,
     NEEDS,
     BanEntry,
-    ElementPlan,
     FirewallBackend,
     FirewallError,
     JailRules,
     NftablesBackend,
+    base,
     element_commands,
     error_from_nft,
+    nft,
+    nftables,
     resolve_ports,
     rule_specs,
 )
-from bans.recording import RecordingBackend
+from bans.firewall.planning import ElementPlan
+from bans.firewall.recording import RecordingBackend
 
 
 def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -314,7 +317,7 @@ def test_it_reads_nfts_listing_back():
     assert table.sets["j_sshd_v4"] == {net("10.1.0.7/32"): None, net("10.2.0.0/16"): 598,
                                        net("10.3.0.0/31"): 59, net("10.3.0.2/32"): 59}
     assert table.raw_values["j_sshd_v4"][net("10.3.0.2/32")] == {"range": ["10.3.0.0", "10.3.0.2"]}
-    assert firewall._state_of(table) == {
+    assert nftables._state_of(table) == {
         "sshd": {net("10.1.0.7/32"): None, net("10.2.0.0/16"): 598, net("10.3.0.0/31"): 59, net("10.3.0.2/32"): 59,
                  net("fd00::1/128"): 7},
         BLOCKLIST: {}}
@@ -366,7 +369,7 @@ def test_it_maps_nft_errors_to_permanent_or_transient(error, permanent, message)
 
 def test_it_retries_when_the_kernel_changed_under_it():
     mapped = error_from_nft("internal:0:0-0: Error: element does not exist\n")
-    assert isinstance(mapped, firewall._RaceError) and not mapped.permanent
+    assert isinstance(mapped, base._RaceError) and not mapped.permanent
 
 
 def test_it_says_what_is_missing_without_libnftables(monkeypatch):

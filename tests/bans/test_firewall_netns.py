@@ -299,7 +299,7 @@ def test_a_lock_held_elsewhere_fails_the_call_within_the_timeout(server):
 
 INTERRUPTED_CALL = """
 import json, os
-from bans import nftchild
+from bans.firewall import nftchild
 
 helper = nftchild.NftProcess(timeout=5)
 listing = {"nftables": [{"list": {"tables": None}}]}

@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bans import gate, schedules, sync
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban, Ignored
-from bans.recording import RecordingBackend
 from bans.services import Observed, record_failures
 from jails import importer
 from jails.models import AuditEntry, Jail, PanelSession

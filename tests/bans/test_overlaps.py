@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from bans import actions, sync
 from bans.firewall import FirewallError
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
-from bans.recording import RecordingBackend
 from bans.services import new_ban
-from jails import audit
+from jails.access import audit
 from jails.models import Jail
 from tests.bans.builders import make_jail
 

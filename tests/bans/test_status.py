@@ -14,8 +14,8 @@ from pytest_django.fixtures import Settings
 
 from bans import status, tasks
 from bans.firewall import FirewallError
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban, FirewallHost
-from bans.recording import RecordingBackend
 from bans.services import new_ban
 from tests.bans.builders import make_jail
 

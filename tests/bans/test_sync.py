@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from bans import sync
 from bans.firewall import FirewallError
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
-from bans.recording import RecordingBackend
 from bans.services import Observed, new_ban, record_failures
 from tests.bans.builders import make_jail
 

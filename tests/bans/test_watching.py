@@ -18,8 +18,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from bans import sync, tasks, watching
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
-from bans.recording import RecordingBackend
 from bans.services import new_ban
 from tests.bans.builders import make_jail
 
@@ -59,7 +59,7 @@ class StubWatch:
 
 
 class Notices:
-    """Stands in for bans.netlink.RulesetChanges: `changed` is what the next drain finds."""
+    """Stands in for bans.firewall.netlink.RulesetChanges: `changed` is what the next drain finds."""
 
     changed = False
     broken = False

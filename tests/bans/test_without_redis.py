@@ -21,7 +21,7 @@ from django.utils import timezone
 from bans import services
 from bans.models import Ban
 from config.celery import app
-from jails import audit
+from jails.access import audit
 from tests.bans.builders import make_jail
 from tests.bans.netns import PYTHON, ROOT, NamespacePair, RemoteFirewall
 

@@ -3,7 +3,7 @@ address is banned in a jail and unbanned from the list.
 
 No firewall worker runs here: a new ban waits as "pending" under the page's warning that no worker
 has reported. The test then does the worker's job itself, with the in-memory backend the bans
-tests use instead of nftables (bans.recording.RecordingBackend), to see the ban become active and,
+tests use instead of nftables (bans.firewall.recording.RecordingBackend), to see the ban become active and,
 after the unban, lifted.
 """
 
@@ -16,8 +16,8 @@ from playwright.sync_api import Page, expect
 from pytest_django.fixtures import Settings
 
 from bans import sync
+from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
-from bans.recording import RecordingBackend
 from bans.status import StatusBackend
 from tests.bans.builders import make_jail
 from tests.browser.conftest import shot

@@ -1,6 +1,6 @@
 """Access rules, checked on EVERY URL pattern of the project's resolver (new pages are covered
 without editing this file). Path parameters are filled with dummy values: the checks happen before
-any object is looked up (LoginRequiredMiddleware, then jails.roles.role_required, then the view).
+any object is looked up (LoginRequiredMiddleware, then jails.access.roles.role_required, then the view).
 
 The rules:
 - anonymous: every page redirects to the login page (Django admin's to its own login), except
@@ -28,8 +28,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.converters import IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter
 
+from jails.access.roles import Role
 from jails.models import AuditEntry, Filter, Jail
-from jails.roles import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +92,7 @@ def test_every_view_of_ours_carries_a_role(page: Page) -> None:
     if page.name in NO_ROLE_NEEDED:
         return
     assert isinstance(getattr(page.callback, "required_role", None), int), \
-        f"{page} has no jails.roles.role_required"
+        f"{page} has no jails.access.roles.role_required"
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
-from jails import audit
+from jails.access import audit
+from jails.access.views import AUDIT_PAGE_SIZE
 from jails.models import AuditEntry
-from jails.views_access import AUDIT_PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
 
-from jails import logins
+from jails.access import logins
 from jails.builtin import FILTER_DIR
 from jails.engine import ini
 from jails.engine.filter import CompiledFilter

@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from jails.access.roles import Role, role_of
 from jails.models import AuditEntry
-from jails.roles import Role, role_of
 
 pytestmark = pytest.mark.django_db
 
@@ -161,7 +161,7 @@ def test_the_admins_are_locked_in_the_transaction_before_the_check(boss: User,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from django.db import connection
 
-    from jails import views_access
+    from jails.access import views as views_access
 
     second = user_with("second", "admin")
     root = User.objects.create_superuser("root", "", GOOD_PASSWORD)
@@ -193,7 +193,7 @@ def test_two_admins_removing_each_other_at_once_leave_one(monkeypatch: pytest.Mo
 
     from django.db import connection
 
-    from jails import views_access
+    from jails.access import views as views_access
 
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL (SQLite runs one writer at a time anyway)")

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from jails import audit
+from jails.access import audit
 
 
 class Command(BaseCommand):

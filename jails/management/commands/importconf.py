@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from jails import audit
+from jails.access import audit
 from jails.engine.errors import EngineError
 from jails.importer import import_tree, summarize
 

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jails import audit
+from jails.access import audit
 from jails.builtin import install_builtin_filters
 from jails.engine.errors import EngineError
 from jails.models import Filter, Jail

@@ -10,22 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bans import nft
-from bans.firewall import (
-    BLOCKLIST,
-    BanEntry,
-    ElementPlan,
-    FirewallError,
-    IPNetwork,
-    JailRules,
-    ReconcileResult,
-    State,
-    fit_entries,
-    plan_apply,
-    plan_reconcile,
-    rule_specs,
-    widest_first,
-)
+from bans.firewall import nft
+from bans.firewall.base import BLOCKLIST, BanEntry, FirewallError, JailRules, ReconcileResult, State
+from bans.firewall.nft import IPNetwork
+from bans.firewall.planning import ElementPlan, fit_entries, plan_apply, plan_reconcile, rule_specs, widest_first
 
 
 class RecordingBackend:

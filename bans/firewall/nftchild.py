@@ -8,7 +8,7 @@ for the answer; past it, the child is killed (SIGKILL) and the call fails as a t
 The next call starts a fresh child (about 60 ms). A netlink batch is atomic in the kernel, so a
 child killed half way leaves the ruleset as it was before the batch or after it, never between.
 
-    python -m bans.nftchild          reads one JSON command per line, answers [rc, output, error]
+    python -m bans.firewall.nftchild          reads one JSON command per line, answers [rc, output, error]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 READ_CHUNK = 1 << 20
 KILL_WAIT = 2.0
 
@@ -87,8 +87,8 @@ class NftProcess:
         if self._child is not None and self._child.poll() is None:
             return self._child
         self.kill()
-        self._child = subprocess.Popen([sys.executable, "-m", "bans.nftchild"], cwd=ROOT, stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, close_fds=True)
+        self._child = subprocess.Popen([sys.executable, "-m", "bans.firewall.nftchild"], cwd=ROOT,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert self._child.stdin is not None and self._child.stdout is not None
         os.set_blocking(self._child.stdin.fileno(), False)
         os.set_blocking(self._child.stdout.fileno(), False)

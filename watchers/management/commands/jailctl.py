@@ -21,8 +21,8 @@ from bans.firewall import FirewallError
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
 from bans.templatetags.bans_extras import address_only
-from jails import audit
 from jails import services as jail_services
+from jails.access import audit
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
 from jails.logpaths import expand_logpaths

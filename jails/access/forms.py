@@ -1,4 +1,4 @@
-"""Forms of the audit and users pages (jails/views_access.py)."""
+"""Forms of the audit and users pages (jails/access/views.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
+from jails.access.roles import Role
 from jails.models import AuditEntry
-from jails.roles import Role
 
 ROLE_CHOICES = [(role.group_name, role.group_name) for role in Role]
 ROLE_HELP = ("viewer: reads everything. operator: also bans, unbans and edits ignore lists. "

@@ -35,7 +35,7 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from config.client import client_address
+from jails.access.client import client_address
 
 log = logging.getLogger(__name__)
 

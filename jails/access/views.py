@@ -22,11 +22,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jails import audit
-from jails.forms_access import ActiveForm, AuditFilterForm, RoleForm, UserCreateForm
+from jails.access import audit
+from jails.access.forms import ActiveForm, AuditFilterForm, RoleForm, UserCreateForm
+from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import AuditEntry
-from jails.roles import Role, role_required
 
 AUDIT_PAGE_SIZE = 50
 ROLE_NAMES = [role.group_name for role in Role]
@@ -115,7 +115,7 @@ def display(value: Any) -> str:
 
 
 def role_name(user: User) -> str:
-    """The user's role from prefetched groups (jails.roles.role_of without a query per user)."""
+    """The user's role from prefetched groups (jails.access.roles.role_of without a query per user)."""
     if user.is_superuser:
         return Role.ADMIN.group_name
     names = {group.name for group in user.groups.all()}

@@ -1,73 +1,37 @@
-"""The firewall backend: bans become elements of our own nftables sets (plain Python, no Django).
-
-The bans app talks to a `FirewallBackend`:
-
-- `sync_rules(jails)` makes our table hold one set pair and one rule set per jail (and the blocklist);
-- `apply(add, remove)` changes elements in ONE atomic transaction;
-- `snapshot()` reads back what the kernel holds, per jail: network -> seconds left;
-- `reconcile(desired)` makes the kernel agree with the database (the truth about bans);
-- `teardown()` deletes our table.
-
-`NftablesBackend` does it through libnftables' JSON API (`bans.nft` spells the JSON);
-`bans.recording.RecordingBackend` is an in-memory fake with the same rules, for tests elsewhere. Both share the
-planning functions below, so they refuse and accept the same things.
-
-Two rules of nftables shape the planning:
-- an interval set cannot hold overlapping elements (203.0.113.5 and 203.0.113.0/24 in one jail), so
-  such an add is refused up front, naming both, instead of failing the whole batch in the kernel;
-- adding an element that exists leaves its timeout alone on older kernels, and deleting one that is
-  not there fails the batch; so each call reads the sets first and refreshes by delete + add (or
-  rewrites the set in the same transaction when many elements go: see element_commands). New bans
-  skip the read: they are created in a batch the kernel refuses whole if one exists after all.
-"""
+"""`NftablesBackend`: the FirewallBackend that drives the kernel through libnftables' JSON API, in a
+helper process (`nftchild`), under a lock file, with the kernel's errors turned into
+FirewallError (`error_from_nft`) and each set's changes spelled as commands (`element_commands`)."""
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import ctypes
 import fcntl
-import ipaddress
 import json
 import os
 import re
-import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
 
-from bans import nft
-from bans.netlink import nft_generation
-from bans.nft import IPNetwork
-from bans.nftchild import CallTimedOut, ChildGone, NftProcess
+from bans.firewall import nft
+from bans.firewall.base import BanEntry, FirewallError, JailRules, ReconcileResult, State, _Abandoned, _RaceError
+from bans.firewall.netlink import nft_generation
+from bans.firewall.nft import IPNetwork
+from bans.firewall.nftchild import CallTimedOut, ChildGone, NftProcess
+from bans.firewall.planning import (
+    ElementPlan,
+    _jail_of,
+    _set_base_of,
+    fit_entries,
+    plan_apply,
+    plan_reconcile,
+    rule_specs,
+    widest_first,
+)
 
-__all__ = [
-    "BLOCKLIST",
-    "BanEntry",
-    "FirewallBackend",
-    "FirewallError",
-    "IPNetwork",
-    "JailRules",
-    "NftablesBackend",
-    "ReconcileResult",
-    "element_commands",
-    "error_from_nft",
-    "plan_apply",
-    "plan_reconcile",
-    "resolve_ports",
-    "rule_specs",
-]
-
-# The blocklist's key in BanEntry.jail and snapshot(). A jail name starts with a letter or digit
-# (jails.validators.NAME_RE), so no jail can be called this, not even a jail named "blocklist".
-BLOCKLIST: Final = "@blocklist"
-PROTOCOLS: Final = ("tcp", "udp", "sctp", "dccp", "all")
-BLOCKTYPES: Final = ("drop", "reject")
-# Seconds by which the kernel's time left may differ from the database's before reconcile() resets it.
-RECONCILE_SLACK: Final = 5
 # Tries of one call when the kernel changed between our read and our write (an element expired).
 RACE_ATTEMPTS: Final = 3
 # Deletes from one set past which the set is rewritten instead (see element_commands).
@@ -76,350 +40,6 @@ NEEDS: Final = "the firewall worker needs CAP_NET_ADMIN and libnftables1; bans a
 # Seconds any one firewall step may take: waiting for the lock, and each libnftables call.
 DEFAULT_TIMEOUT: Final = 5.0
 LOCK_POLL_SECONDS: Final = 0.05
-
-State = dict[str, dict[IPNetwork, int | None]]
-
-
-class FirewallError(Exception):
-    """Anything the firewall refused. `permanent`: retrying will not help (bad input, no CAP_NET_ADMIN,
-    no nftables); otherwise the caller retries with backoff. `entries`: the entries at fault, when known."""
-
-    def __init__(self, message: str, *, permanent: bool, entries: Iterable[BanEntry] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.entries = tuple(entries)
-
-
-class _Abandoned(FirewallError):
-    """A step that did not finish in time (the lock, a libnftables call): transient, and never taken
-    for a refusal of the kernel, since whether the batch committed is unknown."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, permanent=False)
-
-
-class _RaceError(FirewallError):
-    """The kernel changed between our read and our write; the call reads again and retries."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, permanent=False)
-
-
-@dataclass(frozen=True)
-class JailRules:
-    """What one jail blocks. ports: "all" or fail2ban's spec ("ssh", "http,https", "8000:8100")."""
-
-    name: str
-    ports: str
-    protocol: str
-    blocktype: str
-
-    def __post_init__(self) -> None:
-        if self.name == BLOCKLIST:
-            raise ValueError(f"{BLOCKLIST!r} is the blocklist's own key, not a jail name.")
-        nft.jail_set_base(self.name)  # raises for an empty or too long name
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"Jail {self.name}: protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}.")
-        if self.blocktype not in BLOCKTYPES:
-            raise ValueError(f"Jail {self.name}: blocktype {self.blocktype!r} is not one of {', '.join(BLOCKTYPES)}.")
-
-
-@dataclass(frozen=True)
-class BanEntry:
-    """One element: `network` (a single address is a /32 or /128) in `jail`'s sets (or BLOCKLIST's),
-    with `timeout` seconds left, None for no timeout."""
-
-    jail: str
-    network: IPNetwork
-    timeout: int | None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.network, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            raise TypeError(f"BanEntry.network must be an ipaddress network, not {self.network!r}.")
-        # nft reads a timeout of 0 as "no timeout": an expired ban must never become a permanent one.
-        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, int)
-                                         or self.timeout < 1):
-            raise ValueError(f"Ban of {self.network}: timeout must be at least 1 second or None, "
-                             f"not {self.timeout!r}.")
-
-
-@dataclass(frozen=True)
-class ReconcileResult:
-    """What reconcile() changed; `removed` carries the time the kernel had left, `skipped` says why."""
-
-    added: tuple[BanEntry, ...] = ()
-    removed: tuple[BanEntry, ...] = ()
-    refreshed: tuple[BanEntry, ...] = ()
-    skipped: tuple[tuple[BanEntry, str], ...] = ()
-
-
-class FirewallBackend(Protocol):
-    # every ban the kernel must hold, asked for when a set (or the whole table) has to be created:
-    # they go in with it, in the same transaction
-    contents: Callable[[], Sequence[BanEntry]] | None
-
-    def sync_rules(self, jails: Sequence[JailRules]) -> None: ...
-
-    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None: ...
-
-    def snapshot(self) -> State: ...
-
-    def reconcile(self, desired: Sequence[BanEntry]) -> ReconcileResult: ...
-
-    def teardown(self) -> None: ...
-
-    def generation(self) -> int: ...
-
-
-# -- ports ------------------------------------------------------------------------------------
-
-_RANGE_RE = re.compile(r"^(\d+)\s*[:-]\s*(\d+)$")
-_ALL_PORTS = ("all", "0:65535", "1:65535", "0-65535", "1-65535")
-
-
-def resolve_ports(spec: str, protocol: str) -> list[tuple[int, int]]:
-    """Port ranges of a fail2ban port spec, sorted and merged; [(0, 65535)] for "all".
-
-    Items are comma separated: numbers, ranges ("8000:8100" or "8000-8100") and service names,
-    looked up as /etc/services has them (socket.getservbyname), for `protocol` (tcp for "all").
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
-    clean = spec.strip().lower()
-    if clean in _ALL_PORTS:
-        return [(0, 65535)]
-    ranges = sorted(_port_item(item.strip(), protocol) for item in clean.split(","))
-    merged = [ranges[0]]
-    for low, high in ranges[1:]:
-        if low <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
-        else:
-            merged.append((low, high))
-    return merged
-
-
-def _port_item(item: str, protocol: str) -> tuple[int, int]:
-    if not item:
-        raise ValueError("Empty item in the port list: write e.g. 'ssh', '22', 'http,https' or '8000:8100'.")
-    bounds = _RANGE_RE.match(item)
-    if bounds:
-        low, high = _port_number(bounds.group(1)), _port_number(bounds.group(2))
-        if low > high:
-            raise ValueError(f"The port range {item!r} runs backwards.")
-        return low, high
-    if item.isdigit():
-        port = _port_number(item)
-        return port, port
-    port = _service_port(item, protocol)
-    return port, port
-
-
-def _port_number(text: str) -> int:
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"Port {port} is out of range: ports go from 1 to 65535.")
-    return port
-
-
-def _service_port(name: str, protocol: str) -> int:
-    # /etc/services lists few sctp/dccp names; nft too falls back to the tcp entry for those.
-    lookups = ["tcp"] if protocol in ("tcp", "all") else [protocol] if protocol == "udp" else [protocol, "tcp"]
-    for proto in lookups:
-        try:
-            return socket.getservbyname(name, proto)
-        except OSError:
-            continue
-    raise ValueError(f"Unknown port name {name!r} for {protocol}: it is not in /etc/services; "
-                     "write a number (22), a known name (ssh) or a range (8000:8100).")
-
-
-# -- planning (shared by both backends) -------------------------------------------------------
-
-
-@dataclass
-class ElementPlan:
-    """Elements to delete (with the time the kernel had left), then elements to add."""
-
-    deletes: list[BanEntry] = field(default_factory=list)
-    adds: list[BanEntry] = field(default_factory=list)
-
-
-class _Intervals:
-    """Non-overlapping address intervals of one set, sorted, to find what a new element would overlap."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._networks: list[IPNetwork] = []
-
-    def overlapping(self, network: IPNetwork) -> IPNetwork | None:
-        start, end = int(network.network_address), int(network.broadcast_address)
-        # Sorted and disjoint: the last interval starting at or before `end` reaches furthest.
-        index = bisect.bisect_right(self._starts, end) - 1
-        if index >= 0 and self._ends[index] >= start:
-            return self._networks[index]
-        return None
-
-    def insert(self, network: IPNetwork) -> None:
-        start = int(network.network_address)
-        index = bisect.bisect_left(self._starts, start)
-        self._starts.insert(index, start)
-        self._ends.insert(index, int(network.broadcast_address))
-        self._networks.insert(index, network)
-
-
-def fit_entries(kept: Mapping[str, Iterable[IPNetwork]],
-         candidates: Sequence[BanEntry]) -> tuple[list[BanEntry], list[tuple[BanEntry, IPNetwork]]]:
-    """Candidates that fit beside the kept elements and the candidates before them, and those that
-    overlap (with the network in the way)."""
-    sets: dict[tuple[str, int], _Intervals] = {}
-
-    def intervals(jail: str, version: int) -> _Intervals:
-        if (jail, version) not in sets:
-            sets[(jail, version)] = _Intervals()
-            for network in kept.get(jail, ()):
-                if network.version == version:
-                    sets[(jail, version)].insert(network)
-        return sets[(jail, version)]
-
-    accepted, refused = [], []
-    for entry in candidates:
-        target = intervals(entry.jail, entry.network.version)
-        blocker = target.overlapping(entry.network)
-        if blocker is None:
-            target.insert(entry.network)
-            accepted.append(entry)
-        else:
-            refused.append((entry, blocker))
-    return accepted, refused
-
-
-def widest_first(entries: Iterable[BanEntry]) -> list[BanEntry]:
-    return sorted(entries, key=lambda entry: entry.network.prefixlen - entry.network.max_prefixlen)
-
-
-def _jail_label(jail: str) -> str:
-    return "the blocklist" if jail == BLOCKLIST else f"jail {jail}"
-
-
-def _without(state: Mapping[str, Mapping[IPNetwork, Any]], gone: Iterable[BanEntry]) -> dict[str, set[IPNetwork]]:
-    kept = {jail: set(elements) for jail, elements in state.items()}
-    for entry in gone:
-        kept.get(entry.jail, set()).discard(entry.network)
-    return kept
-
-
-def plan_apply(state: Mapping[str, Mapping[IPNetwork, int | None]], jails: Iterable[str],
-               add: Sequence[BanEntry], remove: Sequence[BanEntry]) -> ElementPlan:
-    """The deletes and adds that carry out apply(add, remove) on `state` (what the kernel holds).
-
-    Removing what is not there is a no-op. Adding what is there refreshes its timeout (delete + add).
-    An entry both removed and added ends up added. Adds for unknown jails, or that overlap an element
-    of their set, refuse the whole call (FirewallError, permanent, naming the entries).
-    """
-    known = set(jails)
-    wanted: dict[tuple[str, IPNetwork], BanEntry] = {}
-    for entry in add:
-        wanted[(entry.jail, entry.network)] = entry  # the last one given wins
-    unknown = [entry for entry in wanted.values() if entry.jail not in known]
-    if unknown:
-        names = ", ".join(sorted({entry.jail for entry in unknown}))
-        raise FirewallError(f"No sets for {names} in the firewall: call sync_rules() with the jail first.",
-                            permanent=True, entries=unknown)
-    deletes: dict[tuple[str, IPNetwork], BanEntry] = {}
-    for entry in [*remove, *wanted.values()]:
-        present = state.get(entry.jail, {})
-        if entry.network in present:
-            deletes[(entry.jail, entry.network)] = BanEntry(entry.jail, entry.network, present[entry.network])
-    _, refused = fit_entries(_without(state, deletes.values()), widest_first(wanted.values()))
-    if refused:
-        raise FirewallError(_overlap_message(refused), permanent=True, entries=[entry for entry, _ in refused])
-    return ElementPlan(deletes=list(deletes.values()), adds=list(wanted.values()))
-
-
-def _overlap_message(refused: Sequence[tuple[BanEntry, IPNetwork]]) -> str:
-    shown = "; ".join(f"{entry.network} overlaps {blocker} in {_jail_label(entry.jail)}"
-                      for entry, blocker in refused[:5])
-    more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
-    return (f"Nothing applied: {shown}{more}. An nftables interval set cannot hold overlapping networks: "
-            "lift the narrower ban in the same apply() call, or keep only one.")
-
-
-def plan_reconcile(state: Mapping[str, Mapping[IPNetwork, int | None]], jails: Iterable[str],
-                   desired: Sequence[BanEntry], slack: int = RECONCILE_SLACK) -> tuple[ElementPlan, ReconcileResult]:
-    """What makes `state` agree with `desired`: strays deleted, missing entries added, elements whose
-    time left is off by more than `slack` seconds reset. Never refuses: entries that cannot go in
-    (unknown jail, overlap; the wider network wins) are skipped with the reason."""
-    known = set(jails)
-    skipped: list[tuple[BanEntry, str]] = []
-    wanted: dict[tuple[str, IPNetwork], BanEntry] = {}
-    for entry in desired:
-        if entry.jail in known:
-            wanted[(entry.jail, entry.network)] = entry
-        else:
-            skipped.append((entry, f"no sets for {_jail_label(entry.jail)} in the firewall (call sync_rules())"))
-    removed = [BanEntry(jail, network, left) for jail, elements in state.items()
-               for network, left in elements.items() if (jail, network) not in wanted]
-    stale, missing = [], []
-    for (jail, network), entry in wanted.items():
-        if network not in state.get(jail, {}):
-            missing.append(entry)
-        elif not _close(state[jail][network], entry.timeout, slack):
-            stale.append(BanEntry(jail, network, state[jail][network]))
-    refreshed = [wanted[(entry.jail, entry.network)] for entry in stale]
-    # Refreshed elements were disjoint in the kernel, so they always fit back; they go first.
-    accepted, refused = fit_entries(_without(state, [*removed, *stale]), [*refreshed, *widest_first(missing)])
-    for entry, blocker in refused:
-        skipped.append((entry, f"overlaps {blocker} in {_jail_label(entry.jail)} (an nftables interval set "
-                               "cannot hold both)"))
-    refreshed_keys = {(entry.jail, entry.network) for entry in refreshed}
-    added = [entry for entry in accepted if (entry.jail, entry.network) not in refreshed_keys]
-    plan = ElementPlan(deletes=[*removed, *stale], adds=accepted)
-    return plan, ReconcileResult(added=tuple(added), removed=tuple(removed), refreshed=tuple(refreshed),
-                                 skipped=tuple(skipped))
-
-
-def _close(left: int | None, wanted: int | None, slack: int) -> bool:
-    if left is None or wanted is None:
-        return left is wanted
-    return abs(left - wanted) <= slack
-
-
-# -- rules ------------------------------------------------------------------------------------
-
-_BLOCKLIST_SPEC = nft.RuleSpec(set_base=nft.BLOCKLIST_SET_BASE, comment="blocklist", protocol="all",
-                               ports=None, blocktype="drop")
-
-
-def rule_specs(jails: Sequence[JailRules]) -> list[nft.RuleSpec]:
-    """The blocklist first, then one spec per jail in the order given; bad input is a permanent error."""
-    specs = [_BLOCKLIST_SPEC]
-    seen: set[str] = set()
-    for jail in jails:
-        if jail.name in seen:
-            raise FirewallError(f"Jail {jail.name} is given twice.", permanent=True)
-        seen.add(jail.name)
-        try:
-            ranges = resolve_ports(jail.ports, jail.protocol)
-        except ValueError as exc:
-            raise FirewallError(f"Jail {jail.name}: {exc}", permanent=True) from None
-        every_port = len(ranges) == 1 and ranges[0][0] <= 1 and ranges[0][1] == 65535
-        specs.append(nft.RuleSpec(set_base=nft.jail_set_base(jail.name), comment=f"jail {jail.name}"[:127],
-                                  protocol=jail.protocol, ports=None if every_port else tuple(ranges),
-                                  blocktype=jail.blocktype))
-    return specs
-
-
-def _set_base_of(jail: str) -> str:
-    return nft.BLOCKLIST_SET_BASE if jail == BLOCKLIST else nft.jail_set_base(jail)
-
-
-def _jail_of(set_base: str) -> str | None:
-    return BLOCKLIST if set_base == nft.BLOCKLIST_SET_BASE else nft.jail_from_set_base(set_base)
-
-
-# -- the real thing ---------------------------------------------------------------------------
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Which addresses the panel's people are using now: a ban must never cover one of them.
 
 `SessionAddressMiddleware` records, per Django session, the client address it was last seen from
-(config.client.client_address: behind a trusted proxy, the real client), and refreshes the row
+(jails.access.client.client_address: behind a trusted proxy, the real client), and refreshes the row
 when the address changes or every REFRESH_EVERY; logging out deletes it. The lockout gate
 (bans.services.current_gate) reads `live_session_addresses()`.
 """
@@ -19,7 +19,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from config.client import client_address
+from jails.access.client import client_address
 from jails.models import PanelSession
 
 # A session keeps its row fresh this often even when its address stays the same (the expiry moves).
