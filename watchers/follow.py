@@ -72,6 +72,9 @@ DEFAULT_LEASE_SECONDS = 300
 MAX_LEASE_SECONDS = 1800
 LEASE_TTL_SECONDS = 30  # a follower that died without releasing its shard holds it this long at most
 RENEW_SECONDS = 5.0
+# How long a worker that starts waits for each of its followers' leases: a follower killed with its
+# worker holds its lease until the TTL runs out.
+START_WAIT_SECONDS = LEASE_TTL_SECONDS + RENEW_SECONDS
 RESYNC_SECONDS = 3.0  # how often the follower asks whether a jail was added, edited or deleted (one query)
 FULL_RESYNC_SECONDS = 30.0  # and re-reads every jail and source anyway (new files of a polled glob)
 ADDRESSES_SECONDS = 30.0  # this host's own addresses (`ip -j addr`, a subprocess), re-read this often
@@ -160,26 +163,59 @@ class Lease:
     renew_every: float = RENEW_SECONDS
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     renewed_at: float = 0.0
+    # when the lease was last known ours in Redis (acquired or renewed): an outage of Redis shorter
+    # than the TTL is ridden out, since nobody else could have taken the shard meanwhile
+    held_at: float = 0.0
 
     def acquire(self) -> bool:
         taken = bool(self.client.set(self.key, self.token, nx=True, px=self._ttl_ms()))
         self.renewed_at = time.monotonic()
+        if taken:
+            self.held_at = self.renewed_at
         return taken
 
     def renew(self) -> bool:
         kept = bool(self.client.eval(_RENEW, 1, self.key, self.token, self._ttl_ms()))
         self.renewed_at = time.monotonic()
+        if kept:
+            self.held_at = self.renewed_at
         return kept
 
     def keep(self) -> bool:
-        """Renew when due; False once the lease is no longer ours (expired and taken, or Redis gone)."""
+        """Renew when due; False once the lease is no longer ours: taken by another holder, or Redis
+        unreachable for longer than the TTL. A key that vanished (Redis restarted without its data)
+        is taken again when nobody else took it first, so a restart of Redis does not stop the
+        follower and no beat schedule is needed to start it again."""
         if time.monotonic() - self.renewed_at < self.renew_every:
             return True
         try:
-            return self.renew()
+            return self.renew() or self._take_vanished()
         except redis.RedisError as exc:
+            self.renewed_at = time.monotonic()  # try again after renew_every, not on every step
+            if self.renewed_at - self.held_at < self.ttl_seconds:
+                log.warning("follow: cannot renew the lease %s (%s); still ours for %.0f s", self.key, exc,
+                            self.ttl_seconds - (self.renewed_at - self.held_at))
+                return True
             log.warning("follow: cannot renew the lease %s: %s", self.key, exc)
             return False
+
+    def _take_vanished(self) -> bool:
+        if self.client.exists(self.key):
+            return False  # another holder's now
+        taken = self.acquire()
+        if taken:
+            log.warning("follow: the lease %s had vanished (a Redis restart?): taken again", self.key)
+        return taken
+
+    def wait_acquire(self, seconds: float, *, poll: float = 1.0) -> bool:
+        """acquire(), trying again for up to `seconds`: a holder killed without releasing keeps its
+        lease until the TTL runs out."""
+        deadline = time.monotonic() + seconds
+        while not self.acquire():
+            if time.monotonic() + poll > deadline:
+                return False
+            time.sleep(poll)
+        return True
 
     def release(self) -> None:
         try:
@@ -694,14 +730,16 @@ def peak_rss_kb() -> int:
 
 
 def follow_shard(shard: int, shards: int, lease_seconds: int, *, stop_fds: tuple[int, ...] = (),
-                 client: redis.Redis | None = None) -> Outcome:
-    """Take the shard's lease and follow its sources for `lease_seconds` (what the Celery task runs)."""
+                 client: redis.Redis | None = None, wait_seconds: float = 0.0) -> Outcome:
+    """Take the shard's lease and follow its sources for `lease_seconds` (what the Celery task runs).
+    `wait_seconds`: how long to wait for a lease that is held (a worker starting again after it was
+    killed waits for its dead follower's lease to run out)."""
     if shards < 1 or not 0 <= shard < shards:
         raise ValueError(f"shard {shard} of {shards}: expected 0 <= shard < shards")
     if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
         raise ValueError(f"lease_seconds {lease_seconds}: expected 1 to {MAX_LEASE_SECONDS}")
     lease = Lease(client or broker_redis(), lease_key(shard, shards))
-    if not lease.acquire():
+    if not lease.wait_acquire(min(wait_seconds, LEASE_TTL_SECONDS + RENEW_SECONDS)):
         return Outcome.BUSY
     log.info("follow shard %d/%d: following for %d s", shard, shards, lease_seconds)
     follower = Follower(shard, shards, stop_fds=stop_fds)

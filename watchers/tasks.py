@@ -4,20 +4,25 @@ Only what matched leaves the matcher: sources are read where they are followed (
 reads a whole source), and the database receives failures and bans, never a message per line.
 
 `follow` is the low-latency path (watchers.follow): one long-running follower per shard of the
-jails, started and restarted by beat (watchers/migrations/0003_follow_schedule.py). `read_all_sources`
-is the safety net for the shards no follower holds (no follower scheduled, or a worker with too few
-processes): beat runs it every 10 s where followers are scheduled, else every 2 s
-(watchers/migrations/0005).
+jails, asked for by the watcher worker when it starts (`start_followers`), kept across a Redis
+restart by their lease (watchers.follow.Lease.keep), and restarted by beat every 30 s should one be
+lost another way (watchers/migrations/0003_follow_schedule.py, 0006). `read_all_sources` is the
+safety net for the shards no follower holds (no follower scheduled, or a worker with too few
+processes): beat runs it every 30 s where followers are scheduled, else every 2 s
+(watchers/migrations/0005, 0006).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import redis
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
+from django_celery_beat.models import PeriodicTask
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jails.models import Jail
 from watchers import follow as following
@@ -49,11 +54,36 @@ def stop_followers(**kwargs: Any) -> None:
     following.SHUTDOWN.close_writer()
 
 
+@worker_ready.connect
+def start_followers(sender: Any = None, **kwargs: Any) -> None:
+    """A watcher worker that starts (or starts again after it was killed) asks for its followers at
+    once, each willing to wait for a dead follower's lease to run out, instead of waiting for beat's
+    next `follow` (every 30 s: it only brings back a follower lost some other way)."""
+    app = getattr(sender, "app", None)
+    consumed = set(app.amqp.queues.consume_from or ()) if app is not None else set()  # empty: every queue
+    try:
+        rows = list(PeriodicTask.objects.filter(task="watchers.tasks.follow", enabled=True))
+    except Exception as exc:  # noqa: BLE001 (a convenience at start: beat's schedule still starts them)
+        log.warning("follow: could not read the follower schedules at start (%s); beat will start them", exc)
+        return
+    for row in rows:
+        queue = row.queue or "celery"
+        if consumed and queue not in consumed:
+            continue  # another worker's followers (the firewall worker consumes only its own queue)
+        try:
+            arguments = {**json.loads(row.kwargs or "{}"), "wait_seconds": following.START_WAIT_SECONDS}
+            follow.apply_async(kwargs=arguments, queue=row.queue or None, expires=following.START_WAIT_SECONDS)
+        except (ValueError, TypeError, KombuOperationalError) as exc:
+            log.warning("follow: could not ask for the follower of %r at start (%s); beat will", row.name, exc)
+
+
 @shared_task(bind=True, acks_late=True)
-def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DEFAULT_LEASE_SECONDS) -> str:
+def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DEFAULT_LEASE_SECONDS,
+           wait_seconds: float = 0.0) -> str:
     """Follow the sources of the jails whose id % shards == shard for `lease_seconds`, then hand over
     to a fresh task (so redelivery and upgrades never wait on an endless task). A second follower of a
-    shard that is held returns at once: beat may (re)start followers as often as it likes."""
+    shard that is held returns at once (after `wait_seconds`, at most a lease's lifetime): beat may
+    (re)start followers as often as it likes."""
     if _pool_size is not None and _pool_size < shards + 1:
         log.error("follow shard %d/%d: this worker has %d process(es); following %d shards needs at least %d "
                   "(the others run ordinary tasks). Sources are read by read_all_sources instead "
@@ -62,7 +92,7 @@ def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DE
         return str(following.Outcome.DECLINED)
     with following.sigterm_pipe() as terminated:
         stop_fds = tuple(fd for fd in (following.SHUTDOWN.read_fd, terminated) if fd is not None)
-        outcome = following.follow_shard(shard, shards, lease_seconds, stop_fds=stop_fds)
+        outcome = following.follow_shard(shard, shards, lease_seconds, stop_fds=stop_fds, wait_seconds=wait_seconds)
     if outcome in (following.Outcome.TIME_UP, following.Outcome.GREW):
         queue = (self.request.delivery_info or {}).get("routing_key") or None
         follow.apply_async(kwargs={"shard": shard, "shards": shards, "lease_seconds": lease_seconds}, queue=queue)

@@ -6,6 +6,7 @@ test_read_source.py; real Redis for the lease; a real Celery worker for the task
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -325,6 +326,47 @@ def test_it_loses_an_expired_lease_to_the_next_holder(client: redis.Redis, key: 
 
 
 @pytest.mark.worker
+def test_a_lease_that_vanished_with_redis_is_taken_again(client: redis.Redis, key: str) -> None:
+    """A Redis restart without its data loses every lease: the follower keeps its shard (nobody else
+    holds it), so no beat schedule has to start it again."""
+    holder = Lease(client, key, ttl_seconds=5, renew_every=0.0)
+    assert holder.acquire()
+    client.delete(key)  # what a restart of a Redis that keeps nothing does
+    assert holder.keep() and client.get(key) == holder.token.encode()
+    client.delete(key)
+    other = Lease(client, key, ttl_seconds=5)
+    assert other.acquire()  # another follower got there first: ours is lost
+    assert not holder.keep()
+    other.release()
+
+
+@pytest.mark.worker
+def test_an_outage_shorter_than_the_lease_is_ridden_out(client: redis.Redis, key: str) -> None:
+    holder = Lease(client, key, ttl_seconds=5, renew_every=0.0)
+    assert holder.acquire()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # Redis unreachable (no retries: redis-py's own would take seconds here)
+    holder.client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    assert holder.keep()  # nobody can have taken the shard within the TTL
+    holder.held_at -= 5  # the TTL since it was last renewed has passed
+    assert not holder.keep()  # another follower may hold it now: stop
+
+
+@pytest.mark.worker
+def test_a_start_waits_out_a_dead_followers_lease(client: redis.Redis, key: str) -> None:
+    dead = Lease(client, key, ttl_seconds=0.4)
+    assert dead.acquire()  # and never renewed nor released: its follower was killed
+    waiting = Lease(client, key, ttl_seconds=5)
+    assert not waiting.wait_acquire(0.0)  # no wait: busy at once
+    started = time.monotonic()
+    assert waiting.wait_acquire(3.0, poll=0.05)
+    assert 0.2 < time.monotonic() - started < 2.0
+    waiting.release()
+
+
+@pytest.mark.worker
 def test_a_second_follower_of_a_shard_returns_at_once(client: redis.Redis) -> None:
     shard, shards = 0, 7919  # a shard count nothing else uses
     holder = Lease(client, lease_key(shard, shards), ttl_seconds=5)
@@ -387,6 +429,45 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=10)
+        out.close()
+        client.delete(lease_key(shard, shards), *(f"{prefix}{name}" for name in (queue, f"firewall.{host}")
+                                                  for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent.")))
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_watcher_worker_that_starts_asks_for_its_followers_itself(
+        sshd: Filter, tmp_path: Path, settings_db_env: dict[str, str], client: redis.Redis) -> None:
+    """No beat here: the worker sends its follow schedules' tasks as it starts (start_followers), only
+    those of the queues it consumes."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    make_jail(sshd, "sshd", [str(log)])
+    queue, host = f"test-start-{uuid.uuid4().hex[:8]}", f"t{uuid.uuid4().hex[:8]}"
+    shard, shards = 0, 1  # the worker has 2 processes: the follower and one for the rest
+    every = IntervalSchedule.objects.create(every=3600, period="seconds")  # beat would not send it for an hour
+    PeriodicTask.objects.filter(task="watchers.tasks.follow").delete()
+    PeriodicTask.objects.create(name="follow here", task="watchers.tasks.follow", interval=every, queue=queue,
+                                kwargs=json.dumps({"shard": shard, "shards": shards, "lease_seconds": 60}))
+    PeriodicTask.objects.create(name="follow elsewhere", task="watchers.tasks.follow", interval=every,
+                                queue=f"{queue}-other", kwargs=json.dumps({"shard": 1, "shards": 2}))
+    env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_HOST_NAME": host, "IPS_FIREWALL": "off",
+           "PYTHONUNBUFFERED": "1"}
+    out = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
+                               "2", "--hostname", f"{queue}@%h", "--loglevel", "INFO"], cwd=REPO, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output = (tmp_path / "worker.log").read_text
+        assert wait(lambda: client.exists(lease_key(shard, shards)) == 1, 60), output()
+        assert client.exists(lease_key(1, 2)) == 0  # another worker's queue: not asked for here
+        assert client.llen(f"{queue}-other") == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
         out.close()
         client.delete(lease_key(shard, shards), *(f"{prefix}{name}" for name in (queue, f"firewall.{host}")
                                                   for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent.")))
