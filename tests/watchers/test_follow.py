@@ -14,7 +14,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -394,17 +396,12 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
     log = tmp_path / "auth.log"
     log.write_text(benign())
     jail = make_jail(sshd, "sshd", [str(log)])
-    queue, host = f"test-follow-{uuid.uuid4().hex[:8]}", f"t{uuid.uuid4().hex[:8]}"
     shards = 2  # the worker has 3 processes: one follower per shard and one for the rest
     shard = jail.pk % shards
-    env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_HOST_NAME": host, "IPS_FIREWALL": "off",
-           "PYTHONUNBUFFERED": "1", "IPS_LOG_TASKS": "true"}  # Celery's line per task: read below
-    out = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
-                               "3", "--hostname", f"{queue}@%h", "--loglevel", "INFO"], cwd=REPO, env=env, stdout=out,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output = (tmp_path / "worker.log").read_text
+    # IPS_LOG_TASKS: Celery's line per task, read below
+    with worker_on_own_queue(tmp_path, settings_db_env, client, concurrency=3, IPS_LOG_TASKS="true") as running:
+        queue, worker, output = running.queue, running.process, running.output
+        running.leases.append(lease_key(shard, shards))
         assert wait(lambda: " ready." in output(), 60), output()
         kwargs = {"shard": shard, "shards": shards, "lease_seconds": 4}
         with app.connection_for_write(REDIS_URL) as connection:  # the worker's Redis, not this process's
@@ -425,13 +422,6 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
         assert time.monotonic() - stopping < 10, output()
         assert "worker stopping" in output()
         assert client.exists(lease_key(shard, shards)) == 0  # released for the next worker
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-        out.close()
-        client.delete(lease_key(shard, shards), *(f"{prefix}{name}" for name in (queue, f"firewall.{host}")
-                                                  for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent.")))
 
 
 @pytest.mark.worker
@@ -445,7 +435,7 @@ def test_a_watcher_worker_that_starts_asks_for_its_followers_itself(
     log = tmp_path / "auth.log"
     log.write_text(benign())
     make_jail(sshd, "sshd", [str(log)])
-    queue, host = f"test-start-{uuid.uuid4().hex[:8]}", f"t{uuid.uuid4().hex[:8]}"
+    queue = f"test-{uuid.uuid4().hex[:8]}"
     shard, shards = 0, 1  # the worker has 2 processes: the follower and one for the rest
     every = IntervalSchedule.objects.create(every=3600, period="seconds")  # beat would not send it for an hour
     PeriodicTask.objects.filter(task="watchers.tasks.follow").delete()
@@ -453,24 +443,45 @@ def test_a_watcher_worker_that_starts_asks_for_its_followers_itself(
                                 kwargs=json.dumps({"shard": shard, "shards": shards, "lease_seconds": 60}))
     PeriodicTask.objects.create(name="follow elsewhere", task="watchers.tasks.follow", interval=every,
                                 queue=f"{queue}-other", kwargs=json.dumps({"shard": 1, "shards": 2}))
-    env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_HOST_NAME": host, "IPS_FIREWALL": "off",
-           "PYTHONUNBUFFERED": "1"}
-    out = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
-                               "2", "--hostname", f"{queue}@%h", "--loglevel", "INFO"], cwd=REPO, env=env, stdout=out,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output = (tmp_path / "worker.log").read_text
-        assert wait(lambda: client.exists(lease_key(shard, shards)) == 1, 60), output()
+    with worker_on_own_queue(tmp_path, settings_db_env, client, concurrency=2, queue=queue) as running:
+        running.leases.append(lease_key(shard, shards))
+        assert wait(lambda: client.exists(lease_key(shard, shards)) == 1, 60), running.output()
         assert client.exists(lease_key(1, 2)) == 0  # another worker's queue: not asked for here
         assert client.llen(f"{queue}-other") == 0
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=30)
-        out.close()
-        client.delete(lease_key(shard, shards), *(f"{prefix}{name}" for name in (queue, f"firewall.{host}")
-                                                  for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent.")))
+
+
+@dataclass
+class RunningWorker:
+    queue: str
+    process: subprocess.Popen[bytes]
+    output: Callable[[], str]
+    leases: list[str] = field(default_factory=list)  # deleted at the end
+
+
+@contextmanager
+def worker_on_own_queue(tmp_path: Path, settings_db_env: dict[str, str], client: redis.Redis, *, concurrency: int,
+                        queue: str = "", **extra_env: str) -> Iterator[RunningWorker]:
+    """A real watcher worker consuming only its own queue (and its own firewall host's name), killed
+    and its Redis keys deleted at the end."""
+    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
+    host = f"t{uuid.uuid4().hex[:8]}"
+    env = {**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_HOST_NAME": host, "IPS_FIREWALL": "off",
+           "PYTHONUNBUFFERED": "1", **extra_env}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue,
+                                    "--concurrency", str(concurrency), "--hostname", f"{queue}@%h", "--loglevel",
+                                    "INFO"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        running = RunningWorker(queue, process, log_path.read_text)
+        try:
+            yield running
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            client.delete(*running.leases, *(f"{prefix}{name}" for name in (queue, f"firewall.{host}")
+                                             for prefix in ("", "_kombu.binding.", "_kombu.binding_permanent.")))
 
 
 def wait(predicate: Any, timeout: float) -> bool:
