@@ -68,13 +68,14 @@ def unban(text: str, actor: audit.Actor, *, jail: Jail | None = None, host: str 
 def _lift(bans: BanQuerySet, actor: audit.Actor, *, each: bool = True) -> list[Ban]:
     """LIFTING for those of `bans` in force, an audit entry per ban (`each`), a sync per host."""
     with transaction.atomic():
-        live = {ban.pk: ban for ban in bans.in_force().order_by("network")}
+        # locked as read (PostgreSQL; SQLite's IMMEDIATE transactions run one writer at a time): a
+        # second lift of the same bans waits, then finds them no longer in force, so each ban is
+        # lifted, and audited, once
+        live = {ban.pk: ban for ban in bans.in_force().select_for_update().order_by("network")}
         if not live:
             return []
-        user = actor.user
-        Ban.objects.in_force().filter(pk__in=list(live)).update(state=Ban.State.LIFTING, ended_by=user)
-        lifted = list(Ban.objects.filter(pk__in=list(live), state=Ban.State.LIFTING, ended_by=user)
-                      .order_by("network"))
+        Ban.objects.filter(pk__in=list(live)).update(state=Ban.State.LIFTING, ended_by=actor.user)
+        lifted = list(Ban.objects.filter(pk__in=list(live)).order_by("network"))
         if each:
             for ban in lifted:
                 audit.record(actor, "ban.lift", ban, before=audit.snapshot(live[ban.pk], BAN_AUDIT_FIELDS),

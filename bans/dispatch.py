@@ -8,7 +8,10 @@ the arrows run one way: tasks -> services -> dispatch.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import current_app
+from celery.exceptions import NotRegistered
 
 SYNC_TASK = "bans.tasks.sync_firewall"
 
@@ -26,7 +29,18 @@ def firewall_queue(host: str) -> str:
 def request_sync(host: str) -> None:
     """Queue a sync for `host`'s firewall worker; kombu's OperationalError within ~5 s if Redis does not
     take it (the ban stays PENDING: beat's sync, or `jailctl`'s direct apply, picks it up)."""
+    task = sync_task()
     with current_app.connection_for_write(transport_options=PUBLISH_TRANSPORT) as connection:
-        # the task by its name in Celery's registry (filled by autodiscovery), as bans.tasks defines it
-        current_app.tasks[SYNC_TASK].apply_async(kwargs={"host": host}, queue=firewall_queue(host),
-                                                 connection=connection, retry=True, retry_policy=PUBLISH_RETRY)
+        task.apply_async(kwargs={"host": host}, queue=firewall_queue(host), connection=connection, retry=True,
+                         retry_policy=PUBLISH_RETRY)
+
+
+def sync_task() -> Any:
+    """The task by its name in Celery's registry, as bans.tasks defines it. The registry is filled by
+    autodiscovery, which Celery runs lazily: a worker runs it at start, and a process that has not
+    imported bans.tasks yet (a management command, a test) runs it here, as the worker would."""
+    try:
+        return current_app.tasks[SYNC_TASK]
+    except NotRegistered:
+        current_app.loader.import_default_modules()
+        return current_app.tasks[SYNC_TASK]

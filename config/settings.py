@@ -222,7 +222,7 @@ IPS_PANEL_LOG = Path(env_str("IPS_PANEL_LOG", str(BASE_DIR / "var" / "log" / "pa
 IPS_LOG_LEVEL = env_str("IPS_LOG_LEVEL", "INFO").upper()
 # INFO is for events (bans and unbans, start-up, a log that went missing); the idle stack is quiet.
 # Celery writes a line for every task received and succeeded, and beat one per task it sends:
-# the fallback read and the followers' schedule every 10 s, so those lines show only with IPS_LOG_TASKS
+# the fallback read and the followers' schedule every 30 s, so those lines show only with IPS_LOG_TASKS
 # (or IPS_LOG_LEVEL=DEBUG); a task's failure is an ERROR and always shows. tests/config/test_logging.py.
 IPS_LOG_TASKS = env_bool("IPS_LOG_TASKS", False) or IPS_LOG_LEVEL == "DEBUG"
 # NOTSET: as the root (IPS_LOG_LEVEL)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,25 @@ from django.test import Client
 
 from tests.bans.netns import NamespacePair, netns_unusable
 from tests.clients import client_for
+
+
+def host_tables() -> str | None:
+    """The host's own nftables tables (`nft list tables`), or None where nft cannot say."""
+    if shutil.which("nft") is None:
+        return None
+    done = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10, check=False)
+    return done.stdout if done.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_hosts_ruleset_is_left_alone() -> Iterator[None]:
+    """No test may change the ruleset of the machine running the tests: real bans are tested in
+    network namespaces (tests/bans/netns.py). Checked once for the whole run."""
+    before = host_tables()
+    yield
+    after = host_tables()
+    assert before is None or after is None or before == after, (
+        f"a test changed the host's own nftables tables:\nbefore:\n{before}\nafter:\n{after}")
 
 
 @pytest.fixture(scope="session")

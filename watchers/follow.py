@@ -75,6 +75,9 @@ RENEW_SECONDS = 5.0
 # How long a worker that starts waits for each of its followers' leases: a follower killed with its
 # worker holds its lease until the TTL runs out.
 START_WAIT_SECONDS = LEASE_TTL_SECONDS + RENEW_SECONDS
+# What one follower step may take beyond the lease's renewal period (a read is bounded to about
+# READ_TARGET_SECONDS): a lease is ridden through a Redis outage only while it surely outlasts them.
+STEP_MARGIN_SECONDS = 2.0
 RESYNC_SECONDS = 3.0  # how often the follower asks whether a jail was added, edited or deleted (one query)
 FULL_RESYNC_SECONDS = 30.0  # and re-reads every jail and source anyway (new files of a polled glob)
 ADDRESSES_SECONDS = 30.0  # this host's own addresses (`ip -j addr`, a subprocess), re-read this often
@@ -168,17 +171,19 @@ class Lease:
     held_at: float = 0.0
 
     def acquire(self) -> bool:
+        asked = time.monotonic()  # the key's time runs from no later than this
         taken = bool(self.client.set(self.key, self.token, nx=True, px=self._ttl_ms()))
         self.renewed_at = time.monotonic()
         if taken:
-            self.held_at = self.renewed_at
+            self.held_at = asked
         return taken
 
     def renew(self) -> bool:
+        asked = time.monotonic()
         kept = bool(self.client.eval(_RENEW, 1, self.key, self.token, self._ttl_ms()))
         self.renewed_at = time.monotonic()
         if kept:
-            self.held_at = self.renewed_at
+            self.held_at = asked
         return kept
 
     def keep(self) -> bool:
@@ -192,9 +197,12 @@ class Lease:
             return self.renew() or self._take_vanished()
         except redis.RedisError as exc:
             self.renewed_at = time.monotonic()  # try again after renew_every, not on every step
-            if self.renewed_at - self.held_at < self.ttl_seconds:
-                log.warning("follow: cannot renew the lease %s (%s); still ours for %.0f s", self.key, exc,
-                            self.ttl_seconds - (self.renewed_at - self.held_at))
+            # still ours until the next check, a step later, with the key's time counted from before
+            # the last call that set it
+            left = self.ttl_seconds - (self.renewed_at - self.held_at) - self.renew_every - STEP_MARGIN_SECONDS
+            if left > 0:
+                log.warning("follow: cannot renew the lease %s (%s); still surely ours for %.0f s", self.key,
+                            exc, left)
                 return True
             log.warning("follow: cannot renew the lease %s: %s", self.key, exc)
             return False
@@ -207,14 +215,19 @@ class Lease:
             log.warning("follow: the lease %s had vanished (a Redis restart?): taken again", self.key)
         return taken
 
-    def wait_acquire(self, seconds: float, *, poll: float = 1.0) -> bool:
+    def wait_acquire(self, seconds: float, *, poll: float = 1.0, stop_fds: tuple[int, ...] = ()) -> bool:
         """acquire(), trying again for up to `seconds`: a holder killed without releasing keeps its
-        lease until the TTL runs out."""
+        lease until the TTL runs out. False at once when one of `stop_fds` becomes readable (the
+        worker stopping)."""
         deadline = time.monotonic() + seconds
         while not self.acquire():
             if time.monotonic() + poll > deadline:
                 return False
-            time.sleep(poll)
+            if stop_fds:
+                if select.select(stop_fds, [], [], poll)[0]:
+                    return False
+            else:
+                time.sleep(poll)
         return True
 
     def release(self) -> None:
@@ -739,7 +752,7 @@ def follow_shard(shard: int, shards: int, lease_seconds: int, *, stop_fds: tuple
     if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
         raise ValueError(f"lease_seconds {lease_seconds}: expected 1 to {MAX_LEASE_SECONDS}")
     lease = Lease(client or broker_redis(), lease_key(shard, shards))
-    if not lease.wait_acquire(min(wait_seconds, LEASE_TTL_SECONDS + RENEW_SECONDS)):
+    if not lease.wait_acquire(min(wait_seconds, START_WAIT_SECONDS), stop_fds=stop_fds):
         return Outcome.BUSY
     log.info("follow shard %d/%d: following for %d s", shard, shards, lease_seconds)
     follower = Follower(shard, shards, stop_fds=stop_fds)

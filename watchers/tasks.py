@@ -21,6 +21,7 @@ from typing import Any
 import redis
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
+from django import db
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -66,13 +67,16 @@ def start_followers(sender: Any = None, **kwargs: Any) -> None:
     except Exception as exc:  # noqa: BLE001 (a convenience at start: beat's schedule still starts them)
         log.warning("follow: could not read the follower schedules at start (%s); beat will start them", exc)
         return
+    finally:
+        db.connections.close_all()  # not inherited by pool processes forked later
     for row in rows:
         queue = row.queue or "celery"
         if consumed and queue not in consumed:
             continue  # another worker's followers (the firewall worker consumes only its own queue)
         try:
             arguments = {**json.loads(row.kwargs or "{}"), "wait_seconds": following.START_WAIT_SECONDS}
-            follow.apply_async(kwargs=arguments, queue=row.queue or None, expires=following.START_WAIT_SECONDS)
+            follow.apply_async(args=json.loads(row.args or "[]"), kwargs=arguments, queue=row.queue or None,
+                               expires=following.START_WAIT_SECONDS)
         except (ValueError, TypeError, KombuOperationalError) as exc:
             log.warning("follow: could not ask for the follower of %r at start (%s); beat will", row.name, exc)
 

@@ -8,7 +8,11 @@ for the answer; past it, the child is killed (SIGKILL) and the call fails as a t
 The next call starts a fresh child (about 60 ms). A netlink batch is atomic in the kernel, so a
 child killed half way leaves the ruleset as it was before the batch or after it, never between.
 
-    python -m bans.firewall.nftchild          reads one JSON command per line, answers [rc, output, error]
+    python -P bans/firewall/nftchild.py       reads one JSON command per line, answers [rc, output, error]
+
+The child runs this file by its path, not as `-m bans.firewall.nftchild`: that would import the
+bans.firewall package first (which imports this module), costing the child's start and making
+runpy warn on every start. It imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -87,7 +91,8 @@ class NftProcess:
         if self._child is not None and self._child.poll() is None:
             return self._child
         self.kill()
-        self._child = subprocess.Popen([sys.executable, "-m", "bans.firewall.nftchild"], cwd=ROOT,
+        # -P: this file's directory is not put on sys.path (its nftables.py would hide libnftables')
+        self._child = subprocess.Popen([sys.executable, "-P", str(Path(__file__).resolve())], cwd=ROOT,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert self._child.stdin is not None and self._child.stdout is not None
         os.set_blocking(self._child.stdin.fileno(), False)

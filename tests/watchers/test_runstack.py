@@ -75,8 +75,10 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
                                   "--web-workers", "1", "--concurrency", "1",
                                   "--beat-schedule", str(tmp_path / "beat" / "schedule"),
                                   "--control-socket", str(control)],
-                                 cwd=REPO, env={**settings_db_env, "IPS_REDIS_URL": REDIS_URL}, stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                 # IPS_FIREWALL off: this runs in the host's own network namespace, whose
+                                 # ruleset a test must never touch (the firewall's tests run in namespaces)
+                                 cwd=REPO, env={**settings_db_env, "IPS_REDIS_URL": REDIS_URL, "IPS_FIREWALL": "off"},
+                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: http_status(f"http://127.0.0.1:{port}/accounts/login/") == 200), log.read_text()
         assert http_status(f"http://127.0.0.1:{port}/static/css/panel.css") == 200
