@@ -4,7 +4,8 @@ schedules changed at most every CHANGES_EVERY_SECONDS instead of on every tick.
 With tasks due every 2 s, beat ticks about once a second, and each tick asked the database (a
 commit, a query, a comparison of every entry): half of an idle beat's CPU, which was the idle
 stack's largest single cost. An admin's edit in Django admin now takes effect within
-CHANGES_EVERY_SECONDS (django-celery-beat still re-reads everything every 5 minutes regardless).
+CHANGES_EVERY_SECONDS after beat next wakes (at most CELERY_BEAT_MAX_LOOP_INTERVAL later; django-celery-beat
+still re-reads everything every 5 minutes regardless).
 
 Used through CELERY_BEAT_SCHEDULER in config/settings.py.
 """

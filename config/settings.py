@@ -164,6 +164,8 @@ if env_bool("IPS_BEHIND_TLS_PROXY", False):
 CELERY_BROKER_URL = env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0")
 # kombu's Redis transport with the fix in config/broker.py (workers survive a Redis restart).
 CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+# An idle worker waits this long in one BRPOP (kombu's default 1 s woke it and Redis every second).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 10}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -181,6 +183,10 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("IPS_WORKER_MAX_MEMORY_MB", 120, mi
 # created by the migration watchers/0002_default_schedules. config/beat.py asks whether an admin
 # changed them every 10 s, not on every tick.
 CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
+# Beat sleeps until its next task is due, but at most this long (django-celery-beat's default: 5 s,
+# twelve idle wakes a minute where the shortest schedule is 30 s); an admin's change to a schedule
+# takes effect within about this plus config/beat.py's 10 s.
+CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 # Celery would close every database connection around each task; config/celery.py closes them as
 # Django does around a request instead (broken or older than CONN_MAX_AGE). Celery's own count
 # still closes them after this many tasks.

@@ -129,14 +129,20 @@ class Command(BaseCommand):
                           "--control-socket", str(options.get("control_socket") or control_socket_default())]),
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                              "--concurrency", str(watcher_processes), "--queues", "celery",
-                             "--hostname", "watchers@%h", *beat]),
+                             "--hostname", "watchers@%h", *QUIET_WORKER, *beat]),
             # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order, in
             # one process (solo pool), which also times its watch of the kernel (bans/watching.py).
             Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                                "--pool", "solo", "--concurrency", "1", "--queues", f"firewall.{settings.IPS_HOST_NAME}",
-                               "--hostname", f"firewall-{settings.IPS_HOST_NAME}@%h"]),
+                               "--hostname", f"firewall-{settings.IPS_HOST_NAME}@%h", *QUIET_WORKER]),
         ]
         return children
+
+
+# Workers that do not gossip, mingle or send heartbeat events: nothing here reads worker events, and
+# each of the three woke every worker every 2 s (a heartbeat published, the others' received).
+# Remote control (celery inspect/control) does not depend on them.
+QUIET_WORKER = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
 def control_socket_default() -> Path:
