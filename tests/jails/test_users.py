@@ -161,7 +161,7 @@ def test_the_admins_are_locked_in_the_transaction_before_the_check(boss: User,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from django.db import connection
 
-    from jails.access import views as views_access
+    from jails.access import users as access_users
 
     second = user_with("second", "admin")
     root = User.objects.create_superuser("root", "", GOOD_PASSWORD)
@@ -170,18 +170,18 @@ def test_the_admins_are_locked_in_the_transaction_before_the_check(boss: User,
     retired.save()
     user_with("olga", "operator")
     seen: list[tuple[bool, list[int]]] = []
-    real_lock = views_access.lock_admins
+    real_lock = access_users.lock_admins
 
     def spy() -> list[int]:
         seen.append((connection.in_atomic_block, real_lock()))
         return seen[-1][1]
 
-    monkeypatch.setattr(views_access, "lock_admins", spy)
+    monkeypatch.setattr(access_users, "lock_admins", spy)
 
     client_for(boss).post(f"/users/{second.pk}/active/", {"active": "0"})
     client_for(boss).post(f"/users/{boss.pk}/role/", {"role": "operator"})  # refused: the last admin
 
-    query = views_access.active_admins().select_for_update().query
+    query = access_users.active_admins().select_for_update().query
     assert query.select_for_update and not query.distinct  # PostgreSQL refuses FOR UPDATE with DISTINCT
     assert seen == [(True, sorted([boss.pk, second.pk, root.pk])), (True, sorted([boss.pk, root.pk]))]
 
@@ -193,7 +193,7 @@ def test_two_admins_removing_each_other_at_once_leave_one(monkeypatch: pytest.Mo
 
     from django.db import connection
 
-    from jails.access import views as views_access
+    from jails.access import users as access_users
 
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL (SQLite runs one writer at a time anyway)")
@@ -202,7 +202,7 @@ def test_two_admins_removing_each_other_at_once_leave_one(monkeypatch: pytest.Mo
     # without the lock both requests would pass the check before either writes: hold each one after
     # its check until the other has checked too, or for two seconds (the locked one never gets there)
     both_checked = threading.Barrier(2, timeout=2)
-    real_check = views_access.leaves_no_admin
+    real_check = access_users.leaves_no_admin
 
     def check_then_wait(user: User) -> bool:
         answer = real_check(user)
@@ -212,7 +212,7 @@ def test_two_admins_removing_each_other_at_once_leave_one(monkeypatch: pytest.Mo
             pass
         return answer
 
-    monkeypatch.setattr(views_access, "leaves_no_admin", check_then_wait)
+    monkeypatch.setattr(access_users, "leaves_no_admin", check_then_wait)
 
     def deactivate(actor: User, target: User) -> None:
         try:

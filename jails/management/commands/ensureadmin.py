@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
-from jails.access import audit
+from jails.access import audit, users
+from jails.access.roles import Role
 
 
 class Command(BaseCommand):
@@ -30,10 +30,9 @@ class Command(BaseCommand):
         if user_model.objects.filter(is_superuser=True).exists():
             return
         password = secrets.token_urlsafe(18)
-        with transaction.atomic():
-            user = user_model.objects.create_superuser(username=options["username"], password=password, email="")
-            audit.record(None, "user.create", user, after={"username": user.get_username(), "role": "admin",
-                                                          "is_superuser": True, "is_active": True}, via="cli")
+        user = user_model(username=options["username"], email="", is_superuser=True, is_staff=True)
+        user.set_password(password)
+        users.create_user(user, Role.ADMIN.group_name, audit.Actor.command())
         path = settings.BASE_DIR / "var" / "initial-admin-password"
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
