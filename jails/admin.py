@@ -21,9 +21,9 @@ from django.http import HttpRequest, HttpResponse
 
 from jails.access import audit
 from jails.access.logins import PanelAdminAuthenticationForm
+from jails.changes import record_override
 from jails.forms import FilterSourceMixin, override_field
 from jails.models import AuditEntry, Filter, Jail
-from jails.views_filters import record_override
 
 M = TypeVar("M", bound=models.Model)
 
@@ -133,7 +133,7 @@ class FilterAdmin(AuditedModelAdmin[Filter]):
         for key, value in derived.items():
             setattr(obj, key, value)
         super().save_model(request, obj, form, change)
-        record_override(request, obj, getattr(form, "dangerous", ()), via="admin")
+        record_override(obj, getattr(form, "dangerous", ()), audit.Actor.of_request(request, via="admin"))
 
 
 @admin.register(Jail)

@@ -11,14 +11,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bans.models import Ban, Failure, Tally
-from jails.access import audit
+from jails import changes
+from jails.access.audit import Actor
 from jails.access.roles import Role, role_required
 from jails.engine.durations import format_duration
 from jails.forms import JAIL_GROUPS, JAIL_HELP, JailForm
@@ -130,9 +130,7 @@ def jail_detail(request: HttpRequest, name: str) -> HttpResponse:
 def jail_create(request: HttpRequest) -> HttpResponse:
     form = JailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            jail = form.save()
-            audit.record(request, "jail.create", jail, after=audit.snapshot(jail))
+        jail = changes.create_jail(form.save(commit=False), Actor.of_request(request))
         messages.success(request, f"Jail {jail.name} created. {APPLIES_SOON}")
         return redirect("jail_detail", name=jail.name)
     return render(request, "jails/jail_form.html", {"form": form, "jail": None, "applies_soon": APPLIES_SOON},
@@ -145,15 +143,8 @@ def jail_edit(request: HttpRequest, name: str) -> HttpResponse:
     jail = get_object_or_404(Jail, name=name)
     form = JailForm(request.POST or None, instance=jail)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            # "before" from the locked row (the form's instance already holds the new values); two
-            # admins saving at once each get a true before/after
-            before = audit.snapshot(Jail.objects.select_for_update().get(pk=jail.pk))
-            jail = form.save()
-            after = audit.snapshot(jail)
-            changed = {key: after[key] for key in audit.changed_fields(before, after)}
-            if changed:
-                audit.record(request, "jail.edit", jail, before={k: before[k] for k in changed}, after=changed)
+        jail = form.save(commit=False)
+        changed = changes.save_jail(jail, Actor.of_request(request))
         messages.success(request, f"Jail {jail.name} saved. {APPLIES_SOON}" if changed else "Nothing changed.")
         return redirect("jail_detail", name=jail.name)
     return render(request, "jails/jail_form.html", {"form": form, "jail": jail, "applies_soon": APPLIES_SOON},
@@ -167,14 +158,10 @@ def jail_toggle(request: HtmxHttpRequest, name: str) -> HttpResponse:
     wanted = request.POST.get("enabled")
     if wanted not in ("on", "off"):
         return HttpResponse("enabled must be on or off", status=400, content_type="text/plain")
-    with transaction.atomic():
-        jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
-        enabled = wanted == "on"
-        if jail.enabled != enabled:
-            jail.enabled = enabled
-            jail.save(update_fields=["enabled", "updated_at"])
-            audit.record(request, "jail.enable" if enabled else "jail.disable", jail,
-                         before={"enabled": not enabled}, after={"enabled": enabled})
+    try:
+        jail, _changed = changes.set_jail_enabled(name, wanted == "on", Actor.of_request(request))
+    except Jail.DoesNotExist as gone:
+        raise Http404(f"no jail {name}") from gone
     if wants_partial(request):
         row = annotate([Jail.objects.select_related("filter").get(pk=jail.pk)])[0]
         return render(request, "jails/jail_list.html#jail_row", {"jail": row, "just_toggled": True})

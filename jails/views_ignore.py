@@ -3,37 +3,34 @@
 Admins edit ignoreip in the jail's full form too; this page is the operator's door to it alone.
 Entries are checked exactly as the jail form checks them (an address, a CIDR network or a host
 name; IPv4-mapped IPv6 written as the IPv4 it is). Every change locks the jail's row, is audited
-as "jail.ignoreip" with the whole list before and after, and saves `updated_at`, which is how the
+as "jail.ignoreip" (by jails.changes) with the whole list before and after, and saves `updated_at`, which is how the
 log followers notice it (they re-read the jails every few seconds). An entry only stops new bans:
 a ban already in force stays, so the page points the operator to the bans it covers.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from bans.models import Ban
-from jails import validators
-from jails.access import audit
+from jails import changes, validators
+from jails.access.audit import Actor
 from jails.access.roles import Role, has_role, role_required
 from jails.forms import LinesField, ipv4_unmapped
 from jails.htmx import HtmxHttpRequest, render_page_or_partial, wants_partial
 from jails.models import Jail
 from jails.views import APPLIES_SOON
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Bans named on the page when a new entry covers addresses banned now (the ban list has the rest).
 MAX_COVERED_SHOWN = 20
 MAX_ENTRY_TEXT = 2000  # one submission: a few entries separated by spaces or commas
@@ -73,22 +70,10 @@ def entry_rows(jail: Jail) -> list[dict[str, Any]]:
     """Each entry with what it is: a host name is kept but never looked up (no DNS), so it matches nothing."""
     rows = []
     for text in jail.ignoreip:
-        network = network_of(text)
+        network = changes.network_of(text)
         kind = "host name" if network is None else "address" if network.num_addresses == 1 else "network"
         rows.append({"text": text, "kind": kind})
     return rows
-
-
-def network_of(entry: str) -> Network | None:
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return None
-
-
-def same_entry_key(entry: str) -> object:
-    """What makes two entries the same: the network (192.0.2.1 = 192.0.2.1/32), or the host name."""
-    return network_of(entry) or entry.lower().rstrip(".")
 
 
 def covered_bans(jail: Jail, entry: str) -> Covered | None:
@@ -96,14 +81,14 @@ def covered_bans(jail: Jail, entry: str) -> Covered | None:
 
     Scans only this jail's live bans of the entry's family, and keeps a few of them for the page.
     """
-    network = network_of(entry)
+    network = changes.network_of(entry)
     if network is None:
         return None
     live = Ban.objects.in_force().filter(jail_name=jail.name, family=network.version)
     found: list[int] = []
     count = 0
     for pk, text in live.order_by("network", "pk").values_list("pk", "network").iterator(chunk_size=2000):
-        banned = network_of(text)
+        banned = changes.network_of(text)
         if banned is not None and banned.version == network.version and banned.overlaps(network):
             count += 1
             if len(found) < MAX_COVERED_SHOWN:
@@ -158,13 +143,10 @@ def add_entries(request: HtmxHttpRequest, name: str) -> HttpResponse:
     if not form.is_valid():
         jail = get_object_or_404(Jail, name=name)
         return render_editor(request, jail, form, status=400)
-    with transaction.atomic():
-        jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
-        before = list(jail.ignoreip)
-        listed = {same_entry_key(text) for text in before}
-        new = [text for text in form.cleaned_data["entry"] if same_entry_key(text) not in listed]
-        if new:
-            save_list(request, jail, before, before + new)
+    try:
+        jail, new = changes.add_ignored(name, form.cleaned_data["entry"], Actor.of_request(request))
+    except Jail.DoesNotExist as gone:
+        raise Http404(f"no jail {name}") from gone
     already = [text for text in form.cleaned_data["entry"] if text not in new]
     said = []
     if new:
@@ -181,13 +163,10 @@ def add_entries(request: HtmxHttpRequest, name: str) -> HttpResponse:
 
 def remove_entry(request: HtmxHttpRequest, name: str) -> HttpResponse:
     text = request.POST.get("entry", "")[:MAX_ENTRY_TEXT]
-    with transaction.atomic():
-        jail = get_object_or_404(Jail.objects.select_for_update(), name=name)
-        before = list(jail.ignoreip)
-        after = [entry for entry in before if entry != text]  # duplicates (from an import) go together
-        if after != before:
-            save_list(request, jail, before, after)
-    removed = after != before
+    try:
+        jail, removed = changes.remove_ignored(name, text, Actor.of_request(request))
+    except Jail.DoesNotExist as gone:
+        raise Http404(f"no jail {name}") from gone
     if removed:
         said = f"Removed {text} from the ignore list of {jail.name}. {APPLIES_SOON}"
     else:
@@ -197,11 +176,3 @@ def remove_entry(request: HtmxHttpRequest, name: str) -> HttpResponse:
                              status_kind="success" if removed else "warning")
     (messages.success if removed else messages.warning)(request, said)
     return redirect("jail_ignore", name=jail.name)
-
-
-def save_list(request: HttpRequest, jail: Jail, before: list[str], after: list[str]) -> None:
-    """Save the new list (with updated_at: the followers reload a jail whose stamp moved) and audit it.
-    The caller holds the jail's row lock, inside its transaction."""
-    jail.ignoreip = after
-    jail.save(update_fields=["ignoreip", "updated_at"])
-    audit.record(request, "jail.ignoreip", jail, before=before, after=after)

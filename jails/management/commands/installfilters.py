@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from jails import changes
 from jails.access import audit
 from jails.builtin import install_builtin_filters
 from jails.engine.errors import EngineError
@@ -70,6 +71,5 @@ def install_panel_jail() -> bool:
                     maxretry=5, findtime=15 * 60, bantime=60 * 60, port=panel_ports(),
                     description="The panel's own failed logins (built in). Put the admins' networks in ignoreip.")
         jail.full_clean()
-        jail.save()
-        audit.record(None, "jail.create", jail, after=audit.snapshot(jail), via="system")
+        changes.create_jail(jail, audit.Actor.system())
     return True
