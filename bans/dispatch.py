@@ -1,4 +1,5 @@
-"""Asking a host's firewall worker to act: its queue, and the bounded publish of a sync request.
+"""Asking a host's firewall worker to act: its queue, and the bounded publish of a sync request;
+and finding any task of bans.tasks by name for the modules it builds on (a replay's start).
 
 The services (a ban made in a view, by jailctl, by a watcher's read) ask for a sync when their
 transaction commits (bans.services.request_firewall_sync); the task itself lives in bans.tasks,
@@ -36,11 +37,15 @@ def request_sync(host: str) -> None:
 
 
 def sync_task() -> Any:
-    """The task by its name in Celery's registry, as bans.tasks defines it. The registry is filled by
+    return registered_task(SYNC_TASK)
+
+
+def registered_task(name: str) -> Any:
+    """A task by its name in Celery's registry, as bans.tasks defines it. The registry is filled by
     autodiscovery, which Celery runs lazily: a worker runs it at start, and a process that has not
     imported bans.tasks yet (a management command, a test) runs it here, as the worker would."""
     try:
-        return current_app.tasks[SYNC_TASK]
+        return current_app.tasks[name]
     except NotRegistered:
         current_app.loader.import_default_modules()
-        return current_app.tasks[SYNC_TASK]
+        return current_app.tasks[name]

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bans import hostaddrs, policy, services
+from bans import dispatch, hostaddrs, policy, services
 from bans.models import Ban, ReplayRun
 from jails import services as jail_services
+from jails.access import audit
 from jails.engine.errors import EngineError
 from jails.engine.filter import CompiledFilter
 from jails.engine.guard import Watchdog
@@ -342,6 +344,18 @@ def first_of(row: Mapping[str, Any]) -> str:
 
 
 # --- the job ---------------------------------------------------------------------------------------
+
+
+REPLAY_TASK = "bans.tasks.replay_jail"
+
+
+def start_replay(jail: Jail, overrides: Mapping[str, Any], actor: audit.Actor) -> ReplayRun:
+    """Record a run, audit it, and queue its task once the row is committed (the worker must find it)."""
+    with transaction.atomic():
+        run = ReplayRun.objects.create(jail=jail, overrides=dict(overrides), created_by=actor.user)
+        audit.record(actor, "replay.start", run, after={"jail": jail.name, "overrides": run.overrides})
+        dispatch.registered_task(REPLAY_TASK).delay_on_commit(run.pk)
+    return run
 
 
 def claim(run_id: int, now: dt.datetime) -> bool:

@@ -3,15 +3,14 @@ progress bar, then compare what it would have banned with what the live jail did
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from bans import tasks
+from bans import replay
 from bans.forms import ReplayForm
 from bans.models import ReplayRun
-from jails.access import audit
+from jails.access.audit import Actor
 from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import Jail
@@ -27,23 +26,13 @@ def replay_start(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ReplayForm(request.POST)
         if form.is_valid():
-            run = start(request, form)
+            run = replay.start_replay(form.cleaned_data["jail"], form.overrides(), Actor.of_request(request))
             return redirect("replay_detail", pk=run.pk)
     else:
         form = ReplayForm(initial={"jail": request.GET.get("jail")} if request.GET.get("jail") else None)
     context = {"form": form, "runs": ReplayRun.objects.select_related("jail", "created_by")[:RECENT_RUNS],
                "jails": Jail.objects.exclude(backend=Jail.Backend.SYSTEMD).select_related("filter")}
     return render(request, "bans/replay_form.html", context)
-
-
-def start(request: HttpRequest, form: ReplayForm) -> ReplayRun:
-    """Record the run and queue its task once the row is committed (the worker must find it)."""
-    with transaction.atomic():
-        run = ReplayRun.objects.create(jail=form.cleaned_data["jail"], overrides=form.overrides(),
-                                       created_by=request.user if request.user.is_authenticated else None)
-        audit.record(request, "replay.start", run, after={"jail": run.jail.name, "overrides": run.overrides})
-        tasks.replay_jail.delay_on_commit(run.pk)
-    return run
 
 
 @require_GET

@@ -9,7 +9,7 @@ either everything arrives or nothing does. A second run with the same tree chang
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from jails import services
+from jails.access import audit
 from jails.engine import ini
 from jails.engine.durations import parse_duration
 from jails.engine.errors import ConfigError, EngineError
@@ -76,8 +77,14 @@ def import_tree(
     include_disabled: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    actor: audit.Actor | None = None,
+    described: tuple[str, Mapping[str, object]] | None = None,
 ) -> ImportReport:
-    """Import filters and jails from a fail2ban configuration directory (e.g. /etc/fail2ban)."""
+    """Import filters and jails from a fail2ban configuration directory (e.g. /etc/fail2ban).
+
+    With an `actor`, an import that changed anything is audited as "config.import" in the same
+    transaction; `described` is what the entry calls the import and says of its source (default:
+    the directory)."""
     root_path = Path(root)
     if not (root_path / "jail.conf").is_file() and not (root_path / "jail.local").is_file():
         raise ImportRefused(f"{root_path}: no jail.conf or jail.local here; give the fail2ban directory, "
@@ -89,7 +96,22 @@ def import_tree(
         import_jails(root_path, report, say, include_disabled)
         if dry_run:
             transaction.set_rollback(True)
+        elif actor is not None:
+            record_import(report, actor, include_disabled, described or (report.root, {"root": report.root}))
     return report
+
+
+def record_import(report: ImportReport, actor: audit.Actor, include_disabled: bool,
+                  described: tuple[str, Mapping[str, object]]) -> None:
+    """The audit entry of an import: what it created and updated, and the risky regexes it let in."""
+    changed = [f"{c.action} {c.kind} {c.name}" for c in report.changes if c.action in ("created", "updated")]
+    if not changed:
+        return  # nothing to audit: the configuration was already there
+    name, source = described
+    after: dict[str, object] = {**source, "include_disabled": include_disabled, "changes": changed}
+    if report.dangerous:
+        after["dangerous_regexes"] = [d.as_record() for d in report.dangerous]
+    audit.record(actor, "config.import", object_type="import", object_repr=name, after=after)
 
 
 # --- filters ---------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -239,7 +238,8 @@ def digest(files: dict[str, str], include_disabled: bool) -> str:
 # --- importing ------------------------------------------------------------------------------------
 
 
-def run_import(files: dict[str, str], include_disabled: bool, dry_run: bool) -> ImportReport:
+def run_import(files: dict[str, str], include_disabled: bool, dry_run: bool,
+               actor: audit.Actor | None = None) -> ImportReport:
     """import_tree over the files laid out in a private temporary directory; EngineError on refusal
     with paths shown relative to the upload (jail.local:12, not /tmp/xyz/jail.local:12)."""
     with tempfile.TemporaryDirectory(prefix="ips-import-") as tmp:
@@ -249,7 +249,8 @@ def run_import(files: dict[str, str], include_disabled: bool, dry_run: bool) -> 
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         try:
-            report = import_tree(root, include_disabled=include_disabled, dry_run=dry_run)
+            report = import_tree(root, include_disabled=include_disabled, dry_run=dry_run, actor=actor,
+                                 described=(f"{len(files)} file(s)", {"files": sorted(files)}))
         except EngineError as exc:
             raise EngineError(exc.message.replace(tmp + "/", ""), relative(exc.path, tmp), exc.lineno) from None
     report.root = "the upload"
@@ -317,13 +318,7 @@ def import_apply(request: HttpRequest) -> HttpResponse:
         return redirect("import_config")
     files, include_disabled = staged["files"], bool(staged["all"])
     try:
-        with transaction.atomic():
-            report = run_import(files, include_disabled, dry_run=False)
-            audit.record(request, "config.import", object_type="import", object_repr=f"{len(files)} file(s)",
-                         after={"files": sorted(files), "include_disabled": include_disabled,
-                                "changes": [f"{c.action} {c.kind} {c.name}" for c in report.changes
-                                            if c.action in ("created", "updated")],
-                                "dangerous_regexes": [d.as_record() for d in report.dangerous]})
+        report = run_import(files, include_disabled, dry_run=False, actor=audit.Actor.of_request(request))
     except EngineError as exc:
         # the database changed since the preview (a filter edited meanwhile...): nothing was written
         messages.error(request, f"Nothing was imported: {exc}")

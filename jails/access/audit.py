@@ -1,12 +1,14 @@
 """The audit trail: every change to jails, filters, bans, ignore lists and users, from any door.
 
 Who made a change travels as an `Actor` (`Actor.of_request(request)`, `Actor.command()` for a
-management command, `Actor.system()`); a service that owns a change (bans.services.ban_by_hand,
-bans.actions) takes one and writes the entry itself, so every door records the same thing.
-Views not yet moved behind a service call `record(request, ...)`; commands call `record(None, ...,
-via="cli")`. Always inside the same transaction as the change, so there is never a change without
-its entry or an entry for a change that rolled back. Values are stored with control characters escaped (a log line
-or a user name an attacker wrote cannot paint the audit page or a terminal).
+management command, `Actor.system()`). The services that own the changes take one and write the
+entry themselves, so every door records the same thing: jails.changes (jails, filters, ignore
+lists), jails.access.users, jails.importer (an import), bans.services.ban_by_hand and bans.actions
+(bans), bans.replay.start_replay. Django admin's generic AuditedModelAdmin (jails/admin.py) is the
+one other caller: it records any model's fields as they were and became. Always inside the same
+transaction as the change, so there is never a change without its entry or an entry for a change
+that rolled back. Values are stored with control characters escaped (a log line or a user name an
+attacker wrote cannot paint the audit page or a terminal).
 """
 
 from __future__ import annotations

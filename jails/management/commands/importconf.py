@@ -6,7 +6,6 @@ from argparse import ArgumentParser, RawDescriptionHelpFormatter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 
 from jails.access import audit
 from jails.engine.errors import EngineError
@@ -48,17 +47,8 @@ Examples:
                 self.stderr.write(message)
 
         try:
-            with transaction.atomic():  # the import and its audit entry, together
-                report = import_tree(options["directory"], include_disabled=options["all"],
-                                     dry_run=options["dry_run"], progress=progress)
-                changed = [f"{c.action} {c.kind} {c.name}" for c in report.changes
-                           if c.action in ("created", "updated")]
-                if changed and not report.dry_run:
-                    after: dict[str, object] = {"root": report.root, "changes": changed}
-                    if report.dangerous:
-                        after["dangerous_regexes"] = [d.as_record() for d in report.dangerous]
-                    audit.record(None, "config.import", object_type="import", object_repr=report.root, via="cli",
-                                 username=audit.command_user(), after=after)
+            report = import_tree(options["directory"], include_disabled=options["all"], dry_run=options["dry_run"],
+                                 progress=progress, actor=audit.Actor.command())
         except EngineError as exc:
             raise CommandError(f"{exc}\nNothing was imported.") from None
         for line in summarize(report, verbose=not quiet):
