@@ -197,6 +197,10 @@ CELERY_DB_REUSE_MAX = 1000
 # has its own Celery queue (firewall.<name>) and applies only its own bans.
 IPS_FIREWALL = env_choice("IPS_FIREWALL", "nftables", ["nftables", "off"])
 IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
+# How many log followers (shards of the enabled jails, each in its own worker process) beat keeps
+# running; 0: as many as are scheduled now, or 1 on SQLite and 2 on PostgreSQL for a new install.
+# Applied by `manage.py installschedules` (bans/periodic.py).
+IPS_FOLLOWER_SHARDS = env_int("IPS_FOLLOWER_SHARDS", 0, minimum=0, maximum=64)
 IPS_NFT_TABLE = env_str("IPS_NFT_TABLE", "ips")
 # The longest any one firewall step may take (waiting for the firewall lock, one libnftables call,
 # abandoned in its killed helper process past it); the ban then fails and is retried with backoff.

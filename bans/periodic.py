@@ -1,0 +1,168 @@
+"""The periodic tasks Celery beat sends, built in one place from the settings, and their install.
+
+The rows live in django-celery-beat's tables, so an admin can change an interval or switch a task
+off in Django admin; `manage.py installschedules` (run by scripts/run.sh and by the beat unit in
+deploy/ before beat starts) makes the rows match this host and this database without undoing such
+edits:
+
+- a missing row is created with its default interval;
+- an existing row keeps its interval and whether it is enabled (the admin's), but its task, its
+  arguments and its queue are set back to what the code needs (a row pointing at the wrong queue
+  would send work nobody takes);
+- the log followers: one row per shard. IPS_FOLLOWER_SHARDS says how many; by default the enabled
+  rows' count is kept, or 1 on SQLite and 2 on PostgreSQL for a new install (SQLite has one
+  writer: a second follower only waits for the first; see watchers/migrations/0003). Follower rows
+  of another shard count are switched off, not deleted.
+- the firewall's rows name this host (IPS_HOST_NAME) and go to its queue, `firewall.<host>`. Rows
+  of other hosts are left alone and reported: in a fleet they are the other hosts'.
+
+The migrations that first created these rows stay (a database migrated by an older release has
+them); this module is where the schedules are defined from now on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+from bans.dispatch import firewall_queue
+
+FOLLOW_TASK = "watchers.tasks.follow"
+FIREWALL_TASKS = ("bans.tasks.sync_firewall", "bans.tasks.reconcile_firewall")
+FOLLOW_EVERY = 30  # restarts a lost follower; its message expires after one interval
+FOLLOW_LEASE_SECONDS = 300  # a follower hands over to a fresh task this often (watchers.follow)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """One row as the code wants it."""
+
+    name: str
+    task: str
+    every: int  # seconds, for a new row
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    expire_seconds: int | None = None
+
+
+@dataclass
+class InstallReport:
+    created: list[str] = field(default_factory=list)
+    corrected: list[str] = field(default_factory=list)
+    switched_off: list[str] = field(default_factory=list)
+    other_hosts: list[str] = field(default_factory=list)
+    shards: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.corrected or self.switched_off)
+
+
+def follower_name(shard: int, shards: int) -> str:
+    return f"follow log sources (shard {shard} of {shards})"
+
+
+def wanted(host: str, shards: int) -> list[Periodic]:
+    """Every row this host needs, with `shards` log followers."""
+    rows = [
+        Periodic("read log sources", "watchers.tasks.read_all_sources", 30),
+        Periodic("recidive: ban repeat offenders", "bans.tasks.run_recidive", 60),
+        Periodic("roll up statistics", "bans.tasks.rollup_stats", 60),
+        Periodic("clean up old history", "bans.tasks.cleanup_history", 3600),
+        Periodic(f"apply pending bans ({host})", "bans.tasks.sync_firewall", 30, {"host": host},
+                 queue=firewall_queue(host)),
+        Periodic(f"reconcile the firewall ({host})", "bans.tasks.reconcile_firewall", 300, {"host": host},
+                 queue=firewall_queue(host)),
+    ]
+    rows += [Periodic(follower_name(shard, shards), FOLLOW_TASK, FOLLOW_EVERY,
+                      {"shard": shard, "shards": shards, "lease_seconds": FOLLOW_LEASE_SECONDS},
+                      expire_seconds=FOLLOW_EVERY)
+             for shard in range(shards)]
+    return rows
+
+
+def default_shards(vendor: str) -> int:
+    """Followers for a new install: one on SQLite (a single writer), two on PostgreSQL."""
+    return 1 if vendor == "sqlite" else 2
+
+
+def shards_to_run(configured: int, vendor: str) -> int:
+    """IPS_FOLLOWER_SHARDS when set (> 0); else as many as the enabled follower rows; else the default."""
+    if configured > 0:
+        return configured
+    enabled = PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).count()
+    return enabled or default_shards(vendor)
+
+
+def install(host: str, shards: int) -> InstallReport:
+    """Make the rows match (see the module's docstring); idempotent. One transaction."""
+    report = InstallReport(shards=shards)
+    rows = wanted(host, shards)
+    with transaction.atomic():
+        for row in rows:
+            _install_one(row, report)
+        names = {row.name for row in rows}
+        for task in PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).exclude(name__in=names):
+            task.enabled = False
+            task.save(update_fields=["enabled"])
+            report.switched_off.append(task.name)
+        report.other_hosts = sorted(PeriodicTask.objects.filter(task__in=FIREWALL_TASKS).exclude(name__in=names)
+                                    .values_list("name", flat=True))
+        if report.changed:
+            PeriodicTasks.update_changed()  # a running beat re-reads the schedule
+    return report
+
+
+def _install_one(row: Periodic, report: InstallReport) -> None:
+    task = PeriodicTask.objects.filter(name=row.name).first()
+    if task is None:
+        PeriodicTask.objects.create(name=row.name, task=row.task, interval=_interval(row.every),
+                                    kwargs=json.dumps(row.kwargs), queue=row.queue,
+                                    expire_seconds=row.expire_seconds)
+        report.created.append(row.name)
+        return
+    wrong = [name for name, value in _identity(row).items() if _current(task, name) != value]
+    if wrong:
+        for name in wrong:
+            setattr(task, name, json.dumps(row.kwargs) if name == "kwargs" else _identity(row)[name])
+        task.save(update_fields=wrong)
+        report.corrected.append(f"{row.name} ({', '.join(wrong)})")
+
+
+def _identity(row: Periodic) -> dict[str, Any]:
+    """What a row must say for the code to work, whatever the admin changed."""
+    return {"task": row.task, "kwargs": row.kwargs, "queue": row.queue}
+
+
+def _current(task: PeriodicTask, name: str) -> Any:
+    if name == "kwargs":
+        try:
+            return json.loads(task.kwargs or "{}")
+        except ValueError:
+            return None
+    return getattr(task, name) or None
+
+
+def _interval(seconds: int) -> IntervalSchedule:
+    # get_or_create would fail on the duplicates Django admin allows
+    every = IntervalSchedule.objects.filter(every=seconds, period=IntervalSchedule.SECONDS).first()
+    return every or IntervalSchedule.objects.create(every=seconds, period=IntervalSchedule.SECONDS)
+
+
+def describe(report: InstallReport) -> Iterable[str]:
+    """The report as lines for the command's output."""
+    yield f"Log followers: {report.shards} shard(s)."
+    for title, names in (("Created", report.created), ("Corrected", report.corrected),
+                         ("Switched off (another shard count)", report.switched_off)):
+        for name in names:
+            yield f"{title}: {name}"
+    if report.other_hosts:
+        yield ("Left alone (another host's firewall rows; in a one-server setup whose IPS_HOST_NAME changed, "
+               "switch them off in Django admin): " + ", ".join(report.other_hosts))
+    if not report.changed:
+        yield "The schedules were already in place."
