@@ -15,8 +15,8 @@ from django.utils import timezone
 from bans import views_bans
 from bans.models import Ban, Failure
 from jails.models import AuditEntry, Jail
-from tests.bans.builders import make_jail
 from tests.conftest import HOST_ADDRESS
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 

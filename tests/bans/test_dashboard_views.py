@@ -15,7 +15,7 @@ from django.utils import timezone
 from bans import views
 from bans.models import Ban, Failure, FirewallHost, JailStat
 from jails.models import Jail
-from tests.bans.builders import make_jail, stored_ban, stored_failure
+from tests.factories import make_jail, stored_ban, stored_failure
 
 pytestmark = pytest.mark.django_db
 

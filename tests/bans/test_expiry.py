@@ -19,8 +19,8 @@ from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
 from bans.services import Observed, record_failures
 from jails.models import Jail
-from tests.bans.builders import make_jail
 from tests.clients import client_for
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 

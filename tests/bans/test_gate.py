@@ -25,9 +25,9 @@ from bans.models import Ban, Ignored
 from bans.services import Observed, record_failures
 from jails import importer
 from jails.models import AuditEntry, Jail, PanelSession
-from tests.bans.builders import make_jail
 from tests.clients import client_for
 from tests.conftest import HOST_ADDRESS
+from tests.factories import make_jail
 from tests.jails.builders import minimal_tree
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 
 from bans.models import Ban
 from bans.services import Observed, record_failures
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 

@@ -22,7 +22,7 @@ from bans.models import Ban
 from bans.services import new_ban
 from jails.access import audit
 from jails.models import Jail
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 

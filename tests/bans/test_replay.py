@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from bans import replay
 from bans.models import Ban, ReplayRun
-from jails.models import Filter, Jail
+from jails.models import Jail
+from tests.factories import DATED_FAIL_SOURCE, make_filter, make_jail
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +24,7 @@ def line(seconds: int, text: str) -> str:
 
 @pytest.fixture
 def jail(tmp_path: Path) -> Jail:
-    flt = Filter.objects.create(name="replay-test", source="[Definition]\nfailregex = ^\\s*fail <HOST>$\n")
-    return Jail.objects.create(name="web", enabled=True, filter=flt, maxretry=3, findtime=600, bantime=3600,
-                               logpath=[str(tmp_path / "app.log")])
+    return make_jail("web", flt=make_filter("replay-test", DATED_FAIL_SOURCE), logpath=[str(tmp_path / "app.log")])
 
 
 def write_log(tmp_path: Path, lines: list[str], name: str = "app.log") -> None:

@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from bans import replay
 from bans.models import Ban, ReplayRun
-from jails.models import AuditEntry, Filter, Jail
+from jails.models import AuditEntry, Jail
+from tests.factories import DATED_FAIL_SOURCE, make_filter, make_jail
 
 pytestmark = pytest.mark.django_db
 
@@ -30,13 +31,11 @@ def client_for(role: str) -> Client:
 
 @pytest.fixture
 def jail(tmp_path: Path) -> Jail:
-    flt = Filter.objects.create(name="replay-test", source="[Definition]\nfailregex = ^\\s*fail <HOST>$\n")
     log = tmp_path / "app.log"
     lines = [f"{START + dt.timedelta(seconds=s):%Y-%m-%d %H:%M:%S} fail {address}\n"
              for s, address in ((0, "192.0.2.7"), (5, "192.0.2.8"), (10, "192.0.2.7"), (20, "192.0.2.7"))]
     log.write_text("".join(lines))
-    return Jail.objects.create(name="web", enabled=True, filter=flt, maxretry=3, findtime=600, bantime=3600,
-                               logpath=[str(log)])
+    return make_jail("web", flt=make_filter("replay-test", DATED_FAIL_SOURCE), logpath=[str(log)])
 
 
 def test_an_operator_starts_a_replay_and_its_task_is_queued(operator: Client, jail: Jail,

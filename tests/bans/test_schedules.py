@@ -14,7 +14,7 @@ from bans import schedules, tasks
 from bans.models import Ban, Failure, Ignored, JailStat, Tally
 from bans.services import Observed, aware, new_ban, record_failures
 from jails.models import Jail
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 

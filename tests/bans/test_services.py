@@ -9,7 +9,7 @@ from django.db import transaction
 
 from bans.models import Ban, Failure, Ignored, Tally
 from bans.services import Observed, record_failures, request_firewall_sync
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 

@@ -17,7 +17,7 @@ from bans.firewall import FirewallError
 from bans.firewall.recording import RecordingBackend
 from bans.models import Ban, FirewallHost
 from bans.services import new_ban
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from bans.firewall import FirewallError
 from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
 from bans.services import Observed, new_ban, record_failures
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
 

@@ -20,8 +20,8 @@ from bans.models import Ban, FirewallHost
 from bans.services import new_ban
 from jails.access import audit
 from jails.models import Jail
-from tests.bans.builders import make_jail
 from tests.clients import client_for
+from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
 

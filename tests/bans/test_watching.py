@@ -21,7 +21,7 @@ from bans import sync, tasks, watching
 from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
 from bans.services import new_ban
-from tests.bans.builders import make_jail
+from tests.factories import make_jail
 
 
 def worker(queues: list[str], pool: type) -> Any:

@@ -22,8 +22,8 @@ from bans import services
 from bans.models import Ban
 from config.celery import app
 from jails.access import audit
-from tests.bans.builders import make_jail
 from tests.bans.netns import PYTHON, ROOT, NamespacePair, RemoteFirewall
+from tests.factories import make_jail
 
 # The bound the publisher sets (bans.tasks.PUBLISH_*), with room for a loaded machine.
 GIVES_UP_WITHIN = 10.0

@@ -9,8 +9,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from bans.models import Ban
-from tests.bans.builders import make_jail
 from tests.browser.conftest import log_in_as, shot
+from tests.factories import make_jail
 
 
 def test_a_viewer_sees_no_ban_buttons_and_gets_the_403_page(page: Page, transactional_db: None) -> None:

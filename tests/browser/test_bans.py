@@ -19,8 +19,8 @@ from bans import sync
 from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
 from bans.status import StatusBackend
-from tests.bans.builders import make_jail
 from tests.browser.conftest import shot
+from tests.factories import make_jail
 
 ADDRESS = "203.0.113.50"
 

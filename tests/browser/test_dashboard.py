@@ -13,8 +13,8 @@ from playwright.sync_api import Page, expect
 from bans import services
 from bans.models import Ban, JailStat
 from jails.models import Jail
-from tests.bans.builders import make_jail
 from tests.browser.conftest import shot
+from tests.factories import make_jail
 
 SSHD_LINE = "Dec  3 10:00:00 web1 sshd[77]: Failed password for {user} from {address} port 22 ssh2"
 

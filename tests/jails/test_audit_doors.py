@@ -16,11 +16,11 @@ from bans.models import Ban
 from jails.admin import AuditedModelAdmin
 from jails.models import AuditEntry, Filter, Jail
 from tests.clients import client_for
+from tests.factories import LOGIN_FAILED_SOURCE, make_filter, make_jail
 from tests.jails.builders import minimal_tree
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
-FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
 
 
 @pytest.fixture
@@ -30,9 +30,10 @@ def admin_client() -> Client:
     return client
 
 
-def make_jail(name: str = "web") -> Jail:
-    flt = Filter.objects.get_or_create(name="web", defaults={"source": FILTER_SOURCE})[0]
-    return Jail.objects.create(name=name, filter=flt, logpath=["/var/log/web.log"])
+def web_jail(name: str = "web") -> Jail:
+    """A jail as an admin leaves it after creating it (disabled, the model's defaults)."""
+    return make_jail(name, flt=make_filter("web", LOGIN_FAILED_SOURCE), logpath=["/var/log/web.log"], enabled=False,
+                     maxretry=5, bantime=600)
 
 
 def test_every_project_model_admin_is_audited() -> None:
@@ -44,7 +45,7 @@ def test_every_project_model_admin_is_audited() -> None:
 
 
 def test_it_audits_a_change_made_in_django_admin(admin_client: Client) -> None:
-    jail = make_jail()
+    jail = web_jail()
     form = admin_client.get(f"/admin/jails/jail/{jail.pk}/change/")
     data = {k: v for k, v in form.context["adminform"].form.initial.items()}
     data.update({"name": "web", "filter": jail.filter_id, "maxretry": 9, "findtime": 600, "bantime": 600,
@@ -60,7 +61,7 @@ def test_it_audits_a_change_made_in_django_admin(admin_client: Client) -> None:
 
 
 def test_it_audits_deletions_in_django_admin_one_and_many(admin_client: Client) -> None:
-    first, second, third = make_jail("a"), make_jail("b"), make_jail("c")
+    first, second, third = web_jail("a"), web_jail("b"), web_jail("c")
     admin_client.post(f"/admin/jails/jail/{first.pk}/delete/", {"post": "yes"})
     admin_client.post("/admin/jails/jail/", {"action": "delete_selected", "post": "yes",
                                              "_selected_action": [second.pk, third.pk]})
@@ -76,7 +77,7 @@ def test_a_bulk_delete_that_fails_leaves_no_audit_entries(admin_client: Client,
     # takes its entries with it (Django runs list actions outside a transaction by itself)
     from jails.admin import JailAdmin
 
-    first, second = make_jail("a"), make_jail("b")
+    first, second = web_jail("a"), web_jail("b")
 
     def fail(self: JailAdmin, request: object, queryset: object) -> None:
         raise RuntimeError("the database went away mid-delete")
@@ -110,7 +111,7 @@ def test_audit_entries_are_read_only_in_django_admin(admin_client: Client) -> No
 
 
 def test_jailctl_ban_and_unban_are_audited_as_cli() -> None:
-    make_jail("sshd")
+    web_jail("sshd")
     call_command("jailctl", "ban", "sshd", "203.0.113.9", stdout=StringIO())
     call_command("jailctl", "unban", "sshd", "203.0.113.9", stdout=StringIO())
     created = AuditEntry.objects.get(action="ban.create")
@@ -126,7 +127,7 @@ def test_jailctl_ban_and_unban_are_audited_as_cli() -> None:
 def test_every_door_records_the_same_ban_entry(admin_client: Client) -> None:
     """The panel's form, jailctl and Django admin all ban through bans.services.ban_by_hand, which
     writes the entry: the same fields, only who and the door differ."""
-    make_jail("sshd")
+    web_jail("sshd")
     operator = client_for("operator")
     assert operator.post(reverse("ban_create"), {"address": "203.0.113.1", "jail": "sshd", "duration": "1h"}
                          ).status_code == 302
@@ -141,7 +142,7 @@ def test_every_door_records_the_same_ban_entry(admin_client: Client) -> None:
 
 
 def test_a_refused_jailctl_ban_leaves_no_entry() -> None:
-    make_jail("sshd")
+    web_jail("sshd")
     with pytest.raises(Exception, match="refused"):
         call_command("jailctl", "ban", "sshd", "127.0.0.1", stdout=StringIO())
     assert not AuditEntry.objects.exists()
@@ -149,7 +150,7 @@ def test_a_refused_jailctl_ban_leaves_no_entry() -> None:
 
 def test_importconf_is_audited_as_cli_but_not_a_dry_run_or_a_no_op(tmp_path: Path) -> None:
     tree = minimal_tree(tmp_path, "[web]\nenabled = true\nfilter = web\nlogpath = /var/log/web.log\n",
-                        {"web.conf": FILTER_SOURCE})
+                        {"web.conf": LOGIN_FAILED_SOURCE})
     call_command("importconf", str(tree), "--dry-run", stdout=StringIO(), stderr=StringIO())
     assert not AuditEntry.objects.exists()
     call_command("importconf", str(tree), stdout=StringIO(), stderr=StringIO())

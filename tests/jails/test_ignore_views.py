@@ -10,18 +10,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bans.models import Ban
-from jails.models import AuditEntry, Filter, Jail
+from jails.models import AuditEntry, Jail
+from tests.factories import LOGIN_FAILED_SOURCE, make_filter, make_jail
 
 pytestmark = pytest.mark.django_db
 
-FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
 
 
 @pytest.fixture
 def jail() -> Jail:
-    flt = Filter.objects.create(name="app", source=FILTER_SOURCE)
-    return Jail.objects.create(name="app", filter=flt, enabled=True, logpath=["/var/log/app.log"],
-                               ignoreip=["192.0.2.0/24", "admin.example.org"])
+    return make_jail("app", flt=make_filter("app", LOGIN_FAILED_SOURCE), logpath=["/var/log/app.log"],
+                     ignoreip=["192.0.2.0/24", "admin.example.org"])
 
 
 def url(name: str = "app") -> str:

@@ -14,10 +14,10 @@ from django.urls import reverse
 from jails import views_import
 from jails.models import AuditEntry, Filter, Jail
 from tests.clients import client_for
+from tests.factories import LOGIN_FAILED_SOURCE
 
 pytestmark = pytest.mark.django_db
 
-FILTER = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
 JAIL_LOCAL = """[DEFAULT]
 bantime = 1h
 
@@ -36,7 +36,7 @@ logpath = /var/log/off.log
 """
 
 
-def filter_upload(name: str = "myapp.conf", text: str = FILTER) -> SimpleUploadedFile:
+def filter_upload(name: str = "myapp.conf", text: str = LOGIN_FAILED_SOURCE) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, text.encode())
 
 
@@ -86,7 +86,7 @@ def test_it_imports_disabled_jails_when_asked(admin: Client) -> None:
 
 
 def test_it_resolves_filters_already_in_the_panel(admin: Client) -> None:
-    Filter.objects.create(name="myapp", source=FILTER, failregex=["^login failed from <HOST>$"])
+    Filter.objects.create(name="myapp", source=LOGIN_FAILED_SOURCE, failregex=["^login failed from <HOST>$"])
     html = preview(admin, jail_local=JAIL_LOCAL)
     assert 'data-kind="jail" data-name="myapp"' in html
 
@@ -130,7 +130,7 @@ def tar_gz(members: dict[str, bytes], links: dict[str, str] | None = None) -> by
 
 def test_it_reads_an_archive_of_etc_fail2ban(admin: Client) -> None:
     data = tar_gz({"etc/fail2ban/jail.local": JAIL_LOCAL.encode(),
-                   "etc/fail2ban/filter.d/myapp.conf": FILTER.encode(),
+                   "etc/fail2ban/filter.d/myapp.conf": LOGIN_FAILED_SOURCE.encode(),
                    "etc/fail2ban/action.d/mail.conf": b"[Definition]\n"})
     html = preview(admin, archive=SimpleUploadedFile("f2b.tgz", data))
     assert 'data-kind="jail" data-name="myapp"' in html
@@ -138,7 +138,8 @@ def test_it_reads_an_archive_of_etc_fail2ban(admin: Client) -> None:
 
 
 def test_it_never_follows_traversal_or_links_in_an_archive(admin: Client) -> None:
-    data = tar_gz({"fail2ban/jail.local": JAIL_LOCAL.encode(), "fail2ban/filter.d/myapp.conf": FILTER.encode(),
+    data = tar_gz({"fail2ban/jail.local": JAIL_LOCAL.encode(),
+                   "fail2ban/filter.d/myapp.conf": LOGIN_FAILED_SOURCE.encode(),
                    "../../evil.conf": b"[Definition]\nfailregex = ^evil <HOST>$\n",
                    "/etc/fail2ban/filter.d/abs.conf": b"[Definition]\nfailregex = ^abs <HOST>$\n"},
                   links={"fail2ban/filter.d/link.conf": "/etc/shadow"})
@@ -152,8 +153,8 @@ def test_it_reads_a_zip(admin: Client) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("jail.local", JAIL_LOCAL)
-        archive.writestr("filter.d/myapp.conf", FILTER)
-        archive.writestr("../escape.conf", FILTER)
+        archive.writestr("filter.d/myapp.conf", LOGIN_FAILED_SOURCE)
+        archive.writestr("../escape.conf", LOGIN_FAILED_SOURCE)
     html = preview(admin, archive=SimpleUploadedFile("f2b.zip", buffer.getvalue()))
     assert 'data-kind="jail" data-name="myapp"' in html
     assert set(admin.session[views_import.SESSION_KEY]["files"]) == {"jail.local", "filter.d/myapp.conf"}
@@ -177,7 +178,7 @@ def test_it_refuses_odd_file_names(admin: Client) -> None:
 
 
 def test_it_places_jail_d_files(admin: Client) -> None:
-    Filter.objects.create(name="myapp", source=FILTER, failregex=["^login failed from <HOST>$"])
+    Filter.objects.create(name="myapp", source=LOGIN_FAILED_SOURCE, failregex=["^login failed from <HOST>$"])
     extra = SimpleUploadedFile("custom.local", b"[myapp]\nmaxretry = 7\n")
     html = preview(admin, jail_local=JAIL_LOCAL, jail_files=[extra])
     admin.post(reverse("import_apply"), {"digest": digest_of(html)})

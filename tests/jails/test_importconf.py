@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from jails.models import Filter, Jail
+from tests.factories import LOGIN_FAILED_SOURCE
 from tests.jails.builders import minimal_tree, stock_tree_with_seed
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,6 @@ SEED_JAILS = {
     "sshd", "apache-botsearch", "wordpress-auth", "wordpress-auth-hook", "apache-envscan", "postfix",
     "postfix-sasl", "postfix-protocol", "postfix-postscreen", "recidive",
 }
-GOOD_FILTER = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
 
 
 def run_import(*args: str) -> str:
@@ -99,7 +99,7 @@ def test_it_refuses_a_broken_regex_and_writes_nothing(tmp_path: Path) -> None:
     tree = minimal_tree(
         tmp_path,
         "[good]\nenabled = true\nfilter = good\nlogpath = /var/log/x.log\n",
-        {"good.conf": GOOD_FILTER, "broken.conf": "[Definition]\nfailregex = ^(unclosed <HOST>$\n"},
+        {"good.conf": LOGIN_FAILED_SOURCE, "broken.conf": "[Definition]\nfailregex = ^(unclosed <HOST>$\n"},
     )
     with pytest.raises(CommandError) as excinfo:
         run_import(str(tree))
@@ -112,7 +112,7 @@ def test_it_refuses_a_broken_regex_and_writes_nothing(tmp_path: Path) -> None:
 def test_it_refuses_a_missing_include(tmp_path: Path) -> None:
     tree = minimal_tree(
         tmp_path, "[good]\nenabled = true\n",
-        {"good.conf": "[INCLUDES]\nbefore = nowhere.conf\n" + GOOD_FILTER},
+        {"good.conf": "[INCLUDES]\nbefore = nowhere.conf\n" + LOGIN_FAILED_SOURCE},
     )
     with pytest.raises(CommandError, match="nowhere.conf"):
         run_import(str(tree))
@@ -120,7 +120,7 @@ def test_it_refuses_a_missing_include(tmp_path: Path) -> None:
 
 def test_it_refuses_an_invalid_jail_option_with_file_and_line(tmp_path: Path) -> None:
     tree = minimal_tree(
-        tmp_path, "[good]\nenabled = true\nmaxretry = 3\nbantime = 10 parsecs\n", {"good.conf": GOOD_FILTER}
+        tmp_path, "[good]\nenabled = true\nmaxretry = 3\nbantime = 10 parsecs\n", {"good.conf": LOGIN_FAILED_SOURCE}
     )
     with pytest.raises(CommandError) as excinfo:
         run_import(str(tree))
@@ -154,14 +154,15 @@ def test_it_refuses_an_interpolation_loop(tmp_path: Path) -> None:
 @pytest.mark.parametrize("usedns", ["yes", "warn", "raw", "no"])
 def test_it_keeps_the_imported_usedns(tmp_path: Path, usedns: str) -> None:
     tree = minimal_tree(tmp_path, f"[good]\nenabled = true\nlogpath = /var/log/x.log\nusedns = {usedns}\n",
-                        {"good.conf": GOOD_FILTER})
+                        {"good.conf": LOGIN_FAILED_SOURCE})
     output = run_import(str(tree))
     assert Jail.objects.get(name="good").usedns == usedns
     assert ("usedns is yes/warn for good" in output) is (usedns in ("yes", "warn"))
 
 
 def test_a_jail_without_usedns_resolves_nothing_and_a_new_value_is_applied_again(tmp_path: Path) -> None:
-    tree = minimal_tree(tmp_path, "[good]\nenabled = true\nlogpath = /var/log/x.log\n", {"good.conf": GOOD_FILTER})
+    tree = minimal_tree(tmp_path, "[good]\nenabled = true\nlogpath = /var/log/x.log\n",
+                        {"good.conf": LOGIN_FAILED_SOURCE})
     run_import(str(tree))
     assert Jail.objects.get(name="good").usedns == Jail.UseDns.NO
     (tree / "jail.local").write_text("[good]\nenabled = true\nlogpath = /var/log/x.log\nusedns = Yes\n")
@@ -177,7 +178,7 @@ def test_the_stock_jail_conf_usedns_warn_is_honoured(seed_tree: Path) -> None:
 
 
 def test_it_refuses_an_unknown_usedns(tmp_path: Path) -> None:
-    tree = minimal_tree(tmp_path, "[good]\nenabled = true\nusedns = sometimes\n", {"good.conf": GOOD_FILTER})
+    tree = minimal_tree(tmp_path, "[good]\nenabled = true\nusedns = sometimes\n", {"good.conf": LOGIN_FAILED_SOURCE})
     with pytest.raises(CommandError, match="usedns"):
         run_import(str(tree))
     assert not Jail.objects.exists()

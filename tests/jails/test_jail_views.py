@@ -11,25 +11,22 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bans.models import Ban, Failure, Tally
-from jails import services
 from jails.models import AuditEntry, Filter, Jail
+from tests.factories import LOGIN_FAILED_SOURCE, make_filter, make_jail
 from watchers.models import LogSource
 
 pytestmark = pytest.mark.django_db
 
-FILTER_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
 
 
 @pytest.fixture
 def flt() -> Filter:
-    fields = services.derive_stored_fields("app", FILTER_SOURCE)
-    return Filter.objects.create(name="app", source=FILTER_SOURCE, **fields)
+    return make_filter("app", LOGIN_FAILED_SOURCE, derived=True)
 
 
 @pytest.fixture
 def jail(flt: Filter) -> Jail:
-    return Jail.objects.create(name="app", filter=flt, enabled=True, logpath=["/var/log/app.log"], maxretry=3,
-                               findtime=600, bantime=3600)
+    return make_jail("app", flt=flt, logpath=["/var/log/app.log"])
 
 
 def form_data(flt: Filter, **changes: Any) -> dict[str, Any]:

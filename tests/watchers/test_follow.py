@@ -27,6 +27,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bans.models import Ban
 from jails.models import Filter, Jail
+from tests.factories import make_jail
 from tests.paths import REPO
 from watchers import inotify
 from watchers.follow import (
@@ -62,11 +63,6 @@ def benign() -> str:
 def append(path: Path, text: str) -> None:
     with path.open("a") as out:
         out.write(text)
-
-
-def make_jail(sshd: Filter, name: str, logpath: list[str], **options: Any) -> Jail:
-    values: dict[str, Any] = {"enabled": True, "maxretry": 1, "findtime": 600, "bantime": 3600, **options}
-    return Jail.objects.create(name=name, filter=sshd, logpath=logpath, **values)
 
 
 class Spy:
@@ -110,10 +106,10 @@ def banned(address: str = ATTACKER) -> bool:
 def test_it_reads_an_appended_line_within_milliseconds(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
     log = tmp_path / "auth.log"
     log.write_text(benign())
-    jail = make_jail(sshd, "sshd", [str(log)])
+    jail = make_jail("sshd", flt=sshd, logpath=[str(log)], maxretry=1)
     other = tmp_path / "other.log"
     other.write_text(benign())
-    make_jail(sshd, "other", [str(other)])
+    make_jail("other", flt=sshd, logpath=[str(other)], maxretry=1)
     flw, spy = follower()
     flw.start()
     assert len(flw.sources) == 2 and not Ban.objects.exists()
@@ -131,7 +127,7 @@ def test_it_reads_an_appended_line_within_milliseconds(sshd: Filter, tmp_path: P
 def test_it_follows_a_file_created_later_that_matches_a_glob(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    make_jail(sshd, "web", [str(logs / "*.log")])
+    make_jail("web", flt=sshd, logpath=[str(logs / "*.log")], maxretry=1)
     flw, _ = follower()
     flw.start()
     assert {f.path for f in flw.sources.values()} == {str(logs / "*.log")}  # waiting for a file
@@ -147,11 +143,11 @@ def test_it_resyncs_new_and_disabled_jails(sshd: Filter, tmp_path: Path, no_brok
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     for log in (first, second):
         log.write_text(benign())
-    old = make_jail(sshd, "old", [str(first)])
+    old = make_jail("old", flt=sshd, logpath=[str(first)], maxretry=1)
     flw, _ = follower(resync_seconds=0.2)
     flw.start()
     Jail.objects.filter(pk=old.pk).update(enabled=False)
-    make_jail(sshd, "new", [str(second)])
+    make_jail("new", flt=sshd, logpath=[str(second)], maxretry=1)
     step_until(flw, lambda: {f.path for f in flw.sources.values()} == {str(second)})
     append(first, failure("203.0.113.1"))  # the disabled jail's log is not read any more
     append(second, failure("203.0.113.2"))
@@ -164,7 +160,7 @@ def test_it_resyncs_new_and_disabled_jails(sshd: Filter, tmp_path: Path, no_brok
 def test_an_idle_followers_resync_is_one_query_until_a_jail_changes(
         sshd: Filter, tmp_path: Path, no_broker: None, django_assert_num_queries: Any) -> None:
     first, second = tmp_path / "first.log", tmp_path / "second.log"
-    jail = make_jail(sshd, "sshd", [str(first)])
+    jail = make_jail("sshd", flt=sshd, logpath=[str(first)], maxretry=1)
     flw, _ = follower()
     flw.resync()
     with django_assert_num_queries(1):  # the jails' stamp, nothing else (host addresses: not yet due)
@@ -183,7 +179,7 @@ def test_an_idle_followers_resync_is_one_query_until_a_jail_changes(
 
 @pytest.mark.django_db
 def test_it_follows_only_the_jails_of_its_shard(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
-    jails = [make_jail(sshd, f"j{i}", [str(tmp_path / f"{i}.log")]) for i in range(4)]
+    jails = [make_jail(f"j{i}", flt=sshd, logpath=[str(tmp_path / f"{i}.log")], maxretry=1) for i in range(4)]
     flw, _ = follower(shard=1, shards=2)
     flw.resync()
     flw.close()
@@ -196,7 +192,7 @@ def test_it_follows_only_the_jails_of_its_shard(sshd: Filter, tmp_path: Path, no
 def test_it_polls_a_jail_whose_backend_is_polling(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
     log = tmp_path / "auth.log"
     log.write_text(benign())
-    make_jail(sshd, "sshd", [str(log)], backend=Jail.Backend.POLLING)
+    make_jail("sshd", flt=sshd, logpath=[str(log)], maxretry=1, backend=Jail.Backend.POLLING)
     flw, _ = follower(poll_seconds=0.2)
     flw.start()
     assert flw.watchers["polling"].backend == "polling"
@@ -214,8 +210,8 @@ def test_it_falls_back_to_polling_when_inotify_is_unavailable(sshd: Filter, tmp_
     monkeypatch.setattr(inotify._Libc, "__init__", no_inotify)
     log = tmp_path / "auth.log"
     log.write_text(benign())
-    make_jail(sshd, "auto", [str(log)])
-    make_jail(sshd, "explicit", [str(tmp_path / "other.log")], backend=Jail.Backend.INOTIFY)
+    make_jail("auto", flt=sshd, logpath=[str(log)], maxretry=1)
+    make_jail("explicit", flt=sshd, logpath=[str(tmp_path / "other.log")], maxretry=1, backend=Jail.Backend.INOTIFY)
     flw, _ = follower(poll_seconds=0.2)
     flw.start()
     assert {group: w.backend for group, w in flw.watchers.items()} == {"auto": "polling", "inotify": "polling"}
@@ -229,7 +225,7 @@ def test_it_falls_back_to_polling_when_inotify_is_unavailable(sshd: Filter, tmp_
 def test_it_reads_every_source_when_the_safety_net_is_due(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
     log = tmp_path / "auth.log"
     log.write_text(benign())
-    make_jail(sshd, "sshd", [str(log)])
+    make_jail("sshd", flt=sshd, logpath=[str(log)], maxretry=1)
     flw, spy = follower(safety_seconds=0.3)
     flw.start()
     flw.watchers.clear()  # inotify sees nothing: only the safety net reads, every 0.3 s
@@ -245,7 +241,7 @@ def test_it_reads_every_source_when_the_safety_net_is_due(sshd: Filter, tmp_path
 
 @pytest.mark.django_db
 def test_it_stops_at_once_when_its_worker_shuts_down(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
-    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    make_jail("sshd", flt=sshd, logpath=[str(tmp_path / "auth.log")], maxretry=1)
     pipe = ShutdownPipe()
     pipe.open()
     assert pipe.read_fd is not None
@@ -260,7 +256,7 @@ def test_it_stops_at_once_when_its_worker_shuts_down(sshd: Filter, tmp_path: Pat
 
 @pytest.mark.django_db
 def test_it_stops_at_once_on_sigterm_and_puts_the_handler_back(sshd: Filter, tmp_path: Path, no_broker: None) -> None:
-    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    make_jail("sshd", flt=sshd, logpath=[str(tmp_path / "auth.log")], maxretry=1)
     before = signal.getsignal(signal.SIGTERM)
     with sigterm_pipe() as terminated:
         assert terminated is not None
@@ -395,7 +391,7 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
 
     log = tmp_path / "auth.log"
     log.write_text(benign())
-    jail = make_jail(sshd, "sshd", [str(log)])
+    jail = make_jail("sshd", flt=sshd, logpath=[str(log)], maxretry=1)
     shards = 2  # the worker has 3 processes: one follower per shard and one for the rest
     shard = jail.pk % shards
     # IPS_LOG_TASKS: Celery's line per task, read below
@@ -434,7 +430,7 @@ def test_a_watcher_worker_that_starts_asks_for_its_followers_itself(
 
     log = tmp_path / "auth.log"
     log.write_text(benign())
-    make_jail(sshd, "sshd", [str(log)])
+    make_jail("sshd", flt=sshd, logpath=[str(log)], maxretry=1)
     queue = f"test-{uuid.uuid4().hex[:8]}"
     shard, shards = 0, 1  # the worker has 2 processes: the follower and one for the rest
     every = IntervalSchedule.objects.create(every=3600, period="seconds")  # beat would not send it for an hour
@@ -501,8 +497,8 @@ def test_the_safety_net_skips_a_file_that_did_not_change_and_reads_one_that_did(
     quiet_log, busy_log = tmp_path / "quiet.log", tmp_path / "busy.log"
     quiet_log.write_text(benign())
     busy_log.write_text(benign())
-    quiet = make_jail(sshd, "quiet", [str(quiet_log)])
-    make_jail(sshd, "busy", [str(busy_log)])
+    quiet = make_jail("quiet", flt=sshd, logpath=[str(quiet_log)], maxretry=1)
+    make_jail("busy", flt=sshd, logpath=[str(busy_log)], maxretry=1)
     flw, spy = follower(safety_seconds=0.2)
     flw.watchers.clear()  # as if inotify saw nothing: only the safety net reads
     flw.start()
@@ -521,7 +517,7 @@ def test_the_safety_net_skips_a_file_that_did_not_change_and_reads_one_that_did(
 def test_it_hands_over_once_its_process_grew_past_the_pools_memory_limit(sshd: Filter, tmp_path: Path,
                                                                          no_broker: None) -> None:
     """After a flood, so that the pool replaces the process (Celery's worker_max_memory_per_child)."""
-    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    make_jail("sshd", flt=sshd, logpath=[str(tmp_path / "auth.log")], maxretry=1)
     flw, _ = follower(memory_limit_kb=1, started_at=time.monotonic() - MIN_FOLLOW_SECONDS)
     assert flw.run(time.monotonic() + 30) == Outcome.GREW
 
@@ -529,7 +525,7 @@ def test_it_hands_over_once_its_process_grew_past_the_pools_memory_limit(sshd: F
 @pytest.mark.django_db
 def test_it_keeps_following_past_the_limit_while_young_or_behind(sshd: Filter, tmp_path: Path,
                                                                no_broker: None) -> None:
-    make_jail(sshd, "sshd", [str(tmp_path / "auth.log")])
+    make_jail("sshd", flt=sshd, logpath=[str(tmp_path / "auth.log")], maxretry=1)
     young, _ = follower(memory_limit_kb=1)  # started just now: never in a loop of hand-overs
     assert young.run(time.monotonic() + 1) == Outcome.TIME_UP
     behind, _ = follower(memory_limit_kb=1, started_at=time.monotonic() - MIN_FOLLOW_SECONDS)

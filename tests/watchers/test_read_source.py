@@ -11,6 +11,7 @@ from django.db import connection
 from bans.models import Ban, Failure
 from jails.builtin import FILTER_DIR
 from jails.models import Filter, Jail
+from tests.factories import make_jail
 from watchers import services
 from watchers.models import LogSource
 from watchers.services import read_source, sync_sources
@@ -29,8 +30,7 @@ def syslog(seconds_ago: int, text: str) -> str:
 def jail(tmp_path: Path, no_broker: None) -> Jail:
     for name in ("ips-common", "sshd"):
         Filter.objects.create(name=name, source=(FILTER_DIR / f"{name}.conf").read_text())
-    return Jail.objects.create(name="sshd", enabled=True, filter=Filter.objects.get(name="sshd"), maxretry=3,
-                               findtime=600, bantime=3600, logpath=[str(tmp_path / "auth.log")])
+    return make_jail("sshd", flt=Filter.objects.get(name="sshd"), logpath=[str(tmp_path / "auth.log")])
 
 
 def read(source: LogSource) -> None:
