@@ -57,7 +57,7 @@ class LineResult:
     ignored: bool = False
     matched: list[int] = field(default_factory=list)
     ignore_index: int | None = None
-    date: Any = None  # DateHit | None (dates.py)
+    date: Any = None  # DateHit | None (dates/templates.py)
     timed_out: str | None = None
 
 
@@ -1101,10 +1101,10 @@ def _add_user(groups: dict[str, Any], user: Any) -> set[str] | None:
 
 
 def _make_date_detector(datepattern: str | None, logtimezone: str | None, d: FilterDefinition) -> DateDetectorLike:
-    from . import dates  # the date engine is a sibling module, imported when needed
+    from .dates.detector import DateDetector  # the date engine is a sibling package, imported when needed
 
     try:
-        return dates.DateDetector(datepattern, logtimezone)
+        return DateDetector(datepattern, logtimezone)
     except FilterError:
         raise
     except (ValueError, re.error) as exc:

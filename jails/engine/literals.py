@@ -672,7 +672,7 @@ def date_cut_for(datepattern: str | None, journal: bool = False) -> DateCut:
     if lines and all(line.upper() == "{NONE}" for line in lines):
         return NO_CUT
     if [line.upper() for line in lines] == ["{^LN-BEG}"]:
-        # Only the built-in templates anchored at the line start: dates.py lets at most
+        # Only the built-in templates anchored at the line start: dates/ lets at most
         # two non-word characters precede them. A custom `{^LN-BEG}...` pattern may
         # put any text before its date group, so it gets no such promise.
         return LINE_BEGIN
