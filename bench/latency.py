@@ -431,8 +431,8 @@ def prepare_database(env: dict[str, str], logs: Path) -> None:
 def namespaced(workdir: Path) -> Iterator[tuple[Any, Any, KernelWatch, list[Any]]]:
     """The namespaces, the Redis bridge into them, the kernel watch, and a list for the children
     started meanwhile: all stopped and undone on the way out."""
-    from tests.bans.netns import NamespacePair
-    from tests.e2e.stack import RedisBridge, stop_children
+    from scripts.harness.netns import NamespacePair
+    from scripts.harness.processes import RedisBridge, stop_children
 
     pair = NamespacePair.create()
     bridge = RedisBridge(str(workdir / "redis.sock"), (REDIS_HOST, REDIS_PORT))
@@ -455,7 +455,7 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
     """The workers as runstack's commands (beat inside the watcher worker), each a new interpreter,
     the firewall worker inside the server namespace. children[0] is the watcher worker, children[1]
     the firewall worker."""
-    from tests.e2e.stack import Child
+    from scripts.harness.processes import Child
 
     with namespaced(workdir) as (pair, bridge, watch, children):
         celery = [PYTHON, "-m", "celery", "-A", "config"]
@@ -476,7 +476,7 @@ def runstack_in_namespace(workdir: Path, env: dict[str, str], redis_db: int) -> 
     worker with the followers and beat, the firewall worker: forks of one loaded process), the whole
     stack inside the server namespace, where its bans go into nftables. Redis is reached through the
     bridge, PostgreSQL through its socket."""
-    from tests.e2e.stack import Child
+    from scripts.harness.processes import Child
 
     with namespaced(workdir) as (pair, bridge, watch, children):
         children.append(Child.start("stack", ["ip", "netns", "exec", pair.server, PYTHON, "manage.py", "runstack",
@@ -555,7 +555,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def preflight(redis_db: int) -> None:
     import redis
 
-    from tests.bans.netns import netns_unusable
+    from scripts.harness.netns import netns_unusable
 
     if os.geteuid() != 0:
         raise SystemExit("bench/latency.py builds network namespaces: run it as root")

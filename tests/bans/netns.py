@@ -31,82 +31,34 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bans.firewall import BanEntry, FirewallError, JailRules, NftablesBackend, ReconcileResult
+from scripts.harness import netns
+from scripts.harness.netns import (  # noqa: F401  # the tests import them from here
+    ATTACKER_V4,
+    ATTACKER_V6,
+    SERVER_V4,
+    SERVER_V6,
+    check,
+    host_netns_inode,
+    netns_unusable,
+    run,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
-SERVER_V4, ATTACKER_V4 = "10.201.0.1", "10.201.0.2"
-SERVER_V6, ATTACKER_V6 = "fd00:201::1", "fd00:201::2"
 CALL_TIMEOUT = 60.0
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-
-
-def check(*command: str) -> str:
-    done = run(*command)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
-def host_netns_inode() -> int:
-    return os.stat("/proc/self/ns/net").st_ino
-
-
-def netns_unusable() -> str | None:
-    """Why `ip netns` cannot be used here, or None if it can (probed with a throwaway namespace)."""
-    name = f"ipst-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        added = run("ip", "netns", "add", name)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"`ip netns` cannot run: {exc}"
-    if added.returncode != 0:
-        return f"`ip netns add` failed (root and CAP_SYS_ADMIN needed): {added.stderr.strip()}"
-    run("ip", "netns", "del", name)
-    return None
-
-
 @dataclass
-class NamespacePair:
-    """"ipst-srv-<id>" and "ipst-atk-<id>" joined by a veth pair; created and deleted by the test."""
+class NamespacePair(netns.NamespacePair):
+    """The harness's pair, plus firewall drivers inside it (closed before the namespaces go)."""
 
-    server: str
-    attacker: str
     drivers: list[Driver] = field(default_factory=list)
-
-    @classmethod
-    def create(cls) -> NamespacePair:
-        tag = uuid.uuid4().hex[:8]
-        pair = cls(server=f"ipst-srv-{tag}", attacker=f"ipst-atk-{tag}")
-        try:
-            pair._build()
-        except BaseException:
-            pair.destroy()
-            raise
-        return pair
-
-    def _build(self) -> None:
-        check("ip", "netns", "add", self.server)
-        check("ip", "netns", "add", self.attacker)
-        # Created inside the server namespace, its peer moved straight into the attacker's:
-        # no interface ever appears in the host's namespace.
-        check("ip", "-n", self.server, "link", "add", "vsrv", "type", "veth", "peer", "name", "vatk",
-              "netns", self.attacker)
-        for namespace, device, v4, v6 in ((self.server, "vsrv", SERVER_V4, SERVER_V6),
-                                          (self.attacker, "vatk", ATTACKER_V4, ATTACKER_V6)):
-            check("ip", "-n", namespace, "addr", "add", f"{v4}/24", "dev", device)
-            # nodad: usable at once, no duplicate address detection wait
-            check("ip", "-n", namespace, "addr", "add", f"{v6}/64", "dev", device, "nodad")
-            check("ip", "-n", namespace, "link", "set", device, "up")
-            check("ip", "-n", namespace, "link", "set", "lo", "up")
 
     def driver(self, namespace: str, prefix: Sequence[str] = ()) -> Driver:
         """A driver process in `namespace`; `prefix` wraps the Python command (e.g. setpriv)."""
@@ -114,15 +66,10 @@ class NamespacePair:
         self.drivers.append(driver)
         return driver
 
-    def nft(self, *args: str) -> str:
-        """The nft CLI, for inspection and for `flush ruleset`, inside the server namespace only."""
-        return check("ip", "netns", "exec", self.server, "nft", *args)
-
     def destroy(self) -> None:
         for driver in self.drivers:
             driver.close()
-        for namespace in (self.server, self.attacker):
-            run("ip", "netns", "del", namespace)  # takes its end of the veth pair with it
+        super().destroy()
 
 
 class DriverError(Exception):

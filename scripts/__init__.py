@@ -1,0 +1,1 @@
+"""Support scripts; scripts/harness is the Python test and benchmark harness."""
