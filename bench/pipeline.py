@@ -61,6 +61,7 @@ sys.path.insert(0, str(REPO))  # the project's packages (and tests' helpers)
 
 import genlogs  # noqa: E402
 import latency  # noqa: E402
+from procstats import StackMeter, cpu_delta, redis_server_pids  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "fail2ban" / "config" / "filter.d"
 SEED_FILTERS = REPO.parent / "shared" / "seed-configs" / "filter.d"
@@ -212,115 +213,6 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-# --- what a stack costs: CPU and PSS of its processes ----------------------------------------------
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu(pid: int) -> float | None:
-    """utime+stime+cutime+cstime: a reaped child's time moves into its parent's, so the sum over a
-    tree's live processes only grows, whatever exits in between."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return sum(int(v) for v in fields[11:15]) / TICK
-
-
-def proc_pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def children_map() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        found.setdefault(ppid, []).append(int(entry.name))
-    return found
-
-
-def tree(roots: Sequence[int]) -> list[int]:
-    kids, seen, todo = children_map(), [], list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in seen and Path(f"/proc/{pid}").exists():
-            seen.append(pid)
-            todo.extend(kids.get(pid, ()))
-    return seen
-
-
-def redis_server_pids() -> list[int]:
-    """The Redis serving 127.0.0.1:6379 (our broker; other users of it add to its figures)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "redis-server":
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-class StackMeter:
-    """The processes of one stack: the trees under `roots`, plus `extras()` outside them (Redis,
-    PostgreSQL backends), whose last CPU reading is kept when they exit (their parent is not ours).
-    A thread samples every 0.5 s for the peak PSS and the short-lived extras."""
-
-    def __init__(self, roots: Callable[[], Sequence[int]], extras: Callable[[], dict[str, list[int]]]) -> None:
-        self.roots, self.extras = roots, extras
-        self.extra_cpu: dict[int, tuple[str, float]] = {}
-        self.peak_pss_kb = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="stack-meter", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            pss = self.pss()
-            with self._lock:
-                self.peak_pss_kb = max(self.peak_pss_kb, pss["total_kb"])
-
-    def cpu(self) -> dict[str, float]:
-        parts = {"stack": sum(proc_cpu(pid) or 0.0 for pid in tree(self.roots()))}
-        with self._lock:
-            for part, pids in self.extras().items():
-                for pid in pids:
-                    value = proc_cpu(pid)
-                    if value is not None:
-                        self.extra_cpu[pid] = (part, value)
-            for part, value in self.extra_cpu.values():
-                parts[part] = parts.get(part, 0.0) + value
-        parts["total"] = sum(parts.values())
-        return parts
-
-    def pss(self) -> dict[str, int]:
-        parts = {"stack_kb": sum(proc_pss_kb(pid) for pid in tree(self.roots()))}
-        for part, pids in self.extras().items():
-            parts[f"{part}_kb"] = sum(proc_pss_kb(pid) for pid in pids)
-        parts["total_kb"] = sum(parts.values())
-        return parts
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    return {k: round(after.get(k, 0.0) - before.get(k, 0.0), 2) for k in after}
 
 
 # --- the tools behind one interface --------------------------------------------------------------
