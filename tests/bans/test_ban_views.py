@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from bans import views_bans
+from bans import selectors, views_bans
 from bans.models import Ban, Failure
 from jails.models import AuditEntry, Jail
 from tests.conftest import HOST_ADDRESS
@@ -63,7 +64,7 @@ def test_it_lists_bans_to_a_viewer(viewer: Client, sshd: Jail) -> None:
     response = viewer.get(reverse("ban_list"))
 
     assert response.status_code == 200
-    assert b"203.0.113.9" in response.content and b'class="badge state-active"' in response.content
+    assert b"203.0.113.9" in response.content and b'class="badge badge-ok state-active"' in response.content
     assert b'class="unban' not in response.content  # a viewer gets no buttons
 
 
@@ -102,7 +103,7 @@ def bulk_bans(jail: Jail, count: int, first_octet: int = 10) -> None:
 def test_a_search_for_a_huge_network_is_capped_and_paged(viewer: Client, sshd: Jail) -> None:
     # 0.0.0.0/0 used to load every ban and filter by an IN list of all their ids (SQLite refuses
     # more than 32,766 variables); now at most MAX_NETWORK_MATCHES are kept, and pages fetch 50 ids
-    cap = views_bans.MAX_NETWORK_MATCHES
+    cap = selectors.MAX_NETWORK_MATCHES
     bulk_bans(sshd, cap + 30)
     variables: list[int] = []
 
@@ -124,11 +125,11 @@ def test_a_search_for_a_huge_network_is_capped_and_paged(viewer: Client, sshd: J
 
 
 def test_a_search_stops_after_scanning_its_limit(viewer: Client, sshd: Jail, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(views_bans, "MAX_NETWORK_SCAN", 40)
+    monkeypatch.setattr(selectors, "MAX_NETWORK_SCAN", 40)
     bulk_bans(sshd, 60, first_octet=11)  # none inside 10.0.0.0/8, all sharing no text with it
     bulk_bans(sshd, 5, first_octet=10)
 
-    found = views_bans.bans_inside(Ban.objects.all(), views_bans.ipaddress.ip_network("0.0.0.0/1"))
+    found = selectors.bans_inside(Ban.objects.all(), ipaddress.ip_network("0.0.0.0/1"))
     response = viewer.get(reverse("ban_list"), {"q": "0.0.0.0/1"})
 
     assert len(found.pks) == 40 and "newest 40 bans were searched" in found.capped_note

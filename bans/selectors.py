@@ -1,0 +1,141 @@
+"""Reading the bans: the search behind the bans page (by jail, state, origin, an address and the
+networks holding it, or the bans inside a network), an address's history, the live count per jail.
+
+Shared by the bans pages and, later, the API: the filters a person can use in one place. Every
+search that a viewer can widen (a network as wide as 0.0.0.0/0) is bounded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from bans import services
+from bans.models import Ban, Failure
+
+HISTORY_ROWS = 50
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A network search keeps at most this many matches and examines at most this many bans: searching
+# 0.0.0.0/0 must not load every ban (nor send SQLite an IN list over its 32,766 variables).
+MAX_NETWORK_MATCHES = 1000
+MAX_NETWORK_SCAN = 50_000
+NARROW = "narrow the search (a smaller network, a jail or a state) to see the others."
+
+
+def networks_holding(address: Address) -> list[str]:
+    """Every network (in the Ban table's CIDR text) that contains `address`, from /32 (/128) up."""
+    prefixes = range(address.max_prefixlen + 1)
+    return [str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)) for prefix in prefixes]
+
+
+@dataclass
+class Matches:
+    """The ids of the bans a network search found, newest first, and why the list may be incomplete."""
+
+    pks: list[int]
+    capped_note: str = ""
+
+
+def bans_inside(bans: QuerySet[Ban], network: Network, *, limit: int | None = None,
+                scan_limit: int | None = None) -> Matches:
+    """The bans whose network lies inside `network` (the network itself included), newest first.
+
+    CIDR text cannot be compared as numbers in SQL portably, so the database narrows by family and
+    by the address text every member shares, and `ipaddress` decides. Bounded, because a viewer can
+    search 0.0.0.0/0: at most `limit` matches are kept and `scan_limit` bans examined (streamed, not
+    loaded at once); the caller pages the ids, so no query carries more than a page of them.
+    """
+    limit = MAX_NETWORK_MATCHES if limit is None else limit
+    scan_limit = MAX_NETWORK_SCAN if scan_limit is None else scan_limit
+    bans = bans.filter(family=network.version)
+    shared = services.shared_text_prefix(network)
+    if shared:
+        bans = bans.filter(network__startswith=shared)
+    rows = bans.order_by("-started_at", "-pk").values_list("pk", "network")[: scan_limit + 1]
+    found: list[int] = []
+    for seen, (pk, text) in enumerate(rows.iterator(chunk_size=2000)):
+        if seen == scan_limit:
+            return Matches(found, f"Only the newest {scan_limit:,} bans were searched: {NARROW}")
+        if ipaddress.ip_network(text).subnet_of(network):  # type: ignore[arg-type]
+            if len(found) == limit:
+                return Matches(found, f"Showing the first {limit:,} matches (newest first): {NARROW}")
+            found.append(pk)
+    return Matches(found)
+
+
+class BansByPk(Sequence[Ban]):
+    """Bans in the order of a list of ids, fetched a page at a time when the paginator slices it."""
+
+    def __init__(self, pks: list[int]) -> None:
+        self.pks = pks
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    @overload
+    def __getitem__(self, index: int) -> Ban: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Ban]: ...
+
+    def __getitem__(self, index: int | slice) -> Ban | list[Ban]:
+        if isinstance(index, int):
+            return Ban.objects.get(pk=self.pks[index])
+        wanted = self.pks[index]
+        rows = Ban.objects.select_related("created_by", "jail").in_bulk(wanted)
+        return [rows[pk] for pk in wanted if pk in rows]  # one ended and was deleted meanwhile: skipped
+
+
+def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
+    bans = Ban.objects.all()
+    if cleaned.get("jail"):
+        bans = bans.filter(jail_name=cleaned["jail"])
+    state = cleaned.get("state")
+    now = timezone.now()
+    ran_out = Q(state__in=Ban.LIVE_STATES, expires_at__lte=now)  # expired the moment its time is up
+    if state == "live":
+        bans = bans.in_force(now)
+    elif state == "ended":
+        bans = bans.filter(Q(state__in=[Ban.State.LIFTED, Ban.State.EXPIRED, Ban.State.REFUSED]) | ran_out)
+    elif state == Ban.State.EXPIRED:
+        bans = bans.filter(Q(state=state) | ran_out)
+    elif state in Ban.LIVE_STATES:
+        bans = bans.in_force(now).filter(state=state)
+    elif state:
+        bans = bans.filter(state=state)
+    if cleaned.get("origin") == "manual":
+        bans = bans.filter(origin=Ban.Origin.USER)
+    elif cleaned.get("origin") == "automatic":
+        bans = bans.exclude(origin=Ban.Origin.USER)
+    target = cleaned.get("q")
+    if isinstance(target, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        bans = bans.filter(network__in=networks_holding(target))
+    return bans.order_by("-started_at", "-pk")  # a network (q) is matched by bans_inside, in ban_list
+
+
+def live_per_jail() -> list[dict[str, Any]]:
+    rows = Ban.objects.in_force().values("jail_name").annotate(count=Count("pk"))
+    return [dict(row) for row in rows.order_by("jail_name")]
+
+
+def address_history(ban: Ban) -> dict[str, Any]:
+    """The bans of the same address or network in every jail, and, for one address, its failures."""
+    network = ban.ip_network
+    if network.num_addresses == 1:
+        holders = networks_holding(network.network_address)
+        failures = Failure.objects.filter(address=str(network.network_address))
+    else:
+        holders = [ban.network]
+        failures = Failure.objects.none()
+    bans = Ban.objects.filter(network__in=holders).exclude(pk=ban.pk).order_by("-started_at")
+    return {
+        "other_bans": bans[:HISTORY_ROWS],
+        "failures": failures.select_related("jail").order_by("-time")[:HISTORY_ROWS],
+        "failures_per_jail": failures.values("jail__name").annotate(count=Count("pk")).order_by("-count"),
+    }
