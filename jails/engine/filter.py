@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 from .definition import FilterDefinition
 from .errors import FilterError, RegexTimeout
-from .literals import required_prefixes, required_string
+from .literals.extraction import required_prefixes, required_string
 from .regex import CompiledRegex, compile_failregex, compile_regex, first_chars
 
 

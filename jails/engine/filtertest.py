@@ -385,14 +385,14 @@ class Runner:
         if cf.maxlines > 1:
             return None  # every line enters the multi-line buffer
         try:
-            from .literals import Prefilter
+            from .literals.prefilter import Prefilter
         except ImportError:
             return None
         patterns = list(cf.failregex_patterns)
         if cf.ignore_first:
             patterns += cf.ignoreregex_patterns  # such lines count as ignored
         try:
-            from .literals import date_cut_for
+            from .literals.prefilter import date_cut_for
 
             cut = date_cut_for(getattr(cf, "datepattern", None), self.args.journal)
             return Prefilter.build(patterns, cf.regex_flags, date_cut=cut, sample=sample, single_line=True)
