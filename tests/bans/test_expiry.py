@@ -40,7 +40,7 @@ def test_the_panel_shows_a_ban_as_expired_the_moment_its_time_is_up() -> None:
     detail = operator.get(reverse("ban_detail", args=[ban.pk]))
     assert b'id="ban-state">expired<' in detail.content and b'id="unban-button"' not in detail.content
     listing = operator.get(reverse("ban_list"))
-    assert b'class="badge state-expired"' in listing.content
+    assert b'class="badge badge-off state-expired"' in listing.content
     assert not operator.get(reverse("ban_list"), {"state": "live"}).context["page"].object_list
     assert list(operator.get(reverse("ban_list"), {"state": "expired"}).context["page"].object_list) == [ban]
     assert list(operator.get(reverse("ban_list"), {"state": "ended"}).context["page"].object_list) == [ban]
