@@ -668,6 +668,8 @@ def burst(tool: Tool, scenario: Scenario, batch: Batch, log: Path) -> dict[str, 
         "pss_mb_at_end": round(pss["total_kb"] / 1024, 1), "pss_parts_mb": {k: round(v / 1024, 1) for k, v in
                                                                            pss.items()},
         "pss_mb_peak": round(tool.meter.peak_pss_kb / 1024, 1),
+        "pss_parts_mb_at_peak": {k: round(v / 1024, 1) for k, v in tool.meter.peak_parts_kb.items()},
+        "pss_mb_at_peak_by_process": [[title, round(kb / 1024, 1)] for title, kb in tool.meter.peak_processes_kb],
         "progress": thin(waited.samples),
     }
 

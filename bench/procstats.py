@@ -34,6 +34,13 @@ def proc_pss_kb(pid: int) -> int:
     return 0
 
 
+def process_title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80].strip()
+    except OSError:
+        return "?"
+
+
 def children_map() -> dict[int, list[int]]:
     found: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -78,6 +85,8 @@ class StackMeter:
         self.roots, self.extras = roots, extras
         self.extra_cpu: dict[int, tuple[str, float]] = {}
         self.peak_pss_kb = 0
+        self.peak_parts_kb: dict[str, int] = {}  # the parts (stack, redis, postgres) at that peak
+        self.peak_processes_kb: list[tuple[str, int]] = []  # the stack's largest processes at that peak
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="stack-meter", daemon=True)
@@ -87,7 +96,9 @@ class StackMeter:
         while not self._stop.wait(0.5):
             pss = self.pss()
             with self._lock:
-                self.peak_pss_kb = max(self.peak_pss_kb, pss["total_kb"])
+                if pss["total_kb"] > self.peak_pss_kb:
+                    self.peak_pss_kb, self.peak_parts_kb = pss["total_kb"], pss
+                    self.peak_processes_kb = self.largest_processes()
 
     def cpu(self) -> dict[str, float]:
         parts = {"stack": sum(proc_cpu(pid) or 0.0 for pid in tree(self.roots()))}
@@ -108,6 +119,11 @@ class StackMeter:
             parts[f"{part}_kb"] = sum(proc_pss_kb(pid) for pid in pids)
         parts["total_kb"] = sum(parts.values())
         return parts
+
+    def largest_processes(self, keep: int = 8) -> list[tuple[str, int]]:
+        """The stack's processes by PSS, largest first, named as `ps` shows them."""
+        sized = [(process_title(pid), proc_pss_kb(pid)) for pid in tree(self.roots())]
+        return sorted(sized, key=lambda item: -item[1])[:keep]
 
     def close(self) -> None:
         self._stop.set()
