@@ -13,7 +13,9 @@ ensure_redis() {
   fi
   echo "services: starting Redis on 127.0.0.1:6379 (files in $dir)"
   mkdir -p "$dir" "$(dirname "$log")"
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+  # hz 1: Redis's own housekeeping once a second instead of ten times (an idle Redis 0.13% -> 0.03%
+  # of a core here); a BRPOP's timeout may then end up to a second late, which nothing here minds.
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --hz 1 \
     --dir "$dir" --logfile "$log" "${pid[@]}"
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "services: Redis did not start; see $log" >&2
