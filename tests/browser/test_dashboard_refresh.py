@@ -10,8 +10,6 @@ request, and the live server runs in this process).
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -50,7 +48,7 @@ def quick_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def watched(page: Page, transactional_db: None, quick_refresh: None) -> Iterator[dict[str, list[str]]]:
+def watched(page: Page, transactional_db: None, quick_refresh: None) -> dict[str, list[str]]:
     """A viewer on a dashboard with JavaScript, every request, console error and page error noted (but
     the browser's own look for a /favicon.ico, which the panel has not)."""
     seen: dict[str, list[str]] = {"requests": [], "errors": []}
@@ -60,7 +58,7 @@ def watched(page: Page, transactional_db: None, quick_refresh: None) -> Iterator
             if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico") else None)
     page.on("pageerror", lambda error: seen["errors"].append(str(error)))
     log_in_as(page, "viewer", "viewer")
-    yield seen
+    return seen
 
 
 def make_jail(name: str) -> Jail:
@@ -129,11 +127,11 @@ def test_the_htmx_swap_alone_refreshes_the_charts(page: Page, watched: dict[str,
     assert page.evaluate("() => Object.keys(Chart.instances).length") == 3
     shot(page, "dashboard-refreshed")
 
-    # one clock: over a few seconds the panels are fetched about once a second, never the JSON
-    swaps, started = panel_swaps(watched["requests"]), time.monotonic()
-    page.wait_for_timeout(3500)
-    per_second = (panel_swaps(watched["requests"]) - swaps) / (time.monotonic() - started)
-    assert 0.5 <= per_second <= 1.5, per_second
+    # one clock: in 4 s the panels are fetched at most about once a second (a second clock would make
+    # it twice; a busy machine may make it less), and the JSON never
+    swaps = panel_swaps(watched["requests"])
+    page.wait_for_timeout(4000)
+    assert 1 <= panel_swaps(watched["requests"]) - swaps <= 5
     assert page.evaluate("() => window.__intervals") == []
     assert not [url for url in watched["requests"] if "/dashboard/data/" in url]
     assert watched["errors"] == []
