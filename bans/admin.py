@@ -45,7 +45,7 @@ class BanAddForm(forms.ModelForm[Ban]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         target = self.fields["target"]
-        assert isinstance(target, forms.ChoiceField)
+        assert isinstance(target, forms.ChoiceField)  # noqa: S101  # type narrowing: declared as a ChoiceField
         target.choices = [*((n, n) for n in Jail.objects.order_by("name").values_list("name", flat=True)),
                           (Ban.BLOCKLIST, "all ports: the permanent blocklist")]
 

@@ -6,4 +6,5 @@ class BansConfig(AppConfig):
     verbose_name = "Bans, failures and history"
 
     def ready(self) -> None:
-        from bans import signals  # noqa: F401  (connects the receivers)
+        # Django's idiom: the receivers are connected once the app registry (and so the models) is ready
+        from bans import signals  # noqa: F401, PLC0415  # imported for its receivers, here on purpose

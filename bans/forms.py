@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 
-from bans import services
+from bans import replay, services
 from bans.models import Ban
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
@@ -46,7 +46,7 @@ class BanSearchForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         jail_field = self.fields["jail"]
-        assert isinstance(jail_field, forms.ChoiceField)
+        assert isinstance(jail_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
         jail_field.choices = [("", "any jail"), *[(name, name) for name in jail_names()]]
 
     def clean_q(self) -> Network | ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -102,7 +102,7 @@ class BanCreateForm(forms.Form):
         self.needs_confirmation = bool(self.data.get("confirm"))  # keep the box once it was shown
         jails = [(name, name) for name in Jail.objects.order_by("name").values_list("name", flat=True)]
         jail_field = self.fields["jail"]
-        assert isinstance(jail_field, forms.ChoiceField)
+        assert isinstance(jail_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
         jail_field.choices = [*jails, (Ban.BLOCKLIST, "all ports: the permanent blocklist")]
 
     def ask_confirmation(self, message: str) -> None:
@@ -184,8 +184,6 @@ class ReplayForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         """The filter must compile with the options and failregex given, before any worker runs it."""
-        from bans import replay
-
         cleaned = super().clean() or {}
         jail = cleaned.get("jail")
         if jail is None or self.errors:

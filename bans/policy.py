@@ -393,7 +393,7 @@ def plain_ipv4(text: str) -> int | None:
         return None
     value = 0
     for part in parts:
-        # isascii: str.isdigit also accepts other scripts' digits ("١"), which int() would read
+        # isascii: str.isdigit also accepts other scripts' digits (U+0661 ARABIC-INDIC DIGIT ONE), which int() reads
         if not part.isascii() or not part.isdigit() or len(part) > 3 or (part[0] == "0" and len(part) > 1):
             return None
         octet = int(part)

@@ -28,6 +28,7 @@ from bans.gate import BanRefused as BanRefused  # re-exported: callers catch the
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Ignored
 from jails.access import audit
+from jails.access.sessions import live_session_addresses
 from jails.models import Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
@@ -432,8 +433,6 @@ def current_gate(*, own_addresses: Sequence[str] | None = None, jails: Iterable[
                  host_networks: Sequence[str] | None = None) -> gate.Gate:
     """The gate as things stand now: this host's addresses (looked up unless given), the live panel
     sessions, the trusted proxies, and the ignoreip of `jails` (None: every jail)."""
-    from jails.access.sessions import live_session_addresses  # jails.access.sessions imports the auth machinery
-
     chosen = Jail.objects.only("name", "ignoreip") if jails is None else jails
     return gate.Gate.build(
         host_addresses=hostaddrs.addresses() if own_addresses is None else own_addresses,

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
-from bans.models import FirewallHost
+from bans.models import Ban, FirewallHost
 
 # The firewall worker runs at least every 30 s (beat's "apply pending bans" schedule); two minutes
 # of silence is four missed runs, not a busy moment.
@@ -165,8 +165,6 @@ def firewall_status(host: str | None = None, now: dt.datetime | None = None) -> 
 def disagreement(row: FirewallHost, now: dt.datetime) -> str | None:
     """Where the kernel and the database disagree on a host whose worker is fine: a drift it found
     (being repaired), bans the firewall refused, bans waiting longer than they should."""
-    from bans.models import Ban  # here: bans.models is light, but this module stays about the worker
-
     if row.drift:
         since = f" since {row.drift_since:%H:%M:%S}" if row.drift_since else ""
         return f"the kernel and the database disagree{since}: {row.drift}; the firewall worker is restoring it"

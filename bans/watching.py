@@ -49,6 +49,7 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
+from bans import tasks
 from bans.dispatch import firewall_queue
 from bans.firewall import netlink
 
@@ -159,18 +160,16 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
         self.schedule(WATCH_SECONDS)
 
     def watch(self) -> None:
-        from bans.tasks import UNAVAILABLE, watch_firewall
-
         self.tref = None
         self.last_watch = time.monotonic()
         following = WATCH_SECONDS
         close_old_connections()  # as around each task
         try:
-            with InlineLimits.bounding(watch_firewall):
-                found = watch_firewall(settings.IPS_HOST_NAME)
+            with InlineLimits.bounding(tasks.watch_firewall):
+                found = tasks.watch_firewall(settings.IPS_HOST_NAME)
             if self.changes is not None and not found.get("waiting"):
                 following = QUIET_WATCH_SECONDS  # the kernel tells us of changes; nothing waits on time
-        except UNAVAILABLE:
+        except tasks.UNAVAILABLE:
             pass  # said once per process, and on every page (bans.tasks.watched_backend)
         except Exception:
             log.exception("the firewall watch failed; trying again in %g s", WATCH_SECONDS)
@@ -179,10 +178,8 @@ class FirewallWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery sh
             self.schedule(following)
 
     def send(self) -> None:
-        from bans.tasks import watch_firewall
-
         try:
-            watch_firewall.apply_async(kwargs={"host": settings.IPS_HOST_NAME}, queue=self.queue,
+            tasks.watch_firewall.apply_async(kwargs={"host": settings.IPS_HOST_NAME}, queue=self.queue,
                                        expires=WATCH_SECONDS)
         except Exception as exc:  # Redis away: the next tick tries again, the worker reconnects meanwhile
             log.warning("the firewall watch could not be queued: %s", exc)

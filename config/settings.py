@@ -46,7 +46,8 @@ if not SECRET_KEY:
             "IPS_SECRET_KEY is not set: set it to a long random string, or run scripts/run.sh once "
             "(it writes var/secret_key), or set IPS_DEBUG=true for local development"
         )
-    SECRET_KEY = "insecure-development-key-only-used-with-IPS_DEBUG"
+    # S105: a known key on purpose, for IPS_DEBUG only: without a key, production refuses to start above
+    SECRET_KEY = "insecure-development-key-only-used-with-IPS_DEBUG"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("IPS_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("IPS_CSRF_TRUSTED_ORIGINS", [])

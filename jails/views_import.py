@@ -147,7 +147,8 @@ def decompressed(data: bytes) -> bytes:
 
 def tar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(decompressed(data)), mode="r:")
+        # SIM115: closed by `with archive:` below; opened apart so that only opening errors are caught here
+        archive = tarfile.open(fileobj=io.BytesIO(decompressed(data)), mode="r:")  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError):
         raise StagingRefused("not a .tar.gz, .tgz, .tar or .zip archive") from None
     declared = 0

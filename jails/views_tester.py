@@ -77,7 +77,7 @@ def load_tail(data: QueryDict) -> dict[str, Any]:
     except tester.TesterRefused as exc:
         return {"error": f"Jail {jail.name}: {exc}"}
     data["log"] = "\n".join(lines)
-    if not data.get("source") or data.get("source") == "stored" and not data.get("filter"):
+    if not data.get("source") or (data.get("source") == "stored" and not data.get("filter")):
         data["source"], data["jail"] = "jail", jail.name
     return {"path": path, "count": len(lines)}
 

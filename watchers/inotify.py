@@ -353,7 +353,7 @@ class PollingWatcher:
         self._patterns = [os.path.abspath(path) for path in paths]
         # paths watched before keep their last signature: a change not reported yet still will be
         fresh = self._snapshot()
-        self._seen = {path: self._seen[path] if path in self._seen else sig for path, sig in fresh.items()}
+        self._seen = {path: self._seen.get(path, sig) for path, sig in fresh.items()}
 
     def wait(self, timeout: float) -> set[str]:
         deadline = time.monotonic() + max(0.0, timeout)

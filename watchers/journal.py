@@ -149,9 +149,9 @@ def parse_journalmatch(text: str) -> list[list[str]]:
         except ValueError as exc:
             raise JournalMatchError(f"journalmatch {line.strip()!r}: {exc}") from None
         group: list[str] = []
-        for token in [*tokens, "+"]:
-            if token != "+":
-                group.append(_checked_term(token))
+        for term in [*tokens, "+"]:
+            if term != "+":
+                group.append(_checked_term(term))
             elif group:  # an empty alternative ("A=x +") is harmless in fail2ban: dropped
                 groups.append(group)
                 group = []
@@ -193,7 +193,9 @@ class _Run:
 
     def __init__(self, argv: list[str], errors: IO[bytes], timeout: float) -> None:
         try:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+            # S603: journalctl_command()'s argv (journalctl, options, then "--" and checked matches); no shell
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,  # noqa: S603
+                                            stdout=subprocess.PIPE, stderr=errors)
         except FileNotFoundError:
             raise SourceUnavailable(f"missing: {argv[0]} is not installed (it comes with systemd)",
                                     code="missing") from None
@@ -213,7 +215,7 @@ class _Run:
         status then means something)."""
         entries: list[JournalEntry] = []
         stdout = self.process.stdout
-        assert stdout is not None
+        assert stdout is not None  # noqa: S101  # type narrowing: started with stdout=PIPE
         self._timer.start()
         try:
             for raw in stdout:

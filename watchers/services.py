@@ -36,6 +36,7 @@ from jails import services as jail_services
 from jails.engine.errors import EngineError, RegexTimeout
 from jails.engine.filter import CompiledFilter, LineResult
 from jails.engine.guard import Watchdog
+from jails.engine.literals import Prefilter, date_cut_for
 from jails.logpaths import expand_logpaths
 from jails.models import Jail
 from watchers import dns, skips
@@ -119,14 +120,12 @@ def build_prefilter(flt: CompiledFilter, sample: str) -> Any:
     if flt.maxlines > 1:
         return None
     try:
-        from jails.engine.literals import Prefilter, date_cut_for
-
         patterns = list(flt.failregex_patterns)
         if flt.ignore_first:
             patterns += flt.ignoreregex_patterns
         return Prefilter.build(patterns, flt.regex_flags, date_cut=date_cut_for(flt.datepattern), sample=sample,
                                single_line=True)
-    except Exception:  # noqa: BLE001 - an optimisation, never a failure
+    except Exception:  # an optimisation, never a failure
         log.exception("filter %s: no literal prefilter; every line is tried", flt.name)
         return None
 

@@ -504,7 +504,7 @@ class _LineCut:
 def _two_files(previous: _Chunk, previous_end: FilePosition,
                current: ReadResult) -> Callable[[int], tuple[FilePosition, int]] | None:
     """ReadResult.cut over a read that finished the previous file and started the current one."""
-    if previous.cut is None and previous.lines or current.cut is None and current.lines:
+    if (previous.cut is None and previous.lines) or (current.cut is None and current.lines):
         return None
     count_before = len(previous.lines)
 

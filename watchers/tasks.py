@@ -64,7 +64,7 @@ def start_followers(sender: Any = None, **kwargs: Any) -> None:
     consumed = set(app.amqp.queues.consume_from or ()) if app is not None else set()  # empty: every queue
     try:
         rows = list(PeriodicTask.objects.filter(task="watchers.tasks.follow", enabled=True))
-    except Exception as exc:  # noqa: BLE001 (a convenience at start: beat's schedule still starts them)
+    except Exception as exc:  # a convenience at start: beat's schedule still starts them
         log.warning("follow: could not read the follower schedules at start (%s); beat will start them", exc)
         return
     finally:

@@ -37,9 +37,10 @@ class AuditFilterForm(forms.Form):
         types = AuditEntry.objects.order_by("object_type").values_list("object_type", flat=True).distinct()
         action_field = self.fields["action"]
         type_field = self.fields["object_type"]
-        assert isinstance(action_field, forms.ChoiceField) and isinstance(type_field, forms.ChoiceField)
-        action_field.choices = [("", "any")] + [(a, a) for a in actions]
-        type_field.choices = [("", "any")] + [(t, t) for t in types if t]
+        assert isinstance(action_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
+        assert isinstance(type_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
+        action_field.choices = [("", "any"), *((a, a) for a in actions)]
+        type_field.choices = [("", "any"), *((t, t) for t in types if t)]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

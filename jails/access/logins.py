@@ -105,7 +105,7 @@ def count_failure(address: str, username: str, now: float | None = None) -> None
     now = time.time() if now is None else now
     try:
         for key, limit in _keys(address, username):
-            stamps = _recent(key, now)[-(limit * 2):] + [now]  # bounded: only the last ones matter
+            stamps = [*_recent(key, now)[-(limit * 2):], now]  # bounded: only the last ones matter
             cache.set(key, stamps, WINDOW_SECONDS)
     except Exception:
         log.exception("login throttle: cannot write the cache; failure not counted")
@@ -142,9 +142,8 @@ def escape_username(username: str) -> str:
             out.append(_NAMED_ESCAPES[char])
         elif code < 0x20 or 0x7F <= code <= 0x9F:
             out.append(f"\\x{code:02x}")
-        elif code in (0x2028, 0x2029) or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code == 0xFEFF:
-            out.append(f"\\u{code:04x}")
-        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate cannot be written as UTF-8
+        elif (code in (0x2028, 0x2029) or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code == 0xFEFF
+              or 0xD800 <= code <= 0xDFFF):  # a lone surrogate cannot be written as UTF-8
             out.append(f"\\u{code:04x}")
         else:
             out.append(char)
