@@ -30,8 +30,10 @@ def make_filter(name: str = "test-filter", source: str = FAIL_SOURCE, *, derived
     return Filter.objects.create(name=name, source=source, **fields)
 
 
-def make_jail(name: str = "sshd", *, flt: Filter | None = None, **options: Any) -> Jail:
-    """An enabled jail (3 failures in 10 minutes ban for an hour) on `flt`, or on make_filter()'s."""
+def make_jail(name: str = "sshd", **options: Any) -> Jail:
+    """An enabled jail (3 failures in 10 minutes ban for an hour) on the filter `flt=`, or on
+    make_filter()'s; any other option is a Jail field."""
+    flt: Filter | None = options.pop("flt", None)
     values: dict[str, Any] = {"enabled": True, "maxretry": 3, "findtime": 600, "bantime": 3600}
     values.update(options)
     return Jail.objects.create(name=name, filter=flt or make_filter(), **values)

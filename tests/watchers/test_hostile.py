@@ -16,7 +16,8 @@ from django.urls import reverse
 from bans.models import Ban, Failure
 from jails.models import Filter, Jail
 from tests.clients import client_for
-from tests.watchers.test_follow import ATTACKER, append, banned, benign, failure, follower, make_jail, step_until
+from tests.factories import make_jail
+from tests.watchers.test_follow import ATTACKER, append, banned, benign, failure, follower, step_until
 from watchers.models import LogSource
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
@@ -34,8 +35,9 @@ def test_a_runaway_regex_on_one_jail_does_not_hold_up_another(
     slow_log, auth_log = tmp_path / "app.log", tmp_path / "auth.log"
     slow_log.write_text("start\n")
     auth_log.write_text(benign())
-    slow = make_jail(Filter.objects.create(name="slow", source=SLOW_FILTER), "slow", [str(slow_log)])
-    sshd_jail = make_jail(sshd, "sshd", [str(auth_log)])
+    slow = make_jail("slow", flt=Filter.objects.create(name="slow", source=SLOW_FILTER),
+                     logpath=[str(slow_log)], maxretry=1)
+    sshd_jail = make_jail("sshd", flt=sshd, logpath=[str(auth_log)], maxretry=1)
     flw, _ = follower()
     flw.start()
     caplog.set_level(logging.WARNING, logger="watchers.skips")
@@ -74,7 +76,7 @@ def test_text_planted_at_the_cut_of_an_overlong_line_is_never_read_as_a_line(
     settings.IPS_MAX_LINE_BYTES = 64 << 10
     auth_log = tmp_path / "auth.log"
     auth_log.write_text(benign())
-    jail = make_jail(sshd, "sshd", [str(auth_log)])
+    jail = make_jail("sshd", flt=sshd, logpath=[str(auth_log)], maxretry=1)
     flw, _ = follower()
     flw.start()
     innocent = "198.51.100.77"
@@ -93,7 +95,7 @@ def test_nothing_is_dropped_without_being_counted_by_reason(sshd: Filter, tmp_pa
     auth_log = tmp_path / "auth.log"
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat(timespec="seconds")
     auth_log.write_text(f"{old} srv sshd[1]: Failed password for root from {ATTACKER} port 22 ssh2\n")
-    jail = make_jail(sshd, "sshd", [str(auth_log)], maxretry=5)
+    jail = make_jail("sshd", flt=sshd, logpath=[str(auth_log)], maxretry=5)
     flw, _ = follower()
     flw.start()  # the first read catches up: a failure older than findtime does not count
     assert source_of(jail).skipped == {"stale": 1}
@@ -115,7 +117,8 @@ def test_a_slow_line_is_skipped_exactly_and_the_rest_read_after(sshd: Filter, tm
     next read, none twice, none lost."""
     slow_log = tmp_path / "app.log"
     slow_log.write_text("")
-    slow = make_jail(Filter.objects.create(name="slow", source=SLOW_FILTER), "slow", [str(slow_log)], maxretry=3)
+    slow = make_jail("slow", flt=Filter.objects.create(name="slow", source=SLOW_FILTER),
+                     logpath=[str(slow_log)], maxretry=3)
     flw, _ = follower()
     flw.start()
     append(slow_log, "aaaa 203.0.113.5\n" + "a" * 3000 + "\n" + "".join(f"aaa 203.0.113.{n}\n" for n in range(6, 9)))
@@ -142,7 +145,7 @@ def test_usedns_yes_counts_a_name_for_its_addresses_and_counts_names_without_one
     # (our built-in sshd filter takes <ADDR>, addresses only, whatever usedns says: a filter with <HOST>)
     named = Filter.objects.create(name="named",
                                   source="[Definition]\nfailregex = Failed password for \\S+ from <HOST> port\n")
-    jail = make_jail(named, "sshd", [str(auth_log)], usedns=Jail.UseDns.YES, maxretry=5)
+    jail = make_jail("sshd", flt=named, logpath=[str(auth_log)], usedns=Jail.UseDns.YES, maxretry=5)
     flw, _ = follower()
     flw.start()
     append(auth_log, failure("attacker.example") + failure("nowhere.invalid"))
@@ -161,7 +164,8 @@ def test_after_a_timeout_the_filters_lines_get_a_short_budget_so_a_stream_of_the
 
     slow_log = tmp_path / "app.log"
     slow_log.write_text("")
-    slow = make_jail(Filter.objects.create(name="slow", source=SLOW_FILTER), "slow", [str(slow_log)])
+    slow = make_jail("slow", flt=Filter.objects.create(name="slow", source=SLOW_FILTER),
+                     logpath=[str(slow_log)], maxretry=1)
     flw, spy = follower()
     flw.start()
     append(slow_log, ("a" * 5000 + "\n") * 40)
