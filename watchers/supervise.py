@@ -15,6 +15,7 @@ being JSON: {"children": [{"name": "web", "pid": 123, "argv": [...]}, ...], "gra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -80,7 +81,8 @@ class Supervisor:
             return False
         self.restarts.append(now)
         # its own session, as runstack started it; without the supervisor's blocked signals
-        child = subprocess.Popen(argv, start_new_session=True,
+        # S603: the child's own argv as runstack built it (this Python, -m and its arguments), no shell
+        child = subprocess.Popen(argv, start_new_session=True,  # noqa: S603
                                  preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, WAKE_SIGNALS))
         self.children[child.pid] = name
         say(f"{name} asked to be started again (status {RESTART_STATUS}); started, pid {child.pid}", error=True)
@@ -88,10 +90,8 @@ class Supervisor:
 
     def stop_all(self) -> None:
         for pid in self.children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + self.grace
         while self.children and time.monotonic() < deadline:
             if self.reap() is None:

@@ -16,6 +16,7 @@ the commands are started as fresh interpreters instead.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import os
 import runpy
@@ -25,23 +26,26 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 
+from django import db
+from django.urls import get_resolver
+
 
 def preload() -> None:
     """Load, in this process, what the stack's commands load first thing, then freeze it out of the
-    cyclic collector (a collection in a fork would otherwise write to every object, copying its page)."""
-    import celery.apps.beat
-    import celery.apps.worker
-    import celery.bin.celery
-    import celery.concurrency.prefork
-    import celery.concurrency.solo
-    import gunicorn.app.wsgiapp
-    import gunicorn.arbiter
-    import gunicorn.workers.sync
-    from django import db
-    from django.urls import get_resolver
+    cyclic collector (a collection in a fork would otherwise write to every object, copying its page).
+    The imports are here, not at the top: runstack loads this module with or without --no-fork, and
+    only preload() is to pull in gunicorn, Celery's worker and beat, the WSGI application and the URLconf."""
+    import celery.apps.beat  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import celery.apps.worker  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import celery.bin.celery  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import celery.concurrency.prefork  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import celery.concurrency.solo  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import gunicorn.app.wsgiapp  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import gunicorn.arbiter  # noqa: PLC0415  # loaded by preload() only, in runstack
+    import gunicorn.workers.sync  # noqa: PLC0415  # loaded by preload() only, in runstack
 
-    import config.wsgi
-    from config.celery import app
+    import config.wsgi  # noqa: PLC0415  # loaded by preload() only, in runstack
+    from config.celery import app  # noqa: PLC0415  # loaded by preload() only, in runstack
 
     del celery, gunicorn, config  # imported for their modules' sake
     app.loader.import_default_modules()  # the apps' tasks modules (the workers import them at start)
@@ -104,10 +108,8 @@ def _run_in_child(argv: list[str], title: str) -> int:
 
 
 def _quietly(step: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(BaseException):  # a broken pipe on the way out changes nothing: the status is decided
         step()
-    except BaseException:  # a broken pipe on the way out changes nothing: the status is decided
-        pass
 
 
 def exit_status(code: object) -> int:
@@ -123,7 +125,7 @@ def exit_status(code: object) -> int:
 def _set_title(title: str) -> None:
     """What `ps` shows until gunicorn or Celery sets its own title (both do with setproctitle)."""
     try:
-        import setproctitle
+        import setproctitle  # noqa: PLC0415  # in the forked child only, and optional
     except ImportError:  # an optional nicety: the command works without it
         return
     setproctitle.setproctitle(title)

@@ -74,7 +74,9 @@ def error_from_nft(error: str) -> FirewallError:
 
 def open_libnftables() -> Any:
     try:
-        import nftables  # pip-nftables, over Debian's libnftables1
+        # pip-nftables, over Debian's libnftables1: loaded by the firewall worker on first use (the panel
+        # and the watchers import this module too), and a missing module is said as a FirewallError
+        import nftables  # noqa: PLC0415  # firewall worker only; ImportError reported below
     except ImportError as exc:
         raise FirewallError(f"{NEEDS} (Python module nftables: {exc})", permanent=True) from None
     try:
@@ -155,10 +157,8 @@ class NftablesBackend:
         with self._exclusive():
             self._rules_checked = False
             self._specs = None
-            try:
+            with contextlib.suppress(_RaceError):  # no table: nothing to delete
                 self._run([nft.delete_table(self.table)])
-            except _RaceError:
-                pass  # no table: nothing to delete
 
     def generation(self) -> int:
         """The kernel's ruleset generation: it changes with every committed nftables transaction,

@@ -17,6 +17,7 @@ runpy warn on every start. It imports nothing of the project.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -76,10 +77,9 @@ class NftProcess:
             return
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
-        try:
+        # stuck in the kernel (state D) past KILL_WAIT: it goes when the kernel lets it; we do not wait
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=KILL_WAIT)
-        except subprocess.TimeoutExpired:
-            pass  # stuck in the kernel (state D): it goes when the kernel lets it; we do not wait
         for stream in (child.stdin, child.stdout):
             if stream is not None:
                 stream.close()
@@ -92,15 +92,17 @@ class NftProcess:
             return self._child
         self.kill()
         # -P: this file's directory is not put on sys.path (its nftables.py would hide libnftables')
-        self._child = subprocess.Popen([sys.executable, "-P", str(Path(__file__).resolve())], cwd=ROOT,
+        # S603: this very file, run by this Python; argv is a list, no shell, nothing from outside
+        self._child = subprocess.Popen([sys.executable, "-P", str(Path(__file__).resolve())], cwd=ROOT,  # noqa: S603
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
-        assert self._child.stdin is not None and self._child.stdout is not None
+        assert self._child.stdin is not None  # noqa: S101  # type narrowing: stdin=PIPE always sets it
+        assert self._child.stdout is not None  # noqa: S101  # type narrowing: stdout=PIPE always sets it
         os.set_blocking(self._child.stdin.fileno(), False)
         os.set_blocking(self._child.stdout.fileno(), False)
         return self._child
 
     def _write(self, child: subprocess.Popen[bytes], data: bytes, deadline: float) -> None:
-        assert child.stdin is not None
+        assert child.stdin is not None  # noqa: S101  # type narrowing: the child is started with stdin=PIPE
         fd = child.stdin.fileno()
         view = memoryview(data)
         while view:
@@ -110,7 +112,7 @@ class NftProcess:
             view = view[os.write(fd, view):]
 
     def _read_line(self, child: subprocess.Popen[bytes], deadline: float) -> bytes:
-        assert child.stdout is not None
+        assert child.stdout is not None  # noqa: S101  # type narrowing: the child is started with stdout=PIPE
         fd = child.stdout.fileno()
         while b"\n" not in self._pending:
             readable, _, _ = select.select([fd], [], [], self._left(deadline))
@@ -135,7 +137,7 @@ class NftProcess:
 def serve() -> None:
     """The child: one libnftables handle, one JSON command per line in, one answer per line out.
     (The parent checked that libnftables and its Python module are there before starting it.)"""
-    import nftables  # pip-nftables, over Debian's libnftables1
+    import nftables  # noqa: PLC0415  # only the child loads libnftables: the parent imports this module too
 
     nft = nftables.Nftables()
     for line in sys.stdin.buffer:

@@ -81,7 +81,8 @@ class Command(BaseCommand):
             if forking:
                 child.pid = zygote.fork_command(child.argv, f"ips {child.name}: {' '.join(child.argv[2:])}")
             else:
-                child.pid = subprocess.Popen(child.argv, start_new_session=True).pid
+                # S603: plan()'s argv, this Python running gunicorn or Celery; a list, no shell
+                child.pid = subprocess.Popen(child.argv, start_new_session=True).pid  # noqa: S603
         self.become_supervisor(children, stopping)
 
     def ready_to_fork(self) -> bool:
@@ -106,7 +107,8 @@ class Command(BaseCommand):
         sys.stderr.flush()
         script = str(Path(__file__).resolve().parents[2] / "supervise.py")
         try:
-            os.execv(sys.executable, [sys.executable, "-S", script, json.dumps(spec)])
+            # S606: becomes this Python running supervise.py, the spec passed as one JSON argument
+            os.execv(sys.executable, [sys.executable, "-S", script, json.dumps(spec)])  # noqa: S606
         except OSError:
             for child in children:  # nothing will watch them: stop them rather than leave them running
                 if child.pid is not None:
