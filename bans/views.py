@@ -191,7 +191,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.VIEWER)
 def dashboard_data(request: HttpRequest) -> JsonResponse:
-    """The charts' figures as JSON (the dashboard's script polls this)."""
+    """The charts' figures as JSON, for scripts and tools (the dashboard page itself carries them in its
+    refreshed panels, static/js/dashboard.js)."""
     now = timezone.now()
     data = series(period_of(request), now)
     data["banned"] = banned_per_jail()
