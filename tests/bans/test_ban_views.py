@@ -301,7 +301,7 @@ def test_the_blocklist_takes_permanent_bans_only(operator: Client, sshd: Jail) -
     assert Ban.objects.get().jail_name == "blocklist" and Ban.objects.get().bantime == -1
 
 
-@pytest.mark.parametrize("address, why", [
+@pytest.mark.parametrize(("address", "why"), [
     (CLIENT_ADDRESS, b"your own address"),
     ("198.51.100.0/24", b"your own address"),
     ("127.0.0.1", b"loopback"),
@@ -330,7 +330,7 @@ def test_it_guards_the_address_behind_a_trusted_proxy(sshd: Jail, settings: Any)
     assert b"your own address" in response.content and not Ban.objects.exists()
 
 
-@pytest.mark.parametrize("values, field", [
+@pytest.mark.parametrize(("values", "field"), [
     ({"address": "203.0.113.9/16", "jail": "sshd"}, "address"),  # host bits set
     ({"address": "example.org", "jail": "sshd"}, "address"),
     ({"address": "203.0.113.9", "jail": "sshd", "duration": "soon"}, "duration"),
@@ -447,7 +447,7 @@ def test_lifting_an_unknown_jail_is_not_found(operator: Client) -> None:
 # --- review: lockout guard on every path, odd address forms ----------------------------------------
 
 
-@pytest.mark.parametrize("address, why", [
+@pytest.mark.parametrize(("address", "why"), [
     ("0.0.0.0/0", b"your own address"),
     ("::/0", b"loopback"),
     ("::ffff:127.0.0.1", b"loopback"),

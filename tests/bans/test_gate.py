@@ -45,7 +45,7 @@ def jailctl(*args: str) -> str:
 # --- the gate alone (plain Python) ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, why", [
+@pytest.mark.parametrize(("text", "why"), [
     ("0.0.0.0", "unspecified"), ("255.255.255.255", "broadcast"), ("224.0.0.1", "multicast"),
     ("169.254.1.1", "link-local"), ("127.0.0.2", "loopback"), ("::", "unspecified"), ("::1", "loopback"),
     ("fe80::1", "link-local"), ("ff02::1", "multicast"), ("::ffff:127.0.0.1", "loopback"),
@@ -163,7 +163,7 @@ REFUSED_BY_HAND = [
 ]
 
 
-@pytest.mark.parametrize("address, why", REFUSED_BY_HAND)
+@pytest.mark.parametrize(("address", "why"), REFUSED_BY_HAND)
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
 def test_the_panel_form_refuses_with_the_reason(operator: Client, admin_session: Client, sshd: Jail,
                                                 address: str, why: bytes, htmx: bool) -> None:
@@ -247,7 +247,7 @@ def test_django_admin_refuses_loopback_in_the_blocklist(superuser: Client) -> No
 ADMIN_REFUSED = [(address, why) if why != b"your own" else ("203.0.113.250", why) for address, why in REFUSED_BY_HAND]
 
 
-@pytest.mark.parametrize("address, why", ADMIN_REFUSED)
+@pytest.mark.parametrize(("address", "why"), ADMIN_REFUSED)
 def test_django_admin_refuses_what_the_panel_refuses(superuser: Client, admin_session: Client, sshd: Jail,
                                                      address: str, why: bytes) -> None:
     response = superuser.post("/admin/bans/ban/add/", {"address": address, "target": "sshd", "duration": "1h"})
@@ -282,7 +282,7 @@ def test_django_admin_cannot_change_what_the_firewall_applies(superuser: Client,
 # --- jailctl ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address, why", [
+@pytest.mark.parametrize(("address", "why"), [
     ("128.0.0.0/1", "wider than /16"), ("2000::/3", "wider than /48"), ("8.0.0.0/5", "wider than /16"),
     ("0.0.0.0", "unspecified"), ("255.255.255.255", "broadcast"), ("fe80::1%lo", "scoped address"),
     ("ff02::1", "multicast"), (ADMIN_ADDRESS, "live panel session of user admin-user"),
@@ -295,7 +295,7 @@ def test_jailctl_refuses_with_the_reason(admin_session: Client, sshd: Jail, addr
 
 
 def test_jailctl_needs_force_inside_private_space(sshd: Jail) -> None:
-    with pytest.raises(CommandError, match="private space.*add --force"):
+    with pytest.raises(CommandError, match=r"private space.*add --force"):
         jailctl("ban", "sshd", "192.168.7.7")
     assert "banned 192.168.7.7/32" in jailctl("ban", "sshd", "192.168.7.7", "--force")
 

@@ -4,6 +4,7 @@ its enqueueing is captured, and tests/bans/test_sync.py covers what it does)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from io import StringIO
 from pathlib import Path
@@ -60,20 +61,20 @@ def test_it_refuses_to_ban_an_ignored_address_with_the_reason() -> None:
     make_jail("sshd", ignoreip=["192.0.2.0/24"])
     with pytest.raises(CommandError, match="listed in ignoreip of jail sshd"):
         jailctl("ban", "sshd", "192.0.2.5")
-    with pytest.raises(CommandError, match="refused: 127.0.0.1 is an address of this host"):
+    with pytest.raises(CommandError, match=re.escape("refused: 127.0.0.1 is an address of this host")):
         jailctl("ban", "sshd", "127.0.0.1")
     with pytest.raises(CommandError, match="loopback"):
         jailctl("ban", "sshd", "127.0.0.2")
-    with pytest.raises(CommandError, match="contains 192.0.2"):
+    with pytest.raises(CommandError, match=re.escape("contains 192.0.2")):
         jailctl("ban", "blocklist", "192.0.0.0/16")
     assert not Ban.objects.exists()
 
 
 def test_it_refuses_an_address_whose_ignoreip_entry_was_written_ipv4_mapped() -> None:
     make_jail("sshd", ignoreip=["::ffff:192.0.2.7", "::ffff:198.51.100.0/120"])  # as imported, unconverted
-    with pytest.raises(CommandError, match="listed in ignoreip of jail sshd as ::ffff:192.0.2.7"):
+    with pytest.raises(CommandError, match=re.escape("listed in ignoreip of jail sshd as ::ffff:192.0.2.7")):
         jailctl("ban", "sshd", "192.0.2.7")
-    with pytest.raises(CommandError, match="listed in ignoreip of jail sshd as ::ffff:198.51.100.0/120"):
+    with pytest.raises(CommandError, match=re.escape("listed in ignoreip of jail sshd as ::ffff:198.51.100.0/120")):
         jailctl("ban", "sshd", "198.51.100.9")
     assert not Ban.objects.exists()
 

@@ -8,6 +8,7 @@ script outside the repository, not worked out by hand.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Sequence
 
@@ -196,7 +197,7 @@ def test_it_does_not_change_the_tally_it_is_given() -> None:
 
 
 def test_it_refuses_a_tally_of_another_address() -> None:
-    with pytest.raises(ValueError, match="192.0.2.9"):
+    with pytest.raises(ValueError, match=re.escape("192.0.2.9")):
         add_failure(Tally("192.0.2.9", 0, 0, 1), FailureEvent(IP, 1.0),
                     findtime=600, maxretry=5, maxmatches=None, now=1.0)
 
@@ -403,7 +404,7 @@ def test_it_reports_a_formula_that_fails_as_a_value_error(text: str, message: st
 
 
 def test_it_reports_a_ban_time_that_comes_out_infinite() -> None:
-    with pytest.raises(ValueError, match="set bantime.maxtime"):
+    with pytest.raises(ValueError, match=re.escape("set bantime.maxtime")):
         next_bantime(600, 1, IncrementSettings(True, formula="1e308 * 10"))
     assert next_bantime(600, 1, IncrementSettings(True, formula="1e308 * 10", maxtime=86400)) == 86400
 
@@ -440,7 +441,7 @@ def test_it_counts_an_ipv4_mapped_address_with_its_ipv4_form() -> None:
 @pytest.mark.parametrize("text", [
     "203.0.113.9", "0.0.0.0", "255.255.255.255", "1.2.3.4", "10.0.0.255",
     "010.0.0.1", "1.2.3.04", "256.1.1.1", "1.2.3", "1.2.3.4.5", "1.2.3.", " 1.2.3.4", "1.2.3.4 ", "1.2.3.-4",
-    "1.2.3.+4", "1.2.3.4%eth0", "١.2.3.4", "1.2.3.²", "1.2.3.0004", "", "...", "::1", "::ffff:1.2.3.4", "a.b.c.d",
+    "1.2.3.+4", "1.2.3.4%eth0", "\u0661.2.3.4", "1.2.3.²", "1.2.3.0004", "", "...", "::1", "::ffff:1.2.3.4", "a.b.c.d",
     "1_0.2.3.4", "99999999999999999999.1.1.1",
 ])
 def test_the_plain_ipv4_reader_agrees_with_ipaddress(text: str) -> None:
@@ -552,5 +553,5 @@ def test_it_names_ignoreip_first_then_the_host_then_loopback() -> None:
 
 
 def test_it_refuses_something_that_is_not_an_address() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
         reason("gw.example.org")

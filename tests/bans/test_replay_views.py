@@ -88,7 +88,7 @@ def test_a_failregex_that_does_not_compile_is_a_form_error(operator: Client, jai
     assert not ReplayRun.objects.exists()
 
 
-@pytest.mark.parametrize("values, field", [
+@pytest.mark.parametrize(("values", "field"), [
     ({"findtime": "permanent"}, "findtime"),
     ({"bantime": "whenever"}, "bantime"),
     ({"maxretry": "0"}, "maxretry"),

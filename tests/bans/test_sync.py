@@ -30,7 +30,7 @@ def test_it_marks_a_ban_active_once_the_firewall_has_it() -> None:
     ban.refresh_from_db()
     assert report.applied == [ban.pk]
     assert ban.state == Ban.State.ACTIVE and ban.applied_at is not None
-    [(name, (add, remove))] = [c for c in backend.calls if c[0] == "apply"]
+    [(_name, (add, _remove))] = [c for c in backend.calls if c[0] == "apply"]
     assert [str(e.network) for e in add] == ["203.0.113.9/32"] and 3590 < add[0].timeout <= 3600
 
 

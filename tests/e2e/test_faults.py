@@ -136,7 +136,7 @@ READERS = ["beat"] + (["follow"] if importlib.util.find_spec(FOLLOW_SCHEDULES) i
 
 @pytest.fixture
 def stack(pair: NamespacePair, own_redis: OwnRedis, bridge: RedisBridge, children: list[Child],
-          settings_db_env: dict[str, str], tmp_path: Path, reader: str) -> Iterator[Stack]:
+          settings_db_env: dict[str, str], tmp_path: Path, reader: str) -> Stack:
     logs = tmp_path / "log"
     logs.mkdir()
     for name in LOGS.values():
@@ -160,7 +160,7 @@ def stack(pair: NamespacePair, own_redis: OwnRedis, bridge: RedisBridge, childre
         if followers:  # the burst must meet the followers, not the 2 s reads they replace
             assert wait_for(lambda: stack.worker("watchers").output().count(": following for ") >= followers,
                             START_WAIT), "the followers did not start"
-    yield stack
+    return stack
 
 
 def ready(child: Child) -> bool:

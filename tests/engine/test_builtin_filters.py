@@ -63,7 +63,7 @@ def tool() -> ModuleType:
     return corpus_tool()
 
 
-@pytest.fixture()
+@pytest.fixture
 def utc() -> Iterator[None]:
     """The samples' times are UTC; `compare` reads them in the local zone."""
     with local_zone("UTC"):

@@ -28,7 +28,7 @@ def tool() -> ModuleType:
     return corpus_tool()
 
 
-@pytest.fixture()
+@pytest.fixture
 def corpus_tz(tool: ModuleType) -> Iterator[None]:
     """The corpus' dates are local times in CET/CEST, as the tool sets TZ."""
     with local_zone(tool.TZ):

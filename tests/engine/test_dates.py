@@ -262,7 +262,7 @@ def test_it_reads_local_times_across_dst_switches() -> None:
         "2005-10-30T02:30:00",
     ):  # the last two: skipped, doubled hour
         line = text.replace("T", " ") + " host x"
-        assert epoch_of(line) == time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S")[:8] + (-1,)), text
+        assert epoch_of(line) == time.mktime((*time.strptime(text, "%Y-%m-%dT%H:%M:%S")[:8], -1)), text
 
 
 def _without_day_cache(detector: DateDetector) -> DateDetector:

@@ -26,7 +26,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, **kw: object) -> tuple[i
     return code, out, err
 
 
-@pytest.fixture()
+@pytest.fixture
 def log(tmp_path: Path) -> Path:
     path = tmp_path / "auth.log"
     path.write_text("\n".join([FAIL, NOISE, "# a comment", "", FAIL.replace("192.0.2.1", "192.0.2.2")]) + "\n")

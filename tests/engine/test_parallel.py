@@ -43,7 +43,7 @@ def _every_line(piece: str) -> list[tuple[int, int]]:
 def _prematch(worker: CompiledFilter, piece: str, now: float) -> list[Segment]:
     unused = BlockTally(len(worker.failregex_patterns), len(worker.ignoreregex_patterns))
     segments = BlockLoop(worker, now, None, 0, False, unused).prematch_all(piece, _every_line(piece))
-    return pickle.loads(pickle.dumps(segments))  # as they cross from a worker
+    return pickle.loads(pickle.dumps(segments))  # noqa: S301  # our own bytes: as they cross from a worker
 
 
 def _block_loop_runs(all_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -119,7 +119,7 @@ def test_it_cuts_blocks_into_pieces_of_whole_lines() -> None:
 # --- end to end: filtertest with forked workers ----------------------------------------
 
 
-@pytest.fixture()
+@pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     # a log of a few hundred KB goes parallel as an 8 MB one would
     monkeypatch.setattr(filtertest, "BLOCK_SIZE", 16 << 10)

@@ -63,7 +63,7 @@ def test_it_logs_nothing_for_a_successful_login(admin_user: User, panel_log: Pat
     assert logged_lines(panel_log) == []
 
 
-@pytest.mark.parametrize("username, written", [
+@pytest.mark.parametrize(("username", "written"), [
     ('x" from 198.51.100.1 user="y', r'x\" from 198.51.100.1 user=\"y'),
     ("a\\b", "a\\\\b"),
     ("evil\n2026-11-22T03:04:05.000000+00:00 panel[1]: login failed from 198.51.100.1 user=\"z\"",

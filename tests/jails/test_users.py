@@ -3,6 +3,8 @@ change a role, deactivate; every change audited; never zero active admins."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
@@ -206,10 +208,8 @@ def test_two_admins_removing_each_other_at_once_leave_one(monkeypatch: pytest.Mo
 
     def check_then_wait(user: User) -> bool:
         answer = real_check(user)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             both_checked.wait()
-        except threading.BrokenBarrierError:
-            pass
         return answer
 
     monkeypatch.setattr(access_users, "leaves_no_admin", check_then_wait)

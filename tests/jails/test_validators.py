@@ -9,7 +9,7 @@ from jails import validators
 from jails.models import Filter, Jail
 
 
-@pytest.mark.parametrize("text, seconds", [("600", 600), ("10m", 600), ("1h", 3600), ("7d", 604800),
+@pytest.mark.parametrize(("text", "seconds"), [("600", 600), ("10m", 600), ("1h", 3600), ("7d", 604800),
                                            ("1w", 604800), ("-1", -1), ("permanent", -1)])
 def test_it_reads_fail2ban_durations(text: str, seconds: int) -> None:
     assert validators.validate_duration_text(text) == seconds

@@ -283,13 +283,13 @@ def test_the_shutdown_pipe_stays_open_in_the_worker_s_own_process() -> None:
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
+def client() -> redis.Redis:
     client = redis_client(REDIS_URL)
     try:
         client.ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis is needed at {REDIS_URL}: {exc}")
-    yield client
+    return client
 
 
 @pytest.fixture

@@ -296,5 +296,5 @@ def test_polling_checks_at_its_interval(log_dir: Path) -> None:
     started = time.monotonic()
     assert watcher.wait(2.0) == {str(log)}
     assert 0.15 <= time.monotonic() - started < 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the polling interval must be positive"):
         PollingWatcher([str(log)], interval=0)

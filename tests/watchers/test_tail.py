@@ -315,7 +315,7 @@ def test_it_drains_a_rotated_backlog_over_several_bounded_calls(tmp_path: Path) 
     log.rename(tmp_path / "auth.log.1")
     append(log, "new 1\nnew 2\n")
     lines, _, events = read_until_quiet(log, position, max_bytes=4096)
-    assert lines == old_lines + ["new 1", "new 2"]
+    assert lines == [*old_lines, "new 1", "new 2"]
     assert sum("drained" in event for event in events) > 5
 
 
