@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,8 @@ def sshd_failure(address: str, pid: int) -> str:
 def attack_address(phase: int, index: int) -> str:
     """198.18.0.0/15 is set aside for benchmarks (RFC 2544): never this host, never a real peer.
     Eight phases of 16,383 addresses each."""
-    assert 0 <= phase < 8 and 0 <= index < 16383
+    assert 0 <= phase < 8
+    assert 0 <= index < 16383
     return str(ipaddress.IPv4Address("198.18.0.0") + phase * 16384 + index + 1)
 
 
@@ -239,7 +240,7 @@ def quantiles(values: Sequence[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
 
     def rank(q: float) -> float:  # nearest rank: a value that was measured
-        return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
     return {"n": len(ordered), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99), "max": ordered[-1],
             "mean": statistics.fmean(ordered)}
@@ -570,11 +571,9 @@ def preflight(redis_db: int) -> None:
 
 def machine() -> dict[str, Any]:
     model = ""
-    try:
+    with suppress(OSError):
         model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("model name")), "")
-    except OSError:
-        pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
             "python": platform.python_version()}
 

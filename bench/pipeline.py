@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -318,10 +318,8 @@ def f2b_command(sock: Path, *command: Any, timeout: float = 10.0) -> Any:
             if not chunk:
                 break
             data += chunk
-        try:
+        with suppress(OSError):
             client.sendall(b"<F2B_CLOSE_COMMAND><F2B_END_COMMAND>")
-        except OSError:
-            pass
     # the server is the one this run started, with its socket in our own temporary directory
     code, answer = pickle.loads(data)  # noqa: S301
     if code != 0:
@@ -362,10 +360,8 @@ class Fail2ban(Tool):
     def tail(self) -> str:
         texts = []
         for path in (self.workdir / "fail2ban-server.out", self.confdir / "fail2ban.log"):
-            try:
+            with suppress(OSError):
                 texts.append("\n".join(path.read_text(errors="replace").splitlines()[-30:]))
-            except OSError:
-                pass
         return "\n".join(texts)
 
     def counts(self, jail: str) -> Counts:
@@ -382,10 +378,8 @@ class Fail2ban(Tool):
     def close(self) -> None:
         self.meter.close()
         if self.process.poll() is None:
-            try:
+            with suppress(OSError, RuntimeError, EOFError, pickle.UnpicklingError):
                 f2b_command(self.sock, "stop", timeout=5)
-            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-                pass
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -484,10 +478,8 @@ class Probe:
         return value
 
     def close(self) -> None:
-        try:
+        with suppress(OSError):
             self.conn.send(None)
-        except OSError:
-            pass
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.terminate()

@@ -91,10 +91,8 @@ def stop_children(children: Sequence[Child], grace: float = 10.0) -> None:
 
 
 def _signal_group(child: Child, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 class RedisBridge:
@@ -152,10 +150,8 @@ class RedisBridge:
         for sock in sockets:
             _shutdown(sock)
             sock.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 @contextlib.contextmanager
@@ -171,7 +167,5 @@ def bridged_redis(address: tuple[str, int], prefix: str) -> Iterator[RedisBridge
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
