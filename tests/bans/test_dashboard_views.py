@@ -98,7 +98,7 @@ def test_it_charts_the_counters_up_to_the_current_bucket(viewer: Client, sshd: J
     assert data["banned"] == [{"jail": "sshd", "count": 1}]
 
 
-@pytest.mark.parametrize("period, buckets", [("hour", 60), ("day", 24), ("week", 168), ("month", 30)])
+@pytest.mark.parametrize(("period", "buckets"), [("hour", 60), ("day", 24), ("week", 168), ("month", 30)])
 def test_every_period_has_its_buckets(viewer: Client, sshd: Jail, period: str, buckets: int) -> None:
     fail(sshd, "203.0.113.9", minutes_ago=0)
 
