@@ -1,6 +1,6 @@
 """The candidate lines of a log block, counted: `tally_block(cf, ...)` and `commit_prematched`.
 
-The filter (jails.engine.filter.CompiledFilter) decides one line; this module runs it over a
+The filter (jails.engine.filter.compiled.CompiledFilter) decides one line; this module runs it over a
 block, reading and updating the filter's own state directly (it is the filter's inner loop, kept
 apart for its size, and it imports the filter, never the other way).
 
@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import RegexTimeout
-from .filter import (
+from .filter.compiled import CompiledFilter
+from .filter.results import (
     _NOBODY,
     _NOFAIL,
     _STEP_DATE,
@@ -39,7 +40,6 @@ from .filter import (
     _STEP_IGNORE,
     _STEP_PREF,
     BlockTally,
-    CompiledFilter,
     LineResult,
     step_text,
 )

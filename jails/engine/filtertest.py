@@ -38,7 +38,8 @@ from typing import Any, TextIO
 from . import blockloop, parallel
 from .definition import FilterDefinition, RegexLine
 from .errors import EngineError, FilterError, RegexTimeout
-from .filter import BlockTally, CompiledFilter, LineResult
+from .filter.compiled import CompiledFilter
+from .filter.results import BlockTally, LineResult
 from .guard import Watchdog
 from .regex import has_host_tag
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .blockloop import BlockLoop, Segment
-from .filter import BlockTally, CompiledFilter
+from .filter.compiled import CompiledFilter
+from .filter.results import BlockTally
 from .guard import Watchdog
 
 PIECE_SIZE = 1 << 20  # characters per piece a worker takes at once (about 10,000 lines)

@@ -1,4 +1,4 @@
-"""The per-line matcher (jails/engine/filter.py), with hand-built filter definitions.
+"""The per-line matcher (jails/engine/filter/), with hand-built filter definitions.
 
 Dates come from a stub detector: a line starting with `@<epoch>` carries that date,
 so each test controls time exactly.

@@ -12,238 +12,69 @@ Behaviour follows fail2ban's filter (so stock filters and their sample logs agre
 
 State changes (line buffer, last date, sessions) are applied only after every regex of a
 line has run, so a RegexTimeout raised inside a regex leaves the filter as it was.
+
+This module owns `CompiledFilter`: its construction from a definition, the date cut,
+the prefregex, the failregex dispatch (first characters, literal guards, masks) and
+the ignoreregex, for `process_line` and for the count-only `tally`. What a line gives
+comes from `results.py`, whom it blames from `hosts.py`, the buffer and sessions from
+`multiline.py`. `blockloop.py` is its inner loop over a block and imports it, never
+the other way.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from .definition import FilterDefinition
-from .errors import FilterError, RegexTimeout
-from .literals.extraction import required_prefixes, required_string
-from .regex import CompiledRegex, compile_failregex, compile_regex, first_chars
+from ..definition import FilterDefinition
+from ..errors import FilterError, RegexTimeout
+from ..literals.extraction import required_prefixes, required_string
+from ..regex import CompiledRegex, compile_failregex, compile_regex, first_chars
+from .hosts import _host_of
+from .multiline import (
+    BufLine,
+    _add_user,
+    _count_session,
+    _join,
+    _merge_session,
+    _Sessions,
+    _SessionTxn,
+    _split_lines,
+    merge_into_session,
+)
+from .results import (
+    _COUNTS,
+    _NO_FIELDS,
+    _NO_LINES,
+    _NOBODY,
+    _NOFAIL,
+    _STEP_DATE,
+    _STEP_FAIL,
+    _STEP_IGNORE,
+    _STEP_PREF,
+    Failure,
+    LineResult,
+    _Step,
+)
 
 
 class DateDetectorLike(Protocol):
     def match(self, line: str, now: float) -> Any: ...
 
 
-class BufLine(NamedTuple):
-    """One buffered line: the text the regexes see (date cut out) and the original."""
-
-    text: str
-    original: str
-
-
-@dataclass(slots=True)
-class Failure:
-    host: str | None
-    time: float
-    fields: dict[str, object]
-    attempts: int
-    lines: list[str]
-    nofail: bool
-    regex_index: int
-
-
-@dataclass(slots=True)
-class LineResult:
-    failures: list[Failure] = field(default_factory=list)
-    ignored: bool = False
-    matched: list[int] = field(default_factory=list)
-    ignore_index: int | None = None
-    date: Any = None  # DateHit | None (dates/templates.py)
-    timed_out: str | None = None
-
-
-class BlockTally:
-    """What CompiledFilter.tally_block counted among a block's candidate lines.
-
-    Lines are counted as fail2ban-regex's summary counts them (matched, ignored,
-    missed, hits per regex), except the `notable` ones: those come with their
-    tally() result for the caller to count and show itself."""
-
-    __slots__ = ("matched", "ignored", "missed", "comments", "fail_hits", "ignore_hits", "notable", "_shown")
-
-    def __init__(self, fails: int, ignores: int) -> None:
-        self.matched = 0
-        self.ignored = 0
-        self.missed = 0
-        self.comments = 0  # candidate lines that are empty, "\r" or comments: not tested
-        self.fail_hits = [0] * fails
-        self.ignore_hits = [0] * ignores
-        self.notable: list[tuple[str, LineResult]] = []
-        self._shown = 0  # ignored lines handed over in `notable`
-
-    def wants(self, result: LineResult, keep_ignored: int, keep_matched: bool) -> bool:
-        """Whether the caller asked to see this line (see tally_block)."""
-        if result.timed_out is not None:
-            return True
-        if result.ignored:
-            if keep_ignored < 0 or self._shown < keep_ignored:
-                self._shown += 1
-                return True
-            return False
-        return keep_matched and any(not f.nofail for f in result.failures)
-
-    def add(self, line: str, result: LineResult | None, keep_ignored: int, keep_matched: bool) -> None:
-        """Count one line from its tally() result (filtertest's Runner._count, in sums)."""
-        if result is None:
-            self.missed += 1
-            return
-        if self.wants(result, keep_ignored, keep_matched):
-            self.notable.append((line, result))
-            return
-        for failure in result.failures:
-            self.fail_hits[failure.regex_index] += 1
-        if result.ignore_index is not None:
-            self.ignore_hits[result.ignore_index] += 1
-        if result.ignored:
-            self.ignored += 1
-        elif any(not f.nofail for f in result.failures):
-            self.matched += 1
-        else:
-            self.missed += 1
-
-
 # How long (seconds, against `now`) a line without its own date may borrow the last one.
 _LAST_DATE_WINDOW = 60.0
 # Distinct first characters remembered by the failregex dispatch (attackers choose them).
 _DISPATCH_MAX = 512
-# Session cache bounds (fail2ban keeps 100 sessions for 5 minutes).
-_SESSION_MAX = 100
-_SESSION_TTL = 300.0
 # Groups that are bookkeeping, not data worth showing with a failure.
-# shared, never filled: the fields and lines of tally()'s light failures
-_NO_FIELDS: dict[str, object] = {}
-_NO_LINES: list[Any] = []
 _INTERNAL_KEYS = frozenset({"matches", "nofail-matches", "mlfpending", "mlfgained", "mlfforget", "nofail", "content"})
-
-
-def _join(lines: list[BufLine]) -> str:
-    # fail2ban's buffer: lines joined by newlines, always ending with one
-    if len(lines) == 1:
-        return lines[0].text + "\n"
-    return "\n".join([ln.text for ln in lines]) + "\n"
-
-
-def _is_plain_ipv4(ip: str) -> bool:
-    parts = ip.split(".")
-    if len(parts) != 4 or not ip.isascii():
-        return False
-    for part in parts:
-        if not part.isdigit() or len(part) > 3 or (part[0] == "0" and len(part) > 1) or int(part) > 255:
-            return False
-    return True
-
-
-_ADDRESS_CACHE: dict[tuple[str, str | None], str] = {}
-# Cleared when full. Small on purpose: a long-running follower keeps it for good, and a flood from
-# tens of thousands of addresses would otherwise leave ~13 MB of keys and texts behind (a read's
-# repeats are what it is for; canonicalising a plain IPv4 address again costs about a microsecond).
-_ADDRESS_CACHE_MAX = 1 << 12
-
-
-def _normalise_address(ip: str, cidr: str | None) -> str:
-    """Canonical text of an address (attackers repeat themselves: memoised)."""
-    key = (ip, cidr)
-    text = _ADDRESS_CACHE.get(key)
-    if text is None:
-        if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_MAX:
-            _ADDRESS_CACHE.clear()
-        text = _ADDRESS_CACHE[key] = _canonical_address(ip, cidr)
-    return text
-
-
-def _canonical_address(ip: str, cidr: str | None) -> str:
-    """Canonical text of an address (or network with a short prefix); raw if invalid."""
-    if not cidr and _is_plain_ipv4(ip):
-        return ip  # already canonical: skip the (slow) ipaddress parser
-    try:
-        if cidr:
-            net = ipaddress.ip_network(f"{ip}/{int(cidr)}", strict=False)
-            if net.prefixlen == net.max_prefixlen:
-                return str(net.network_address)
-            return str(net)
-        return str(ipaddress.ip_address(ip))
-    except ValueError:
-        return ip
-
-
-class _Sessions:
-    """Bounded, expiring map of multi-line failure ids to their accumulated groups."""
-
-    def __init__(self) -> None:
-        self._data: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
-
-    def get(self, key: str, now: float) -> dict[str, Any] | None:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        if entry[1] > now:
-            return entry[0]
-        del self._data[key]
-        return None
-
-    def set(self, key: str, value: dict[str, Any], now: float) -> None:
-        data = self._data
-        if len(data) >= _SESSION_MAX:
-            # drop from the oldest end: expired ones, then just enough to make room
-            while data:
-                _, (_, expiry) = data.popitem(last=False)
-                if expiry > now and len(data) < _SESSION_MAX:
-                    break
-        data[key] = (value, now + _SESSION_TTL)
-
-    def put(self, key: str, value: dict[str, Any], now: float) -> None:
-        """Store a session: a known one keeps its place and expiry, a new one is added."""
-        entry = self._data.get(key)
-        if entry is not None and entry[1] > now:
-            self._data[key] = (value, entry[1])
-        else:
-            self.set(key, value, now)
-
-    def unset(self, key: str) -> None:
-        self._data.pop(key, None)
-
-    def clear(self) -> None:
-        self._data.clear()
 
 
 class _Candidate(NamedTuple):
     regex_index: int
     groups: dict[str, Any]
     matched: list[BufLine]
-
-
-def _split_lines(
-    regex: CompiledRegex, m: re.Match[str], buf: str, org: list[BufLine]
-) -> tuple[list[BufLine], list[BufLine]]:
-    """Which buffered lines a match covers, and which it leaves (skipped lines stay)."""
-    if len(org) <= 1:
-        return org, []
-    start = buf.rfind("\n", 0, m.start() + 1) + 1
-    end_nl = buf.find("\n", m.end() - 1 if m.end() > 0 else len(buf) - 1)
-    end = end_nl + 1 if end_nl >= 0 else len(buf)
-    first = buf.count("\n", 0, start)
-    last = buf.count("\n", 0, end)
-    matched = org[first:last]
-    unmatched = org[:first]
-    if regex.skiplines:
-        n = 0
-        for skipped in regex.skipped_lines(m):
-            for k, candidate in enumerate(matched[n:]):
-                if candidate.text == skipped:
-                    unmatched.append(matched.pop(n + k))
-                    n += k
-                    break
-    unmatched.extend(org[last:])
-    return matched, unmatched
 
 
 class CompiledFilter:
@@ -896,35 +727,6 @@ class CompiledFilter:
         )
 
 
-_STEP_DATE, _STEP_PREF, _STEP_FAIL, _STEP_IGNORE = range(4)
-# CompiledFilter._count_groups' outcome: a failure that counts, or a nofail one, and
-# whether it names nobody yet (0: no failure at all)
-_COUNTS, _NOFAIL, _NOBODY = 1, 2, 4
-
-
-class _Step:
-    """What the line is busy with, for the timeout message (ints: cheap to set)."""
-
-    __slots__ = ("kind", "index")
-
-    def __init__(self) -> None:
-        self.kind = _STEP_DATE
-        self.index = 0
-
-    def describe(self) -> str:
-        if self.kind == _STEP_DATE:
-            return "date detection"
-        if self.kind == _STEP_PREF:
-            return "prefregex"
-        return f"{'failregex' if self.kind == _STEP_FAIL else 'ignoreregex'} {self.index + 1}"
-
-
-def step_text(kind: int, index: int) -> str:
-    step = _Step()
-    step.kind, step.index = kind, index
-    return step.describe()
-
-
 class _Plan:
     """The outcome of running the regexes over one line, before anything is committed."""
 
@@ -936,153 +738,6 @@ class _Plan:
         self.candidates: list[_Candidate] = []
 
 
-class _SessionTxn:
-    """Session changes of one line, applied to the cache only by commit().
-
-    Entries are copied before they change (copy on write), so an interrupted line
-    leaves the cache untouched; later matches of the same line see earlier changes."""
-
-    def __init__(self, sessions: _Sessions, now: float) -> None:
-        self._sessions = sessions
-        self._now = now
-        self._changes: dict[str, dict[str, Any] | None] = {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        if key in self._changes:
-            return self._changes[key]
-        known = self._sessions.get(key, self._now)
-        if known is None:
-            return None
-        entry = dict(known)
-        if isinstance(entry.get("users"), set):
-            entry["users"] = set(entry["users"])
-        return entry
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        self._changes[key] = value
-
-    def drop(self, key: str) -> None:
-        self._changes[key] = None
-
-    def commit(self) -> None:
-        for key, value in self._changes.items():
-            if value is None:
-                self._sessions.unset(key)
-            else:
-                self._sessions.put(key, value, self._now)
-
-
-def _host_of(fail: dict[str, Any]) -> str | None:
-    """The id to blame: an address, else a name, else a failure id (fail2ban's order).
-    When both an id and an address were captured the id wins and the address is kept
-    as field `ip`."""
-    fid = fail.get("fid")
-    ip4 = fail.get("ip4")
-    if ip4 is not None:
-        ip = _normalise_address(ip4, fail.get("cidr"))
-    else:
-        ip6 = fail.get("ip6")
-        if ip6 is not None:
-            ip = _normalise_address(ip6, fail.get("cidr"))
-        else:
-            dns = fail.get("dns")
-            if dns is None:
-                return str(fid) if fid is not None else None
-            ip = dns
-    if fid is None or fid == ip:
-        return ip
-    fail["ip"] = ip
-    return str(fid)
-
-
-def merge_into_session(known: dict[str, Any], fail: dict[str, Any], gained: bool) -> set[str] | None:
-    """Fold a line's fields into its <F-MLFID> session, as fail2ban does; the session's users.
-
-    User names accumulate; a success (<F-MLFGAINED>) cancels the failures still pending. Shared by
-    process_line and the block loop, whose results tests/engine/test_tally_block.py compares.
-    """
-    users = _add_user(known, fail.get("user"))
-    known.pop("nofail", None)
-    known.pop("mlfgained", None)
-    if gained:
-        known.pop("mlfpending", None)
-    known.update({k: v for k, v in fail.items() if v is not None})
-    return users
-
-
-def _merge_session(sessions: _SessionTxn, mlfid: str, fail: dict[str, Any], matched: list[BufLine]) -> dict[str, Any]:
-    """Fold this line's groups into its session (fail2ban's multi-line failure id).
-
-    The session remembers groups (a host seen on an earlier line), the users tried,
-    and the lines seen since the last reported failure (the attempts)."""
-    known = sessions.get(mlfid)
-    gained = bool(fail.get("mlfgained"))
-    nofail = gained or bool(fail.get("nofail"))
-    if gained and not fail.get("nofail"):
-        fail["nofail"] = fail["mlfgained"]
-    forget = bool(fail.pop("mlfforget", None))
-    users: set[str] | None = None
-    if known is not None:
-        users = _add_user(known, fail.get("user"))
-        was_quiet = bool(known.pop("nofail", None))
-        was_quiet = bool(known.pop("mlfgained", None)) or was_quiet
-        if gained:
-            known.pop("mlfpending", None)  # a success cancels pending failures
-        if not was_quiet and not known.get("mlfpending"):
-            known.pop("matches", None)  # already reported: count afresh
-        known.update({k: v for k, v in fail.items() if v is not None})
-        fail = known
-        if forget:
-            sessions.drop(mlfid)
-        else:
-            sessions.put(mlfid, fail)
-    elif not forget:
-        users = _add_user(fail, fail.get("user"))
-        sessions.put(mlfid, fail)
-    if fail.pop("mlfpending", 0) or (users and len(users) > 1):
-        # pending failures or several users tried: this is a failure after all
-        fail.pop("nofail", None)
-        fail.pop("mlfgained", None)
-        nofail = gained = False
-    if not nofail:
-        lines: list[BufLine] = fail.pop("nofail-matches", [])
-        lines = lines + (fail.get("matches") or [])
-        if not gained:
-            lines = lines + matched
-        fail["matches"] = lines
-    elif not forget:
-        fail["nofail-matches"] = (fail.get("nofail-matches") or []) + matched
-    return fail
-
-
-def _count_session(
-    fail: dict[str, Any], mlfid: str, changes: dict[str, dict[str, Any] | None], store: _Sessions, now: float
-) -> dict[str, Any]:
-    """_merge_session for counting: the same groups, users and flags, no lines.
-
-    `changes` holds the line's session changes (committed by the caller once the
-    line is done); a known session's groups are updated in place."""
-    known = changes[mlfid] if mlfid in changes else store.get(mlfid, now)
-    mlfgained = fail.get("mlfgained")
-    gained = bool(mlfgained)
-    if gained and not fail.get("nofail"):
-        fail["nofail"] = mlfgained
-    forget = bool(fail.pop("mlfforget", None))
-    users: set[str] | None = None
-    if known is not None:
-        users = merge_into_session(known, fail, gained)
-        fail = known
-        changes[mlfid] = None if forget else fail
-    elif not forget:
-        users = _add_user(fail, fail.get("user"))
-        changes[mlfid] = fail
-    if fail.pop("mlfpending", 0) or (users and len(users) > 1):
-        # pending failures or several users tried: this is a failure after all
-        fail.pop("nofail", None)
-        fail.pop("mlfgained", None)
-    return fail
-
-
 def _unreadable_date_span(dates: DateDetectorLike | None, line: str, now: float) -> tuple[int, int] | None:
     """Where a date the detector found but could not read sits in the line (only
     asked for lines without a usable date, which are rare)."""
@@ -1090,18 +745,8 @@ def _unreadable_date_span(dates: DateDetectorLike | None, line: str, now: float)
     return span(line, now) if span is not None else None
 
 
-def _add_user(groups: dict[str, Any], user: Any) -> set[str] | None:
-    users: set[str] | None = groups.get("users")
-    if user:
-        if not users:
-            users = set()
-            groups["users"] = users
-        users.add(user)
-    return users
-
-
 def _make_date_detector(datepattern: str | None, logtimezone: str | None, d: FilterDefinition) -> DateDetectorLike:
-    from .dates.detector import DateDetector  # the date engine is a sibling package, imported when needed
+    from ..dates.detector import DateDetector  # the date engine is a sibling package, imported when needed
 
     try:
         return DateDetector(datepattern, logtimezone)
