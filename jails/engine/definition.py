@@ -1,6 +1,6 @@
 """The data that flows between the engine's parts.
 
-`ini.py` turns fail2ban files into a `FilterDefinition`; `filter/` compiles one into
+`ini/` turns fail2ban files into a `FilterDefinition`; `filter/` compiles one into
 a matcher. Keeping this plain (no Django, no I/O) lets the CLI, the tester page and
 the workers share it.
 """

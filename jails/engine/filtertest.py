@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _split_options(spec: str) -> tuple[str, dict[str, str]]:
     """`path[a=1, b="x"]` -> (`path`, {...}) through the INI module's own parser."""
-    from .ini import parse_filter_spec
+    from .ini.filters import parse_filter_spec
 
     name, opts = parse_filter_spec(spec)
     return name, dict(opts)
@@ -129,7 +129,7 @@ def load_definition(spec: str, resolve_name: Resolver | None) -> FilterDefinitio
         path, options = _split_options(spec) if base != spec else (spec, {})
         if not os.path.isfile(path):
             raise UsageError("no such filter file", path)
-        from .ini import load_filter_file
+        from .ini.filters import load_filter_file
 
         return load_filter_file(path, options)
     if _BARE_NAME_RE.match(spec) and "<" not in spec:
