@@ -27,8 +27,22 @@ NOW = 1_796_600_000.0  # 2026-12-06 22:53:20 UTC: a fixed end for the determinis
 SMALL = {"failures": 3000, "bans": 150, "days": 7, "jails": 6, "seed": 5}
 
 
+@pytest.fixture(autouse=True)
+def firewall_off(settings: Any) -> None:
+    settings.IPS_FIREWALL = "off"  # seeddemo refuses otherwise (see the test below)
+
+
 def seed(**options: Any) -> None:
     call_command("seeddemo", verbosity=0, **{**SMALL, **options})
+
+
+def test_it_refuses_while_the_firewall_is_on_unless_told(settings: Any) -> None:
+    settings.IPS_FIREWALL = "nftables"
+    with pytest.raises(CommandError, match="IPS_FIREWALL=off"):
+        seed()
+    assert not Failure.objects.exists() and not Ban.objects.exists()
+    seed(with_firewall=True)
+    assert Ban.objects.exists()
 
 
 def test_writes_the_failures_bans_and_jails_it_says() -> None:

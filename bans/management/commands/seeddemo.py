@@ -8,6 +8,7 @@ import time
 from argparse import ArgumentParser, ArgumentTypeError, RawDescriptionHelpFormatter
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bans import demo
@@ -69,8 +70,9 @@ Refused on a database that already holds failures (they may be real, and made-up
 be told apart from them afterwards) unless --force.
 
 Careful: the bans "in force" name real public addresses. Do not seed the database of a production
-panel, and run a stack on a demo database with IPS_FIREWALL=off, or its firewall worker puts them
-in nftables. Failures older than IPS_HISTORY_DAYS (default 90) go at the stack's next cleanup.
+panel. It runs only with IPS_FIREWALL=off (a reminder to run the demo stack that way too, or its
+firewall worker would put those addresses in nftables), unless --with-firewall. Failures older than
+IPS_HISTORY_DAYS (default 90) go at the stack's next cleanup.
 
 Examples:
   DATABASE_URL=sqlite:///var/demo.sqlite3 python manage.py migrate
@@ -103,6 +105,9 @@ Examples:
         parser.add_argument("--now", type=moment, default=None, metavar="TIME",
                             help="pretend the history ends at TIME (epoch seconds or ISO 8601) instead of now, "
                                  "for a byte-identical database from the same --seed")
+        parser.add_argument("--with-firewall", action="store_true",
+                            help="seed even though IPS_FIREWALL is not off (a stack on this database would block "
+                                 "the made-up bans' real public addresses)")
         parser.add_argument("--force", action="store_true",
                             help="seed even though the database already holds failures (they may be real)")
 
@@ -110,6 +115,10 @@ Examples:
         verbosity = options["verbosity"]
         if not 0 <= options["ipv6_share"] <= 1:
             raise CommandError("--ipv6-share must be between 0 and 1")
+        if settings.IPS_FIREWALL != "off" and not options["with_firewall"]:
+            raise CommandError("refused: the made-up bans in force name real public addresses, and a stack with its "
+                               "firewall on would block them. Seed (and run the demo stack) with IPS_FIREWALL=off, "
+                               "or pass --with-firewall if that is really meant.")
         seed = options["seed"] if options["seed"] is not None else secrets.randbelow(1_000_000)
         began = time.monotonic()
 
