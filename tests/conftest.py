@@ -7,11 +7,12 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.db.backends.sqlite3.creation import DatabaseCreation as SQLiteDatabaseCreation
 from django.test import Client
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from tests.bans.netns import NamespacePair, netns_unusable
 from tests.clients import client_for
@@ -44,7 +45,8 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     creation = connections["default"].creation
     if connections["default"].vendor != "sqlite":
         return
-    name = creation._get_test_db_name()
+    assert isinstance(creation, SQLiteDatabaseCreation)
+    name = creation._get_test_db_name()  # type: ignore[attr-defined]  # Django's private method, not in django-stubs
     if creation.is_in_memory_db(name):
         return
     for suffix in ("-wal", "-shm"):
@@ -83,7 +85,7 @@ def this_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def no_broker(django_capture_on_commit_callbacks: Any) -> Iterator[None]:
+def no_broker(django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> Iterator[None]:
     """Callbacks registered on commit (the firewall worker's sync request) are captured, not run: no
     Redis needed. Modules that create bans use it with pytest.mark.usefixtures("no_broker")."""
     with django_capture_on_commit_callbacks():

@@ -12,6 +12,7 @@ import os
 import subprocess
 import uuid
 from dataclasses import dataclass
+from typing import Self
 
 SERVER_V4, ATTACKER_V4 = "10.201.0.1", "10.201.0.2"
 SERVER_V6, ATTACKER_V6 = "fd00:201::1", "fd00:201::2"
@@ -53,7 +54,7 @@ class NamespacePair:
     attacker: str
 
     @classmethod
-    def create(cls) -> NamespacePair:
+    def create(cls) -> Self:
         tag = uuid.uuid4().hex[:8]
         pair = cls(server=f"ipst-srv-{tag}", attacker=f"ipst-atk-{tag}")
         try:

@@ -38,16 +38,32 @@ from typing import Any
 
 from bans.firewall import BanEntry, FirewallError, JailRules, NftablesBackend, ReconcileResult
 from scripts.harness import netns
-from scripts.harness.netns import (  # noqa: F401  # the tests import them from here
+from scripts.harness.netns import (
     ATTACKER_V4,
     ATTACKER_V6,
     SERVER_V4,
     SERVER_V6,
-    check,
     host_netns_inode,
     netns_unusable,
-    run,
 )
+
+# What the tests import from here (the harness's addresses and netns_unusable re-exported).
+__all__ = [
+    "ATTACKER_V4",
+    "ATTACKER_V6",
+    "PYTHON",
+    "ROOT",
+    "SERVER_V4",
+    "SERVER_V6",
+    "Driver",
+    "DriverError",
+    "NamespacePair",
+    "RemoteFirewall",
+    "decode_entry",
+    "encode_entry",
+    "netns_unusable",
+    "serve",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
