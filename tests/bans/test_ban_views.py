@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from bans import selectors, views_bans
 from bans.models import Ban, Failure
@@ -37,7 +38,7 @@ def client_for(role: str) -> Client:
 
 
 @pytest.fixture
-def on_commit(django_capture_on_commit_callbacks: Any) -> Any:
+def on_commit(django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> DjangoCaptureOnCommitCallbacks:
     """What would run once the view's transaction commits (the tests' transaction never does)."""
     return django_capture_on_commit_callbacks
 
@@ -174,7 +175,7 @@ def test_it_pages_the_list(viewer: Client, sshd: Jail) -> None:
         ban(f"203.0.113.{n}/32", sshd)
 
     first = viewer.get(reverse("ban_list"), {"jail": "sshd"})
-    second = viewer.get(reverse("ban_list"), {"jail": "sshd", "page": 2})
+    second = viewer.get(reverse("ban_list"), {"jail": "sshd", "page": "2"})
 
     assert len(first.context["page"].object_list) == views_bans.PAGE_SIZE
     assert len(second.context["page"].object_list) == 3
@@ -267,18 +268,20 @@ def test_nobody_without_a_role_sees_the_bans() -> None:
 # --- bans by hand ----------------------------------------------------------------------------------
 
 
-def test_an_operator_bans_an_address_by_hand(operator: Client, sshd: Jail, on_commit: Any) -> None:
+def test_an_operator_bans_an_address_by_hand(
+        operator: Client, sshd: Jail, on_commit: DjangoCaptureOnCommitCallbacks) -> None:
     with on_commit() as callbacks:
         response = operator.post(reverse("ban_create"), {"address": "203.0.113.9", "jail": "sshd",
                                                          "duration": "2h", "reason": "scanner"})
 
     created = Ban.objects.get()
-    assert response.status_code == 302 and response.url == reverse("ban_detail", args=[created.pk])
+    assert response.status_code == 302 and response["Location"] == reverse("ban_detail", args=[created.pk])
     assert (created.network, created.jail_name, created.bantime) == ("203.0.113.9/32", "sshd", 7200)
     assert created.origin == Ban.Origin.USER and created.reason == "scanner" and created.state == Ban.State.PENDING
     assert created.created_by is not None and created.created_by.username == "operator-user"
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.object_id, entry.address) == ("ban.create", str(created.pk), CLIENT_ADDRESS)
+    assert entry.after is not None
     assert entry.after["network"] == "203.0.113.9/32"
     assert len(callbacks) == 1  # the firewall worker is asked once the transaction commits
 
@@ -318,7 +321,7 @@ def test_the_lockout_guard_refuses_with_the_reason(operator: Client, sshd: Jail,
     assert not Ban.objects.exists() and not AuditEntry.objects.exists()
 
 
-def test_it_guards_the_address_behind_a_trusted_proxy(sshd: Jail, settings: Any) -> None:
+def test_it_guards_the_address_behind_a_trusted_proxy(sshd: Jail, settings: Settings) -> None:
     import ipaddress
 
     settings.IPS_TRUSTED_PROXIES = [ipaddress.ip_network("10.9.9.9/32")]
@@ -362,7 +365,7 @@ def test_the_form_is_prefilled_from_the_query(operator: Client, sshd: Jail) -> N
 # --- unban, permanent, lift all --------------------------------------------------------------------
 
 
-def test_an_operator_unbans(operator: Client, sshd: Jail, on_commit: Any) -> None:
+def test_an_operator_unbans(operator: Client, sshd: Jail, on_commit: DjangoCaptureOnCommitCallbacks) -> None:
     target = ban("203.0.113.9/32", sshd)
     elsewhere = ban("203.0.113.9/32", make_jail("web"))
 
@@ -375,6 +378,7 @@ def test_an_operator_unbans(operator: Client, sshd: Jail, on_commit: Any) -> Non
     assert target.state == Ban.State.LIFTING and target.ended_by is not None
     assert elsewhere.state == Ban.State.ACTIVE  # only this ban, not the address everywhere
     entry = AuditEntry.objects.get()
+    assert entry.before is not None and entry.after is not None
     assert entry.action == "ban.lift" and entry.before["state"] == "active" and entry.after["state"] == "lifting"
     assert len(callbacks) == 1
 
@@ -385,8 +389,8 @@ def test_unban_goes_back_to_the_list_it_came_from(operator: Client, sshd: Jail) 
     back = operator.post(reverse("ban_unban", args=[target.pk]), {"next": "/bans/?jail=sshd"})
     away = operator.post(reverse("ban_unban", args=[target.pk]), {"next": "https://evil.example/"})
 
-    assert back.url == "/bans/?jail=sshd"
-    assert away.url == reverse("ban_detail", args=[target.pk])
+    assert back["Location"] == "/bans/?jail=sshd"
+    assert away["Location"] == reverse("ban_detail", args=[target.pk])
 
 
 def test_unbanning_an_ended_ban_changes_nothing(operator: Client, sshd: Jail) -> None:
@@ -398,7 +402,8 @@ def test_unbanning_an_ended_ban_changes_nothing(operator: Client, sshd: Jail) ->
     assert target.state == Ban.State.EXPIRED and not AuditEntry.objects.exists()
 
 
-def test_an_operator_makes_a_ban_permanent(operator: Client, sshd: Jail, on_commit: Any) -> None:
+def test_an_operator_makes_a_ban_permanent(
+        operator: Client, sshd: Jail, on_commit: DjangoCaptureOnCommitCallbacks) -> None:
     target = ban("203.0.113.9/32", sshd)
 
     with on_commit() as callbacks:
@@ -407,6 +412,7 @@ def test_an_operator_makes_a_ban_permanent(operator: Client, sshd: Jail, on_comm
     target.refresh_from_db()
     assert (target.bantime, target.expires_at, target.state) == (-1, None, Ban.State.PENDING)
     entry = AuditEntry.objects.get()
+    assert entry.before is not None and entry.after is not None
     assert entry.action == "ban.make_permanent" and entry.before["bantime"] == 3600 and entry.after["bantime"] == -1
     assert len(callbacks) == 1  # re-applied without a timeout
 
@@ -423,7 +429,8 @@ def test_lifting_all_bans_of_a_jail_asks_first(operator: Client, sshd: Jail) -> 
     assert Ban.objects.filter(state=Ban.State.ACTIVE).count() == 3
 
 
-def test_an_operator_lifts_all_bans_of_a_jail(operator: Client, sshd: Jail, on_commit: Any) -> None:
+def test_an_operator_lifts_all_bans_of_a_jail(
+        operator: Client, sshd: Jail, on_commit: DjangoCaptureOnCommitCallbacks) -> None:
     for n in range(3):
         ban(f"203.0.113.{n}/32", sshd)
     ban("203.0.113.9/32", sshd, state=Ban.State.EXPIRED)
@@ -432,10 +439,11 @@ def test_an_operator_lifts_all_bans_of_a_jail(operator: Client, sshd: Jail, on_c
     with on_commit() as callbacks:
         response = operator.post(reverse("jail_lift_all", args=["sshd"]), {"confirm": "on"})
 
-    assert response.status_code == 302 and response.url == "/bans/?jail=sshd"
+    assert response.status_code == 302 and response["Location"] == "/bans/?jail=sshd"
     assert Ban.objects.filter(jail_name="sshd", state=Ban.State.LIFTING).count() == 3
     assert Ban.objects.get(pk=other.pk).state == Ban.State.ACTIVE
     entry = AuditEntry.objects.get()
+    assert entry.after is not None
     assert entry.action == "jail.lift_all" and entry.after["lifted"] == 3 and entry.object_repr == "sshd"
     assert len(callbacks) == 1
 
@@ -470,7 +478,7 @@ def test_it_refuses_addresses_written_oddly(operator: Client, sshd: Jail, addres
     assert "address" in response.context["form"].errors and not Ban.objects.exists()
 
 
-def test_it_never_bans_the_trusted_proxy_the_panel_is_reached_through(sshd: Jail, settings: Any) -> None:
+def test_it_never_bans_the_trusted_proxy_the_panel_is_reached_through(sshd: Jail, settings: Settings) -> None:
     import ipaddress
 
     settings.IPS_TRUSTED_PROXIES = [ipaddress.ip_network("203.0.113.1/32")]

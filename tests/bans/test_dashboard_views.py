@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import Settings
 
 from bans import views
 from bans.models import Ban, Failure, FirewallHost, JailStat
@@ -148,7 +149,7 @@ def test_it_draws_charts_from_the_embedded_figures_and_polls_for_more(viewer: Cl
     assert b'hx-trigger="every 30s"' in response.content
 
 
-def test_without_chartjs_it_shows_tables_and_says_to_run_setup(viewer: Client, sshd: Jail, settings: Any,
+def test_without_chartjs_it_shows_tables_and_says_to_run_setup(viewer: Client, sshd: Jail, settings: Settings,
                                                                tmp_path: Path) -> None:
     settings.CHARTJS_DIST = tmp_path / "missing"
     fail(sshd, "203.0.113.9", 1)
@@ -169,7 +170,7 @@ def test_htmx_refreshes_only_the_panels(viewer: Client, sshd: Jail) -> None:
     assert b"<html" not in response.content and b"period=week" in response.content
 
 
-def test_it_warns_when_the_firewall_is_not_being_changed(viewer: Client, sshd: Jail, settings: Any) -> None:
+def test_it_warns_when_the_firewall_is_not_being_changed(viewer: Client, sshd: Jail, settings: Settings) -> None:
     FirewallHost.objects.create(name=settings.IPS_HOST_NAME, state=FirewallHost.State.UNAVAILABLE,
                                 reason="no CAP_NET_ADMIN", last_seen_at=timezone.now())
 
@@ -178,7 +179,7 @@ def test_it_warns_when_the_firewall_is_not_being_changed(viewer: Client, sshd: J
     assert b'id="firewall-warning"' in response.content and b"no CAP_NET_ADMIN" in response.content
 
 
-def test_no_warning_while_the_firewall_worker_reports_success(viewer: Client, sshd: Jail, settings: Any) -> None:
+def test_no_warning_while_the_firewall_worker_reports_success(viewer: Client, sshd: Jail, settings: Settings) -> None:
     FirewallHost.objects.create(name=settings.IPS_HOST_NAME, state=FirewallHost.State.OK, last_seen_at=timezone.now())
 
     response = viewer.get(reverse("dashboard"))

@@ -78,11 +78,11 @@ def fake(clock: Clock) -> RecordingBackend:
     ("ALL", [(0, 65535)]),
     ("1:65535", [(0, 65535)]),
 ])
-def test_it_resolves_fail2ban_port_specs(spec, expected):
+def test_it_resolves_fail2ban_port_specs(spec: str, expected: list[tuple[int, int]]) -> None:
     assert resolve_ports(spec, "tcp") == expected
 
 
-def test_it_resolves_names_for_the_protocol_asked():
+def test_it_resolves_names_for_the_protocol_asked() -> None:
     assert resolve_ports("domain", "udp") == [(53, 53)]
     assert resolve_ports("ssh", "all") == [(22, 22)]
     assert resolve_ports("ssh", "sctp") == [(22, 22)]  # falls back to the tcp entry, as nft does
@@ -96,12 +96,12 @@ def test_it_resolves_names_for_the_protocol_asked():
     ("70000", "out of range"),
     ("22:70000", "out of range"),
 ])
-def test_it_explains_bad_port_specs(spec, message):
+def test_it_explains_bad_port_specs(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         resolve_ports(spec, "tcp")
 
 
-def test_it_refuses_an_unknown_protocol():
+def test_it_refuses_an_unknown_protocol() -> None:
     with pytest.raises(ValueError, match="Protocol 'icmp' is not one of"):
         resolve_ports("ssh", "icmp")
 
@@ -110,14 +110,14 @@ def test_it_refuses_an_unknown_protocol():
 
 
 @pytest.mark.parametrize("timeout", [0, -1, True, 1.5])
-def test_it_refuses_a_timeout_that_nft_would_read_as_permanent(timeout):
+def test_it_refuses_a_timeout_that_nft_would_read_as_permanent(timeout: float) -> None:
     with pytest.raises(ValueError, match="at least 1 second or None"):
-        BanEntry("sshd", net("192.0.2.1/32"), timeout)
+        BanEntry("sshd", net("192.0.2.1/32"), timeout)  # type: ignore[arg-type]  # 1.5 on purpose: the check under test
 
 
-def test_it_wants_an_ipaddress_network():
+def test_it_wants_an_ipaddress_network() -> None:
     with pytest.raises(TypeError, match="ipaddress network"):
-        BanEntry("sshd", "192.0.2.1", 60)  # type: ignore[arg-type]
+        BanEntry("sshd", "192.0.2.1", 60)  # type: ignore[arg-type]  # a str on purpose: the check under test
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -127,19 +127,19 @@ def test_it_wants_an_ipaddress_network():
     ({"name": ""}, "needs a name"),
     ({"name": "x" * 260}, "too long"),
 ])
-def test_it_validates_jail_rules(kwargs, message):
+def test_it_validates_jail_rules(kwargs: dict[str, str], message: str) -> None:
     fields = {"name": "sshd", "ports": "ssh", "protocol": "tcp", "blocktype": "drop", **kwargs}
     with pytest.raises(ValueError, match=message):
         JailRules(**fields)
 
 
-def test_it_reports_a_bad_port_of_a_jail_as_permanent():
+def test_it_reports_a_bad_port_of_a_jail_as_permanent() -> None:
     with pytest.raises(FirewallError, match="Jail web: Unknown port name 'htp'") as caught:
         rule_specs([JailRules("web", "htp", "tcp", "drop")])
     assert caught.value.permanent
 
 
-def test_it_refuses_a_jail_given_twice():
+def test_it_refuses_a_jail_given_twice() -> None:
     jail = JailRules("sshd", "ssh", "tcp", "drop")
     with pytest.raises(FirewallError, match="given twice"):
         rule_specs([jail, jail])
@@ -155,13 +155,13 @@ def test_it_refuses_a_jail_given_twice():
     ("a_b@c", "j_a_ub_ac"),
     ("blocklist", "j_blocklist"),
 ])
-def test_it_names_sets_from_jail_names(jail, base):
+def test_it_names_sets_from_jail_names(jail: str, base: str) -> None:
     assert nft.jail_set_base(jail) == base
     assert nft.jail_from_set_base(base) == jail
     assert nft.set_name(base, 4) == base + "_v4"
 
 
-def test_it_keeps_a_jail_named_blocklist_apart_from_the_blocklist():
+def test_it_keeps_a_jail_named_blocklist_apart_from_the_blocklist() -> None:
     names = {nft.set_name(spec.set_base, 4) for spec in rule_specs([JailRules("blocklist", "all", "all", "drop")])}
     assert names == {"blocklist_v4", "j_blocklist_v4"}
 
@@ -171,27 +171,27 @@ JAIL_NAMES = st.text(alphabet=string.ascii_letters + string.digits + "_.@-" + "Ã
 
 
 @given(JAIL_NAMES)
-def test_it_reads_every_jail_back_from_its_set_name(jail):
+def test_it_reads_every_jail_back_from_its_set_name(jail: str) -> None:
     base = nft.jail_set_base(jail)
     assert all(char.isascii() and (char.isalnum() or char == "_") for char in base)
     assert nft.jail_from_set_base(base) == jail
 
 
 @given(JAIL_NAMES, JAIL_NAMES)
-def test_it_never_gives_two_jails_the_same_sets(first, second):
+def test_it_never_gives_two_jails_the_same_sets(first: str, second: str) -> None:
     if first != second:
         assert nft.jail_set_base(first) != nft.jail_set_base(second)
 
 
 @pytest.mark.parametrize("base", ["blocklist", "j_", "x_sshd", "j_a_q", "j_a_x41"])
-def test_it_ignores_set_names_it_did_not_make(base):
+def test_it_ignores_set_names_it_did_not_make(base: str) -> None:
     assert nft.jail_from_set_base(base) is None
 
 
 # -- the JSON ---------------------------------------------------------------------------------
 
 
-def test_it_spells_addresses_and_networks_as_json_values():
+def test_it_spells_addresses_and_networks_as_json_values() -> None:
     assert nft.element(net("203.0.113.9/32"), None) == "203.0.113.9"
     assert nft.element(net("2001:db8::1/128"), 60) == {"elem": {"val": "2001:db8::1", "timeout": 60}}
     assert nft.element(net("203.0.113.0/24"), 3600) == {
@@ -209,7 +209,7 @@ SADDR_V6 = {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field
 TCP = {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}
 
 
-def test_it_drops_a_jails_ports_for_both_families():
+def test_it_drops_a_jails_ports_for_both_families() -> None:
     rules = rules_of(JailRules("sshd", "ssh,2222", "tcp", "drop"))
     dport = {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
                        "right": {"set": [22, 2222]}}}
@@ -221,7 +221,7 @@ def test_it_drops_a_jails_ports_for_both_families():
     ]
 
 
-def test_it_matches_a_port_range_and_every_port():
+def test_it_matches_a_port_range_and_every_port() -> None:
     [rule, _] = rules_of(JailRules("sshd", "8000:8100", "tcp", "drop"))
     assert rule["expr"][1]["match"]["right"] == {"range": [8000, 8100]}
     [rule, _] = rules_of(JailRules("sshd", "all", "tcp", "drop"))
@@ -230,7 +230,7 @@ def test_it_matches_a_port_range_and_every_port():
     assert rule["expr"] == [SADDR_V4, {"drop": None}]
 
 
-def test_it_resets_tcp_and_answers_port_unreachable_otherwise():
+def test_it_resets_tcp_and_answers_port_unreachable_otherwise() -> None:
     [rule, _] = rules_of(JailRules("sshd", "ssh", "tcp", "reject"))
     assert rule["expr"][-1] == {"reject": {"type": "tcp reset"}}
     [rule, _] = rules_of(JailRules("sshd", "domain", "udp", "reject"))
@@ -238,14 +238,14 @@ def test_it_resets_tcp_and_answers_port_unreachable_otherwise():
     assert rule["expr"][-1] == {"reject": {"type": "icmpx", "expr": "port-unreachable"}}
 
 
-def test_it_rejects_every_protocol_with_a_tcp_rule_first():
+def test_it_rejects_every_protocol_with_a_tcp_rule_first() -> None:
     tcp_v4, rest_v4, tcp_v6, rest_v6 = rules_of(JailRules("sshd", "all", "all", "reject"))
     assert tcp_v4["expr"] == [TCP, SADDR_V4, {"reject": {"type": "tcp reset"}}]
     assert rest_v4["expr"] == [SADDR_V4, {"reject": {"type": "icmpx", "expr": "port-unreachable"}}]
     assert rest_v6["expr"][0] == SADDR_V6 and tcp_v6["expr"][0] == TCP
 
 
-def test_it_matches_ports_of_every_port_protocol_with_th_dport():
+def test_it_matches_ports_of_every_port_protocol_with_th_dport() -> None:
     [tcp, rest, _, _] = rules_of(JailRules("sshd", "53", "all", "reject"))
     assert tcp["expr"][1]["match"]["left"] == {"payload": {"protocol": "tcp", "field": "dport"}}
     assert rest["expr"][0]["match"]["right"] == {"set": ["udp", "sctp", "dccp"]}
@@ -254,7 +254,7 @@ def test_it_matches_ports_of_every_port_protocol_with_th_dport():
     assert drop["expr"][0]["match"]["right"] == {"set": ["tcp", "udp", "sctp", "dccp"]}
 
 
-def test_it_builds_the_table_chain_sets_and_rules_in_one_batch():
+def test_it_builds_the_table_chain_sets_and_rules_in_one_batch() -> None:
     commands = nft.structure_commands("ips", rule_specs([JailRules("sshd", "ssh", "tcp", "drop")]), None)
     assert commands[0] == {"add": {"table": {"family": "inet", "name": "ips"}}}
     assert commands[1] == {"add": {"chain": {"family": "inet", "table": "ips", "name": "input", "type": "filter",
@@ -269,13 +269,13 @@ def test_it_builds_the_table_chain_sets_and_rules_in_one_batch():
     assert [rule["comment"] for rule in rules] == ["blocklist", "blocklist", "jail sshd", "jail sshd"]
 
 
-def test_it_counts_the_rules_it_writes():
+def test_it_counts_the_rules_it_writes() -> None:
     specs = rule_specs([JailRules("sshd", "ssh", "tcp", "drop"), JailRules("dns", "53", "all", "reject")])
     commands = nft.structure_commands("ips", specs, None)
     assert nft.rule_count(specs) == len([c for c in commands if "rule" in c.get("add", {})]) == 2 + 2 + 4
 
 
-def test_it_deletes_only_the_sets_of_jails_that_are_gone():
+def test_it_deletes_only_the_sets_of_jails_that_are_gone() -> None:
     existing = nft.TableState(chain={"type": "filter", "hook": "input", "prio": -10},
                               sets={"blocklist_v4": {}, "blocklist_v6": {}, "j_sshd_v4": {}, "j_sshd_v6": {},
                                     "j_old_v4": {}, "j_old_v6": {}})
@@ -287,7 +287,7 @@ def test_it_deletes_only_the_sets_of_jails_that_are_gone():
         commands.index({"delete": deleted[0]})
 
 
-def test_it_replaces_a_chain_with_another_priority():
+def test_it_replaces_a_chain_with_another_priority() -> None:
     existing = nft.TableState(chain={"type": "filter", "hook": "input", "prio": 0})
     commands = nft.structure_commands("ips", rule_specs([]), existing)
     assert {"delete": {"chain": {"family": "inet", "table": "ips", "name": "input"}}} in commands
@@ -311,7 +311,7 @@ LISTING = {"nftables": [
 ]}
 
 
-def test_it_reads_nfts_listing_back():
+def test_it_reads_nfts_listing_back() -> None:
     table = nft.parse_table(LISTING)
     assert table.chain is not None and table.rule_count == 1
     assert table.sets["j_sshd_v4"] == {net("10.1.0.7/32"): None, net("10.2.0.0/16"): 598,
@@ -323,7 +323,7 @@ def test_it_reads_nfts_listing_back():
         BLOCKLIST: {}}
 
 
-def test_it_deletes_a_few_elements_one_by_one_and_adds_after():
+def test_it_deletes_a_few_elements_one_by_one_and_adds_after() -> None:
     table = nft.parse_table(LISTING)
     plan = ElementPlan(deletes=[ban("sshd", "10.1.0.7/32", None), ban("sshd", "10.3.0.2/32", 59)],
                        adds=[ban("sshd", "10.4.0.1/32", 30), ban(BLOCKLIST, "2001:db8::/32", None)])
@@ -337,7 +337,7 @@ def test_it_deletes_a_few_elements_one_by_one_and_adds_after():
     ]
 
 
-def test_it_rewrites_a_set_instead_of_deleting_many_elements():
+def test_it_rewrites_a_set_instead_of_deleting_many_elements() -> None:
     keep = {net("10.0.0.1/32"): 50, net("10.0.0.2/32"): None, net("10.0.0.3/32"): 0}
     gone = {net(f"10.1.0.{i}/32"): 100 for i in range(1, 21)}
     table = nft.TableState(sets={"j_sshd_v4": {**keep, **gone}, "j_sshd_v6": {}})
@@ -360,19 +360,19 @@ def test_it_rewrites_a_set_instead_of_deleting_many_elements():
     ("internal:0:0-0: Error: syntax error, unexpected junk\n", True, "nft: syntax error, unexpected junk"),
     ("", True, "without a message"),
 ])
-def test_it_maps_nft_errors_to_permanent_or_transient(error, permanent, message):
+def test_it_maps_nft_errors_to_permanent_or_transient(error: str, permanent: bool, message: str) -> None:
     mapped = error_from_nft(error)
     assert mapped.permanent is permanent
     assert message in str(mapped)
     assert "internal:0:0-0" not in str(mapped)
 
 
-def test_it_retries_when_the_kernel_changed_under_it():
+def test_it_retries_when_the_kernel_changed_under_it() -> None:
     mapped = error_from_nft("internal:0:0-0: Error: element does not exist\n")
     assert isinstance(mapped, base._RaceError) and not mapped.permanent
 
 
-def test_it_says_what_is_missing_without_libnftables(monkeypatch):
+def test_it_says_what_is_missing_without_libnftables(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(name: str) -> None:
         raise OSError(f"{name}: cannot open shared object file")
 
@@ -389,7 +389,7 @@ def as_backend(backend: NftablesBackend | RecordingBackend) -> FirewallBackend:
     return backend  # mypy checks that both follow the protocol the bans app uses
 
 
-def test_it_applies_and_lists_bans(fake):
+def test_it_applies_and_lists_bans(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 600), ban("sshd", "2001:db8::/64", None),
                     ban(BLOCKLIST, "198.51.100.0/24", None)])
     assert fake.snapshot() == {
@@ -399,14 +399,14 @@ def test_it_applies_and_lists_bans(fake):
     }
 
 
-def test_it_refreshes_the_timeout_of_a_ban_added_again(fake, clock):
+def test_it_refreshes_the_timeout_of_a_ban_added_again(fake: RecordingBackend, clock: Clock) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 60)])
     clock.now += 50
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 600)])
     assert fake.snapshot()["sshd"] == {net("192.0.2.1/32"): 600}
 
 
-def test_it_lets_bans_expire(fake, clock):
+def test_it_lets_bans_expire(fake: RecordingBackend, clock: Clock) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 60), ban("sshd", "192.0.2.2/32", None)])
     clock.now += 59.6
     assert fake.snapshot()["sshd"] == {net("192.0.2.1/32"): 0, net("192.0.2.2/32"): None}
@@ -414,19 +414,19 @@ def test_it_lets_bans_expire(fake, clock):
     assert fake.snapshot()["sshd"] == {net("192.0.2.2/32"): None}
 
 
-def test_it_ignores_removing_what_is_not_there(fake):
+def test_it_ignores_removing_what_is_not_there(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32")])
     fake.apply(remove=[ban("sshd", "192.0.2.1/32"), ban("sshd", "192.0.2.99/32"), ban("gone", "192.0.2.1/32")])
     assert fake.snapshot()["sshd"] == {}
 
 
-def test_it_keeps_an_entry_both_removed_and_added(fake):
+def test_it_keeps_an_entry_both_removed_and_added(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 60)])
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 900)], remove=[ban("sshd", "192.0.2.1/32")])
     assert fake.snapshot()["sshd"] == {net("192.0.2.1/32"): 900}
 
 
-def test_it_refuses_overlapping_networks_and_applies_nothing(fake):
+def test_it_refuses_overlapping_networks_and_applies_nothing(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.0/24")])
     with pytest.raises(FirewallError, match=r"192\.0\.2\.7/32 overlaps 192\.0\.2\.0/24 in jail sshd") as caught:
         fake.apply(add=[ban("sshd", "198.51.100.1/32"), ban("sshd", "192.0.2.7/32")])
@@ -435,48 +435,48 @@ def test_it_refuses_overlapping_networks_and_applies_nothing(fake):
     assert fake.snapshot()["sshd"] == {net("192.0.2.0/24"): 600}
 
 
-def test_it_refuses_overlaps_within_one_call_naming_the_narrower(fake):
+def test_it_refuses_overlaps_within_one_call_naming_the_narrower(fake: RecordingBackend) -> None:
     with pytest.raises(FirewallError) as caught:
         fake.apply(add=[ban("sshd", "192.0.2.7/32"), ban("sshd", "192.0.2.0/24")])
     assert caught.value.entries == (ban("sshd", "192.0.2.7/32"),)
 
 
-def test_it_widens_a_ban_when_the_narrower_one_is_lifted_in_the_same_call(fake):
+def test_it_widens_a_ban_when_the_narrower_one_is_lifted_in_the_same_call(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.7/32")])
     fake.apply(add=[ban("sshd", "192.0.2.0/24")], remove=[ban("sshd", "192.0.2.7/32")])
     assert fake.snapshot()["sshd"] == {net("192.0.2.0/24"): 600}
 
 
-def test_it_allows_the_same_network_in_two_jails(fake):
+def test_it_allows_the_same_network_in_two_jails(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.0/24"), ban("nginx-http", "192.0.2.7/32"), ban(BLOCKLIST, "192.0.2.0/24")])
     assert len(fake.snapshot()["nginx-http"]) == 1
 
 
-def test_it_refuses_bans_for_a_jail_without_sets(fake):
+def test_it_refuses_bans_for_a_jail_without_sets(fake: RecordingBackend) -> None:
     with pytest.raises(FirewallError, match="No sets for postfix in the firewall") as caught:
         fake.apply(add=[ban("postfix", "192.0.2.1/32")])
     assert caught.value.permanent and caught.value.entries == (ban("postfix", "192.0.2.1/32"),)
 
 
-def test_it_needs_rules_before_bans(clock):
+def test_it_needs_rules_before_bans(clock: Clock) -> None:
     backend = RecordingBackend(clock=clock)
     with pytest.raises(FirewallError, match="call sync_rules"):
         backend.apply(add=[ban("sshd", "192.0.2.1/32")])
 
 
-def test_it_keeps_bans_of_jails_that_stay_when_rules_change(fake):
+def test_it_keeps_bans_of_jails_that_stay_when_rules_change(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32"), ban("nginx-http", "192.0.2.2/32")])
     fake.sync_rules([JailRules("sshd", "2222", "tcp", "reject")])
     assert fake.snapshot() == {"sshd": {net("192.0.2.1/32"): 600}, BLOCKLIST: {}}
 
 
-def test_it_keeps_a_jail_named_blocklist_apart(fake):
+def test_it_keeps_a_jail_named_blocklist_apart(fake: RecordingBackend) -> None:
     fake.sync_rules([JailRules("blocklist", "ssh", "tcp", "drop")])
     fake.apply(add=[ban("blocklist", "192.0.2.1/32"), ban(BLOCKLIST, "192.0.2.0/24")])
     assert fake.snapshot() == {"blocklist": {net("192.0.2.1/32"): 600}, BLOCKLIST: {net("192.0.2.0/24"): 600}}
 
 
-def test_it_reconciles_missing_stray_and_stale_bans(fake):
+def test_it_reconciles_missing_stray_and_stale_bans(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 600), ban("sshd", "192.0.2.2/32", 600),
                     ban("sshd", "192.0.2.3/32", 600), ban(BLOCKLIST, "198.51.100.9/32", None)])
     result = fake.reconcile([
@@ -493,20 +493,20 @@ def test_it_reconciles_missing_stray_and_stale_bans(fake):
                                "nginx-http": {net("192.0.2.4/32"): 30}, BLOCKLIST: {}}
 
 
-def test_it_reconciles_overlaps_keeping_the_wider_network(fake):
+def test_it_reconciles_overlaps_keeping_the_wider_network(fake: RecordingBackend) -> None:
     result = fake.reconcile([ban("sshd", "192.0.2.7/32"), ban("sshd", "192.0.2.0/24"), ban("sshd", "192.0.2.9/32")])
     assert result.added == (ban("sshd", "192.0.2.0/24"),)
     assert [str(entry.network) for entry, _ in result.skipped] == ["192.0.2.7/32", "192.0.2.9/32"]
     assert "overlaps 192.0.2.0/24 in jail sshd" in result.skipped[0][1]
 
 
-def test_it_reconciles_a_timeout_with_no_timeout(fake):
+def test_it_reconciles_a_timeout_with_no_timeout(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", None)])
     result = fake.reconcile([ban("sshd", "192.0.2.1/32", 600)])
     assert result.refreshed == (ban("sshd", "192.0.2.1/32", 600),)
 
 
-def test_it_restores_bans_after_a_flush(fake):
+def test_it_restores_bans_after_a_flush(fake: RecordingBackend) -> None:
     fake.apply(add=[ban("sshd", "192.0.2.1/32", 600)])
     fake.simulate_ruleset_flush()
     assert fake.snapshot() == {}  # the table is gone, as after `nft flush ruleset`
@@ -514,7 +514,7 @@ def test_it_restores_bans_after_a_flush(fake):
     assert fake.snapshot()["sshd"] == {net("192.0.2.1/32"): 500}
 
 
-def test_it_records_calls_and_fails_when_told(fake):
+def test_it_records_calls_and_fails_when_told(fake: RecordingBackend) -> None:
     fake.fail_next(FirewallError("busy", permanent=False))
     with pytest.raises(FirewallError, match="busy"):
         fake.apply(add=[ban("sshd", "192.0.2.1/32")])

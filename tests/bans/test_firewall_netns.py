@@ -85,7 +85,7 @@ def reach(attacker: Driver, port: int = 22, host: str = SERVER_V4) -> str:
     return str(attacker.call(op="probe", host=host, port=port, timeout=DROP_WAIT))
 
 
-def test_it_blocks_an_address_until_the_ban_is_removed(fw, attacker):
+def test_it_blocks_an_address_until_the_ban_is_removed(fw: RemoteFirewall, attacker: Driver) -> None:
     assert reach(attacker) == "open"
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32")])
     assert (reach(attacker, 22), reach(attacker, 8080)) == ("timeout", "timeout")
@@ -93,7 +93,7 @@ def test_it_blocks_an_address_until_the_ban_is_removed(fw, attacker):
     assert reach(attacker) == "open"
 
 
-def test_it_lets_the_kernel_lift_a_ban_when_its_timeout_ends(fw, attacker):
+def test_it_lets_the_kernel_lift_a_ban_when_its_timeout_ends(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32", timeout=2)])
     banned_at = time.monotonic()
     assert reach(attacker) == "timeout"
@@ -106,25 +106,25 @@ def test_it_lets_the_kernel_lift_a_ban_when_its_timeout_ends(fw, attacker):
     assert fw.snapshot()["sshd"] == {}
 
 
-def test_it_blocks_only_the_ports_of_the_jail(fw, attacker):
+def test_it_blocks_only_the_ports_of_the_jail(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("web-8080", f"{ATTACKER_V4}/32")])
     assert (reach(attacker, 8080), reach(attacker, 22)) == ("timeout", "open")
 
 
-def test_it_blocks_ipv6(fw, attacker):
+def test_it_blocks_ipv6(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("sshd", f"{ATTACKER_V6}/128")])
     assert reach(attacker, host=SERVER_V6) == "timeout"
     assert reach(attacker, host=SERVER_V4) == "open"
 
 
-def test_it_blocks_a_whole_network(fw, attacker):
+def test_it_blocks_a_whole_network(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("sshd", "10.201.0.0/24", None), ban("web-8080", "fd00:201::/64", None)])
     assert reach(attacker) == "timeout"
     assert reach(attacker, 8080, host=SERVER_V6) == "timeout"
     assert fw.snapshot()["sshd"] == {ipaddress.ip_network("10.201.0.0/24"): None}
 
 
-def test_it_rejects_or_drops_as_the_jail_says(fw, attacker):
+def test_it_rejects_or_drops_as_the_jail_says(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("ssh.reject", f"{ATTACKER_V4}/32"), ban("ssh.reject", f"{ATTACKER_V6}/128")])
     assert reach(attacker) == "refused"  # tcp reset
     assert reach(attacker, host=SERVER_V6) == "refused"
@@ -133,7 +133,7 @@ def test_it_rejects_or_drops_as_the_jail_says(fw, attacker):
     assert reach(attacker) == "timeout"
 
 
-def test_it_blocklists_every_port_apart_from_a_jail_named_blocklist(fw, attacker):
+def test_it_blocklists_every_port_apart_from_a_jail_named_blocklist(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("blocklist", f"{ATTACKER_V4}/32")])
     assert (reach(attacker, 22), reach(attacker, 8080)) == ("timeout", "open")
     fw.apply(add=[ban(BLOCKLIST, f"{ATTACKER_V4}/32", None)], remove=[ban("blocklist", f"{ATTACKER_V4}/32")])
@@ -142,14 +142,15 @@ def test_it_blocklists_every_port_apart_from_a_jail_named_blocklist(fw, attacker
     assert snapshot["blocklist"] == {} and snapshot[BLOCKLIST] == {ipaddress.ip_network(f"{ATTACKER_V4}/32"): None}
 
 
-def test_it_refreshes_the_timeout_of_a_ban_added_again(fw):
+def test_it_refreshes_the_timeout_of_a_ban_added_again(fw: RemoteFirewall) -> None:
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32", 100)])
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32", 5000)])
     [left] = fw.snapshot()["sshd"].values()
+    assert left is not None
     assert 4990 <= left <= 5000
 
 
-def test_it_refuses_an_overlap_and_applies_nothing(fw):
+def test_it_refuses_an_overlap_and_applies_nothing(fw: RemoteFirewall) -> None:
     fw.apply(add=[ban("sshd", "10.201.0.0/24")])
     with pytest.raises(FirewallError, match=re.escape("overlaps 10.201.0.0/24 in jail sshd")) as caught:
         fw.apply(add=[ban("sshd", "192.0.2.1/32"), ban("sshd", f"{ATTACKER_V4}/32")])
@@ -157,14 +158,14 @@ def test_it_refuses_an_overlap_and_applies_nothing(fw):
     assert list(fw.snapshot()["sshd"]) == [ipaddress.ip_network("10.201.0.0/24")]
 
 
-def test_it_keeps_bans_when_the_rules_change(fw, attacker):
+def test_it_keeps_bans_when_the_rules_change(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32")])
     fw.sync_rules([JailRules("sshd", "8080", "tcp", "drop")])
     assert (reach(attacker, 22), reach(attacker, 8080)) == ("open", "timeout")
     assert set(fw.snapshot()) == {"sshd", BLOCKLIST}
 
 
-def test_it_restores_bans_after_a_ruleset_flush(fw, pair, attacker):
+def test_it_restores_bans_after_a_ruleset_flush(fw: RemoteFirewall, pair: NamespacePair, attacker: Driver) -> None:
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32", 60)])
     pair.nft("flush", "ruleset")
     assert reach(attacker) == "open"
@@ -174,10 +175,11 @@ def test_it_restores_bans_after_a_ruleset_flush(fw, pair, attacker):
     assert reach(attacker) == "timeout"
     assert reach(attacker, 8080, host=SERVER_V6) == "timeout"
     [left] = fw.snapshot()["sshd"].values()
+    assert left is not None
     assert 50 <= left <= 55
 
 
-def test_it_removes_strays_and_resets_stale_timeouts_on_reconcile(fw, attacker):
+def test_it_removes_strays_and_resets_stale_timeouts_on_reconcile(fw: RemoteFirewall, attacker: Driver) -> None:
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32", 600), ban("web-8080", "192.0.2.0/24", 600)])
     result = fw.reconcile([ban("sshd", f"{ATTACKER_V4}/32", 3000)])
     assert result.removed == (ban("web-8080", "192.0.2.0/24", result.removed[0].timeout),)
@@ -187,14 +189,15 @@ def test_it_removes_strays_and_resets_stale_timeouts_on_reconcile(fw, attacker):
 
 
 @pytest.mark.parametrize("flush", [("flush", "ruleset"), ("flush", "chain", "inet", "ips", "input")])
-def test_it_puts_its_rules_back_when_applying_after_a_flush(fw, pair, attacker, flush):
+def test_it_puts_its_rules_back_when_applying_after_a_flush(
+        fw: RemoteFirewall, pair: NamespacePair, attacker: Driver, flush: tuple[str, ...]) -> None:
     fw.apply(add=[ban("sshd", "192.0.2.1/32")])
     pair.nft(*flush)
     fw.apply(add=[ban("sshd", f"{ATTACKER_V4}/32")])
     assert reach(attacker) == "timeout"
 
 
-def test_it_applies_ten_thousand_bans_in_one_batch(fw, attacker):
+def test_it_applies_ten_thousand_bans_in_one_batch(fw: RemoteFirewall, attacker: Driver) -> None:
     crowd = [ban("sshd", f"10.202.{i // 250}.{i % 250 + 1}/32", 3600) for i in range(10_000)]
     crowd.append(ban("sshd", f"{ATTACKER_V4}/32", 3600))
     encoded = [encode_entry(entry) for entry in crowd]
@@ -209,7 +212,7 @@ def test_it_applies_ten_thousand_bans_in_one_batch(fw, attacker):
           f"remove {removed:.2f} s")
 
 
-def test_it_says_what_is_missing_without_cap_net_admin(pair):
+def test_it_says_what_is_missing_without_cap_net_admin(pair: NamespacePair) -> None:
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is needed to drop CAP_NET_ADMIN")
     driver = pair.driver(pair.server, prefix=["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin"])
@@ -222,7 +225,8 @@ def test_it_says_what_is_missing_without_cap_net_admin(pair):
 # --- the kernel always holds what the database says; every step is bounded --------------------------
 
 
-def test_a_table_created_anew_holds_every_ban_in_the_same_transaction(pair, server, attacker):
+def test_a_table_created_anew_holds_every_ban_in_the_same_transaction(
+        pair: NamespacePair, server: Driver, attacker: Driver) -> None:
     # the report: after `nft flush ruleset` the next ban recreated the table holding only itself
     fw = RemoteFirewall(server, table="ipsnew")
     standing = [ban("sshd", "192.0.2.7/32", 600), ban("web-8080", "198.51.100.0/24", None),
@@ -246,7 +250,7 @@ def test_a_table_created_anew_holds_every_ban_in_the_same_transaction(pair, serv
         fw.teardown()
 
 
-def test_the_generation_moves_with_every_change_and_only_then(pair, fw):
+def test_the_generation_moves_with_every_change_and_only_then(pair: NamespacePair, fw: RemoteFirewall) -> None:
     first, ours = fw.generation(), fw.commits
     fw.snapshot()
     assert fw.generation() == first  # reading changes nothing
@@ -260,7 +264,7 @@ def test_the_generation_moves_with_every_change_and_only_then(pair, fw):
     assert fw.generation() == first + 3 and fw.commits - ours == 2
 
 
-def test_a_hung_libnftables_call_is_abandoned_and_its_helper_killed(server):
+def test_a_hung_libnftables_call_is_abandoned_and_its_helper_killed(server: Driver) -> None:
     import os
     import signal
 
@@ -282,7 +286,7 @@ def test_a_hung_libnftables_call_is_abandoned_and_its_helper_killed(server):
         fw.teardown()
 
 
-def test_a_lock_held_elsewhere_fails_the_call_within_the_timeout(server):
+def test_a_lock_held_elsewhere_fails_the_call_within_the_timeout(server: Driver) -> None:
     fw = RemoteFirewall(server, table="ipslock", timeout=1.0)
     try:
         fw.sync_rules(JAILS)
@@ -324,7 +328,7 @@ print(json.dumps({"killed": killed, "new_helper": helper.pid != first, "rc": rc,
 """
 
 
-def test_an_interrupted_call_never_leaves_its_answer_for_the_next_one(pair):
+def test_an_interrupted_call_never_leaves_its_answer_for_the_next_one(pair: NamespacePair) -> None:
     import json
     import subprocess
 

@@ -9,7 +9,6 @@ import ipaddress
 import random
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,6 +17,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import Settings
 
 from bans import gate, schedules, sync
 from bans.firewall.recording import RecordingBackend
@@ -167,9 +167,9 @@ REFUSED_BY_HAND = [
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
 def test_the_panel_form_refuses_with_the_reason(operator: Client, admin_session: Client, sshd: Jail,
                                                 address: str, why: bytes, htmx: bool) -> None:
-    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    headers = {"HX-Request": "true"} if htmx else {}
     response = operator.post(reverse("ban_create"), {"address": address, "jail": "sshd", "duration": "1h"},
-                             **headers)
+                             headers=headers)
     assert response.status_code == 200 and why in response.content
     assert (b"<html" in response.content) is not htmx  # htmx gets the form alone
     assert not Ban.objects.exists() and not AuditEntry.objects.filter(action="ban.create").exists()
@@ -182,13 +182,13 @@ def test_the_scoped_address_is_refused_by_the_form(operator: Client, sshd: Jail)
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
 def test_private_space_asks_the_panel_user_to_confirm(operator: Client, sshd: Jail, htmx: bool) -> None:
-    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    headers = {"HX-Request": "true"} if htmx else {}
     values = {"address": "10.20.30.40", "jail": "sshd", "duration": "1h"}
-    asked = operator.post(reverse("ban_create"), values, **headers)
+    asked = operator.post(reverse("ban_create"), values, headers=headers)
     assert b'id="ban-confirm"' in asked.content and b"private space (RFC 1918)" in asked.content
     assert not Ban.objects.exists()
 
-    done = operator.post(reverse("ban_create"), {**values, "confirm": "on"}, **headers)
+    done = operator.post(reverse("ban_create"), {**values, "confirm": "on"}, headers=headers)
     ban = Ban.objects.get()
     assert ban.network == "10.20.30.40/32"
     if htmx:
@@ -322,7 +322,7 @@ def test_a_jail_never_counts_a_live_panel_session(admin_session: Client) -> None
     assert "unspecified" in reasons["0.0.0.0"]
 
 
-def test_a_jail_never_bans_a_trusted_proxy_even_with_ignoreself_off(settings: Any) -> None:
+def test_a_jail_never_bans_a_trusted_proxy_even_with_ignoreself_off(settings: Settings) -> None:
     settings.IPS_TRUSTED_PROXIES = [ipaddress.ip_network("203.0.113.0/30")]
     jail = make_jail("sshd", maxretry=1, ignoreself=False)
     decision = record_failures(jail, [Observed("203.0.113.2", 1.79e9), Observed(HOST_ADDRESS, 1.79e9)],

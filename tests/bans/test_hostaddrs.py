@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
+from typing import Any, NoReturn
 
 import pytest
 
@@ -58,7 +60,7 @@ def test_it_lists_host_addresses_from_names_and_interfaces(monkeypatch: pytest.M
 
 
 def test_it_falls_back_to_proc_without_the_ip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_ip(*args, **kwargs):
+    def no_ip(*args: object, **kwargs: object) -> NoReturn:
         raise FileNotFoundError("ip")
 
     files = {"/proc/net/if_inet6": IF_INET6, "/proc/net/fib_trie": FIB_TRIE}
@@ -69,7 +71,7 @@ def test_it_falls_back_to_proc_without_the_ip_command(monkeypatch: pytest.Monkey
 
 
 def test_it_lists_no_host_address_rather_than_raising(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*args, **kwargs):
+    def fail(*args: object, **kwargs: object) -> NoReturn:
         raise OSError("unavailable")
 
     monkeypatch.setattr(socket, "gethostname", fail)
@@ -80,7 +82,7 @@ def test_it_lists_no_host_address_rather_than_raising(monkeypatch: pytest.Monkey
 
 
 def test_it_times_out_a_hanging_ip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    def hang(argv, **kwargs):
+    def hang(argv: list[str], **kwargs: Any) -> NoReturn:
         raise subprocess.TimeoutExpired(argv, kwargs.get("timeout", 0))
 
     monkeypatch.setattr(subprocess, "run", hang)
@@ -100,7 +102,7 @@ def test_what_was_read_is_kept_for_max_age(monkeypatch: pytest.MonkeyPatch) -> N
 
     clock = [1000.0]
     monkeypatch.setattr(hostaddrs, "read_addresses", counted)
-    monkeypatch.setattr(hostaddrs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     hostaddrs.forget()
     assert hostaddrs.addresses() == ["192.0.2.1"]
     clock[0] += hostaddrs.TTL_SECONDS

@@ -11,17 +11,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import pytest
 from django.utils import timezone
 
 from bans import actions, sync
-from bans.firewall import FirewallError
+from bans.firewall import BanEntry, FirewallError
 from bans.firewall.recording import RecordingBackend
 from bans.models import Ban
 from bans.services import new_ban
 from jails.access import audit
 from jails.models import Jail
+from tests.bans.netns import NamespacePair
 from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
@@ -150,7 +152,7 @@ class Picky(RecordingBackend):
         self.bad = bad
         self.entries_known = entries_known
 
-    def apply(self, add=(), remove=()):  # type: ignore[no-untyped-def]
+    def apply(self, add: Sequence[BanEntry] = (), remove: Sequence[BanEntry] = ()) -> None:
         wrong = [entry for entry in add if str(entry.network) in self.bad]
         if wrong:
             self.calls.append(("refused", (tuple(add), tuple(remove))))
@@ -217,7 +219,7 @@ def test_a_deleted_jails_bans_are_lifted_never_moved_to_the_blocklist(sshd: Jail
 
 
 @pytest.mark.netns
-def test_in_a_real_kernel_a_wide_ban_never_poisons_its_set(sshd: Jail, pair) -> None:  # type: ignore[no-untyped-def]
+def test_in_a_real_kernel_a_wide_ban_never_poisons_its_set(sshd: Jail, pair: NamespacePair) -> None:
     from tests.bans.netns import ATTACKER_V4, SERVER_V4, RemoteFirewall
 
     server, attacker = pair.driver(pair.server), pair.driver(pair.attacker)
@@ -257,16 +259,16 @@ def test_the_cover_lookup_agrees_with_comparing_every_pair() -> None:
     from bans.overlaps import Covers
 
     rng = random.Random(3)
-    covers, wide = Covers(), []
+    covers, wide = Covers(), list[ipaddress.IPv4Network]()
     for n in range(200):
-        network = ipaddress.ip_network(f"10.{rng.randrange(8)}.{rng.randrange(256)}.0/{rng.choice([16, 20, 24, 28])}",
-                                       strict=False)
+        network = ipaddress.IPv4Network(f"10.{rng.randrange(8)}.{rng.randrange(256)}.0/{rng.choice([16, 20, 24, 28])}",
+                                        strict=False)
         if not any(network.overlaps(other) for other in wide):  # disjoint, as the kernel's set is
             wide.append(network)
             covers.add("sshd", network, Ban(pk=n, network=str(network)))
     for _ in range(3000):
-        probe = ipaddress.ip_network(f"10.{rng.randrange(8)}.{rng.randrange(256)}.{rng.randrange(256)}/"
-                                     f"{rng.choice([20, 24, 30, 32])}", strict=False)
+        probe = ipaddress.IPv4Network(f"10.{rng.randrange(8)}.{rng.randrange(256)}.{rng.randrange(256)}/"
+                                      f"{rng.choice([20, 24, 30, 32])}", strict=False)
         expected = [w for w in wide if w != probe and probe.subnet_of(w)]
         found = covers.container("sshd", probe)
         assert (found.network if found else None) == (str(expected[0]) if expected else None)

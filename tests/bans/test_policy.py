@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import pytest
 
@@ -494,7 +495,7 @@ def test_it_compares_ipv4_mapped_ipv6_as_ipv4() -> None:
 
 
 def test_it_resolves_host_names_only_through_the_resolver_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_dns(*args, **kwargs):
+    def no_dns(*args: object, **kwargs: object) -> NoReturn:
         raise AssertionError("must not resolve by itself")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)

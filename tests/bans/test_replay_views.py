@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
-from bans import replay
+from bans import hostaddrs, replay
 from bans.models import Ban, ReplayRun
 from jails.models import AuditEntry, Jail
 from tests.factories import DATED_FAIL_SOURCE, make_filter, make_jail
@@ -38,29 +38,31 @@ def jail(tmp_path: Path) -> Jail:
     return make_jail("web", flt=make_filter("replay-test", DATED_FAIL_SOURCE), logpath=[str(log)])
 
 
-def test_an_operator_starts_a_replay_and_its_task_is_queued(operator: Client, jail: Jail,
-                                                           django_capture_on_commit_callbacks: Any) -> None:
+def test_an_operator_starts_a_replay_and_its_task_is_queued(
+        operator: Client, jail: Jail, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> None:
     with django_capture_on_commit_callbacks() as callbacks:
         response = operator.post(reverse("replay_start"), {"jail": jail.pk, "maxretry": "2", "findtime": "5m",
                                                            "bantime": "1d", "filter_options": "mode = aggressive"})
 
     run = ReplayRun.objects.get()
-    assert response.status_code == 302 and response.url == reverse("replay_detail", args=[run.pk])
+    assert response.status_code == 302 and response["Location"] == reverse("replay_detail", args=[run.pk])
     assert run.state == ReplayRun.State.QUEUED
     assert run.overrides == {"maxretry": 2, "findtime": 300, "bantime": 86400,
                              "filter_options": {"mode": "aggressive"}}
     assert len(callbacks) == 1  # bans.tasks.replay_jail, sent once the run is committed
     entry = AuditEntry.objects.get()
+    assert entry.after is not None
     assert entry.action == "replay.start" and entry.after["jail"] == "web"
 
 
 def test_the_replay_runs_through_the_task_when_celery_runs_tasks_eagerly(
-        operator: Client, jail: Jail, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        operator: Client, jail: Jail, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from config.celery import app
 
     monkeypatch.setattr(app.conf, "task_always_eager", True)
-    monkeypatch.setattr(replay.hostaddrs, "read_addresses", lambda: [])
-    replay.hostaddrs.forget()
+    monkeypatch.setattr(hostaddrs, "read_addresses", lambda: [])
+    hostaddrs.forget()
     with django_capture_on_commit_callbacks(execute=True):
         operator.post(reverse("replay_start"), {"jail": jail.pk})
 

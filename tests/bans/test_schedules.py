@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from bans import schedules, tasks
 from bans.models import Ban, Failure, Ignored, JailStat, Tally
@@ -45,8 +46,8 @@ def past_ban(jail: Jail, address: str, seconds_ago: float, *, state: str = Ban.S
 # -- recidive -----------------------------------------------------------------------------------
 
 
-def test_it_bans_an_address_banned_maxretry_times_within_findtime_in_other_jails(  # type: ignore[no-untyped-def]
-        django_capture_on_commit_callbacks) -> None:
+def test_it_bans_an_address_banned_maxretry_times_within_findtime_in_other_jails(
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> None:
     recidive, sshd, postfix = make_recidive(), make_jail("sshd"), make_jail("postfix")
     past_ban(sshd, ATTACKER, 5 * HOUR)
     past_ban(postfix, ATTACKER, HOUR, state=Ban.State.ACTIVE)
@@ -167,7 +168,7 @@ def failure_at(jail: Jail, address: str, seconds_ago: float) -> Failure:
     return Failure.objects.create(jail=jail, address=address, time=aware(NOW - seconds_ago), line=f"fail {address}")
 
 
-def test_it_deletes_failures_and_ended_bans_older_than_the_history(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_deletes_failures_and_ended_bans_older_than_the_history(settings: Settings) -> None:
     settings.IPS_HISTORY_DAYS = 10
     sshd = make_jail("sshd", bantime=-1)
     failure_at(sshd, ATTACKER, 11 * DAY)
@@ -185,7 +186,7 @@ def test_it_deletes_failures_and_ended_bans_older_than_the_history(settings) -> 
                                                   "panel_sessions": 0}
 
 
-def test_it_uses_90_days_of_history_by_default(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_uses_90_days_of_history_by_default(settings: Settings) -> None:
     del settings.IPS_HISTORY_DAYS  # not set yet in config/settings.py, or removed: the default holds
     sshd = make_jail("sshd")
     failure_at(sshd, ATTACKER, 91 * DAY)
@@ -193,7 +194,7 @@ def test_it_uses_90_days_of_history_by_default(settings) -> None:  # type: ignor
     assert schedules.cleanup_history(now=NOW)["failures"] == 1
 
 
-def test_it_keeps_the_bans_that_recidive_and_increment_still_read(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_keeps_the_bans_that_recidive_and_increment_still_read(settings: Settings) -> None:
     settings.IPS_HISTORY_DAYS = 1
     make_recidive(findtime=10 * DAY)
     sshd = make_jail("sshd")
@@ -279,7 +280,7 @@ def test_counting_costs_the_same_however_many_failures_are_stored() -> None:
     assert sum(failures for failures, _ in stats("hour").values()) == 5000
 
 
-def test_it_prunes_minute_buckets_after_2_days_and_hour_buckets_after_the_history(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_prunes_minute_buckets_after_2_days_and_hour_buckets_after_the_history(settings: Settings) -> None:
     settings.IPS_HISTORY_DAYS = 10
     for resolution, seconds_ago in [(schedules.MINUTE, 2 * DAY + 60), (schedules.MINUTE, 2 * DAY - 60),
                                     (schedules.HOUR, 10 * DAY + HOUR), (schedules.HOUR, 10 * DAY - HOUR)]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.db import transaction
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from bans.models import Ban, Failure, Ignored, Tally
-from bans.services import Observed, record_failures, request_firewall_sync
+from bans.services import FirewallSyncRequest, Observed, record_failures, request_firewall_sync
 from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
@@ -137,8 +138,8 @@ def test_it_notes_an_ignored_address_once_per_findtime() -> None:
     assert sorted(Ignored.objects.values_list("address", flat=True)) == ["203.0.113.10", ATTACKER]
 
 
-def test_it_asks_the_firewall_once_per_transaction_however_many_bans(  # type: ignore[no-untyped-def]
-        django_capture_on_commit_callbacks) -> None:
+def test_it_asks_the_firewall_once_per_transaction_however_many_bans(
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> None:
     jail = make_jail(maxretry=1)
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         decision = record_failures(jail, [Observed(f"198.51.100.{i}", NOW - 1) for i in range(1, 51)], now=NOW,
@@ -148,8 +149,8 @@ def test_it_asks_the_firewall_once_per_transaction_however_many_bans(  # type: i
     assert len(callbacks) == 1
 
 
-def test_it_keeps_the_firewall_request_when_a_later_savepoint_rolls_back(  # type: ignore[no-untyped-def]
-        django_capture_on_commit_callbacks) -> None:
+def test_it_keeps_the_firewall_request_when_a_later_savepoint_rolls_back(
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> None:
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         with transaction.atomic():
             request_firewall_sync("local")
@@ -160,10 +161,12 @@ def test_it_keeps_the_firewall_request_when_a_later_savepoint_rolls_back(  # typ
                 raise RuntimeError("rolled back")
         except RuntimeError:
             pass
-    assert [callback.host for callback in callbacks] == ["local"]
+    # (the fixture types its callbacks as any callable: these are the requests)
+    assert [cast(FirewallSyncRequest, callback).host for callback in callbacks] == ["local"]
 
 
-def test_it_asks_again_after_a_rolled_back_request(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_it_asks_again_after_a_rolled_back_request(
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> None:
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         try:
             with transaction.atomic():
@@ -172,4 +175,5 @@ def test_it_asks_again_after_a_rolled_back_request(django_capture_on_commit_call
         except RuntimeError:
             pass
         request_firewall_sync("local")
-    assert [callback.host for callback in callbacks] == ["local"]
+    # (the fixture types its callbacks as any callable: these are the requests)
+    assert [cast(FirewallSyncRequest, callback).host for callback in callbacks] == ["local"]

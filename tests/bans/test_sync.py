@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from bans import sync
 from bans.firewall import FirewallError
@@ -90,7 +91,8 @@ def test_it_expires_bans_whose_time_is_up() -> None:
     assert report.expired == 1 and ban.state == Ban.State.EXPIRED
 
 
-def test_it_applies_what_the_failures_earned(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_it_applies_what_the_failures_earned(
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks) -> None:
     jail = make_jail(maxretry=2)
     now = timezone.now().timestamp()
     with django_capture_on_commit_callbacks() as callbacks:
@@ -102,7 +104,8 @@ def test_it_applies_what_the_failures_earned(django_capture_on_commit_callbacks)
     assert [str(n) for n in backend.snapshot()["sshd"]] == ["198.51.100.4/32"]
 
 
-def test_it_applies_a_storm_in_one_batch_with_a_few_statements(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_it_applies_a_storm_in_one_batch_with_a_few_statements(
+        django_assert_max_num_queries: DjangoAssertNumQueries) -> None:
     jail = make_jail(maxretry=1)
     now = timezone.now().timestamp()
     record_failures(jail, [Observed(f"198.51.{i // 250}.{i % 250 + 1}", now - 1) for i in range(1200)], now=now,

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from bans import status, sync, tasks
 from bans.firewall import FirewallError
@@ -58,8 +59,8 @@ def test_an_unchanged_generation_reads_nothing(sshd: Jail, backend: RecordingBac
     assert not again.checked and len(backend.calls) == calls
 
 
-def test_an_idle_watch_asks_the_database_once(  # type: ignore[no-untyped-def]
-        sshd: Jail, backend: RecordingBackend, django_assert_num_queries) -> None:
+def test_an_idle_watch_asks_the_database_once(
+        sshd: Jail, backend: RecordingBackend, django_assert_num_queries: DjangoAssertNumQueries) -> None:
     """Every WATCH_SECONDS of an idle stack: no ban covered or being applied, the generation unchanged."""
     active(sshd, 3, backend)
     first = sync.watch("local", backend, None)

@@ -5,6 +5,7 @@ tests/e2e (test_faults and test_pipeline: solo, as runstack; test_kernel_truth: 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -16,6 +17,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.concurrency.solo import TaskPool as SoloPool
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
+from pytest_django import Settings
 
 from bans import sync, tasks, watching
 from bans.firewall.recording import RecordingBackend
@@ -83,7 +85,7 @@ def no_signals(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(watching.InlineLimits, "install", classmethod(lambda cls: None))
 
 
-def test_the_watch_runs_only_in_this_hosts_firewall_worker(settings: Any, no_signals: None) -> None:
+def test_the_watch_runs_only_in_this_hosts_firewall_worker(settings: Settings, no_signals: None) -> None:
     settings.IPS_HOST_NAME = "local"
     assert not watching.FirewallWatch(worker(["celery"], PreforkPool)).enabled
     assert not watching.FirewallWatch(worker(["firewall.other"], SoloPool)).enabled
@@ -99,7 +101,8 @@ def test_the_watch_runs_only_in_this_hosts_firewall_worker(settings: Any, no_sig
 @pytest.mark.django_db(transaction=True)  # the watch closes stale connections, as Celery does around tasks
 @pytest.mark.usefixtures("this_host", "no_broker")
 def test_the_inline_watch_puts_a_flushed_ruleset_back_and_survives_errors(
-        settings: Any, monkeypatch: pytest.MonkeyPatch, no_signals: None, caplog: pytest.LogCaptureFixture) -> None:
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, no_signals: None,
+        caplog: pytest.LogCaptureFixture) -> None:
     settings.IPS_HOST_NAME = "local"
     backend = RecordingBackend()
     monkeypatch.setattr(tasks, "backend", lambda: backend)
@@ -148,7 +151,7 @@ def test_an_inline_task_gets_its_soft_time_limit(monkeypatch: pytest.MonkeyPatch
 
 def test_an_inline_task_past_its_hard_limit_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     ended: list[int] = []
-    monkeypatch.setattr(watching.os, "_exit", ended.append)
+    monkeypatch.setattr(os, "_exit", ended.append)
     task = SimpleNamespace(name="bans.tasks.sync_firewall", soft_time_limit=None, time_limit=0.1)
     with watching.InlineLimits.bounding(task):
         time.sleep(0.3)  # stuck where no soft limit reaches
@@ -177,7 +180,7 @@ def test_the_hard_limit_keeps_one_thread_and_honours_an_earlier_deadline() -> No
 
 
 def test_the_inline_watch_looks_when_the_kernel_says_something_changed(
-        settings: Any, monkeypatch: pytest.MonkeyPatch, no_signals: None) -> None:
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, no_signals: None) -> None:
     """With the kernel's change notices, an idle worker looks every QUIET_WATCH_SECONDS, not every
     2 s; a change is looked at CHANGE_DELAY after its notice (at most once a CHANGE_SPACING), and
     bans waiting on time (COVERED, APPLYING) or a task that just ran bring back the 2 s clock."""
@@ -186,7 +189,7 @@ def test_the_inline_watch_looks_when_the_kernel_says_something_changed(
     monkeypatch.setattr(tasks, "watch_firewall", StubWatch(found))
     step = watching.FirewallWatch(worker(["firewall.local"], SoloPool))
     step.timer, notices = FakeTimer(), Notices()
-    step.changes = notices  # type: ignore[assignment]
+    step.changes = notices  # type: ignore[assignment]  # Notices stands in for RulesetChanges (no netlink socket in a test)
 
     def look() -> None:  # what the timer does when a call is due
         if step.tref is not None:
@@ -218,7 +221,8 @@ def test_the_inline_watch_looks_when_the_kernel_says_something_changed(
     look()
     assert step.timer.pending() == [watching.WATCH_SECONDS]
 
-    step.changes, step.hub = notices, SimpleNamespace(remove_reader=lambda fd: None)
+    step.hub = SimpleNamespace(remove_reader=lambda fd: None)
+    step.changes = notices  # type: ignore[assignment]  # Notices stands in for RulesetChanges (no netlink socket in a test)
     notices.broken = True  # the socket fails: a look soon, then the 2 s clock, and the loop goes on
     step.last_watch -= 60
     step.on_change()

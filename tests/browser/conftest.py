@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from pytest_django.live_server_helper import LiveServer
 
 # Playwright's sync API runs an event loop in this thread; the live server and the test's own ORM
 # calls are still plain synchronous Django, which refuses to run next to a loop unless told.
@@ -47,21 +48,23 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def new_context(browser: Browser, live_server: object, **options: object) -> BrowserContext:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=str(live_server), **options)
+def new_context(browser: Browser, live_server: LiveServer, java_script_enabled: bool | None = None) -> BrowserContext:
+    # (None is Playwright's default: it leaves the option out)
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=str(live_server),
+                                  java_script_enabled=java_script_enabled)
     context.set_default_timeout(TIMEOUT_MS)
     return context
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: object) -> Iterator[Page]:
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
     context = new_context(browser, live_server)
     yield context.new_page()
     context.close()
 
 
 @pytest.fixture
-def nojs_page(browser: Browser, live_server: object) -> Iterator[Page]:
+def nojs_page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
     """A browser with JavaScript off: htmx does nothing, forms are plain POSTs."""
     context = new_context(browser, live_server, java_script_enabled=False)
     yield context.new_page()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from jails.models import Filter, Jail
 from tests.browser.conftest import shot
@@ -48,8 +48,8 @@ def test_it_previews_then_applies_an_upload(filters: None, admin_page: Page) -> 
     page.goto("/import/")
     shot(page, "import-empty")
     page.locator("#id_jail_local").fill(JAIL_LOCAL)
-    page.locator("#id_filter_files").set_input_files(
-        files=[{"name": "myapp.conf", "mimeType": "text/plain", "buffer": MYAPP_FILTER}])
+    upload: FilePayload = {"name": "myapp.conf", "mimeType": "text/plain", "buffer": MYAPP_FILTER}
+    page.locator("#id_filter_files").set_input_files(files=[upload])
     page.locator("#import-preview-button").click()
 
     preview = page.locator("#import-preview")

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import redis
-from kombu import Connection, Queue
+from kombu.connection import Connection
+from kombu.entity import Queue
 
 from config.broker import Transport, client_address
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from django.apps import apps
 from django_celery_beat.models import PeriodicTask
-from kombu import Connection
+from kombu.connection import Connection
 
 from bans import services, tasks
 from bans.models import Ban

@@ -207,7 +207,8 @@ def install_followers(*, follow: bool) -> int:
     # while a follower runs returns at once)
     rows.update(interval=IntervalSchedule.objects.filter(every=FOLLOW_EVERY, period="seconds").first()
                 or IntervalSchedule.objects.create(every=FOLLOW_EVERY, period="seconds"))
-    return rows.count()
+    count: int = rows.count()  # django_celery_beat has no types: its querysets are Any
+    return count
 
 
 def install_default_schedules() -> bool:

@@ -27,6 +27,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.converters import IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter
+from pytest_django import Settings
 
 from jails.access.roles import Role
 from jails.models import AuditEntry, Filter, Jail
@@ -66,7 +67,7 @@ def walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> Iterator
 def fill(pattern: Any) -> str:
     """A concrete path for a route or regex pattern, with sample values for its parameters."""
     if hasattr(pattern, "converters") and hasattr(pattern, "_route"):
-        route = pattern._route
+        route: str = pattern._route
         for name, converter in pattern.converters.items():
             route = re.sub(rf"<(?:\w+:)?{name}>", SAMPLES.get(type(converter), "1"), route)
         return route
@@ -96,7 +97,7 @@ def test_every_view_of_ours_carries_a_role(page: Page) -> None:
 
 
 @pytest.fixture(autouse=True)
-def fast_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+def fast_hashing(settings: Settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
@@ -133,6 +134,7 @@ def test_a_viewer_cannot_post_to_any_url(page: Page, viewer: Client) -> None:
         assert "POST" not in response["Allow"], f"{page} accepts POST but answered 405"
         return
     if page.name in READ_ONLY_POSTS:
+        # (jails.access.roles sets required_role on the view function: no type says so)
         assert page.callback.required_role == Role.VIEWER, page  # type: ignore[attr-defined]
         assert response.status_code in (200, 400, 404), page
         assert not AuditEntry.objects.exists() and not Filter.objects.exists() and not Jail.objects.exists()

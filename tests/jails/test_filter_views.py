@@ -65,6 +65,7 @@ def test_it_saves_an_edit_refreshes_the_derived_fields_and_audits(admin: Client,
     app_filter.refresh_from_db()
     assert len(app_filter.failregex) == 2 and "bad token" in app_filter.failregex[1]
     entry = AuditEntry.objects.get(action="filter.edit")
+    assert entry.before is not None and entry.after is not None
     assert entry.before["source"] == SOURCE and entry.after["source"] == NEW_SOURCE
 
 
@@ -116,6 +117,7 @@ def test_it_refuses_to_overwrite_without_asking(admin: Client, app_filter: Filte
     response = admin.post(reverse("filter_import"), {"name": "app", "conf_text": NEW_SOURCE, "replace": "on"})
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="filter.import")
+    assert entry.before is not None
     assert entry.before["source"] == SOURCE
 
 
@@ -156,6 +158,7 @@ def test_it_saves_it_with_the_override_and_audits_who_accepted_which_regex(admin
     assert Filter.objects.get(name="evil").failregex == ["^(a+)+$ <HOST>"]
     entry = AuditEntry.objects.get(action="filter.accept_backtracking")
     assert (entry.username, entry.object_repr) == ("admin-user", "evil")
+    assert entry.after is not None
     assert entry.after["regexes"] == [{"filter": "evil", "regex": "failregex 1", "pattern": "^(a+)+$ <HOST>",
                                        "shape": "(a+)+", "kind": "nested quantifier"}]
     assert "exponential time" in entry.after["override"]
@@ -189,6 +192,7 @@ def test_an_include_that_would_make_its_filters_dangerous_needs_the_override(adm
                           {"name": "app-common", "source": evil_common, **OVERRIDE})
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="filter.accept_backtracking")
+    assert entry.after is not None
     assert entry.object_repr == "app-common" and entry.after["regexes"][0]["filter"] == "app"
 
 

@@ -69,6 +69,7 @@ def test_it_previews_without_writing_then_applies_with_an_audit_entry(admin: Cli
     assert (jail.maxretry, jail.findtime, jail.bantime, jail.port) == (3, 600, 3600, "http,https")
     assert Filter.objects.get(name="myapp").origin == Filter.Origin.IMPORTED
     entry = AuditEntry.objects.get(action="config.import")
+    assert entry.after is not None
     assert "created jail myapp" in entry.after["changes"] and "jail.local" in entry.after["files"]
 
 
@@ -183,7 +184,8 @@ def test_it_places_jail_d_files(admin: Client) -> None:
     html = preview(admin, jail_local=JAIL_LOCAL, jail_files=[extra])
     admin.post(reverse("import_apply"), {"digest": digest_of(html)})
     assert Jail.objects.get(name="myapp").maxretry == 7
-    assert "jail.d/custom.local" in AuditEntry.objects.get().after["files"]
+    after = AuditEntry.objects.get().after
+    assert after is not None and "jail.d/custom.local" in after["files"]
 
 
 def test_it_refuses_a_tar_whose_headers_unpack_too_large(admin: Client, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,6 +212,7 @@ def test_it_imports_a_catastrophic_regex_with_a_warning_and_audits_it(admin: Cli
     assert response.status_code == 302  # a migration is never stopped by it
     assert Filter.objects.get(name="myapp").failregex == ["^(\\w+\\s?)+$ <HOST>"]
     entry = AuditEntry.objects.get(action="config.import")
+    assert entry.after is not None
     assert entry.after["dangerous_regexes"] == [{"filter": "myapp", "regex": "failregex 1",
                                                  "pattern": "^(\\w+\\s?)+$ <HOST>", "shape": "(\\w+\\s?)+",
                                                  "kind": "nested quantifier"}]

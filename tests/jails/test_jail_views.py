@@ -102,6 +102,7 @@ def test_it_creates_a_jail_with_durations_and_lists_and_audits_it(admin: Client,
     assert web.ignoreip == ["127.0.0.1/8", "::1", "192.0.2.0/24"]
     assert web.logpath == ["/var/log/web.log"]
     entry = AuditEntry.objects.get(action="jail.create")
+    assert entry.after is not None
     assert entry.object_repr == "web" and entry.after["bantime"] == 3600 and entry.username == "admin-user"
 
 
@@ -142,6 +143,7 @@ def test_it_edits_a_jail_and_audits_only_what_changed(admin: Client, jail: Jail,
     jail.refresh_from_db()
     assert jail.bantime == 7200
     entry = AuditEntry.objects.get(action="jail.edit")
+    assert entry.before is not None and entry.after is not None
     assert entry.before["bantime"] == 3600 and entry.after["bantime"] == 7200
     assert "maxretry" not in entry.after
 

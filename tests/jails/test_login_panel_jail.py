@@ -11,6 +11,7 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
+from pytest_django import Settings
 
 from bans.models import Ban
 from jails.models import AuditEntry, Jail
@@ -21,11 +22,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def panel_log(settings, tmp_path: Path) -> Path:
-    settings.IPS_PANEL_LOG = tmp_path / "log" / "panel.log"
+def panel_log(settings: Settings, tmp_path: Path) -> Path:
+    log = tmp_path / "log" / "panel.log"
+    settings.IPS_PANEL_LOG = log
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
-    return settings.IPS_PANEL_LOG
+    return log
 
 
 def install() -> str:

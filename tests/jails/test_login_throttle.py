@@ -7,16 +7,21 @@ import ipaddress
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
+from pytest_django import Settings
 
 from jails.access import logins
 from jails.builtin import FILTER_DIR
 from jails.engine import ini
 from jails.engine.filter import CompiledFilter
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse  # (django-stubs' name: no runtime class)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,11 +31,12 @@ LINE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 panel\[\d+\]: 
 
 
 @pytest.fixture(autouse=True)
-def panel_log(settings, tmp_path: Path) -> Path:
-    settings.IPS_PANEL_LOG = tmp_path / "log" / "panel.log"  # its directory does not exist yet
+def panel_log(settings: Settings, tmp_path: Path) -> Path:
+    log = tmp_path / "log" / "panel.log"
+    settings.IPS_PANEL_LOG = log  # its directory does not exist yet
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
     cache.clear()
-    return settings.IPS_PANEL_LOG
+    return log
 
 
 @pytest.fixture
@@ -38,7 +44,14 @@ def admin_user() -> User:
     return User.objects.create_superuser("admin", "admin@example.org", PASSWORD)
 
 
-def attempt(username: str, password: str, address: str = "203.0.113.9", path: str = LOGIN, **extra: str):
+class Headers(TypedDict, total=False):
+    """The request headers (WSGI names) an attempt may add."""
+
+    HTTP_X_FORWARDED_FOR: str
+
+
+def attempt(username: str, password: str, address: str = "203.0.113.9", path: str = LOGIN,
+            **extra: Unpack[Headers]) -> _MonkeyPatchedWSGIResponse:
     return Client(REMOTE_ADDR=address, **extra).post(path, {"username": username, "password": password})
 
 
@@ -55,7 +68,8 @@ def test_it_writes_a_failed_login_in_the_panel_filter_format(admin_user: User, p
     assert response.status_code == 200
     assert "correct username and password" in response.content.decode()
     [line] = logged_lines(panel_log)
-    assert LINE.match(line).groups() == ("203.0.113.9", "admin")  # type: ignore[union-attr]
+    match = LINE.match(line)
+    assert match is not None and match.groups() == ("203.0.113.9", "admin")
 
 
 def test_it_logs_nothing_for_a_successful_login(admin_user: User, panel_log: Path) -> None:
@@ -95,11 +109,13 @@ def test_it_writes_ipv6_client_addresses_plainly(panel_log: Path) -> None:
     assert failure.host == "2001:db8::a1"
 
 
-def test_it_blames_the_forwarded_client_behind_a_trusted_proxy(settings, panel_log: Path) -> None:
+def test_it_blames_the_forwarded_client_behind_a_trusted_proxy(settings: Settings, panel_log: Path) -> None:
     settings.IPS_TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.1/32")]
     attempt("admin", "wrong", address="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.1, 192.0.2.44")
     attempt("admin", "wrong", address="192.0.2.99", HTTP_X_FORWARDED_FOR="198.51.100.2")  # not a proxy: ignored
-    addresses = [LINE.match(line).group(1) for line in logged_lines(panel_log)]  # type: ignore[union-attr]
+    matches = [LINE.match(line) for line in logged_lines(panel_log)]
+    assert all(matches)
+    addresses = [match.group(1) for match in matches if match]
     assert addresses == ["192.0.2.44", "192.0.2.99"]
 
 
@@ -167,8 +183,8 @@ def test_it_still_logs_in_when_the_cache_fails(admin_user: User, monkeypatch: py
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cache down")
 
-    monkeypatch.setattr(logins.cache, "get", broken)
-    monkeypatch.setattr(logins.cache, "set", broken)
+    monkeypatch.setattr(cache, "get", broken)  # django.core.cache.cache: the one logins uses
+    monkeypatch.setattr(cache, "set", broken)
     attempt("admin", "wrong")
     assert attempt("admin", PASSWORD).status_code == 302
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 from django.urls import reverse
+from pytest_django import Settings
 
 from jails import tester
 from jails.builtin import install_builtin_filters
@@ -27,8 +28,8 @@ def viewer() -> Client:
 
 
 def post(client: Client, htmx: bool = False, url: str | None = None, **data: str) -> str:
-    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
-    response = client.post(url or reverse("filter_tester"), {"source": "stored", **data}, **headers)
+    headers = {"HX-Request": "true"} if htmx else {}
+    response = client.post(url or reverse("filter_tester"), {"source": "stored", **data}, headers=headers)
     assert response.status_code == 200
     return response.content.decode()
 
@@ -103,8 +104,8 @@ def test_it_reports_a_regex_that_does_not_compile(viewer: Client) -> None:
     assert 'id="tester-error"' in html and "does not compile" in html
 
 
-def test_it_reports_a_regex_that_runs_out_of_time(viewer: Client, settings: object) -> None:
-    settings.IPS_REGEX_BUDGET_SECONDS = 0.05  # type: ignore[attr-defined]
+def test_it_reports_a_regex_that_runs_out_of_time(viewer: Client, settings: Settings) -> None:
+    settings.IPS_REGEX_BUDGET_SECONDS = 0.05
     evil = "a" * 40 + "!"
     html = post(viewer, htmx=True, source="regex", failregex=r"^(a|aa)+$<HOST>", log="\n".join([evil] * 5))
     assert "status-timeout" in html and "ran longer than" in html

@@ -8,6 +8,7 @@ import contextlib
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from pytest_django import Settings
 
 from jails.access.roles import Role, role_of
 from jails.models import AuditEntry
@@ -18,7 +19,7 @@ GOOD_PASSWORD = "plum-tractor-lantern-42"
 
 
 @pytest.fixture(autouse=True)
-def fast_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+def fast_hashing(settings: Settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
@@ -60,6 +61,7 @@ def test_it_creates_a_user_with_a_role_and_audits_it(boss: User) -> None:
     vic = User.objects.get(username="vic")
     assert role_of(vic) == Role.VIEWER and vic.check_password(GOOD_PASSWORD)
     entry = AuditEntry.objects.get(action="user.create")
+    assert entry.after is not None
     assert entry.username == "boss" and entry.address == "192.0.2.30" and entry.after["role"] == "viewer"
     assert GOOD_PASSWORD not in str(entry.after)
 

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -76,7 +76,7 @@ def lookup() -> Iterator[FakeLookup]:
         fake.gate.set()  # release the threads a test left hanging
 
 
-def wait_until(condition, timeout: float = 5.0) -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

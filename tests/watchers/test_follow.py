@@ -24,6 +24,7 @@ import pytest
 import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from pytest_django import DjangoAssertNumQueries
 
 from bans.models import Ban
 from jails.models import Filter, Jail
@@ -158,7 +159,7 @@ def test_it_resyncs_new_and_disabled_jails(sshd: Filter, tmp_path: Path, no_brok
 
 @pytest.mark.django_db
 def test_an_idle_followers_resync_is_one_query_until_a_jail_changes(
-        sshd: Filter, tmp_path: Path, no_broker: None, django_assert_num_queries: Any) -> None:
+        sshd: Filter, tmp_path: Path, no_broker: None, django_assert_num_queries: DjangoAssertNumQueries) -> None:
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     jail = make_jail("sshd", flt=sshd, logpath=[str(first)], maxretry=1)
     flw, _ = follower()

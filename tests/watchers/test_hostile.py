@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from pytest_django import Settings
 
 from bans.models import Ban, Failure
 from jails.models import Filter, Jail
@@ -66,11 +67,12 @@ def call_json(*args: str) -> dict[str, object]:
 
     out = io.StringIO()
     call_command("jailctl", *args, "--json", stdout=out)
-    return json.loads(out.getvalue())  # type: ignore[no-any-return]
+    answer: dict[str, object] = json.loads(out.getvalue())
+    return answer
 
 
 def test_text_planted_at_the_cut_of_an_overlong_line_is_never_read_as_a_line(
-        sshd: Filter, tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+        sshd: Filter, tmp_path: Path, settings: Settings) -> None:
     """A line longer than a read used to be cut and its rest read as a line of its own: an attacker
     placed a whole sshd failure line there and got an innocent address banned."""
     settings.IPS_MAX_LINE_BYTES = 64 << 10

@@ -251,8 +251,10 @@ def test_auto_falls_back_to_polling_and_says_why(monkeypatch: pytest.MonkeyPatch
 
 def test_it_maps_fail2bans_backend_names(log_dir: Path) -> None:
     paths = [str(log_dir / "auth.log")]
-    for name, kind in [("auto", DirectoryWatcher), ("inotify", DirectoryWatcher), ("pyinotify", DirectoryWatcher),
-                       ("polling", PollingWatcher), (" Polling ", PollingWatcher)]:
+    kinds: list[tuple[str, type[DirectoryWatcher | PollingWatcher]]] = [
+        ("auto", DirectoryWatcher), ("inotify", DirectoryWatcher), ("pyinotify", DirectoryWatcher),
+        ("polling", PollingWatcher), (" Polling ", PollingWatcher)]
+    for name, kind in kinds:
         watcher = make_watcher(name, paths)
         assert isinstance(watcher, kind), name
         assert watcher.fallback_reason is None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
+from pytest_django import Settings
 
 from bans.models import Ban, Failure
 from jails.builtin import FILTER_DIR
@@ -14,7 +16,8 @@ from jails.models import Filter, Jail
 from tests.factories import make_jail
 from watchers import services
 from watchers.models import LogSource
-from watchers.services import read_source, sync_sources
+from watchers.services import Matched, read_source, sync_sources
+from watchers.tail import ReadResult, read_new_lines
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +79,7 @@ def test_it_marks_a_missing_log_as_waiting_and_goes_on(jail: Jail) -> None:
     assert source.health == LogSource.Health.WAITING and "auth.log" in source.health_reason
 
 
-def test_it_gives_bans_to_this_firewall_host(jail: Jail, tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_gives_bans_to_this_firewall_host(jail: Jail, tmp_path: Path, settings: Settings) -> None:
     settings.IPS_HOST_NAME = "web1"
     (tmp_path / "auth.log").write_text("".join(
         syslog(20 - i, f"Failed password for root from 203.0.113.9 port 4{i} ssh2") for i in range(3)))
@@ -84,8 +87,8 @@ def test_it_gives_bans_to_this_firewall_host(jail: Jail, tmp_path: Path, setting
     assert Ban.objects.get().host == "web1"
 
 
-def test_it_drops_its_read_when_another_reader_moved_the_position_meanwhile(  # type: ignore[no-untyped-def]
-        jail: Jail, tmp_path: Path, monkeypatch) -> None:
+def test_it_drops_its_read_when_another_reader_moved_the_position_meanwhile(
+        jail: Jail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "auth.log"
     log.write_text("".join(syslog(20 - i, f"Failed password for root from 203.0.113.9 port 4{i} ssh2")
                            for i in range(2)))
@@ -95,8 +98,8 @@ def test_it_drops_its_read_when_another_reader_moved_the_position_meanwhile(  # 
         fh.write(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
     matching = services.match_lines
 
-    def another_reader_first(*args, **kwargs):  # type: ignore[no-untyped-def]
-        found = matching(*args, **kwargs)
+    def another_reader_first(source: LogSource, result: ReadResult, now: float) -> Matched:
+        found = matching(source, result, now)
         monkeypatch.setattr(services, "match_lines", matching)
         read_source(source.pk, now=NOW.timestamp(), own_addresses=[])  # between our match and our save
         return found
@@ -107,15 +110,16 @@ def test_it_drops_its_read_when_another_reader_moved_the_position_meanwhile(  # 
     assert Failure.objects.count() == 3 and Ban.objects.count() == 1  # the third line counted once
 
 
-def test_it_matches_before_it_opens_the_transaction(jail: Jail, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_it_matches_before_it_opens_the_transaction(
+        jail: Jail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "auth.log").write_text(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
     [source] = sync_sources(jail)
     matching = services.match_lines
-    depths = []
+    depths: list[int] = []
 
-    def noting_the_depth(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def noting_the_depth(source: LogSource, result: ReadResult, now: float) -> Matched:
         depths.append(len(connection.savepoint_ids))
-        return matching(*args, **kwargs)
+        return matching(source, result, now)
 
     monkeypatch.setattr(services, "match_lines", noting_the_depth)
     read(source)
@@ -123,14 +127,14 @@ def test_it_matches_before_it_opens_the_transaction(jail: Jail, tmp_path: Path, 
     assert depths == [0] and Failure.objects.count() == 1
 
 
-def test_jails_on_one_file_read_it_once(jail: Jail, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_jails_on_one_file_read_it_once(jail: Jail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = Jail.objects.create(name="sshd-aggressive", enabled=True, filter=jail.filter, maxretry=1, findtime=600,
                                 bantime=3600, logpath=jail.logpath)
     (tmp_path / "auth.log").write_text(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
-    reads = []
-    reading = services.read_new_lines
+    reads: list[str] = []
+    reading = read_new_lines  # what services calls
 
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def counted(*args: Any, **kwargs: Any) -> ReadResult:
         reads.append(args[0])
         return reading(*args, **kwargs)
 

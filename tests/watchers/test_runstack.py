@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -139,9 +140,10 @@ def test_runstack_starts_new_processes_when_a_thread_would_not_survive_a_fork(
 
     monkeypatch.setattr(zygote, "preload", lambda: None)
     monkeypatch.setattr(zygote, "can_fork", lambda: False)
-    command = Command(stdout=io.StringIO(), stderr=io.StringIO())
+    stderr = io.StringIO()
+    command = Command(stdout=io.StringIO(), stderr=stderr)
     assert command.ready_to_fork() is False
-    assert "started as new processes" in command.stderr._out.getvalue()  # type: ignore[attr-defined]
+    assert "started as new processes" in stderr.getvalue()
 
 
 def test_a_thread_of_this_process_means_no_fork() -> None:
