@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE=1
 
 echo "== lint (ruff) and types (mypy)"
 .venv/bin/ruff check .
-.venv/bin/mypy config jails bans watchers
+.venv/bin/mypy config jails bans watchers tests bench scripts
 
 echo "== tests on PostgreSQL (database-backed tests)"
 # (the engine and the namespace tests use no database: they run once, in the SQLite pass)
