@@ -563,9 +563,9 @@ def _variable_repeat_covers(items: Sequence[Any]) -> bool:
             continue
         if op in _ALL_REPEATS and arg[1] > 1:
             return True
-        if op in (sre_c.SUBPATTERN, sre_c.ATOMIC_GROUP, sre_c.BRANCH):
-            if any(_variable_repeat_covers(child) for child, _ in _children(op, arg, 0)):
-                return True
+        if op in (sre_c.SUBPATTERN, sre_c.ATOMIC_GROUP, sre_c.BRANCH) and any(
+                _variable_repeat_covers(child) for child, _ in _children(op, arg, 0)):
+            return True
     return False
 
 
@@ -645,9 +645,8 @@ def _unparse_node(op: Any, arg: Any) -> str:
     if op in _ALL_REPEATS:
         low, high, body = arg
         inner = unparse(body)
-        if len(body) != 1 or body[0][0] not in (*_CHARACTER, sre_c.SUBPATTERN):
-            inner = f"(?:{inner})"
-        elif body[0][0] is sre_c.SUBPATTERN and not inner.startswith("("):
+        needs_group = len(body) != 1 or body[0][0] not in (*_CHARACTER, sre_c.SUBPATTERN)
+        if needs_group or (body[0][0] is sre_c.SUBPATTERN and not inner.startswith("(")):
             inner = f"(?:{inner})"
         suffix = {(0, sre_c.MAXREPEAT): "*", (1, sre_c.MAXREPEAT): "+", (0, 1): "?"}.get((low, high))
         if suffix is None:

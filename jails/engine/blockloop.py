@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from typing import Any
 
 from .errors import RegexTimeout
@@ -82,17 +83,15 @@ class Segment:
         # A worker sends many records: marshal writes them in a third of pickle's time
         # (they are plain dicts, lists, tuples, strings and numbers; else pickle does it)
         state = [getattr(self, name) for name in self.__slots__]
-        try:
-            state[-1] = marshal.dumps(self.records)
-        except ValueError:
-            pass
+        with suppress(ValueError):  # not plain data: pickle sends it as it is
+            state[-1] = marshal.dumps(self.records)  # records is the last slot
         return tuple(state)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
         if isinstance(self.records, bytes):
-            self.records = marshal.loads(self.records)
+            self.records = marshal.loads(self.records)  # noqa: S302 - our own segments, from our own workers
 
 
 class BlockLoop:
@@ -178,7 +177,7 @@ class BlockLoop:
     def _follow_date(self, line: str) -> None:
         """Show the date detector a line it would see through tally(). (A worker's
         detector that still strays only costs the committing process a redo.)"""
-        try:
+        try:  # noqa: SIM105 - per line: try costs nothing when nothing is raised, suppress() does
             self.dates.match(line, self.now)
         except RegexTimeout:
             pass  # only the detector's state mattered here
@@ -194,7 +193,7 @@ class BlockLoop:
             self.read = {}
         return template, template.search if template is not None else None, self.read
 
-    def prematch(self, block: str, candidates: Candidates, first: int) -> Segment:  # noqa: C901 - one loop, kept whole for speed
+    def prematch(self, block: str, candidates: Candidates, first: int) -> Segment:  # one loop, kept whole for speed
         """Candidates from `first` on, up to the first line the usual path cannot take.
 
         What tally -> DateDetector.match -> _tally_quick do for a usable line, up to
@@ -320,7 +319,7 @@ class BlockLoop:
             segment.span = span.span()
         return segment
 
-    def commit(self, block: str, segment: Segment) -> None:  # noqa: C901 - one loop, kept whole for speed
+    def commit(self, block: str, segment: Segment) -> None:  # one loop, kept whole for speed
         """The second half for a segment prematch made with the detector's current
         template: sessions and decisions, counts, then the template's counters and
         the last date."""

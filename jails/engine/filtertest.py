@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _split_options(spec: str) -> tuple[str, dict[str, str]]:
     """`path[a=1, b="x"]` -> (`path`, {...}) through the INI module's own parser."""
-    from .ini.filters import parse_filter_spec
+    from .ini.filters import parse_filter_spec  # noqa: PLC0415 - the INI reader only for a filter file
 
     name, opts = parse_filter_spec(spec)
     return name, dict(opts)
@@ -125,11 +125,11 @@ def _split_options(spec: str) -> tuple[str, dict[str, str]]:
 def load_definition(spec: str, resolve_name: Resolver | None) -> FilterDefinition:
     """Turn the FILTER argument into a definition (file, resolved name or raw regex)."""
     base = spec.split("[", 1)[0] if spec.endswith("]") else spec
-    if base.endswith(".conf") or os.sep in base and os.path.exists(base):
+    if base.endswith(".conf") or (os.sep in base and os.path.exists(base)):
         path, options = _split_options(spec) if base != spec else (spec, {})
         if not os.path.isfile(path):
             raise UsageError("no such filter file", path)
-        from .ini.filters import load_filter_file
+        from .ini.filters import load_filter_file  # noqa: PLC0415 - the INI reader only for a filter file
 
         return load_filter_file(path, options)
     if _BARE_NAME_RE.match(spec) and "<" not in spec:
@@ -386,18 +386,18 @@ class Runner:
         if cf.maxlines > 1:
             return None  # every line enters the multi-line buffer
         try:
-            from .literals.prefilter import Prefilter
+            from .literals.prefilter import Prefilter  # noqa: PLC0415 - optional: no prefilter without it
         except ImportError:
             return None
         patterns = list(cf.failregex_patterns)
         if cf.ignore_first:
             patterns += cf.ignoreregex_patterns  # such lines count as ignored
         try:
-            from .literals.prefilter import date_cut_for
+            from .literals.prefilter import date_cut_for  # noqa: PLC0415 - as Prefilter above
 
             cut = date_cut_for(getattr(cf, "datepattern", None), self.args.journal)
             return Prefilter.build(patterns, cf.regex_flags, date_cut=cut, sample=sample, single_line=True)
-        except Exception:  # noqa: BLE001 - a prefilter is an optimisation, never a failure
+        except Exception:  # a prefilter is an optimisation, never a failure
             return None
 
     def _all_lines(self, block: str, lineno: int) -> int:

@@ -249,7 +249,7 @@ def first_chars(source: str, flags: int = 0) -> frozenset[str] | None:
     if parsed.state.flags & (re.IGNORECASE | re.MULTILINE):
         return None
     items = list(parsed.data)
-    if not items or items[0] != (sre_c.AT, sre_c.AT_BEGINNING) and items[0] != (sre_c.AT, sre_c.AT_BEGINNING_STRING):
+    if not items or (items[0] != (sre_c.AT, sre_c.AT_BEGINNING) and items[0] != (sre_c.AT, sre_c.AT_BEGINNING_STRING)):
         return None
     found, nullable = _first_of_sequence(items[1:])
     if found is None or nullable:
@@ -269,7 +269,7 @@ def _first_of_sequence(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, b
     return acc, True
 
 
-def _first_of_node(op: Any, arg: Any) -> tuple[set[str] | None, bool]:  # noqa: C901 - a dispatch
+def _first_of_node(op: Any, arg: Any) -> tuple[set[str] | None, bool]:  # a dispatch
     if op is sre_c.LITERAL:
         return {chr(arg)}, False
     if op is sre_c.IN:

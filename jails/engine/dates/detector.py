@@ -45,8 +45,8 @@ def _add_literal_guards(templates: list[_Template]) -> None:
     Anchored templates stay as they are: their regex stops after position 0.
     """
     try:
-        from ..literals.extraction import analyse_all
-        from ..literals.folding import fold_text
+        from ..literals.extraction import analyse_all  # noqa: PLC0415 - the guards are optional:
+        from ..literals.folding import fold_text  # noqa: PLC0415 - dates works without the literals
     except ImportError:  # pragma: no cover - the literal analyser is a sibling module
         return
     folded_line: list[str | None] = ["", ""]  # the last line folded, shared by the guards

@@ -394,7 +394,7 @@ class _Day:
 
     def settle(self, ctx: _Context) -> None:
         if self.kind == _GUESS_YEAR and self.key != ctx.year:
-            assert self.fields is not None
+            assert self.fields is not None  # noqa: S101 - narrows the type: set with kind _GUESS_YEAR
             self.key = ctx.year
             self._place(ctx.year, _calendar_day(self.fields, ctx.year))
         elif self.kind == _GUESS_DAY and self.key != ctx.today:
@@ -464,7 +464,7 @@ class _FieldsResolver:
     def _read_clock(self, values: tuple[str | None, ...], span: tuple[int, int], now: float) -> _Reading | None:
         """The fast path: the cached day plus the clock. None: ask the general reader
         (invalid values, or a date that must step back a year or a day)."""
-        assert self.clock is not None
+        assert self.clock is not None  # noqa: S101 - narrows the type: the fast path has a clock
         key = self.day_key(values)
         day = self.days.get(key)
         if day is None:

@@ -582,9 +582,8 @@ class CompiledFilter:
     def _cut_after_match(self, line: str, now: float, hit: Any) -> tuple[str, Any, bool, Any]:
         """_cut_date once the detector has looked at the line (it learns from each
         line, so it must look only once)."""
-        if hit is not None:
-            if hit.epoch is not None and hit.end > hit.start:
-                return line[: hit.start] + line[hit.end :], hit.epoch, False, hit
+        if hit is not None and hit.epoch is not None and hit.end > hit.start:
+            return line[: hit.start] + line[hit.end :], hit.epoch, False, hit
         # no usable date: borrow a recent one, else none (the failure gets `now`)
         last = self._last_date
         if last is not None and last > now - _LAST_DATE_WINDOW:
@@ -602,7 +601,7 @@ class CompiledFilter:
         buffer to keep for the next line."""
         multi = self.maxlines > 1
         if multi:
-            org = self._buffer + [current]
+            org = [*self._buffer, current]
             if len(org) > self.maxlines:
                 org = org[-self.maxlines :]
         else:
@@ -746,7 +745,7 @@ def _unreadable_date_span(dates: DateDetectorLike | None, line: str, now: float)
 
 
 def _make_date_detector(datepattern: str | None, logtimezone: str | None, d: FilterDefinition) -> DateDetectorLike:
-    from ..dates.detector import DateDetector  # the date engine is a sibling package, imported when needed
+    from ..dates.detector import DateDetector  # noqa: PLC0415 - the date engine loads when a filter compiles
 
     try:
         return DateDetector(datepattern, logtimezone)

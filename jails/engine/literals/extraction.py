@@ -281,11 +281,11 @@ class _Analyser:
 
     def node(self, op: Any, arg: Any, flags: int) -> _Facts:
         if op is sre_c.LITERAL:
-            assert isinstance(arg, int)
+            assert isinstance(arg, int)  # noqa: S101 - narrows the type: sre's LITERAL argument
             char = self.char(chr(arg), flags)
             return _UNKNOWN_CHAR if char is None else _from_exact(frozenset({char}))
         if op is sre_c.IN:
-            assert isinstance(arg, list)
+            assert isinstance(arg, list)  # noqa: S101 - narrows the type: sre's IN argument
             return self.char_class(arg, flags)
         if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
             low, high, body = arg
@@ -321,7 +321,7 @@ class _Analyser:
         chars: set[str] = set()
         for op, arg in items:
             if op is sre_c.LITERAL:
-                assert isinstance(arg, int)
+                assert isinstance(arg, int)  # noqa: S101 - narrows the type: sre's LITERAL argument
                 chars.add(chr(arg))
             elif op is sre_c.RANGE:
                 low, high = arg

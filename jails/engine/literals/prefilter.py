@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .. import litscan
 from .extraction import MAX_USEFUL_COST, _contains_min, _longest_common_substring, analyse_all, literal_cost
@@ -116,7 +117,7 @@ def cut_safe_pieces(literal: str, cut: DateCut) -> tuple[str, ...]:
     if not seams:
         return (literal,)
     choices: list[tuple[str, ...]] = [(literal[: seams[0]],), (literal[seams[-1] :],)]
-    for low, high in zip(seams, seams[1:], strict=False):
+    for low, high in pairwise(seams):
         choices.append((literal[:high], literal[low:]))
     return min(choices, key=literal_cost)
 
@@ -400,7 +401,7 @@ def _share_passes(probe: _SampleLines, all_clauses: list[list[tuple[set[str], bo
             others = [c for c, (ps, f) in enumerate(clauses) if not (piece[0] in ps and f == piece[1])]
             if not others:
                 return None
-            trial[index] = min(others, key=lambda c: cost(trial[:index] + [c] + trial[index + 1 :]))
+            trial[index] = min(others, key=lambda c: cost([*trial[:index], c, *trial[index + 1 :]]))
         return trial
 
     choice = [0] * len(all_clauses)
@@ -412,7 +413,7 @@ def _share_passes(probe: _SampleLines, all_clauses: list[list[tuple[set[str], bo
             for other in range(len(clauses)):
                 if other == choice[index]:
                     continue
-                trial = choice[:index] + [other] + choice[index + 1 :]
+                trial = [*choice[:index], other, *choice[index + 1 :]]
                 trial_cost = cost(trial)
                 if trial_cost < best - 1e-9:
                     choice, best, improved = trial, trial_cost, True
