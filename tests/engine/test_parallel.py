@@ -9,6 +9,7 @@ filtertest with real forked workers.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import pickle
@@ -43,7 +44,8 @@ def _every_line(piece: str) -> list[tuple[int, int]]:
 def _prematch(worker: CompiledFilter, piece: str, now: float) -> list[Segment]:
     unused = BlockTally(len(worker.failregex_patterns), len(worker.ignoreregex_patterns))
     segments = BlockLoop(worker, now, None, 0, False, unused).prematch_all(piece, _every_line(piece))
-    return pickle.loads(pickle.dumps(segments))  # noqa: S301  # our own bytes: as they cross from a worker
+    crossed: list[Segment] = pickle.loads(pickle.dumps(segments))  # noqa: S301  # our own bytes, as from a worker
+    return crossed
 
 
 def _block_loop_runs(all_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,7 +81,8 @@ def test_it_commits_what_workers_prematched_as_one_process_counts(
             segments = _prematch(_filter(run), piece, tool.NOW)
             got = blockloop.commit_prematched(
                 committing,
-                piece, segments, lambda c=candidates: c, tool.NOW, keep_ignored=keep_ignored, keep_matched=keep_matched
+                piece, segments, functools.partial(list, candidates), tool.NOW, keep_ignored=keep_ignored,
+                keep_matched=keep_matched
             )
             assert _counts(got) == _counts(expected), (run["filter"], run["options"])
             checked += len(candidates)
@@ -102,7 +105,7 @@ def test_it_matches_again_a_segment_made_with_another_template(
             if segment.template is not None:
                 segment.template = "a template this process does not have"
                 redone += 1
-        got = blockloop.commit_prematched(committing, piece, segments, lambda c=candidates: c, tool.NOW)
+        got = blockloop.commit_prematched(committing, piece, segments, functools.partial(list, candidates), tool.NOW)
         assert _counts(got) == _counts(expected), (run["filter"], run["options"])
         assert _state(committing) == _state(one), (run["filter"], run["options"])
     assert redone > 50
