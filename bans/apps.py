@@ -1,3 +1,6 @@
+"""The bans app: failures, tallies, bans, the firewall and what decides and schedules them; its signal
+receivers are connected when the app is ready."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,6 @@
+"""The jails app: filters, jails, access and audit. Ready means the process reads log dates in the host's
+local time again (Django set TZ to TIME_ZONE), as fail2ban does."""
+
 import os
 import time
 

@@ -1,3 +1,5 @@
+"""The watchers app: log sources, the followers and readers that turn log lines into failures."""
+
 from django.apps import AppConfig
 
 
