@@ -19,9 +19,9 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 
+from jails import changes
 from jails.access import audit
 from jails.access.logins import PanelAdminAuthenticationForm
-from jails.changes import record_override
 from jails.forms import FilterSourceMixin, override_field
 from jails.models import AuditEntry, Filter, Jail
 
@@ -50,7 +50,13 @@ def admin_snapshot(obj: models.Model) -> dict[str, Any]:
 
 
 class AuditedModelAdmin(admin.ModelAdmin[M]):
-    """Records jails.access.audit entries for what Django admin adds, changes and deletes."""
+    """Records jails.access.audit entries for what Django admin adds, changes and deletes.
+
+    A model whose changes a service owns (jails and filters: jails.changes) sets `audited_by_service`
+    and saves through it, so Django admin writes the same entry as the panel; only its deletions are
+    recorded here."""
+
+    audited_by_service = False
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> M | None:
         obj = super().get_object(request, object_id, from_field)
@@ -65,10 +71,14 @@ class AuditedModelAdmin(admin.ModelAdmin[M]):
         super().save_model(request, obj, form, change)
 
     def log_addition(self, request: HttpRequest, obj: M, message: Any) -> Any:
+        if self.audited_by_service:
+            return super().log_addition(request, obj, message)
         audit.record(request, f"{obj._meta.model_name}.create", obj, after=admin_snapshot(obj), via="admin")
         return super().log_addition(request, obj, message)
 
     def log_change(self, request: HttpRequest, obj: M, message: Any) -> Any:
+        if self.audited_by_service:
+            return super().log_change(request, obj, message)
         before: dict[str, Any] = getattr(obj, "_audit_before", {})
         after = admin_snapshot(obj)
         changed = audit.changed_fields(before, after)
@@ -127,13 +137,17 @@ class FilterAdmin(AuditedModelAdmin[Filter]):
         "definition", "init_options", "modes", "parse_error", "created_at", "updated_at",
     ]
 
+    audited_by_service = True
+
     def save_model(self, request: HttpRequest, obj: Filter, form: ModelForm[Filter], change: bool) -> None:
-        # the derived columns follow the text, as when the panel saves a filter
+        # as the panel saves a filter: the derived columns follow the text, the override is recorded
         derived: dict[str, object] = getattr(form, "derived", {})
-        for key, value in derived.items():
-            setattr(obj, key, value)
-        super().save_model(request, obj, form, change)
-        record_override(obj, getattr(form, "dangerous", ()), audit.Actor.of_request(request, via="admin"))
+        dangerous = getattr(form, "dangerous", ())
+        actor = audit.Actor.of_request(request, via="admin")
+        if change:
+            changes.save_filter(obj, derived, dangerous, actor)
+        else:  # Django admin lets the admin choose the origin (the panel's new filters are custom)
+            changes.create_filter(obj, derived, dangerous, actor, origin=obj.origin)
 
 
 @admin.register(Jail)
@@ -142,6 +156,14 @@ class JailAdmin(AuditedModelAdmin[Jail]):
     list_filter = ["enabled", "backend", "bantime_increment", "usedns", "protocol", "blocktype"]
     search_fields = ["name", "description", "filter__name"]
     autocomplete_fields = ["filter"]
+    audited_by_service = True
+
+    def save_model(self, request: HttpRequest, obj: Jail, form: ModelForm[Jail], change: bool) -> None:
+        actor = audit.Actor.of_request(request, via="admin")
+        if change:
+            changes.save_jail(obj, actor)
+        else:
+            changes.create_jail(obj, actor)
 
 
 @admin.register(AuditEntry)

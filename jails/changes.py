@@ -27,13 +27,23 @@ FILTER_AUDIT_FIELDS = ["name", "description", "source", "source_local", "origin"
 ACCEPTED_BACKTRACKING = "filter.accept_backtracking"
 
 
+# What an audit entry keeps of a jail: every field but the save stamps (they move on every save,
+# and the entry has its own time).
+JAIL_AUDIT_FIELDS = [field.attname for field in Jail._meta.concrete_fields
+                     if not getattr(field, "auto_now", False) and not getattr(field, "auto_now_add", False)]
+
+
+def jail_snapshot(jail: Jail) -> dict[str, Any]:
+    return audit.snapshot(jail, JAIL_AUDIT_FIELDS)
+
+
 # --- jails ----------------------------------------------------------------------------------------
 
 
 def create_jail(jail: Jail, actor: audit.Actor) -> Jail:
     with transaction.atomic():
         jail.save()
-        audit.record(actor, "jail.create", jail, after=audit.snapshot(jail))
+        audit.record(actor, "jail.create", jail, after=jail_snapshot(jail))
     return jail
 
 
@@ -42,9 +52,11 @@ def save_jail(jail: Jail, actor: audit.Actor) -> dict[str, Any]:
     with transaction.atomic():
         # "before" from the locked row (the instance already holds the new values): two admins
         # saving at once each get a true before/after
-        before = audit.snapshot(Jail.objects.select_for_update().get(pk=jail.pk))
+        before = jail_snapshot(Jail.objects.select_for_update().get(pk=jail.pk))
+        after = jail_snapshot(jail)
+        if before == after:
+            return {}  # nothing to save: no new stamp (the followers would reload it) and no entry
         jail.save()
-        after = audit.snapshot(jail)
         changed = {key: after[key] for key in audit.changed_fields(before, after)}
         if changed:
             audit.record(actor, "jail.edit", jail, before={k: before[k] for k in changed}, after=changed)
@@ -110,11 +122,11 @@ def _save_ignore_list(jail: Jail, before: list[str], after: list[str], actor: au
 
 
 def create_filter(flt: Filter, derived: Mapping[str, object], dangerous: Sequence[services.DangerousRegex],
-                  actor: audit.Actor) -> Filter:
-    """Save a new custom filter with the fields the engine derived from its text."""
+                  actor: audit.Actor, origin: str = Filter.Origin.CUSTOM) -> Filter:
+    """Save a new filter (custom unless told) with the fields the engine derived from its text."""
     with transaction.atomic():
         _apply(flt, derived)
-        flt.origin = Filter.Origin.CUSTOM
+        flt.origin = origin
         flt.save()
         audit.record(actor, "filter.create", flt, after=audit.snapshot(flt, FILTER_AUDIT_FIELDS))
         record_override(flt, dangerous, actor)

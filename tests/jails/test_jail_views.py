@@ -229,3 +229,14 @@ def test_a_jail_that_resolves_names_says_what_it_costs(viewer: Client, jail: Jai
     assert ('id="usedns-cost"' in html) is warned
     if warned:
         assert "whoever controls a name's zone chooses which addresses it bans" in html
+
+
+def test_saving_a_jail_unchanged_writes_nothing(admin: Client, jail: Jail, flt: Filter) -> None:
+    stamp = jail.updated_at
+    response = admin.post(reverse("jail_edit", args=["app"]), form_data(
+        flt, name="app", logpath="/var/log/app.log", port="all", maxretry="3", findtime="10m", bantime="1h",
+        ignoreip=""), follow=True)
+    assert "Nothing changed." in response.content.decode()
+    assert not AuditEntry.objects.filter(action="jail.edit").exists()
+    jail.refresh_from_db()
+    assert jail.updated_at == stamp  # the followers reload a jail whose stamp moved: it did not
