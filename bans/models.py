@@ -141,7 +141,12 @@ class Ban(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["network", "started_at"]), models.Index(fields=["state", "expires_at"])]
+        indexes = [
+            models.Index(fields=["network", "started_at"]),
+            models.Index(fields=["state", "expires_at"]),
+            # the bans list, newest first: read in index order, not sorted whole on every page
+            models.Index(fields=["started_at", "id"]),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["jail_name", "network", "host"],
