@@ -34,8 +34,8 @@ from jails.models import AuditEntry, Filter, Jail
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC = {"login", "admin:login"}
-NO_ROLE_NEEDED = {"login", "logout", "admin:logout"}  # logging out is anyone's own business
+PUBLIC = {"login", "admin:login", "favicon"}  # the icon: a redirect to a static file, GET only
+NO_ROLE_NEEDED = {"login", "logout", "admin:logout", "favicon"}  # logging out is anyone's own business
 SAMPLES: dict[type, str] = {IntConverter: "1", StringConverter: "sample", SlugConverter: "sample",
                             PathConverter: "sample/path", UUIDConverter: "12345678-1234-5678-1234-567812345678"}
 # Views a viewer may POST to because the POST changes nothing (keep this list short and reviewed).
