@@ -40,7 +40,12 @@ def test_it_creates_a_jail_after_a_validation_error_then_edits_and_toggles_it(fi
     # wrong first: no failure count, and a duration fail2ban cannot read
     fill_new_jail(page, maxretry="0", findtime="ten minutes")
     page.locator("#jail-save").click()
-    expect(page.locator("#form-errors")).to_contain_text("nothing was saved")
+    expect(page.locator("#form-errors")).to_contain_text("Nothing was saved: correct these 2 fields")
+    expect(page.locator("#form-errors")).to_be_focused()  # at the top, where the eye and the keyboard are
+    page.locator("#form-errors a[href='#id_findtime']").click()
+    expect(page.locator("#id_findtime")).to_be_in_viewport()
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "jails-new-errors")
     expect(page.locator("#id_findtime-error")).to_contain_text("is not a duration")
     expect(page.locator("#id_maxretry-error")).to_be_visible()
     # what was typed is kept for correcting
