@@ -197,13 +197,16 @@ def save_filter(
         Filter.objects.create(name=name, **values)
         report.changes.append(Change("filter", name, "created", shown))
         return
-    changed = [key for key, value in values.items() if getattr(row, key) != value]
+    # where the file lay is not a change of the filter: an upload lands in a new temporary directory
+    # each time, and the same file imported from another copy of the tree is the same filter
+    changed = [key for key, value in values.items() if key != "origin_path" and getattr(row, key) != value]
     if not changed:
         report.changes.append(Change("filter", name, "unchanged"))
         return
     was_builtin = row.origin == Filter.Origin.BUILTIN
     for key in changed:
         setattr(row, key, values[key])
+    row.origin_path = shown  # where this version came from
     row.save()
     detail = "replaced the built-in filter" if was_builtin else "changed: " + ", ".join(changed)
     report.changes.append(Change("filter", name, "updated", detail))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -76,6 +77,20 @@ def test_it_changes_nothing_on_a_second_run(seed_tree: Path) -> None:
     assert "filters: 0 created, 0 updated, 109 unchanged" in output
     assert "jails: 0 created, 0 updated, 10 unchanged" in output
     assert {j.name: j.updated_at for j in Jail.objects.all()} == before
+
+
+def test_the_same_tree_from_another_directory_is_unchanged(seed_tree: Path, tmp_path: Path) -> None:
+    """As a re-upload in the panel (a new temporary directory each time): where a filter file lay is
+    not a change of the filter, and a real change still names what changed."""
+    run_import(str(seed_tree))
+    copy = shutil.copytree(seed_tree, tmp_path / "elsewhere")
+    output = run_import(str(copy))
+    assert "filters: 0 created, 0 updated, 109 unchanged" in output
+    (copy / "filter.d" / "apache-envscan.conf").write_text(
+        (copy / "filter.d" / "apache-envscan.conf").read_text() + "\n# a comment changes the text\n")
+    output = run_import(str(copy))
+    assert "filters: 0 created, 1 updated, 108 unchanged" in output
+    assert Filter.objects.get(name="apache-envscan").origin_path.startswith(str(copy))
 
 
 def test_it_reports_what_it_skipped(seed_tree: Path) -> None:
