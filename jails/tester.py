@@ -91,6 +91,7 @@ class LineOutcome:
     date_time: dt.datetime | None = None
     host_span: tuple[int, int] | None = None
     timeout: str | None = None
+    reason: str = ""  # why an ignored line was not counted (the ignoreregex column says which one)
 
     @property
     def html(self) -> SafeString:
@@ -367,6 +368,7 @@ def describe(number: int, line: str, result: LineResult, report: TestReport, loc
     outcome.regexes = sorted({f.regex_index + 1 for f in real})
     if result.ignored:
         outcome.status = "ignored"
+        outcome.reason = ignored_reason(result, bool(real))
     elif real:
         outcome.status = "matched"
     if real:
@@ -377,10 +379,20 @@ def describe(number: int, line: str, result: LineResult, report: TestReport, loc
     return outcome
 
 
+def ignored_reason(result: LineResult, real: bool) -> str:
+    """Why fail2ban counts this line as ignored, in its own terms."""
+    if result.ignore_index is not None:
+        return "an ignoreregex matched"
+    if result.failures and not real:
+        return "only an <F-NOFAIL> part matched: a line like this is not a failure by itself"
+    return "part of a multi-line session (<F-MLFID>): counted when the session ends in a failure"
+
+
 def shown_fields(failure: Failure) -> dict[str, str]:
     shown: dict[str, str] = {}
     for key, value in failure.fields.items():
-        if key in HIDDEN_FIELDS or value is None or value == "":
+        # cond_*: named groups fail2ban's filters use for regex conditionals, not captured fields
+        if key in HIDDEN_FIELDS or key.startswith("cond_") or value is None or value == "":
             continue
         shown[key] = ", ".join(map(str, value)) if isinstance(value, list | tuple | set) else str(value)
     if "ip" in failure.fields and failure.host != failure.fields["ip"]:

@@ -92,6 +92,18 @@ def test_it_counts_ignored_lines(viewer: Client) -> None:
     assert '<span class="count-ignored">1</span>' in html
     assert '<span class="count-matched">1</span>' in html and '<span class="count-missed">1</span>' in html
     assert "ignoreregex 1" in html
+    assert "an ignoreregex matched" in html
+
+
+def test_an_ignored_line_says_why_and_internal_groups_stay_hidden(viewer: Client) -> None:
+    nofail = post(viewer, htmx=True, source="regex",
+                  failregex=r"^(?:<F-NOFAIL>accepted</F-NOFAIL>|failed) login from <HOST>$",
+                  log="accepted login from 192.0.2.1")
+    assert "status-ignored" in nofail and "only an &lt;F-NOFAIL&gt; part matched" in nofail
+    sshd = post(viewer, htmx=True, filter="sshd",
+                log="Nov 22 03:04:05 host sshd[1]: Failed password for invalid user bob from 192.0.2.7 port 22 ssh2")
+    assert "status-matched" in sshd and "bob" in sshd
+    assert "cond_inv" not in sshd and "cond_user" not in sshd  # the filter's regex conditionals, not fields
 
 
 def test_it_flags_an_unsafe_regex_with_its_explanation(viewer: Client) -> None:
