@@ -71,3 +71,23 @@ def test_it_tests_pasted_sshd_lines_live_as_you_type(filters: None, admin_page: 
     assert page.evaluate("window.stillTheSamePage") is True
     expect(page).to_have_url("/filters/test/")
     shot(page, "tester-typed")
+
+
+def test_on_a_phone_the_lines_keep_their_shape_and_scroll_sideways(filters: None, admin_page: Page) -> None:
+    page = admin_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/filters/test/")
+    page.locator("#id_filter").select_option("sshd")
+    page.locator("#tester-log").fill("\n".join(SSHD_LINES * 4))  # 12 lines
+    expect(page.locator("#tester-summary .count-lines")).to_have_text("12")
+    text = page.locator("#line-1 code.log-line").bounding_box()
+    assert text is not None and text["height"] < 30 and text["width"] > 390, text  # one line, not fragments
+    page_overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert page_overflow <= 0, f"the page itself is {page_overflow} px too wide"
+    wrap_scrolls = page.evaluate("(() => { const w = document.querySelector('.tester-lines-wrap');"
+                                 " return w.scrollWidth > w.clientWidth; })()")
+    assert wrap_scrolls  # the table scrolls inside its frame
+    table = page.locator("#tester-lines").bounding_box()
+    assert table is not None and table["height"] / 12 < 150, table  # was ~1,000 px a line at this width
+    shot(page, "tester-phone")
+
