@@ -28,3 +28,16 @@ def test_a_missing_page_fits_the_screen_and_offers_the_ways_back(page: Page, tra
     assert icon == "/static/favicon.svg" and page.request.get(icon).ok
     assert not failed, failed
     shot(page, f"error-404-{width}")
+
+
+def test_on_a_phone_every_link_of_the_nav_is_in_view(page: Page, transactional_db: None) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in_as(page, "root", "superuser")  # the most links: Import, Users and Django admin too
+    page.goto("/")
+    links = page.get_by_role("navigation", name="Main").get_by_role("link")
+    assert links.count() == 8
+    for index in range(links.count()):
+        box = links.nth(index).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (links.nth(index).text_content(),
+                                                                                       box)
+    shot(page, "nav-phone")
