@@ -1,5 +1,6 @@
-"""The panel's own 404 page and its icon in a real browser, at a desktop and a phone's width: the page
-fits the screen, offers the ways back, and no request for an icon fails."""
+"""Pages in a real browser at a desktop's and a phone's width: the panel's own 404 page fits the
+screen and offers the ways back, no request for the icon fails, and on a phone every link of the
+main nav is in view."""
 
 from __future__ import annotations
 
