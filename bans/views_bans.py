@@ -63,7 +63,7 @@ def ban_list(request: HtmxHttpRequest) -> HttpResponse:
             matches = selectors.bans_inside(bans, target)
             bans, capped_note = selectors.BansByPk(matches.pks), matches.capped_note
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
-               "capped_note": capped_note, "selectors.live_per_jail": selectors.live_per_jail()}
+               "capped_note": capped_note, "live_per_jail": selectors.live_per_jail()}
     return render_page_or_partial(request, "bans/ban_list.html", "ban-results", context)
 
 

@@ -69,6 +69,16 @@ def test_it_lists_bans_to_a_viewer(viewer: Client, sshd: Jail) -> None:
     assert b'class="unban' not in response.content  # a viewer gets no buttons
 
 
+def test_the_list_counts_the_bans_in_force_per_jail_with_a_lift_all_for_operators(
+        viewer: Client, operator: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd)
+    ban("203.0.113.10/32", sshd)
+    html = operator.get(reverse("ban_list")).content.decode()
+    assert 'id="lift-all-section"' in html and "sshd: 2" in html and 'class="lift-all" data-jail="sshd"' in html
+    html = viewer.get(reverse("ban_list")).content.decode()
+    assert "sshd: 2" in html and 'class="lift-all"' not in html
+
+
 def test_it_finds_an_address_and_the_networks_holding_it(viewer: Client, sshd: Jail) -> None:
     ban("203.0.113.9/32", sshd)
     ban("203.0.113.0/24", sshd)
