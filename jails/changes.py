@@ -22,7 +22,7 @@ from jails.models import Filter, Jail
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # What an audit entry keeps of a filter: the texts an admin wrote (derived columns follow from them).
-FILTER_AUDIT_FIELDS = ["name", "description", "source", "source_local", "origin"]
+FILTER_AUDIT_FIELDS = ["name", "description", "source", "source_local", "origin", "origin_path"]
 # The audit action of a save whose regexes can backtrack catastrophically, made with the override.
 ACCEPTED_BACKTRACKING = "filter.accept_backtracking"
 

@@ -185,6 +185,19 @@ def test_django_admin_refuses_a_catastrophic_regex_unless_overridden_and_audits_
     assert entry.after["regexes"][0]["shape"] == "(x+x+)+"
 
 
+def test_django_admin_audits_a_filter_edit_through_the_panels_service_every_field_included(
+        admin_client: Client) -> None:
+    source = LOGIN_FAILED_SOURCE.strip()  # as the admin form keeps a text (stripped)
+    flt = make_filter("web", source, derived=True)
+    data = {"name": "web", "origin": flt.origin, "origin_path": "/etc/fail2ban/filter.d/web.conf",
+            "description": "", "source": source, "source_local": ""}
+    response = admin_client.post(f"/admin/jails/filter/{flt.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entry = AuditEntry.objects.get(action="filter.edit")
+    assert (entry.via, entry.username) == ("admin", "root")
+    assert entry.before == {"origin_path": ""} and entry.after == {"origin_path": "/etc/fail2ban/filter.d/web.conf"}
+
+
 def test_importconf_imports_a_catastrophic_regex_with_a_warning_and_audits_it(tmp_path: Path) -> None:
     tree = minimal_tree(tmp_path, "[evil]\nenabled = true\nlogpath = /var/log/evil.log\n",
                         {"evil.conf": "[Definition]\nfailregex = ^(a+)+$ <HOST>\n"})
