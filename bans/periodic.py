@@ -5,16 +5,19 @@ off in Django admin; `manage.py installschedules` (run by scripts/run.sh and by 
 deploy/ before beat starts) makes the rows match this host and this database without undoing such
 edits:
 
-- a missing row is created with its default interval;
+- a missing row is created with its default interval (the product needs each of them: to stop one,
+  switch it off in Django admin; a deleted row comes back at the next start);
 - an existing row keeps its interval and whether it is enabled (the admin's), but its task, its
   arguments and its queue are set back to what the code needs (a row pointing at the wrong queue
   would send work nobody takes);
-- the log followers: one row per shard. IPS_FOLLOWER_SHARDS says how many; by default the enabled
-  rows' count is kept, or 1 on SQLite and 2 on PostgreSQL for a new install (SQLite has one
-  writer: a second follower only waits for the first; see watchers/migrations/0003). Follower rows
-  of another shard count are switched off, not deleted.
-- the firewall's rows name this host (IPS_HOST_NAME) and go to its queue, `firewall.<host>`. Rows
-  of other hosts are left alone and reported: in a fleet they are the other hosts'.
+- the log followers: one row per shard. With IPS_FOLLOWER_SHARDS set, that many: rows of another
+  shard count are switched off, not deleted. Unset (0), the follower rows are left exactly as they
+  are (the admin's arrangement, enabled or not), and only a database without any gets the default:
+  1 on SQLite, 2 on PostgreSQL (SQLite has one writer: a second follower only waits for the first;
+  see watchers/migrations/0003);
+- the firewall's rows name this host (IPS_HOST_NAME) and go to its queue, `firewall.<host>`. A row
+  already scheduling this host's task under another name counts as this host's row (corrected, not
+  duplicated); rows of other hosts are left alone and reported: in a fleet they are the other hosts'.
 
 The migrations that first created these rows stay (a database migrated by an older release has
 them); this module is where the schedules are defined from now on.
@@ -91,47 +94,64 @@ def default_shards(vendor: str) -> int:
     return 1 if vendor == "sqlite" else 2
 
 
-def shards_to_run(configured: int, vendor: str) -> int:
-    """IPS_FOLLOWER_SHARDS when set (> 0); else as many as the enabled follower rows; else the default."""
+def shards_to_run(configured: int, vendor: str) -> int | None:
+    """IPS_FOLLOWER_SHARDS when set (> 0); None to leave existing follower rows as they are; the
+    default for a database without any."""
     if configured > 0:
         return configured
-    enabled = PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).count()
-    return enabled or default_shards(vendor)
+    if PeriodicTask.objects.filter(task=FOLLOW_TASK).exists():
+        return None
+    return default_shards(vendor)
 
 
-def install(host: str, shards: int) -> InstallReport:
-    """Make the rows match (see the module's docstring); idempotent. One transaction."""
-    report = InstallReport(shards=shards)
-    rows = wanted(host, shards)
+def install(host: str, shards: int | None) -> InstallReport:
+    """Make the rows match (see the module's docstring); idempotent. One transaction. shards=None
+    leaves the follower rows alone."""
+    report = InstallReport(shards=shards or PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).count())
+    rows = wanted(host, shards or 0)
     with transaction.atomic():
+        taken: set[int] = set()
         for row in rows:
-            _install_one(row, report)
-        names = {row.name for row in rows}
-        for task in PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).exclude(name__in=names):
-            task.enabled = False
-            task.save(update_fields=["enabled"])
-            report.switched_off.append(task.name)
-        report.other_hosts = sorted(PeriodicTask.objects.filter(task__in=FIREWALL_TASKS).exclude(name__in=names)
+            taken.add(_install_one(row, report))
+        if shards is not None:
+            for task in PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).exclude(pk__in=taken):
+                task.enabled = False
+                task.save(update_fields=["enabled"])
+                report.switched_off.append(task.name)
+        report.other_hosts = sorted(PeriodicTask.objects.filter(task__in=FIREWALL_TASKS).exclude(pk__in=taken)
                                     .values_list("name", flat=True))
         if report.changed:
             PeriodicTasks.update_changed()  # a running beat re-reads the schedule
     return report
 
 
-def _install_one(row: Periodic, report: InstallReport) -> None:
+def _existing(row: Periodic) -> PeriodicTask | None:
+    """The row by its name; for a host's firewall task, any row already scheduling it for this host."""
     task = PeriodicTask.objects.filter(name=row.name).first()
+    if task is not None or "host" not in row.kwargs:
+        return task
+    for candidate in PeriodicTask.objects.filter(task=row.task):
+        if _current(candidate, "kwargs") == row.kwargs:
+            return candidate
+    return None
+
+
+def _install_one(row: Periodic, report: InstallReport) -> int:
+    """Create or correct the row; its id."""
+    task = _existing(row)
     if task is None:
-        PeriodicTask.objects.create(name=row.name, task=row.task, interval=_interval(row.every),
-                                    kwargs=json.dumps(row.kwargs), queue=row.queue,
-                                    expire_seconds=row.expire_seconds)
+        created = PeriodicTask.objects.create(name=row.name, task=row.task, interval=_interval(row.every),
+                                              kwargs=json.dumps(row.kwargs), queue=row.queue,
+                                              expire_seconds=row.expire_seconds)
         report.created.append(row.name)
-        return
+        return int(created.pk)
     wrong = [name for name, value in _identity(row).items() if _current(task, name) != value]
     if wrong:
         for name in wrong:
             setattr(task, name, json.dumps(row.kwargs) if name == "kwargs" else _identity(row)[name])
         task.save(update_fields=wrong)
-        report.corrected.append(f"{row.name} ({', '.join(wrong)})")
+        report.corrected.append(f"{task.name} ({', '.join(wrong)})")
+    return int(task.pk)
 
 
 def _identity(row: Periodic) -> dict[str, Any]:
@@ -156,7 +176,7 @@ def _interval(seconds: int) -> IntervalSchedule:
 
 def describe(report: InstallReport) -> Iterable[str]:
     """The report as lines for the command's output."""
-    yield f"Log followers: {report.shards} shard(s)."
+    yield f"Log followers: {report.shards} scheduled."
     for title, names in (("Created", report.created), ("Corrected", report.corrected),
                          ("Switched off (another shard count)", report.switched_off)):
         for name in names:

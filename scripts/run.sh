@@ -38,7 +38,7 @@ case "$IPS_BIND" in
 esac
 
 .venv/bin/python manage.py migrate --noinput -v 0
-.venv/bin/python manage.py installschedules -v 0
+.venv/bin/python manage.py installschedules
 .venv/bin/python manage.py installfilters
 .venv/bin/python manage.py ensureadmin
 .venv/bin/python manage.py collectstatic --noinput -v 0

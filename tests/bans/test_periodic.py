@@ -59,16 +59,37 @@ def test_an_admins_interval_and_switch_stay_but_a_wrong_queue_is_corrected() -> 
 
 def test_the_follower_count_follows_the_setting_and_otherwise_what_is_scheduled() -> None:
     text = install("--shards", "3")
-    assert "Log followers: 3 shard(s)." in text
+    assert "Log followers: 3 scheduled." in text
     enabled = sorted(t.name for t in PeriodicTask.objects.filter(task=periodic.FOLLOW_TASK, enabled=True))
     assert enabled == [periodic.follower_name(shard, 3) for shard in range(3)]
     assert "Switched off (another shard count)" in text
     for shard in range(3):
         kwargs = json.loads(rows()[periodic.follower_name(shard, 3)].kwargs)
         assert (kwargs["shard"], kwargs["shards"]) == (shard, 3)
-    assert "Log followers: 3 shard(s)." in install()  # 0 (the default): keeps what is scheduled
+    assert "Log followers: 3 scheduled." in install()  # 0 (the default): keeps what is scheduled
     with override_settings(IPS_FOLLOWER_SHARDS=1):
-        assert "Log followers: 1 shard(s)." in install("--shards", "1")
+        assert "Log followers: 1 scheduled." in install("--shards", "1")
+
+
+def test_unset_the_follower_rows_are_left_as_the_admin_arranged_them() -> None:
+    install("--shards", "2")
+    first = PeriodicTask.objects.get(name=periodic.follower_name(0, 2))
+    first.enabled = False  # the admin switched one follower off
+    first.save()
+    before = sorted(PeriodicTask.objects.filter(task=periodic.FOLLOW_TASK).values_list("name", "enabled"))
+    text = install()
+    assert "already in place" in text and "Log followers: 1 scheduled." in text
+    assert sorted(PeriodicTask.objects.filter(task=periodic.FOLLOW_TASK).values_list("name", "enabled")) == before
+
+
+def test_a_row_already_scheduling_this_hosts_firewall_task_is_not_duplicated() -> None:
+    # the admin pointed the "(local)" rows at this host, renamed web1, instead of making new ones
+    PeriodicTask.objects.filter(task__in=periodic.FIREWALL_TASKS).update(kwargs=json.dumps({"host": "web1"}),
+                                                                         queue="firewall.web1")
+    with override_settings(IPS_HOST_NAME="web1"):
+        text = install()
+    assert "already in place" in text and "Left alone" not in text
+    assert PeriodicTask.objects.filter(task="bans.tasks.sync_firewall").count() == 1
 
 
 def test_a_new_install_without_rows_gets_them_all() -> None:
