@@ -77,7 +77,8 @@ def create_user(user: User, role: str, actor: audit.Actor) -> User:
     """Save a new user (its password already set) with `role`, and audit it."""
     with transaction.atomic():
         user.save()
-        set_role(user, role)
+        if not user.is_superuser:  # a superuser is an admin by being one; a group would outlive that
+            set_role(user, role)
         after = {"username": user.get_username(), "email": user.email, "role": role, "is_active": user.is_active}
         if user.is_superuser:
             after["is_superuser"] = True

@@ -30,7 +30,9 @@ class Command(BaseCommand):
         if user_model.objects.filter(is_superuser=True).exists():
             return
         password = secrets.token_urlsafe(18)
-        user = user_model(username=options["username"], email="", is_superuser=True, is_staff=True)
+        # normalised as create_superuser and the login form do (a full-width name could not log in)
+        user = user_model(username=user_model.normalize_username(options["username"]), email="",
+                          is_superuser=True, is_staff=True)
         user.set_password(password)
         users.create_user(user, Role.ADMIN.group_name, audit.Actor.command())
         path = settings.BASE_DIR / "var" / "initial-admin-password"
