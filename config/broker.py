@@ -10,13 +10,14 @@ never arrive is no reason to stop closing: we drop it and close the rest as usua
 not lost by this: tasks are acknowledged late, and an unacknowledged message goes back to its
 queue (Redis visibility timeout).
 
-An idle worker waits in BRPOP for 10 s (`polling_interval` in config/settings.py), not kombu's 1 s:
+An idle worker waits in BRPOP for 10 s (`polling_interval`: config.env.broker_poll_seconds), not kombu's 1 s:
 each BRPOP that times out wakes the worker and Redis, once a second for nothing.
 close() must read the outstanding reply before it drops the connection (a message Redis already
 popped for us would be lost otherwise), and that wait would now last up to that long at every
 shutdown. So close() first asks Redis to end the wait (CLIENT UNBLOCK): the reply comes at once,
-nil or the message. Where that cannot be done (a Unix socket, Redis gone, CLIENT not allowed by
-the user's ACL) close() waits as before.
+nil or the message. Where that cannot be done close() waits for the BRPOP's own end: over a Unix
+socket (no address to find it by) the wait is therefore kept at 1 s; a Redis user whose ACL refuses
+CLIENT, or a connection seen under another address (a proxy), waits up to the 10 s.
 
 Used through CELERY_BROKER_TRANSPORT in config/settings.py; the broker URL stays redis://.
 """

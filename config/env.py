@@ -77,6 +77,13 @@ def env_networks(name: str, default: list[str]) -> list[IPNetwork]:
     return networks
 
 
+def broker_poll_seconds(url: str) -> int:
+    """How long an idle worker's BRPOP waits (config/broker.py). 10 s over TCP, where shutdown ends the
+    wait at once (CLIENT UNBLOCK finds the connection by its address); 1 s over a Unix socket, where
+    it cannot, so a stopping worker still waits at most a second."""
+    return 1 if url.startswith(("redis+socket://", "unix://", "socket://")) else 10
+
+
 def read_secret_file(path: Path) -> str:
     """A secret kept in a file (mode 0600); empty when the file does not exist."""
     try:

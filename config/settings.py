@@ -14,6 +14,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
+    broker_poll_seconds,
     database_from_url,
     env_bool,
     env_choice,
@@ -166,7 +167,7 @@ CELERY_BROKER_URL = env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0")
 # kombu's Redis transport with the fix in config/broker.py (workers survive a Redis restart).
 CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 # An idle worker waits this long in one BRPOP (kombu's default 1 s woke it and Redis every second).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 10}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": broker_poll_seconds(CELERY_BROKER_URL)}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

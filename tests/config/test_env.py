@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_int, env_list
+from config.env import broker_poll_seconds, database_from_url, env_bool, env_int, env_list
 
 
 def test_it_reads_booleans_in_the_usual_spellings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,3 +56,12 @@ def test_it_reads_a_postgres_url() -> None:
 def test_it_refuses_an_unknown_database_scheme() -> None:
     with pytest.raises(ImproperlyConfigured, match="unsupported scheme 'mysql'"):
         database_from_url("mysql://x@y/z", Path("/"))
+
+
+def test_an_idle_worker_waits_long_over_tcp_and_briefly_over_a_unix_socket() -> None:
+    # over a Unix socket CLIENT UNBLOCK cannot find the waiting connection (config/broker.py), so a
+    # stopping worker would wait out the whole BRPOP: keep it short there
+    assert broker_poll_seconds("redis://127.0.0.1:6379/0") == 10
+    assert broker_poll_seconds("rediss://redis.example.org:6380/0") == 10
+    assert broker_poll_seconds("redis+socket:///run/redis/redis.sock?virtual_host=3") == 1
+    assert broker_poll_seconds("unix:///run/redis/redis.sock") == 1
