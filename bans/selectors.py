@@ -7,8 +7,9 @@ search that a viewer can widen (a network as wide as 0.0.0.0/0) is bounded.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -143,3 +144,43 @@ def address_history(ban: Ban) -> dict[str, Any]:
         "failures": failures.select_related("jail").order_by("-time")[:HISTORY_ROWS],
         "failures_per_jail": failures.values("jail__name").annotate(count=Count("pk")).order_by("-count"),
     }
+
+
+# --- export of a search ----------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ["network", "jail", "state", "origin", "host", "started_at", "expires_at", "ended_at", "bantime",
+                  "earlier_bans", "created_by", "reason"]
+EXPORT_BATCH = 2000
+
+
+def matching_bans(cleaned: dict[str, Any]) -> tuple[QuerySet[Ban] | list[int], str]:
+    """The bans a search finds, as the bans list finds them: a queryset, or for a network the ids
+    bans_inside found (bounded), with its note when the list is cut."""
+    bans = search_bans(cleaned)
+    target = cleaned.get("q")
+    if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        matches = bans_inside(bans, target)
+        return matches.pks, matches.capped_note
+    return bans, ""
+
+
+def export_rows(found: QuerySet[Ban] | list[int]) -> Iterator[dict[str, Any]]:
+    """One plain dict per ban, newest first, read in batches (a year of bans is never in memory)."""
+    if isinstance(found, list):
+        for start in range(0, len(found), EXPORT_BATCH):
+            wanted = found[start:start + EXPORT_BATCH]
+            rows = Ban.objects.select_related("created_by").in_bulk(wanted)
+            yield from (export_row(rows[pk]) for pk in wanted if pk in rows)
+        return
+    yield from (export_row(ban) for ban in found.select_related("created_by").iterator(chunk_size=EXPORT_BATCH))
+
+
+def export_row(ban: Ban) -> dict[str, Any]:
+    def when(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"network": ban.network, "jail": ban.jail_name, "state": ban.state, "origin": ban.origin,
+            "host": ban.host, "started_at": when(ban.started_at), "expires_at": when(ban.expires_at),
+            "ended_at": when(ban.ended_at), "bantime": ban.bantime, "earlier_bans": ban.earlier_bans,
+            "created_by": ban.created_by.get_username() if ban.created_by is not None else None,
+            "reason": ban.reason}

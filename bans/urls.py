@@ -9,6 +9,7 @@ urlpatterns = [
     path("dashboard/data/", views.dashboard_data, name="dashboard_data"),
     path("bans/", views_bans.ban_list, name="ban_list"),
     path("bans/new/", views_bans.ban_create, name="ban_create"),
+    path("bans/export.<str:fmt>", views_bans.ban_export, name="ban_export"),
     path("bans/<int:pk>/", views_bans.ban_detail, name="ban_detail"),
     path("bans/<int:pk>/unban/", views_bans.ban_unban, name="ban_unban"),
     path("bans/<int:pk>/permanent/", views_bans.ban_make_permanent, name="ban_make_permanent"),

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 
 
 class Role(enum.IntEnum):
@@ -43,7 +43,7 @@ def has_role(user: AbstractBaseUser | AnonymousUser, needed: Role) -> bool:
     return held is not None and held >= needed
 
 
-View = TypeVar("View", bound=Callable[..., HttpResponse])
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])  # a page, a redirect or a streamed export
 
 
 def role_required(needed: Role) -> Callable[[View], View]:
@@ -51,7 +51,7 @@ def role_required(needed: Role) -> Callable[[View], View]:
 
     def decorate(view: View) -> View:
         @wraps(view)
-        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not has_role(request.user, needed):
                 raise PermissionDenied(f"this needs the {needed.group_name} role")
             return view(request, *args, **kwargs)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -520,3 +523,35 @@ def test_it_shows_attacker_written_control_characters_escaped(viewer: Client, ss
     html = viewer.get(reverse("ban_detail", args=[target.pk])).content.decode()
 
     assert "\u202e" not in html and "\x1b" not in html and "\\u202eevil\\x1b[31m" in html
+
+
+def streamed(response: Any) -> bytes:
+    """A streamed export's body (the test client's response type does not declare streaming_content)."""
+    return b"".join(response.streaming_content)
+
+
+def test_the_current_search_exports_as_csv_and_json(viewer: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd, reason="=HYPERLINK(\"http://evil\")")
+    ban("198.51.100.7/32", sshd)
+    page = viewer.get(reverse("ban_list"), {"q": "203.0.113.9"}).content.decode()
+    assert 'id="ban-export-csv" href="/bans/export.csv?q=203.0.113.9"' in page
+    response = viewer.get(reverse("ban_export", args=["csv"]), {"q": "203.0.113.9"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith('attachment; filename="bans-')
+    rows = list(csv.reader(io.StringIO(streamed(response).decode())))
+    assert rows[0][:3] == ["network", "jail", "state"] and len(rows) == 2
+    assert rows[1][0] == "203.0.113.9/32" and rows[1][-1].startswith("'=HYPERLINK")  # never a formula
+    everything = viewer.get(reverse("ban_export", args=["json"]))
+    data = json.loads(streamed(everything))
+    assert {row["network"] for row in data} == {"203.0.113.9/32", "198.51.100.7/32"}
+    assert viewer.get(reverse("ban_export", args=["xml"])).status_code == 404
+
+
+def test_a_network_export_keeps_the_search_bounds(viewer: Client, sshd: Jail,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for last in range(5):
+        ban(f"192.0.2.{last}/32", sshd)
+    monkeypatch.setattr(selectors, "MAX_NETWORK_MATCHES", 3)
+    response = viewer.get(reverse("ban_export", args=["json"]), {"q": "192.0.2.0/24"})
+    assert len(json.loads(streamed(response))) == 3
+    assert "first 3 matches" in response["X-Export-Note"]
