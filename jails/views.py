@@ -53,9 +53,13 @@ def jail_counts(jails: Iterable[Jail]) -> dict[int, dict[str, int]]:
 
 
 def sources_by_jail(jails: Iterable[Jail]) -> dict[int, list[LogSource]]:
-    found: dict[int, list[LogSource]] = {jail.id: [] for jail in jails}
+    """Each jail's log sources of its current backend: the journal's row of a jail moved back to files
+    (or the files' rows of one moved to the journal) is kept for its read position, not shown."""
+    journal = {jail.id: jail.backend == Jail.Backend.SYSTEMD for jail in jails}
+    found: dict[int, list[LogSource]] = {jail_id: [] for jail_id in journal}
     for source in LogSource.objects.filter(jail_id__in=list(found)).order_by("path"):
-        found[source.jail_id].append(source)
+        if (source.kind == LogSource.Kind.JOURNAL) == journal[source.jail_id]:
+            found[source.jail_id].append(source)
     return found
 
 

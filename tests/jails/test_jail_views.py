@@ -240,3 +240,17 @@ def test_saving_a_jail_unchanged_writes_nothing(admin: Client, jail: Jail, flt: 
     assert not AuditEntry.objects.filter(action="jail.edit").exists()
     jail.refresh_from_db()
     assert jail.updated_at == stamp  # the followers reload a jail whose stamp moved: it did not
+
+
+def test_a_jail_page_shows_the_sources_of_its_backend_and_says_a_logpath_is_not_read_by_the_journal(
+        viewer: Client, jail: Jail) -> None:
+    LogSource.objects.create(jail=jail, kind=LogSource.Kind.JOURNAL, path="")
+    LogSource.objects.create(jail=jail, kind=LogSource.Kind.FILE, path="/var/log/app.log")
+    html = viewer.get(reverse("jail_detail", args=["app"])).content.decode()
+    assert "<code>/var/log/app.log</code></td>" in html and "systemd journal</td>" not in html
+    assert 'id="logpath-ignored"' not in html
+    jail.backend = Jail.Backend.SYSTEMD
+    jail.save()
+    html = viewer.get(reverse("jail_detail", args=["app"])).content.decode()
+    assert "systemd journal</td>" in html and "<code>/var/log/app.log</code></td>" not in html
+    assert 'id="logpath-ignored"' in html and "is not read with this backend" in html
