@@ -74,6 +74,7 @@ def ban_list(request: HtmxHttpRequest) -> HttpResponse:
 
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
+ROWS_PER_CHUNK = 500  # one write to the client per this many rows, not one per row
 
 
 @require_GET
@@ -106,23 +107,31 @@ class _Line:
 
 def csv_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     writer = csv.writer(_Line())
-    yield writer.writerow(selectors.EXPORT_COLUMNS)
+    lines = [writer.writerow(selectors.EXPORT_COLUMNS)]
     for row in rows:
-        yield writer.writerow([spreadsheet_safe(row[column]) for column in selectors.EXPORT_COLUMNS])
+        lines.append(writer.writerow([spreadsheet_safe(row[column]) for column in selectors.EXPORT_COLUMNS]))
+        if len(lines) >= ROWS_PER_CHUNK:
+            yield "".join(lines)
+            lines = []
+    yield "".join(lines)
 
 
 def spreadsheet_safe(value: Any) -> Any:
     """A text a spreadsheet would run as a formula (a reason someone typed) is kept as text."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.lstrip(" \n\r\t").startswith(FORMULA_STARTS):
         return "'" + value
     return "" if value is None else value
 
 
 def json_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    yield "["
+    pieces = ["["]
     for index, row in enumerate(rows):
-        yield ("," if index else "") + "\n" + json.dumps(row)
-    yield "\n]\n"
+        pieces.append(("," if index else "") + "\n" + json.dumps(row))
+        if len(pieces) >= ROWS_PER_CHUNK:
+            yield "".join(pieces)
+            pieces = []
+    pieces.append("\n]\n")
+    yield "".join(pieces)
 
 
 # --- one ban ---------------------------------------------------------------------------------------

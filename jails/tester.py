@@ -383,9 +383,11 @@ def ignored_reason(result: LineResult, real: bool) -> str:
     """Why fail2ban counts this line as ignored, in its own terms."""
     if result.ignore_index is not None:
         return "an ignoreregex matched"
-    if result.failures and not real:
+    if any(f.fields.get("mlfid") for f in result.failures) or not result.failures:
+        return "part of a multi-line session (<F-MLFID>): counted when the session ends in a failure"
+    if not real:
         return "only an <F-NOFAIL> part matched: a line like this is not a failure by itself"
-    return "part of a multi-line session (<F-MLFID>): counted when the session ends in a failure"
+    return "a failregex matched an <F-NOFAIL> part: fail2ban does not count the line"
 
 
 def shown_fields(failure: Failure) -> dict[str, str]:

@@ -555,3 +555,16 @@ def test_a_network_export_keeps_the_search_bounds(viewer: Client, sshd: Jail,
     response = viewer.get(reverse("ban_export", args=["json"]), {"q": "192.0.2.0/24"})
     assert len(json.loads(streamed(response))) == 3
     assert "first 3 matches" in response["X-Export-Note"]
+
+
+def test_an_export_is_bounded_and_says_so(viewer: Client, sshd: Jail, monkeypatch: pytest.MonkeyPatch) -> None:
+    for last in range(4):
+        ban(f"198.51.100.{last}/32", sshd, reason=" \t=1+1" if last == 0 else "")
+    monkeypatch.setattr(selectors, "MAX_EXPORT_ROWS", 3)
+    response = viewer.get(reverse("ban_export", args=["csv"]))
+    rows = list(csv.reader(io.StringIO(streamed(response).decode())))
+    assert len(rows) == 1 + 3 and "newest 3 bans" in response["X-Export-Note"]
+    monkeypatch.setattr(selectors, "MAX_EXPORT_ROWS", 10)
+    rows = list(csv.reader(io.StringIO(streamed(viewer.get(reverse("ban_export", args=["csv"]))).decode())))
+    assert [row[-1] for row in rows if row[0] == "198.51.100.0/32"] == ["' \t=1+1"]  # blanks first: still text
+

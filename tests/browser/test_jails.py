@@ -40,7 +40,8 @@ def test_it_creates_a_jail_after_a_validation_error_then_edits_and_toggles_it(fi
     # wrong first: no failure count, and a duration fail2ban cannot read
     fill_new_jail(page, maxretry="0", findtime="ten minutes")
     page.locator("#jail-save").click()
-    expect(page.locator("#form-errors")).to_contain_text("Nothing was saved: correct these 2 fields")
+    expect(page.locator("#form-errors")).to_contain_text("Nothing was saved")
+    expect(page.locator("#form-errors li")).to_have_count(2)
     expect(page.locator("#form-errors")).to_be_focused()  # at the top, where the eye and the keyboard are
     page.locator("#form-errors a[href='#id_findtime']").click()
     expect(page.locator("#id_findtime")).to_be_in_viewport()

@@ -27,7 +27,7 @@ def test_a_missing_page_for_someone_not_logged_in_offers_the_login(client: Clien
 
 def test_the_500_page_renders_alone_without_a_request() -> None:
     html = render_to_string("500.html")  # as Django's server_error view renders it: no context
-    assert "Something went wrong" in html and "rolled back" in html
+    assert "Something went wrong" in html and "audit log" in html
     assert "{%" not in html and "csrf" not in html.lower()
 
 

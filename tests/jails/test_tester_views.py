@@ -104,6 +104,9 @@ def test_an_ignored_line_says_why_and_internal_groups_stay_hidden(viewer: Client
                 log="Nov 22 03:04:05 host sshd[1]: Failed password for invalid user bob from 192.0.2.7 port 22 ssh2")
     assert "status-matched" in sshd and "bob" in sshd
     assert "cond_inv" not in sshd and "cond_user" not in sshd  # the filter's regex conditionals, not fields
+    mixed = post(viewer, htmx=True, source="regex", failregex="^<F-NOFAIL>x</F-NOFAIL> from <HOST>$\n^x from <HOST>$",
+                 log="x from 192.0.2.1")
+    assert "a failregex matched an &lt;F-NOFAIL&gt; part" in mixed and "multi-line session" not in mixed
 
 
 def test_it_flags_an_unsafe_regex_with_its_explanation(viewer: Client) -> None:
