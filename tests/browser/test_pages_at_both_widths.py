@@ -1,13 +1,21 @@
 """Pages in a real browser at a desktop's and a phone's width: the panel's own 404 page fits the
 screen and offers the ways back, no request for the icon fails, and on a phone every link of the
-main nav is in view."""
+main nav is in view; the bans list downloads its search."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from bans.models import Ban
 from tests.browser.conftest import log_in_as, shot
+from tests.factories import make_jail
 
 
 @pytest.mark.parametrize("width", [1440, 390])
@@ -42,3 +50,22 @@ def test_on_a_phone_every_link_of_the_nav_is_in_view(page: Page, transactional_d
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (links.nth(index).text_content(),
                                                                                        box)
     shot(page, "nav-phone")
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_the_bans_list_downloads_its_search_as_csv(page: Page, transactional_db: None, width: int) -> None:
+    jail = make_jail("sshd")
+    for last in (7, 8):
+        Ban.objects.create(jail=jail, jail_name="sshd", network=f"203.0.113.{last}/32", family=4, bantime=600,
+                           started_at=timezone.now() - dt.timedelta(minutes=last), state=Ban.State.ACTIVE)
+    page.set_viewport_size({"width": width, "height": 800})
+    log_in_as(page, "vera", "viewer")
+    page.goto("/bans/?q=203.0.113.7")
+    expect(page.locator("#ban-count")).to_have_text("1 ban")
+    with page.expect_download() as download_info:
+        page.locator("#ban-export-csv").click()
+    download = download_info.value
+    assert download.suggested_filename.startswith("bans-") and download.suggested_filename.endswith(".csv")
+    path = download.path()
+    rows = list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+    assert rows[0][0] == "network" and [row[0] for row in rows[1:]] == ["203.0.113.7/32"]  # the search, not all
