@@ -166,10 +166,14 @@ def matching_bans(cleaned: dict[str, Any]) -> tuple[QuerySet[Ban] | list[int], s
     if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
         matches = bans_inside(bans, target)
         return matches.pks, matches.capped_note
-    if bans.count() > MAX_EXPORT_ROWS:
-        note = f"Only the newest {MAX_EXPORT_ROWS:,} bans were exported: {NARROW}"
-        return bans[:MAX_EXPORT_ROWS], note
     return bans, ""
+
+
+def bounded_for_export(found: QuerySet[Ban] | list[int], note: str) -> tuple[QuerySet[Ban] | list[int], str]:
+    """A search's bans cut to what one export may stream (a network search is bounded already)."""
+    if isinstance(found, list) or found.count() <= MAX_EXPORT_ROWS:
+        return found, note
+    return found[:MAX_EXPORT_ROWS], f"Only the newest {MAX_EXPORT_ROWS:,} bans were exported: {NARROW}"
 
 
 def export_rows(found: QuerySet[Ban] | list[int]) -> Iterator[dict[str, Any]]:

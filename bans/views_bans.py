@@ -11,7 +11,6 @@ bans themselves out of the panel.
 from __future__ import annotations
 
 import csv
-import ipaddress
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -62,11 +61,8 @@ def ban_list(request: HtmxHttpRequest) -> HttpResponse:
     bans: QuerySet[Ban] | selectors.BansByPk = Ban.objects.none()
     capped_note = ""
     if form.is_valid():
-        bans = selectors.search_bans(form.cleaned_data)
-        target = form.cleaned_data.get("q")
-        if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            matches = selectors.bans_inside(bans, target)
-            bans, capped_note = selectors.BansByPk(matches.pks), matches.capped_note
+        found, capped_note = selectors.matching_bans(form.cleaned_data)
+        bans = selectors.BansByPk(found) if isinstance(found, list) else found
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
                "capped_note": capped_note, "live_per_jail": selectors.live_per_jail()}
     return render_page_or_partial(request, "bans/ban_list.html", "ban-results", context)
@@ -87,7 +83,7 @@ def ban_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     if not form.is_valid():
         said = "; ".join(f"{name}: {' '.join(str(error) for error in errors)}" for name, errors in form.errors.items())
         return HttpResponse(said, status=400, content_type="text/plain; charset=utf-8")
-    found, capped_note = selectors.matching_bans(form.cleaned_data)
+    found, capped_note = selectors.bounded_for_export(*selectors.matching_bans(form.cleaned_data))
     rows = selectors.export_rows(found)
     chunks = csv_chunks(rows) if fmt == "csv" else json_chunks(rows)
     response = StreamingHttpResponse(chunks, content_type=EXPORT_FORMATS[fmt])
