@@ -14,7 +14,9 @@ columns, same values as the ORM would write; the models stay the way to read the
   CONFLICT DO UPDATE, which SQLite >= 3.24 and PostgreSQL both speak);
 - `insert_bans`: new PENDING bans, with their ids;
 - `add_to_stats`: the per-minute and per-hour counters the charts read (JailStat), added to in the
-  same transaction as the rows they count, so the charts never recount raw failures.
+  same transaction as the rows they count, so the charts never recount raw failures;
+- `add_to_tops`: failures per address and per user name per hour (AddressStat, UserStat), which
+  the dashboard's top addresses, networks and user names read, added to the same way.
 
 Callers are inside the read's transaction (bans.services.record_failures).
 """
@@ -29,7 +31,8 @@ from typing import Any, TypeVar
 
 from django.db import connection
 
-from bans.models import Ban, Failure, JailStat, Tally
+from bans import policy
+from bans.models import AddressStat, Ban, Failure, JailStat, Tally, UserStat
 
 # Rows per statement at most: under SQLite's and PostgreSQL's bound-parameter limits (32,766 and
 # 65,535) for any of the tables here, and large enough that the per-statement cost vanishes.
@@ -314,3 +317,49 @@ def add_to_stats(jail_name: str, failure_times: Iterable[float] = (), ban_times:
     add = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in ("failures", "bans"))
     keys = ", ".join(qn(c) for c in ("jail_name", "resolution", "bucket"))
     _insert(table, columns, 5, rows, f" ON CONFLICT ({keys}) DO UPDATE SET {add}")
+
+
+def add_to_tops(jail_name: str, failures: Iterable[tuple[float, str, Any]], adapter: Adapter | None = None) -> None:
+    """Add failures, (time, address, captured user name or None) each, to their hour's AddressStat
+    and UserStat rows, creating them: one upsert each, one row per distinct address (or name) and hour."""
+    per_address: Counter[tuple[float, str]] = Counter()
+    per_user: Counter[tuple[float, str]] = Counter()
+    for when, address, user in failures:
+        hour = hour_of(when)
+        per_address[hour, address] += 1
+        name = policy.stat_user_name(user, UserStat.USER_LENGTH)
+        if name:
+            per_user[hour, name] += 1
+    if not per_address:
+        return
+    networks = {address: policy.attacker_network(address) for _, address in per_address}
+    address_rows = [(hour, address, networks[address], n) for (hour, address), n in sorted(per_address.items())]
+    _add_counts(AddressStat, ("hour", "address", "network", "failures"), ("hour", "address", "jail_name"),
+                jail_name, address_rows, adapter, casts=("timestamptz", "inet", "text", "integer"))
+    _add_counts(UserStat, ("hour", "user", "failures"), ("hour", "user", "jail_name"), jail_name,
+                [(hour, user, n) for (hour, user), n in sorted(per_user.items())], adapter,
+                casts=("timestamptz", "text", "integer"))
+
+
+def _add_counts(model: Any, columns: Sequence[str], key: Sequence[str], jail_name: str,
+                rows: Sequence[tuple[Any, ...]], adapter: Adapter | None, casts: Sequence[str]) -> None:
+    """INSERT rows (jail_name, *columns; the first column an epoch hour, the last a count) ON CONFLICT
+    (key) adding the count to the stored one."""
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    table, names = _quoted(model, "jail_name", *columns)
+    count = qn(columns[-1])
+    conflict = (f" ON CONFLICT ({', '.join(qn(c) for c in key)}) "
+                f"DO UPDATE SET {count} = {table}.{count} + excluded.{count}")
+    if connection.vendor == "postgresql":
+        # as upsert_tallies: one JSON document, encoded in C, taken apart by the server
+        document = json.dumps([[_iso(row[0]), *row[1:]] for row in rows])
+        picks = ", ".join(f"(r->>{i})::{cast}" for i, cast in enumerate(casts))
+        with _pg_cursor() as raw:
+            raw.execute(f"INSERT INTO {table} ({names}) "  # noqa: S608  # quoted names, bound values
+                        f"SELECT %s, {picks} FROM jsonb_array_elements(%s::jsonb) AS rows(r){conflict}",
+                        [jail_name, document])
+        return
+    adapter = adapter or Adapter()
+    _insert(table, names, len(columns) + 1, [(jail_name, adapter.time(row[0]), *row[1:]) for row in rows], conflict)

@@ -22,7 +22,8 @@ living dashboard. The history is shaped like a real one:
   pending, failed, permanent (the blocklist among them);
 - the statistics (JailStat) counted as the watchers count them (bans.bulk.add_to_stats: a failure
   at its time, a ban at its start; minute buckets only for the last two days, which is all the
-  rollup keeps), and the tallies of the addresses still counting toward a ban (jails page).
+  rollup keeps), the hourly failures per address and user name the dashboard's tops read
+  (bans.bulk.add_to_tops), and the tallies of the addresses still counting toward a ban (jails page).
 
 One audit entry records the seeding. `seed` refuses a database that already holds failures unless
 `force`: made-up history cannot be told from real history afterwards.
@@ -45,7 +46,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from bans import bulk, gate, hostaddrs, schedules, services
+from bans import bulk, gate, hostaddrs, policy, schedules, services
 from bans.models import Ban, Failure, JailStat
 from jails import builtin
 from jails import services as jail_services
@@ -690,7 +691,10 @@ def write_failures(gen: Generator, plan: Plan, say: Progress, stats: StatCounter
                 address, user = gen.pool[target.addresses[row]], gen.user_of(aux)
                 rows.append((address, float(when), lines.line(when, address, user, aux), lines.fields(user)))
             with transaction.atomic():
-                bulk.insert_failures(jail_id, rows, created=plan.now, adapter=bulk.Adapter())
+                adapter = bulk.Adapter()
+                bulk.insert_failures(jail_id, rows, created=plan.now, adapter=adapter)
+                bulk.add_to_tops(jail_name, ((when, address, fields.get("user")) for address, when, _, fields in rows),
+                                 adapter=adapter)
             stats.failures(jail_name, (float(target.times[row]) for row in chunk))
             written += len(rows)
             elapsed = time.monotonic() - began
@@ -805,7 +809,7 @@ def seed(plan: Plan, *, say: Progress | None = None, actor: audit.Actor | None =
     live = {(ban.jail_name, ban.network.split("/")[0]) for ban in bans if ban.state in Ban.LIVE_STATES}
     result = Seeded(failures=written, bans=len(bans), states=dict(Counter(
         "permanent" if ban.bantime == -1 else str(ban.state) for ban in bans)),
-        addresses=len(pool), networks=len({views_network_key(a) for a in pool}),
+        addresses=len(pool), networks=len({policy.attacker_network(a) for a in pool}),
         ipv6_addresses=sum(":" in a for a in pool), jails=[j.name for j, _ in jails], jails_created=made)
     result.tallies = write_tallies(gen, plan, live)
     result.stat_buckets = stats.write()
@@ -816,9 +820,3 @@ def seed(plan: Plan, *, say: Progress | None = None, actor: audit.Actor | None =
                      after=result.as_record(plan))
     say(f"done in {result.seconds:.1f} s")
     return result
-
-
-def views_network_key(address: str) -> str:
-    """The /24 or /64 of an address, as the dashboard groups networks."""
-    ip = ipaddress.ip_address(address)
-    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))

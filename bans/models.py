@@ -207,6 +207,50 @@ class JailStat(models.Model):
         return f"{self.jail_name} {self.resolution} {self.bucket:%Y-%m-%d %H:%M}"
 
 
+class AddressStat(models.Model):
+    """Failures per address per jail per hour: the dashboard's top addresses and networks.
+
+    Added to as failures are written (bans.bulk.add_to_tops, in the same transaction), so the tops
+    of a week or a month read one row per address-hour (about a tenth of the failures) instead of
+    grouping every raw failure. `network` is the address's /24 or /64 (policy.attacker_network)."""
+
+    jail_name = models.CharField(max_length=100)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    address = models.GenericIPAddressField(unpack_ipv4=True)
+    network = models.CharField(max_length=43)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "address", "jail_name"],
+                                               name="addressstat_one_per_hour")]
+        # Covering indexes: a month's top networks and addresses are read from the index alone.
+        indexes = [models.Index(fields=["hour", "network", "address", "failures"], name="addressstat_networks"),
+                   models.Index(fields=["hour", "address", "failures", "jail_name"], name="addressstat_addresses")]
+
+    def __str__(self) -> str:
+        return f"{self.jail_name} {self.address} {self.hour:%Y-%m-%d %H:00}"
+
+
+class UserStat(models.Model):
+    """Failures per user name (a filter's <F-USER>) per jail per hour: the dashboard's top user names.
+
+    The name is attacker-written: stored cut to USER_LENGTH characters (policy.stat_user_name)."""
+
+    USER_LENGTH = 100
+
+    jail_name = models.CharField(max_length=100)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    user = models.CharField(max_length=USER_LENGTH)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "user", "jail_name"], name="userstat_one_per_hour")]
+        indexes = [models.Index(fields=["hour", "user", "failures"], name="userstat_users")]
+
+    def __str__(self) -> str:
+        return f"{self.jail_name} {self.user} {self.hour:%Y-%m-%d %H:00}"
+
+
 class FirewallHost(models.Model):
     """What the firewall worker of one host last found: it changes the kernel, or it cannot and why.
 

@@ -403,6 +403,24 @@ def plain_ipv4(text: str) -> int | None:
     return value
 
 
+def attacker_network(address: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) an address belongs to: how attackers' networks are usually cut
+    (the dashboard's top networks). `address` is a canonical address (services.parse_address)."""
+    if plain_ipv4(address) is not None:
+        return address.rsplit(".", 1)[0] + ".0/24"
+    ip = ipaddress.ip_address(address)
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def stat_user_name(value: object, most: int) -> str:
+    """A failure's captured user name as the statistics keep it: text, cut to `most` characters
+    ("" when the filter captured none). Attacker-written, so bounded."""
+    if value is None:
+        return ""
+    return str(value)[:most]
+
+
 def address_object(address: str) -> IPAddress:
     """`_canonical` under its public name: the parsed address the ignore list and the gate take."""
     return _canonical(address)

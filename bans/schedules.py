@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
 from bans import hostaddrs, policy, services
-from bans.models import Ban, Failure, Ignored, JailStat, Tally
+from bans.models import AddressStat, Ban, Failure, Ignored, JailStat, Tally, UserStat
 from jails.access.sessions import forget_dead_sessions
 from jails.models import Jail
 
@@ -241,4 +241,8 @@ def rollup_stats(*, now: float) -> int:
     for resolution in (MINUTE, HOUR):
         horizon = resolution.bucket_of(moment - stats_kept(resolution))
         pruned += JailStat.objects.filter(resolution=resolution.name, bucket__lt=horizon).delete()[0]
+    # the dashboard's tops (bans.bulk.add_to_tops): kept as long as the hour buckets
+    horizon = HOUR.bucket_of(moment - stats_kept(HOUR))
+    pruned += AddressStat.objects.filter(hour__lt=horizon).delete()[0]
+    pruned += UserStat.objects.filter(hour__lt=horizon).delete()[0]
     return pruned

@@ -160,6 +160,8 @@ def record_failures(
     bulk.insert_failures(jail.pk, ((address, when, "\n".join(item.lines), item.fields)
                                    for address, when, item in counted), created=now, adapter=adapter)
     bulk.add_to_stats(jail.name, (when for _, when, _ in counted), adapter=adapter)
+    bulk.add_to_tops(jail.name, ((when, address, item.fields.get("user")) for address, when, item in counted),
+                     adapter=adapter)
     decision.counted = len(counted)
     decision.bans = create_jail_bans(jail, earned, now=now, host=host)
     return decision

@@ -9,8 +9,6 @@ and its charts from `dashboard_data` (JSON) every 30 seconds; without JavaScript
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +18,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from bans import schedules
+from bans import schedules, tops
 from bans.models import Ban, Failure, JailStat
 from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
 from jails.models import Jail
 
-TOP_ROWS = 10
 LATEST_BANS = 10
 REFRESH_SECONDS = 30
 
@@ -108,40 +105,6 @@ def banned_per_jail() -> list[dict[str, Any]]:
     return [{"jail": row["jail_name"], "count": row["count"]} for row in rows]
 
 
-def top_addresses(since: dt.datetime) -> list[dict[str, Any]]:
-    rows = (Failure.objects.filter(time__gte=since).values("address")
-            .annotate(count=Count("pk"), jails=Count("jail", distinct=True)).order_by("-count", "address"))
-    return [dict(row) for row in rows[:TOP_ROWS]]
-
-
-def network_key(address: str) -> str:
-    """The /24 (IPv4) or /64 (IPv6) an address belongs to: how attackers' networks are usually cut."""
-    ip = ipaddress.ip_address(address)
-    prefix = 24 if ip.version == 4 else 64
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
-def top_networks(since: dt.datetime) -> list[dict[str, Any]]:
-    """Failures per /24 and /64, summed from the per-address counts (one GROUP BY, then Python)."""
-    failures: Counter[str] = Counter()
-    addresses: Counter[str] = Counter()
-    per_address = Failure.objects.filter(time__gte=since).values_list("address").annotate(n=Count("pk")).order_by()
-    for address, n in per_address.iterator():
-        key = network_key(address)
-        failures[key] += n
-        addresses[key] += 1
-    return [{"network": key, "count": count, "addresses": addresses[key]}
-            for key, count in sorted(failures.items(), key=lambda item: (-item[1], item[0]))[:TOP_ROWS]]
-
-
-def top_users(since: dt.datetime) -> list[dict[str, Any]]:
-    """The user names failures named (a filter's <F-USER> capture)."""
-    rows = (Failure.objects.filter(time__gte=since, fields__has_key="user").values("fields__user")
-            .annotate(count=Count("pk")).order_by("-count"))
-    return [{"user": str(row["fields__user"]), "count": row["count"]} for row in rows[:TOP_ROWS]
-            if row["fields__user"] not in (None, "")]
-
-
 def is_fresh_install() -> bool:
     """Nothing watched and nothing ever recorded: the dashboard explains how to begin instead."""
     return not (Jail.objects.filter(enabled=True).exists() or Failure.objects.exists() or Ban.objects.exists())
@@ -157,9 +120,9 @@ def dashboard_context(period: Period, now: dt.datetime) -> dict[str, Any]:
         "figures": figures,
         "rows": table_rows(figures),
         "banned": banned,
-        "top_addresses": top_addresses(since),
-        "top_networks": top_networks(since),
-        "top_users": top_users(since),
+        "top_addresses": tops.top_addresses(since),
+        "top_networks": tops.top_networks(since),
+        "top_users": tops.top_users(since),
         "latest_bans": Ban.objects.order_by("-started_at", "-pk")[:LATEST_BANS],
         "fresh": is_fresh_install(),
         "enabled_jails": Jail.objects.filter(enabled=True).count(),

@@ -40,9 +40,10 @@ def make_jail(name: str = "sshd", **options: Any) -> Jail:
 
 
 def stored_failure(jail: Jail, address: str, when: dt.datetime, *, line: str = "", **fields: Any) -> Failure:
-    """A failure as the watchers store it: its row, and its count in the charts' statistics."""
+    """A failure as the watchers store it: its row, and its count in the charts' statistics and the tops."""
     row = Failure.objects.create(jail=jail, address=address, time=when, line=line, fields=fields)
     bulk.add_to_stats(jail.name, [when.timestamp()])
+    bulk.add_to_tops(jail.name, [(when.timestamp(), address, fields.get("user"))])
     return row
 
 

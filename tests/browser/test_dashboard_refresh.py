@@ -67,11 +67,12 @@ def make_jail(name: str) -> Jail:
 
 
 def fail(jail: Jail, address: str, count: int) -> None:
-    """`count` failures a minute ago, stored and counted in the charts' statistics as the watchers do."""
+    """`count` failures a minute ago, stored and counted in the charts' statistics and tops as the watchers do."""
     when = timezone.now() - dt.timedelta(minutes=1)
     for _ in range(count):
         Failure.objects.create(jail=jail, address=address, time=when, line=f"fail {address}", fields={})
     bulk.add_to_stats(jail.name, [when.timestamp()] * count)
+    bulk.add_to_tops(jail.name, [(when.timestamp(), address, None)] * count)
 
 
 def ban(jail: Jail, network: str) -> None:
