@@ -1,5 +1,5 @@
-"""Changes to bans by a person: lift one, make one permanent, lift all bans of a jail, lift the bans
-of an address. New bans by hand are bans.services.ban_by_hand.
+"""Changes to bans by a person: lift one, lift those ticked in the bans list, make one permanent,
+lift all bans of a jail, lift the bans of an address. New bans by hand are bans.services.ban_by_hand.
 
 Each is one conditional UPDATE (a ban the firewall worker or another person changed meanwhile is
 left alone), its audit entries (who: an `audit.Actor`; each ban's state before and after), and a
@@ -55,6 +55,18 @@ def lift_jail(jail_name: str, actor: audit.Actor) -> list[Ban]:
         audit.record(actor, "jail.lift_all", jail, object_type="jail", object_repr=jail_name,
                      after={"jail": jail_name, "lifted": len(lifted), "networks": [b.network for b in lifted]})
     return lifted
+
+
+# At most this many bans in one "unban selected" (the bans list shows 50 a page).
+MAX_SELECTED = 500
+
+
+def lift_selected(pks: list[int], actor: audit.Actor) -> list[Ban]:
+    """Lift the bans a person ticked (those still in force), an audit entry each; returns them.
+    ValueError past MAX_SELECTED."""
+    if len(pks) > MAX_SELECTED:
+        raise ValueError(f"at most {MAX_SELECTED} bans at once")
+    return _lift(Ban.objects.filter(pk__in=pks), actor)
 
 
 def unban(text: str, actor: audit.Actor, *, jail: Jail | None = None, host: str = "local") -> list[Ban]:

@@ -6,6 +6,7 @@ durations with fail2ban's syntax); the views only act on cleaned values.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from typing import Any
@@ -29,12 +30,31 @@ def jail_names() -> list[str]:
     return sorted(names)
 
 
+# datetime-local inputs: a minute in the panel's time zone (IPS_TIME_ZONE); a link may also carry an
+# offset or seconds (the dashboard's drill-down does not).
+LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
+MAX_RANGE = dt.timedelta(days=400)  # the dashboard's custom range: a year of history and some
+
+
+def time_field(label: str, help_text: str = "") -> forms.DateTimeField:
+    return forms.DateTimeField(required=False, label=label, help_text=help_text,
+                               widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_MINUTE))
+
+
+def check_time_range(form: forms.Form, cleaned: dict[str, Any]) -> None:
+    since, until = cleaned.get("since"), cleaned.get("until")
+    if since is not None and until is not None and until <= since:
+        form.add_error("until", "the end must come after the start")
+
+
 class BanSearchForm(forms.Form):
     """The ban list's filters (GET). Every field is optional; an invalid one is simply ignored."""
 
     STATES = [("", "any state"), ("live", "in force or waiting"), ("ended", "ended"),
               *[(value, label) for value, label in Ban.State.choices]]
     ORIGINS = [("", "any origin"), ("manual", "manual"), ("automatic", "automatic (jail or schedule)")]
+    # the bans table's sortable columns: ?sort=key (ascending) or -key; newest first by default
+    SORTS = ["started", "-started", "network", "-network", "jail", "-jail", "until", "-until"]
 
     q = forms.CharField(required=False, max_length=100, label="Address or network",
                         widget=forms.TextInput(attrs={"type": "search", "placeholder": "203.0.113.9 or 198.51.100.0/24",
@@ -42,6 +62,9 @@ class BanSearchForm(forms.Form):
     jail = forms.ChoiceField(required=False, label="Jail")
     state = forms.ChoiceField(required=False, choices=STATES, label="State")
     origin = forms.ChoiceField(required=False, choices=ORIGINS, label="Origin")
+    since = time_field("Started from")
+    until = time_field("before")
+    sort = forms.ChoiceField(required=False, choices=[(key, key) for key in SORTS], widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,6 +85,62 @@ class BanSearchForm(forms.Form):
             return services.parse_network(text)
         except (ValueError, services.BanRefused):
             raise forms.ValidationError(f"{text!r} is not an address or a network (CIDR)") from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        check_time_range(self, cleaned)
+        return cleaned
+
+
+class DashboardRangeForm(forms.Form):
+    """The dashboard's custom time range (?period=custom&since=&until=): both ends, in order, at most
+    the history kept."""
+
+    since = time_field("From")
+    until = time_field("to")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name in ("since", "until"):
+            if cleaned.get(name) is None and name not in self.errors:
+                self.add_error(name, "give both ends of the range")
+        check_time_range(self, cleaned)
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since is not None and until is not None and until - since > MAX_RANGE:
+            self.add_error("until", f"at most {MAX_RANGE.days} days at once")
+        return cleaned
+
+
+class FailureSearchForm(forms.Form):
+    """The failures list's filters (GET): a jail, an address, a time range (the dashboard's bars link here)."""
+
+    jail = forms.ChoiceField(required=False, label="Jail")
+    q = forms.CharField(required=False, max_length=100, label="Address",
+                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "203.0.113.9",
+                                                      "autocomplete": "off"}))
+    since = time_field("From")
+    until = time_field("before")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        jail_field = self.fields["jail"]
+        assert isinstance(jail_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
+        jail_field.choices = [("", "any jail"), *[(name, name) for name in
+                                                  Jail.objects.order_by("name").values_list("name", flat=True)]]
+
+    def clean_q(self) -> str | None:
+        text = self.cleaned_data["q"].strip()
+        if not text:
+            return None
+        address = services.parse_address(text)
+        if address is None:
+            raise forms.ValidationError(f"{text!r} is not an address")
+        return address
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        check_time_range(self, cleaned)
+        return cleaned
 
 
 def parse_bantime(text: str, *, allow_permanent: bool = True) -> int | None:

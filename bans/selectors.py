@@ -1,5 +1,6 @@
-"""Reading the bans: the search behind the bans page (by jail, state, origin, an address and the
-networks holding it, or the bans inside a network), an address's history, the live count per jail.
+"""Reading the bans: the search behind the bans page (by jail, state, origin, time, an address and
+the networks holding it, or the bans inside a network, in the order of a column), an address's
+history, the live count per jail; and the failures behind the dashboard's bars (keyset pages).
 
 Shared by the bans pages and, later, the API: the filters a person can use in one place. Every
 search that a viewer can widen (a network as wide as 0.0.0.0/0) is bounded.
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from bans import services
@@ -115,10 +116,29 @@ def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
         bans = bans.filter(origin=Ban.Origin.USER)
     elif cleaned.get("origin") == "automatic":
         bans = bans.exclude(origin=Ban.Origin.USER)
+    if cleaned.get("since") is not None:
+        bans = bans.filter(started_at__gte=cleaned["since"])
+    if cleaned.get("until") is not None:
+        bans = bans.filter(started_at__lt=cleaned["until"])
     target = cleaned.get("q")
     if isinstance(target, ipaddress.IPv4Address | ipaddress.IPv6Address):
         bans = bans.filter(network__in=networks_holding(target))
-    return bans.order_by("-started_at", "-pk")  # a network (q) is matched by bans_inside, in ban_list
+    return bans.order_by(*BAN_ORDER.get(cleaned.get("sort") or "", BAN_ORDER["-started"]))
+    # (a network, q, is matched by bans_inside, in matching_bans)
+
+
+# The bans list's sortable columns (BanSearchForm.SORTS), each ending on the newest first so a page
+# is stable; "until": a permanent ban (no end) sorts as the latest.
+BAN_ORDER: dict[str, tuple[Any, ...]] = {
+    "-started": ("-started_at", "-pk"),
+    "started": ("started_at", "pk"),
+    "network": ("network", "-started_at", "-pk"),
+    "-network": ("-network", "-started_at", "-pk"),
+    "jail": ("jail_name", "-started_at", "-pk"),
+    "-jail": ("-jail_name", "-started_at", "-pk"),
+    "until": (F("expires_at").asc(nulls_last=True), "-started_at", "-pk"),
+    "-until": (F("expires_at").desc(nulls_first=True), "-started_at", "-pk"),
+}
 
 
 def live_per_jail() -> list[dict[str, Any]]:
@@ -197,3 +217,56 @@ def export_row(ban: Ban) -> dict[str, Any]:
             "ended_at": when(ban.ended_at), "bantime": ban.bantime, "earlier_bans": ban.earlier_bans,
             "created_by": ban.created_by.get_username() if ban.created_by is not None else None,
             "reason": ban.reason}
+
+
+# --- failures (the dashboard's bars link to them) ---------------------------------------------------
+
+FAILURE_PAGE = 50
+
+
+@dataclass(frozen=True)
+class FailurePage:
+    """A page of failures, newest first, and the cursor of the next (older) page: (time, pk) of its
+    last row. Keyset paging: a page costs the same at the millionth row as at the first, where an
+    OFFSET (and a count for "page N of M") would read every row before it."""
+
+    failures: list[Failure]
+    older: str | None
+
+
+def search_failures(cleaned: dict[str, Any]) -> QuerySet[Failure]:
+    failures = Failure.objects.all()
+    if cleaned.get("jail"):
+        failures = failures.filter(jail__name=cleaned["jail"])
+    if cleaned.get("q"):
+        # every jail named: the (jail, address, time) index finds the address in each
+        failures = failures.filter(jail_id__in=list(Jail.objects.values_list("pk", flat=True)), address=cleaned["q"])
+    if cleaned.get("since") is not None:
+        failures = failures.filter(time__gte=cleaned["since"])
+    if cleaned.get("until") is not None:
+        failures = failures.filter(time__lt=cleaned["until"])
+    return failures.order_by("-time", "-pk")
+
+
+def failure_page(failures: QuerySet[Failure], older: str = "") -> FailurePage:
+    """The page after the cursor `older` ("" for the newest); a cursor that does not parse starts over."""
+    position = parse_cursor(older)
+    if position is not None:
+        when, pk = position
+        failures = failures.filter(Q(time__lt=when) | Q(time=when, pk__lt=pk))
+    rows = list(failures.select_related("jail")[:FAILURE_PAGE + 1])
+    more = len(rows) > FAILURE_PAGE
+    rows = rows[:FAILURE_PAGE]
+    return FailurePage(rows, cursor_of(rows[-1]) if more and rows else None)
+
+
+def cursor_of(failure: Failure) -> str:
+    return f"{failure.time.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%S.%f')}_{failure.pk}"
+
+
+def parse_cursor(text: str) -> tuple[dt.datetime, int] | None:
+    stamp, _, pk = text.partition("_")
+    try:
+        return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.UTC), int(pk)
+    except ValueError:
+        return None

@@ -64,8 +64,50 @@ def ban_list(request: HtmxHttpRequest) -> HttpResponse:
         found, capped_note = selectors.matching_bans(form.cleaned_data)
         bans = selectors.BansByPk(found) if isinstance(found, list) else found
     context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
-               "capped_note": capped_note, "live_per_jail": selectors.live_per_jail()}
+               "capped_note": capped_note, "live_per_jail": selectors.live_per_jail(),
+               "columns": sort_columns(request), "max_selected": actions.MAX_SELECTED}
     return render_page_or_partial(request, "bans/ban_list.html", "ban-results", context)
+
+
+SORTABLE = [("network", "Address / network"), ("jail", "Jail"), ("started", "Since"), ("until", "Until")]
+
+
+def sort_columns(request: HttpRequest) -> dict[str, dict[str, str]]:
+    """Per sortable column: the link that sorts by it (the other way round when it is the current
+    sort) and its aria-sort value; the search itself is kept, the page is not."""
+    current = request.GET.get("sort") or "-started"
+    query = request.GET.copy()
+    query.pop("page", None)
+    columns = {}
+    for key, label in SORTABLE:
+        ascending = current == key
+        descending = current == f"-{key}"
+        query["sort"] = f"-{key}" if ascending or (not descending and key == "started") else key
+        columns[key] = {"label": label, "href": f"?{query.urlencode()}",
+                        "aria_sort": "ascending" if ascending else "descending" if descending else "none"}
+    return columns
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def ban_unban_selected(request: HttpRequest) -> HttpResponse:
+    """Lift the bans ticked in the bans list (each audited); back to the list as it was."""
+    try:
+        pks = sorted({int(value) for value in request.POST.getlist("ban")})
+    except ValueError:
+        return HttpResponse("ban ids are numbers", status=400, content_type="text/plain; charset=utf-8")
+    if not pks:
+        messages.warning(request, "Tick the bans to lift first.")
+        return back_or(request, reverse("ban_list"))
+    try:
+        lifted = actions.lift_selected(pks, audit.Actor.of_request(request))
+    except ValueError as exc:
+        messages.error(request, f"Nothing lifted: {exc}.")
+        return back_or(request, reverse("ban_list"))
+    not_live = len(pks) - len(lifted)
+    messages.success(request, f"Lifting {len(lifted)} ban{'s' if len(lifted) != 1 else ''}"
+                              + (f"; {not_live} no longer in force." if not_live else "."))
+    return back_or(request, reverse("ban_list"))
 
 
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}

@@ -258,12 +258,14 @@ def test_it_offers_the_actions_to_an_operator(operator: Client, sshd: Jail) -> N
 # --- permissions -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["ban_create", "ban_unban", "ban_make_permanent", "jail_lift_all"])
+@pytest.mark.parametrize("name", ["ban_create", "ban_unban", "ban_make_permanent", "jail_lift_all",
+                                  "ban_unban_selected"])
 def test_a_viewer_cannot_change_bans(viewer: Client, sshd: Jail, name: str) -> None:
     target = ban("203.0.113.9/32", sshd)
-    args = {"ban_create": [], "jail_lift_all": ["sshd"]}.get(name, [target.pk])
+    args = {"ban_create": [], "jail_lift_all": ["sshd"], "ban_unban_selected": []}.get(name, [target.pk])
 
-    response = viewer.post(reverse(name, args=args), {"address": "203.0.113.10", "jail": "sshd", "confirm": "on"})
+    response = viewer.post(reverse(name, args=args), {"address": "203.0.113.10", "jail": "sshd", "confirm": "on",
+                                                      "ban": [target.pk]})
 
     assert response.status_code == 403
     assert Ban.objects.count() == 1 and Ban.objects.get().state == Ban.State.ACTIVE
@@ -404,6 +406,88 @@ def test_unban_goes_back_to_the_list_it_came_from(operator: Client, sshd: Jail) 
 
     assert back["Location"] == "/bans/?jail=sshd"
     assert away["Location"] == reverse("ban_detail", args=[target.pk])
+
+
+def test_an_operator_lifts_the_bans_ticked_in_the_list_each_audited(
+        operator: Client, sshd: Jail, on_commit: DjangoCaptureOnCommitCallbacks) -> None:
+    first, second, untouched = ban("203.0.113.9/32", sshd), ban("203.0.113.10/32", sshd), ban("203.0.113.11/32", sshd)
+    ended = ban("203.0.113.12/32", sshd, state=Ban.State.EXPIRED)
+
+    listed = operator.get(reverse("ban_list"))
+    with on_commit() as callbacks:
+        response = operator.post(reverse("ban_unban_selected"),
+                                 {"ban": [first.pk, second.pk, ended.pk], "next": "/bans/?jail=sshd"}, follow=True)
+
+    assert listed.content.count(b'class="select-ban"') == 3  # the ended one cannot be ticked
+    assert response.redirect_chain[-1][0] == "/bans/?jail=sshd"
+    assert b"Lifting 2 bans; 1 no longer in force." in response.content
+    states = dict(Ban.objects.values_list("pk", "state"))
+    assert states[first.pk] == states[second.pk] == Ban.State.LIFTING
+    assert states[untouched.pk] == Ban.State.ACTIVE and states[ended.pk] == Ban.State.EXPIRED
+    assert sorted(AuditEntry.objects.filter(action="ban.lift").values_list("object_id", flat=True)) == sorted(
+        [str(first.pk), str(second.pk)])
+    assert len(callbacks) == 1
+
+
+@pytest.mark.parametrize(("ids", "said"), [([], b"Tick the bans to lift first."),
+                                           (list(range(1, 600)), b"Nothing lifted: at most 500 bans at once.")])
+def test_unban_selected_says_why_nothing_was_lifted(operator: Client, sshd: Jail, ids: list[int], said: bytes) -> None:
+    target = ban("203.0.113.9/32", sshd)
+
+    response = operator.post(reverse("ban_unban_selected"), {"ban": ids}, follow=True)
+
+    assert said in response.content
+    target.refresh_from_db()
+    assert target.state == Ban.State.ACTIVE and not AuditEntry.objects.exists()
+
+
+def test_unban_selected_refuses_ids_that_are_not_numbers(operator: Client) -> None:
+    assert operator.post(reverse("ban_unban_selected"), {"ban": ["1 OR 1=1"]}).status_code == 400
+
+
+def test_the_list_sorts_by_a_column_either_way(viewer: Client, sshd: Jail) -> None:
+    web = make_jail("web")
+    now = timezone.now()
+    ban("203.0.113.20/32", web, started_at=now - dt.timedelta(hours=3), expires_at=None, bantime=-1)
+    ban("198.51.100.7/32", sshd, started_at=now - dt.timedelta(hours=1))
+    ban("203.0.113.5/32", sshd, started_at=now - dt.timedelta(hours=2), expires_at=now + dt.timedelta(minutes=5))
+
+    def order(sort: str) -> list[str]:
+        return [b.network for b in viewer.get(reverse("ban_list"), {"sort": sort}).context["page"].object_list]
+
+    assert order("") == ["198.51.100.7/32", "203.0.113.5/32", "203.0.113.20/32"]  # newest first
+    assert order("started") == ["203.0.113.20/32", "203.0.113.5/32", "198.51.100.7/32"]
+    assert order("jail") == ["198.51.100.7/32", "203.0.113.5/32", "203.0.113.20/32"]
+    assert order("-jail")[0] == "203.0.113.20/32"
+    assert order("until") == ["203.0.113.5/32", "198.51.100.7/32", "203.0.113.20/32"]  # permanent last
+    assert order("-until")[0] == "203.0.113.20/32"
+    assert order("network") == sorted(order("network")) and order("-network") == order("network")[::-1]
+
+
+def test_a_sorted_column_says_so_and_its_link_turns_the_order_round(viewer: Client, sshd: Jail) -> None:
+    ban("203.0.113.9/32", sshd)
+
+    content = viewer.get(reverse("ban_list"), {"sort": "jail", "state": "live", "page": "1"}).content.decode()
+
+    assert '<th scope="col" aria-sort="ascending"><a href="?sort=-jail&amp;state=live"' in content
+    assert '<th scope="col" aria-sort="none"><a href="?sort=network&amp;state=live"' in content  # page 1 dropped
+
+
+def test_the_list_filters_by_when_a_ban_started(viewer: Client, sshd: Jail) -> None:
+    now = timezone.now().replace(second=0, microsecond=0)
+    ban("203.0.113.1/32", sshd, started_at=now - dt.timedelta(hours=5))
+    inside = ban("203.0.113.2/32", sshd, started_at=now - dt.timedelta(hours=2))
+    ban("203.0.113.3/32", sshd, started_at=now)
+
+    def local(moment: dt.datetime) -> str:
+        return timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M")
+
+    found = viewer.get(reverse("ban_list"), {"since": local(now - dt.timedelta(hours=3)), "until": local(now)})
+    page = found.context["page"]
+    backwards = viewer.get(reverse("ban_list"), {"since": local(now), "until": local(now - dt.timedelta(hours=3))})
+
+    assert [b.pk for b in page.object_list] == [inside.pk]
+    assert "until" in backwards.context["form"].errors
 
 
 def test_unbanning_an_ended_ban_changes_nothing(operator: Client, sshd: Jail) -> None:

@@ -198,3 +198,86 @@ def test_an_unknown_period_is_the_default_one(viewer: Client, sshd: Jail) -> Non
     data = viewer.get(reverse("dashboard_data"), {"period": "century"}).json()
 
     assert data["period"] == views.DEFAULT_PERIOD
+
+
+# --- custom range, colours, drill-down -------------------------------------------------------------
+
+
+def local_minute(moment: dt.datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M")
+
+
+@pytest.mark.parametrize(("hours", "step", "buckets"), [(2, dt.timedelta(minutes=1), 120),
+                                                         (48, dt.timedelta(hours=1), 48),
+                                                         (24 * 20, dt.timedelta(days=1), 20)])
+def test_a_custom_range_is_drawn_in_minutes_hours_or_days_by_its_length(
+        viewer: Client, sshd: Jail, hours: int, step: dt.timedelta, buckets: int) -> None:
+    until = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
+    since = until - dt.timedelta(hours=hours)
+    fail(sshd, "203.0.113.9", minutes_ago=30)
+
+    response = viewer.get(reverse("dashboard"), {"period": "custom", "since": local_minute(since),
+                                                 "until": local_minute(until)})
+
+    period = response.context["period"]
+    assert period.name == "custom" and period.step == step
+    assert buckets <= period.buckets <= buckets + 1  # a day range starts at the day's start
+    figures = response.context["figures"]
+    assert len(figures["labels"]) == period.buckets and len(figures["edges"]) == period.buckets + 1
+    assert figures["totals"]["failures"] == 1
+    assert response.context["top_addresses"][0]["address"] == "203.0.113.9"
+    assert b'id="dashboard-range-label"' in response.content
+    assert b"period=custom" in response.content  # the refresh keeps the range
+
+
+def test_the_tops_of_a_range_leave_out_what_came_after_it(viewer: Client, sshd: Jail) -> None:
+    now = timezone.now()
+    fail(sshd, "203.0.113.9", minutes_ago=60 * 30)
+    fail(sshd, "198.51.100.1", minutes_ago=5)
+    since, until = now - dt.timedelta(hours=48), now - dt.timedelta(hours=2)
+
+    response = viewer.get(reverse("dashboard"), {"period": "custom", "since": local_minute(since),
+                                                 "until": local_minute(until)})
+
+    assert [row["address"] for row in response.context["top_addresses"]] == ["203.0.113.9"]
+
+
+@pytest.mark.parametrize("query", [
+    {"since": "2026-12-07T10:00"},  # one end only
+    {"since": "2026-12-07T10:00", "until": "2026-12-01T10:00"},  # backwards
+    {"since": "2020-01-01T00:00", "until": "2026-01-01T00:00"},  # longer than the history
+    {"since": "soon", "until": "later"},
+])
+def test_a_bad_range_says_why_and_shows_the_default_period(viewer: Client, sshd: Jail, query: dict[str, str]) -> None:
+    response = viewer.get(reverse("dashboard"), {"period": "custom", **query})
+
+    assert response.status_code == 200
+    assert response.context["period"].name == views.DEFAULT_PERIOD
+    assert b'id="dashboard-range-errors"' in response.content
+
+
+def test_twenty_jails_get_twenty_different_colours(viewer: Client) -> None:
+    jails = [make_jail(f"jail-{index:02}") for index in range(20)]
+    for jail in jails:
+        fail(jail, "203.0.113.9", minutes_ago=1)
+
+    data = viewer.get(reverse("dashboard_data")).json()
+
+    colours = [jail["colour"] for jail in data["jails"]]
+    assert len(colours) == 20 == len(set(colours))
+    again = viewer.get(reverse("dashboard_data"), {"period": "week"}).json()
+    assert [jail["colour"] for jail in again["jails"]] == colours  # a jail keeps its colour
+
+
+def test_the_figures_table_links_each_count_to_what_it_counts(viewer: Client, sshd: Jail) -> None:
+    fail(sshd, "203.0.113.9", minutes_ago=1)
+    ban(sshd, "203.0.113.9/32")
+
+    response = viewer.get(reverse("dashboard"), {"period": "hour"})
+    row = response.context["rows"][-1]
+
+    assert row["cells"] == [{"jail": "sshd", "failures": 1, "bans": 1}]
+    failures_link = f'/failures/?jail=sshd&amp;since={row["since"]}&amp;until={row["until"]}'
+    assert failures_link.encode() in response.content
+    followed = viewer.get(f'/failures/?jail=sshd&since={row["since"]}&until={row["until"]}')
+    assert [f.address for f in followed.context["page"].failures] == ["203.0.113.9"]

@@ -127,7 +127,8 @@ def test_the_backfill_counts_a_history_stored_before_the_rollups_as_the_live_pat
     migration = importlib.import_module("bans.migrations.0015_count_dashboard_tops")
     migration.count_tops(apps, None)
 
-    assert sorted(AddressStat.objects.values_list("jail_name", "hour", "address", "network", "failures")) == live_addresses
+    backfilled = sorted(AddressStat.objects.values_list("jail_name", "hour", "address", "network", "failures"))
+    assert backfilled == live_addresses
     assert sorted(UserStat.objects.values_list("jail_name", "hour", "user", "failures")) == live_users
     assert Failure.objects.count() == sum(row[-1] for row in live_addresses)
 
