@@ -314,6 +314,16 @@ def pages(found: dict[str, Any]) -> list[tuple[str, str]]:
         if first_two:
             listed.append(("bans search /16", "/bans/?" + urllib.parse.urlencode({"q": f"{first_two}.0.0/16"})))
     listed.append(("bans list live", "/bans/?state=live"))
+    listed.append(("bans list by address", "/bans/?sort=network"))
+    listed.append(("bans list by end", "/bans/?sort=-until"))
+    listed.append(("failures list", "/failures/"))
+    listed.append(("failures of a jail, a day back", "/failures/?" + urllib.parse.urlencode(
+        {"jail": "sshd", "since": (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")})))
+    if found.get("address"):
+        listed.append(("failures of an address", "/failures/?" + urllib.parse.urlencode({"q": found["address"]})))
+    listed.append(("dashboard custom 10 days", "/?" + urllib.parse.urlencode({
+        "period": "custom", "since": (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M"),
+        "until": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M")})))
     if found.get("ban"):
         listed.append(("ban page", f"/bans/{found['ban']}/"))
     listed += [("jails list", "/jails/"), ("jail page sshd", "/jails/sshd/"), ("filters list", "/filters/"),

@@ -443,6 +443,13 @@ class TesterForm(forms.Form):
                           help_text=f"Paste up to {MAX_LINES:,} lines (1 MB).",
                           widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "code",
                                                        "id": "tester-log"}))
+    filter_local = SourceField(required=False, max_length=MAX_FILTER_CHARS, label="Its .local overlay (optional)",
+                               widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "code"}))
+    # which lines the results list, and which page of them (the summary always counts every line)
+    show = forms.ChoiceField(required=False, initial="all", widget=forms.RadioSelect, label="Show",
+                             choices=[("all", "all lines"), ("matched", "matched"), ("missed", "missed"),
+                                      ("ignored", "ignored")])
+    line_page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     tail_jail = forms.ChoiceField(required=False, label="Load the last lines of")
     tail_count = forms.IntegerField(required=False, min_value=1, max_value=TAIL_MAX_LINES, initial=50,
                                     label="lines", widget=forms.NumberInput(attrs={"size": 5}))

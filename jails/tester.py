@@ -371,12 +371,20 @@ def describe(number: int, line: str, result: LineResult, report: TestReport, loc
         outcome.reason = ignored_reason(result, bool(real))
     elif real:
         outcome.status = "matched"
+    else:
+        outcome.reason = missed_reason(result, report)
     if real:
         first = real[0]
         outcome.host = first.host
         outcome.fields = shown_fields(first)
         outcome.host_span = locator.span(line, result, first)
     return outcome
+
+
+def missed_reason(result: LineResult, report: TestReport) -> str:
+    """Why a line was not a failure: no failregex matched it (after the prefregex, when there is one)."""
+    said = "neither the prefregex nor a failregex matched" if report.prefregex else "no failregex matched"
+    return said if result.date is not None else f"{said}; no date was recognised in it either"
 
 
 def ignored_reason(result: LineResult, real: bool) -> str:

@@ -40,6 +40,12 @@ def filter_tester(request: HtmxHttpRequest, name: str | None = None) -> HttpResp
     if request.method == "GET":
         context["form"] = TesterForm(initial=initial_values(request, name))
         return render(request, "jails/tester.html", context)
+    draft = draft_values(request.POST, name)
+    if draft is not None:
+        # "Test this draft" on a filter's or a jail's edit page: the unsaved values, in the tester
+        context["draft"], data = draft
+        context["form"] = TesterForm(data)
+        return render(request, "jails/tester.html", context)
     data = request.POST.copy()
     if "load_tail" in data:
         if has_role(request.user, Role.OPERATOR):
@@ -58,6 +64,31 @@ def initial_values(request: HttpRequest, name: str | None) -> dict[str, Any]:
     if jail and Jail.objects.filter(name=jail).exists():
         return {"source": "jail", "jail": jail, "tail_jail": jail}
     return {"source": "stored", "filter": name or ""}
+
+
+def draft_values(posted: QueryDict, filter_name: str | None = None) -> tuple[str, QueryDict] | None:
+    """The tester's fields for the unsaved form of a filter or a jail (posted by their "Test this
+    draft" button, ?test_draft=filter|jail), with its jail's log offered to load; None otherwise."""
+    kind = posted.get("test_draft")
+    data = QueryDict(mutable=True)
+    if kind == "filter":
+        name = filter_name or posted.get("name", "")  # an existing filter's name is in the URL
+        data.update({"source": "pasted", "filter_source": posted.get("source", ""),
+                     "filter_local": posted.get("source_local", "")})
+        jail = Jail.objects.filter(filter__name=name).order_by("name").first() if name else None
+        label = f"the unsaved filter {name}" if name else "the unsaved filter"
+    elif kind == "jail":
+        chosen_pk = posted.get("filter") or ""
+        chosen = Filter.objects.filter(pk=int(chosen_pk)).first() if chosen_pk.isdigit() else None
+        data.update({"source": "stored", "filter": chosen.name if chosen else "",
+                     "options": posted.get("filter_options", ""), "datepattern": posted.get("datepattern", "")})
+        jail = Jail.objects.filter(name=posted.get("name", "")).first()
+        label = f"the unsaved jail {posted.get('name', '')}: its filter, filter options and datepattern"
+    else:
+        return None
+    if jail is not None:
+        data["tail_jail"] = jail.name
+    return label, data
 
 
 def load_tail(data: QueryDict) -> dict[str, Any]:
@@ -127,7 +158,25 @@ def results(form: TesterForm, user_id: int) -> dict[str, Any]:
         return {"error": f"The filter does not work: {exc}", "warnings": lint_anyway(data)}
     finally:
         charge(user_id, time.monotonic() - started)
-    return {"report": report, "summary": tester.failure_summary(report), "warnings": report.warnings}
+    return {"report": report, "summary": tester.failure_summary(report), "warnings": report.warnings,
+            **shown_lines(report, data.get("show") or "all", data.get("line_page") or 1)}
+
+
+# The result list shows this many lines a page: 2,000 lines at once made 1.5 MB of HTML and 30,000
+# DOM nodes, and the browser stalled on every keystroke.
+PAGE_LINES = 200
+SHOWN_STATUSES = {"matched": {"matched"}, "missed": {"missed", "timeout"}, "ignored": {"ignored"}}
+
+
+def shown_lines(report: tester.TestReport, show: str, page: int) -> dict[str, Any]:
+    """The lines to list (those of one result, or all) and the page of them asked for."""
+    wanted = SHOWN_STATUSES.get(show)
+    lines = [line for line in report.lines if wanted is None or line.status in wanted]
+    pages = max(1, -(-len(lines) // PAGE_LINES))
+    page = min(max(1, page), pages)
+    return {"lines": lines[(page - 1) * PAGE_LINES:page * PAGE_LINES], "shown": show, "shown_count": len(lines),
+            "line_page": page, "line_pages": pages,
+            "line_page_numbers": [n for n in range(1, pages + 1) if n in (1, pages) or abs(n - page) <= 2]}
 
 
 def chosen_filter(data: dict[str, Any]) -> tuple[FilterDefinition, tester.Settings, str]:
@@ -143,7 +192,9 @@ def chosen_filter(data: dict[str, Any]) -> tuple[FilterDefinition, tester.Settin
         label = f"jail {jail.name}: {jail.filter.name}"
         return tester.stored_definition(jail.filter.name, jail.filter_options), options, label
     if source == "pasted":
-        return tester.pasted_definition(data["filter_source"], options=data.get("options")), override, "pasted filter"
+        definition = tester.pasted_definition(data["filter_source"], data.get("filter_local") or "",
+                                              options=data.get("options"))
+        return definition, override, "pasted filter"
     if source == "regex":
         return tester.raw_definition(data["failregex"], data.get("ignoreregex") or ""), override, "raw regex"
     name = data["filter"]

@@ -62,13 +62,13 @@ def test_a_click_on_a_jails_part_of_a_bar_opens_its_failures(page: Page, transac
     wait_for_chart(page, "chart-failures")
     datasets = page.evaluate("() => Chart.getChart(document.getElementById('chart-failures')).data.datasets"
                              ".map((d) => ({label: d.label, data: d.data}))")
-    postfix = next(index for index, dataset in enumerate(datasets) if dataset["label"] == "postfix")
+    series = next(index for index, dataset in enumerate(datasets) if dataset["label"] == "postfix")
     # the minute the failures fell in (the last bar, or the one before when a minute began meanwhile)
-    bar = max(index for index, count in enumerate(datasets[postfix]["data"]) if count)
+    bar = max(index for index, count in enumerate(datasets[series]["data"]) if count)
     shot(page, f"dashboard-hour-{width}")
     no_sideways_scroll(page, width)
 
-    position = page.evaluate(BAR_POSITION, ["chart-failures", postfix, bar])
+    position = page.evaluate(BAR_POSITION, ["chart-failures", series, bar])
     page.mouse.click(position["x"], position["y"])
 
     expect(page).to_have_url(re.compile(r"/failures/\?.*jail=postfix"))

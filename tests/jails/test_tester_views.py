@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,87 @@ def test_it_answers_about_a_catastrophic_regex_on_hostile_lines(viewer: Client) 
 def test_its_budgets_fit_in_two_seconds() -> None:
     assert tester.line_budget() <= tester.MAX_LINE_SECONDS
     assert tester.MAX_SECONDS + tester.MAX_LINE_SECONDS * 1.125 <= 1.6
+
+
+# --- the result list: which lines, pages; test this draft ------------------------------------------
+
+
+def lines_listed(html: str) -> list[int]:
+    return [int(part.split('"')[0]) for part in html.split('id="line-')[1:]]
+
+
+def test_a_missed_line_says_why(viewer: Client) -> None:
+    html = post(viewer, htmx=True, filter="sshd", log=f"{SSHD_OTHER}\nno date, no match")
+
+    # sshd has a prefregex: the reason names it
+    assert "neither the prefregex nor a failregex matched" in html.split('id="line-1"')[1].split("</tr>")[0]
+    assert "no date was recognised in it either" in html.split('id="line-2"')[1].split("</tr>")[0]
+    raw = post(viewer, htmx=True, source="regex", failregex=r"^login failed from <HOST>$", log="noise")
+    assert "no failregex matched; no date" in raw
+
+
+@pytest.mark.parametrize(("show", "listed"), [("all", [1, 2, 3]), ("matched", [2]), ("missed", [1]),
+                                              ("ignored", [3]), ("bogus", [])])
+def test_it_lists_only_the_lines_of_one_result_and_still_counts_them_all(
+        viewer: Client, show: str, listed: list[int]) -> None:
+    html = post(viewer, htmx=True, source="regex", failregex=r"^login failed from <HOST>$",
+                ignoreregex=r"192\.0\.2\.1\b", log="noise\nlogin failed from 192.0.2.2\nlogin failed from 192.0.2.1",
+                show=show)
+
+    if show == "bogus":
+        assert 'id="tester-results"' in html and 'id="tester-summary"' not in html  # an invalid choice: no run
+        return
+    assert lines_listed(html) == listed
+    assert '<span class="count-lines">3</span>' in html
+    assert ('id="tester-shown"' in html) is (show != "all")
+
+
+def test_past_two_hundred_lines_the_list_comes_in_pages(viewer: Client) -> None:
+    log = "\n".join(f"login failed from 192.0.2.{n % 250 + 1}" for n in range(450))
+
+    first = post(viewer, htmx=True, source="regex", failregex=r"^login failed from <HOST>$", log=log)
+    third = post(viewer, htmx=True, source="regex", failregex=r"^login failed from <HOST>$", log=log, line_page="3")
+    beyond = post(viewer, htmx=True, source="regex", failregex=r"^login failed from <HOST>$", log=log, line_page="99")
+
+    assert lines_listed(first) == list(range(1, 201))
+    assert '<span class="count-matched">450</span>' in first and "page 1 of 3" in first
+    assert first.count('name="line_page"') == 2 * 2  # pages 2 and 3, above and below the list
+    assert lines_listed(third) == list(range(401, 451))
+    assert lines_listed(beyond) == lines_listed(third)  # past the end: the last page
+    assert len(first) < 400_000
+
+
+def test_test_this_draft_takes_a_filters_unsaved_text() -> None:
+    install_builtin_filters()
+    client = client_for("admin")
+    html = client.get(reverse("filter_edit", args=["sshd"])).content.decode()
+    assert 'id="filter-test-draft"' in html and 'formtarget="_blank"' in html
+    assert html.index('id="filter-save"') < html.index('id="filter-test-draft"')  # Enter still saves
+
+    page = client.post(reverse("filter_tester_for", args=["sshd"]), {"test_draft": "filter",
+                                                  "source": "[Definition]\nfailregex = ^draft from <HOST>$\n",
+                                                  "source_local": ""}).content.decode()
+    tried = client.post(reverse("filter_tester"), {"source": "pasted", "filter_source": "[Definition]\n"
+                                                   "failregex = ^draft from <HOST>$\n", "log": "draft from 192.0.2.7"},
+                        headers={"HX-Request": "true"}).content.decode()
+
+    assert 'id="tester-draft"' in page and "the unsaved filter sshd" in page
+    assert re.search(r'value="pasted"[^>]* checked', page) and "^draft from &lt;HOST&gt;$" in page
+    assert '<span class="count-matched">1</span>' in tried
+    assert Filter.objects.get(name="sshd").source.find("draft") == -1  # nothing saved
+
+
+def test_test_this_draft_takes_a_jails_filter_options_and_datepattern() -> None:
+    install_builtin_filters()
+    client = client_for("admin")
+    jail = Jail.objects.create(name="web", filter=Filter.objects.get(name="sshd"), enabled=True)
+    other = Filter.objects.get(name="nginx-http-auth")
+
+    page = client.post(reverse("filter_tester"), {"test_draft": "jail", "name": "web", "filter": str(other.pk),
+                                                  "filter_options": "mode=aggressive", "datepattern": "{^LN-BEG}"}
+                       ).content.decode()
+
+    assert "the unsaved jail web" in page
+    assert '<option value="nginx-http-auth" selected>' in page
+    assert 'value="mode=aggressive"' in page and 'value="{^LN-BEG}"' in page
+    assert f'<option value="{jail.name}" selected>' in page  # its log, to load
