@@ -30,6 +30,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from bans import actions, selectors, services
 from bans.forms import BanCreateForm, BanSearchForm, LiftAllForm
 from bans.models import Ban
+from jails import slowlane
 from jails.access import audit
 from jails.access.client import client_address, request_peers
 from jails.access.roles import Role, role_required
@@ -125,10 +126,18 @@ def ban_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     if not form.is_valid():
         said = "; ".join(f"{name}: {' '.join(str(error) for error in errors)}" for name, errors in form.errors.items())
         return HttpResponse(said, status=400, content_type="text/plain; charset=utf-8")
-    found, capped_note = selectors.bounded_for_export(*selectors.matching_bans(form.cleaned_data))
-    rows = selectors.export_rows(found)
-    chunks = csv_chunks(rows) if fmt == "csv" else json_chunks(rows)
-    response = StreamingHttpResponse(chunks, content_type=EXPORT_FORMATS[fmt])
+    taken = slowlane.take(wait=0)  # an export streams for seconds: it must leave a worker free for pages
+    if taken is None:
+        return HttpResponse(slowlane.BUSY, status=503, content_type="text/plain; charset=utf-8",
+                            headers={"Retry-After": str(slowlane.RETRY_SECONDS)})
+    try:
+        found, capped_note = selectors.bounded_for_export(*selectors.matching_bans(form.cleaned_data))
+        rows = selectors.export_rows(found)
+        chunks = csv_chunks(rows) if fmt == "csv" else json_chunks(rows)
+    except BaseException:
+        taken.release()
+        raise
+    response = StreamingHttpResponse(slowlane.held_while(taken, chunks), content_type=EXPORT_FORMATS[fmt])
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="bans-{stamp}.{fmt}"'
     if capped_note:

@@ -225,6 +225,13 @@ IPS_LIVE_READ_BUDGET_SECONDS = env_int("IPS_LIVE_READ_BUDGET_MS", 500, minimum=5
 # Log lines longer than this are skipped whole (counted, never matched): a line is never split.
 IPS_MAX_LINE_BYTES = env_int("IPS_MAX_LINE_BYTES", 64 << 10, minimum=1024, maximum=16 << 20)
 
+# The panel's web workers (gunicorn processes; runstack and the ips-web unit start this many). Slow
+# requests (exports, tester runs) may hold all but one of them at once (jails/slowlane.py), so a page
+# always finds a free worker; each worker costs about 40 MB more.
+IPS_WEB_WORKERS = env_int("IPS_WEB_WORKERS", 2, minimum=1, maximum=64)
+# Where the slow lanes' lock files live (one per lane; any directory all web workers can write).
+IPS_RUN_DIR = Path(env_str("IPS_RUN_DIR", str(BASE_DIR / "var" / "run")))
+
 # The panel's own client address: REMOTE_ADDR, unless the request comes from one of these proxies
 # (addresses or networks), then the nearest untrusted address of X-Forwarded-For (jails/access/client.py).
 IPS_TRUSTED_PROXIES = env_networks("IPS_TRUSTED_PROXIES", [])

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
-from jails import tester
+from jails import slowlane, tester
 from jails.access.roles import Role, has_role, role_required
 from jails.engine.definition import FilterDefinition
 from jails.engine.errors import EngineError
@@ -148,16 +148,20 @@ def results(form: TesterForm, user_id: int) -> dict[str, Any]:
     if refused:
         return {"error": refused}
     started = time.monotonic()
-    try:
-        lines = tester.split_input(data["log"])
-        definition, options, label = chosen_filter(data)
-        report = tester.run(definition, lines, options, label=label)
-    except tester.TesterRefused as exc:
-        return {"error": str(exc)}
-    except EngineError as exc:
-        return {"error": f"The filter does not work: {exc}", "warnings": lint_anyway(data)}
-    finally:
-        charge(user_id, time.monotonic() - started)
+    # a run may take its whole time budget: it takes a slow lane, so pages keep a free worker
+    with slowlane.lane() as held:
+        if not held:
+            return {"error": slowlane.BUSY}
+        try:
+            lines = tester.split_input(data["log"])
+            definition, options, label = chosen_filter(data)
+            report = tester.run(definition, lines, options, label=label)
+        except tester.TesterRefused as exc:
+            return {"error": str(exc)}
+        except EngineError as exc:
+            return {"error": f"The filter does not work: {exc}", "warnings": lint_anyway(data)}
+        finally:
+            charge(user_id, time.monotonic() - started)
     return {"report": report, "summary": tester.failure_summary(report), "warnings": report.warnings,
             **shown_lines(report, data.get("show") or "all", data.get("line_page") or 1)}
 

@@ -45,7 +45,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="address:port for the panel (gunicorn)")
-        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument("--web-workers", type=int, default=settings.IPS_WEB_WORKERS,
+                            help="gunicorn worker processes (default IPS_WEB_WORKERS, 2); slow requests "
+                                 "(exports, tester runs) may hold all of them but one")
         parser.add_argument("--concurrency", type=int, default=2,
                             help="Celery worker processes for ordinary tasks (plus one per log follower)")
         parser.add_argument("--followers", type=int, default=None,
@@ -66,6 +68,10 @@ class Command(BaseCommand):
         Path(options["beat_schedule"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         Path(options["control_socket"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+        # the web workers' slow lanes count the workers (jails/slowlane.py): forks read the setting,
+        # new processes the environment
+        settings.IPS_WEB_WORKERS = options["web_workers"]
+        os.environ["IPS_WEB_WORKERS"] = str(options["web_workers"])
         children = self.plan(options)
         stopping: list[int] = []  # the signals received while starting
 
