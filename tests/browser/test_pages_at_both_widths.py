@@ -39,17 +39,44 @@ def test_a_missing_page_fits_the_screen_and_offers_the_ways_back(page: Page, tra
     shot(page, f"error-404-{width}")
 
 
-def test_on_a_phone_every_link_of_the_nav_is_in_view(page: Page, transactional_db: None) -> None:
+def test_on_a_phone_the_nav_folds_into_a_menu_that_shows_every_link(page: Page, transactional_db: None) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     log_in_as(page, "root", "superuser")  # the most links: Import, Users and Django admin too
     page.goto("/")
     links = page.get_by_role("navigation", name="Main").get_by_role("link")
+    toggle = page.locator("#nav-toggle")
+    expect(toggle).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(links.first).to_be_hidden()
+    shot(page, "nav-phone-folded")
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
     assert links.count() == 8
     for index in range(links.count()):
+        expect(links.nth(index)).to_be_visible()
         box = links.nth(index).bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (links.nth(index).text_content(),
                                                                                        box)
-    shot(page, "nav-phone")
+    shot(page, "nav-phone-open")
+    page.keyboard.press("Escape")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    links.first.wait_for(state="hidden")
+
+    page.set_viewport_size({"width": 1440, "height": 900})  # a wide screen never folds
+    expect(toggle).to_be_hidden()
+    expect(links.first).to_be_visible()
+
+
+def test_without_javascript_the_phone_nav_stays_open(nojs_page: Page, transactional_db: None) -> None:
+    nojs_page.set_viewport_size({"width": 390, "height": 844})
+    log_in_as(nojs_page, "root", "superuser")
+    nojs_page.goto("/")
+    links = nojs_page.get_by_role("navigation", name="Main").get_by_role("link")
+    assert links.count() == 8
+    for index in range(links.count()):
+        expect(links.nth(index)).to_be_visible()
+    expect(nojs_page.locator("#nav-toggle")).to_be_hidden()
 
 
 @pytest.mark.parametrize("width", [1440, 390])
