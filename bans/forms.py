@@ -65,6 +65,8 @@ class BanSearchForm(forms.Form):
     since = time_field("Started from")
     until = time_field("before")
     sort = forms.ChoiceField(required=False, choices=[(key, key) for key in SORTS], widget=forms.HiddenInput)
+    group = forms.ChoiceField(required=False, label="Show",
+                              choices=[("", "each ban"), ("address", "one row per address")])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

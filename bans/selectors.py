@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from bans import services
@@ -139,6 +139,18 @@ BAN_ORDER: dict[str, tuple[Any, ...]] = {
     "until": (F("expires_at").asc(nulls_last=True), "-started_at", "-pk"),
     "-until": (F("expires_at").desc(nulls_first=True), "-started_at", "-pk"),
 }
+
+
+def grouped_by_network(found: QuerySet[Ban] | list[int]) -> QuerySet[Any]:
+    """A search's bans one row per address (or network): how many bans, in how many jails, how many
+    in force, the first and the latest start; the latest first."""
+    bans = Ban.objects.filter(pk__in=found) if isinstance(found, list) else found
+    now = timezone.now()
+    in_force = Q(state__in=Ban.LIVE_STATES) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    return (bans.order_by().values("network")
+            .annotate(bans=Count("pk"), jails=Count("jail_name", distinct=True),
+                      in_force=Count("pk", filter=in_force), first=Min("started_at"), latest=Max("started_at"))
+            .order_by("-latest", "network"))
 
 
 def live_per_jail() -> list[dict[str, Any]]:

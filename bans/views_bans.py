@@ -60,11 +60,16 @@ def query_without_page(request: HttpRequest) -> str:
 def ban_list(request: HtmxHttpRequest) -> HttpResponse:
     form = BanSearchForm(request.GET)
     bans: QuerySet[Ban] | selectors.BansByPk = Ban.objects.none()
+    groups: QuerySet[Any] | None = None
     capped_note = ""
     if form.is_valid():
         found, capped_note = selectors.matching_bans(form.cleaned_data)
         bans = selectors.BansByPk(found) if isinstance(found, list) else found
-    context = {"form": form, "page": page_of(request, bans), "query": query_without_page(request),
+        if form.cleaned_data.get("group") == "address":
+            groups = selectors.grouped_by_network(found)
+    page = Paginator(groups, PAGE_SIZE).get_page(request.GET.get("page")) if groups is not None else page_of(
+        request, bans)
+    context = {"form": form, "page": page, "grouped": groups is not None, "query": query_without_page(request),
                "capped_note": capped_note, "live_per_jail": selectors.live_per_jail(),
                "columns": sort_columns(request), "max_selected": actions.MAX_SELECTED}
     return render_page_or_partial(request, "bans/ban_list.html", "ban-results", context)

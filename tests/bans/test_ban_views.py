@@ -652,3 +652,20 @@ def test_an_export_is_bounded_and_says_so(viewer: Client, sshd: Jail, monkeypatc
     rows = list(csv.reader(io.StringIO(streamed(viewer.get(reverse("ban_export", args=["csv"]))).decode())))
     assert [row[-1] for row in rows if row[0] == "198.51.100.0/32"] == ["' \t=1+1"]  # blanks first: still text
 
+
+
+def test_the_list_groups_the_bans_by_address(viewer: Client, sshd: Jail) -> None:
+    web = make_jail("web")
+    now = timezone.now()
+    ban("203.0.113.9/32", sshd, started_at=now - dt.timedelta(days=3), state=Ban.State.EXPIRED)
+    ban("203.0.113.9/32", web, started_at=now - dt.timedelta(hours=1))
+    ban("198.51.100.7/32", sshd, started_at=now - dt.timedelta(hours=2))
+
+    response = viewer.get(reverse("ban_list"), {"group": "address"})
+    in_one_jail = viewer.get(reverse("ban_list"), {"group": "address", "jail": "sshd"})
+
+    rows = list(response.context["page"].object_list)
+    assert [(r["network"], r["bans"], r["jails"], r["in_force"]) for r in rows] == [
+        ("203.0.113.9/32", 2, 2, 1), ("198.51.100.7/32", 1, 1, 1)]
+    assert b'id="ban-groups"' in response.content and b'href="?q=203.0.113.9"' in response.content
+    assert [r["bans"] for r in in_one_jail.context["page"].object_list] == [1, 1]  # the search still applies

@@ -152,3 +152,29 @@ def test_an_operator_sorts_the_bans_ticks_two_and_unbans_them(page: Page, transa
     assert AuditEntry.objects.filter(action="ban.lift").count() == 2
     no_sideways_scroll(page, width)
     shot(page, f"bans-unbanned-selected-{width}")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_bans_list_shows_one_row_per_address_on_request(page: Page, transactional_db: None, width: int) -> None:
+    sshd, web = make_jail("sshd"), make_jail("web")
+    now = timezone.now()
+    for jail, minutes in ((sshd, 30), (web, 10)):
+        Ban.objects.create(jail=jail, jail_name=jail.name, network="203.0.113.9/32", family=4, bantime=3600,
+                           started_at=now - dt.timedelta(minutes=minutes), expires_at=now + dt.timedelta(hours=1),
+                           state=Ban.State.ACTIVE)
+    Ban.objects.create(jail=sshd, jail_name="sshd", network="198.51.100.7/32", family=4, bantime=3600,
+                       started_at=now - dt.timedelta(minutes=50), state=Ban.State.EXPIRED)
+    page.set_viewport_size({"width": width, "height": 900})
+    log_in_as(page, "vera", "viewer")
+    page.goto("/bans/")
+
+    page.locator("#id_group").select_option("address")
+    groups = page.locator("#ban-groups tbody tr")
+    expect(groups).to_have_count(2)
+    expect(groups.first).to_contain_text("203.0.113.9")
+    expect(groups.first.locator("td.num").first).to_have_text("2")
+    no_sideways_scroll(page, width)
+    shot(page, f"bans-grouped-{width}")
+
+    groups.first.get_by_role("link").click()
+    expect(page.locator("#ban-table tbody tr")).to_have_count(2)
