@@ -149,7 +149,7 @@ def grouped_by_network(found: QuerySet[Ban] | list[int]) -> QuerySet[Any]:
     in_force = Q(state__in=Ban.LIVE_STATES) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     return (bans.order_by().values("network")
             .annotate(bans=Count("pk"), jails=Count("jail_name", distinct=True),
-                      in_force=Count("pk", filter=in_force), first=Min("started_at"), latest=Max("started_at"))
+                      live=Count("pk", filter=in_force), first=Min("started_at"), latest=Max("started_at"))
             .order_by("-latest", "network"))
 
 

@@ -665,7 +665,7 @@ def test_the_list_groups_the_bans_by_address(viewer: Client, sshd: Jail) -> None
     in_one_jail = viewer.get(reverse("ban_list"), {"group": "address", "jail": "sshd"})
 
     rows = list(response.context["page"].object_list)
-    assert [(r["network"], r["bans"], r["jails"], r["in_force"]) for r in rows] == [
+    assert [(r["network"], r["bans"], r["jails"], r["live"]) for r in rows] == [
         ("203.0.113.9/32", 2, 2, 1), ("198.51.100.7/32", 1, 1, 1)]
     assert b'id="ban-groups"' in response.content and b'href="?q=203.0.113.9"' in response.content
     assert [r["bans"] for r in in_one_jail.context["page"].object_list] == [1, 1]  # the search still applies
