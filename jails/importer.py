@@ -8,19 +8,20 @@ either everything arrives or nothing does. A second run with the same tree chang
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from jails import services
 from jails.access import audit
 from jails.engine import ini
-from jails.engine.durations import parse_duration
+from jails.engine.durations import format_duration, parse_duration
 from jails.engine.errors import ConfigError, EngineError
 from jails.models import Filter, Jail
 
@@ -37,10 +38,22 @@ KNOWN_OPTIONS = {
     "ignoreself", "ignorecommand", "usedns", "maxmatches", "port", "protocol", "banaction", "blocktype",
 }
 NFTABLES_ACTIONS = {"nftables", "nftables-multiport", "nftables-allports"}
+# What a change shows of each field (preview, audit entry, importconf): one side of one field holds at
+# most this much, so a huge filter source cannot make the page or the audit entry huge.
+MAX_FIELD_LINES = 40
+MAX_FIELD_BYTES = 4096
+LONG_TEXT_LINES = 3  # a value of more lines (a filter's source) is shown as its differing lines
+DIFFED_LINES_MAX = 2000  # past this many differing lines, one block: SequenceMatcher is quadratic
+MAX_AUDIT_VALUE_CHARS = 200_000  # all values of one import's audit entry; past it only the field names
+DURATION_FIELDS = {"findtime", "bantime", "bantime_maxtime", "bantime_rndtime"}
+CREATED_JAIL_FIELDS = ("enabled", "filter", "logpath", "port", "maxretry", "findtime", "bantime")
 
 
 class ImportRefused(EngineError):
     """The tree cannot be imported as it is; nothing was written."""
+
+
+Difference = tuple[str, str]  # a field's (old, new) as display text; "" for none
 
 
 @dataclass
@@ -49,6 +62,9 @@ class Change:
     name: str
     action: str  # "created", "updated", "unchanged" or "skipped"
     detail: str = ""
+    # updated: {field: (old, new)} of every field that differs; created jail: its main values ("" old).
+    # Display text with control characters escaped, each side bounded (see `difference`).
+    fields: dict[str, Difference] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,15 +119,119 @@ def import_tree(
 
 def record_import(report: ImportReport, actor: audit.Actor, include_disabled: bool,
                   described: tuple[str, Mapping[str, object]]) -> None:
-    """The audit entry of an import: what it created and updated, and the risky regexes it let in."""
-    changed = [f"{c.action} {c.kind} {c.name}" for c in report.changes if c.action in ("created", "updated")]
+    """The audit entry of an import: what it created and updated with the values before and after
+    ({"jail sshd": {"bantime": "1h"}} -> {"jail sshd": {"bantime": "2h"}}), and the risky regexes it
+    let in."""
+    changed = [c for c in report.changes if c.action in ("created", "updated")]
     if not changed:
         return  # nothing to audit: the configuration was already there
     name, source = described
-    after: dict[str, object] = {**source, "include_disabled": include_disabled, "changes": changed}
+    before, values = audited_values(changed)
+    after: dict[str, object] = {**values, **source, "include_disabled": include_disabled,
+                                "changes": [f"{c.action} {c.kind} {c.name}" for c in changed]}
     if report.dangerous:
         after["dangerous_regexes"] = [d.as_record() for d in report.dangerous]
-    audit.record(actor, "config.import", object_type="import", object_repr=name, after=after)
+    audit.record(actor, "config.import", object_type="import", object_repr=name, before=before or None,
+                 after=after)
+
+
+def audited_values(changes: list[Change]) -> tuple[dict[str, object], dict[str, object]]:
+    """(before, after) by "kind name" of the changes that carry values. Keys hold a space, so they
+    never meet the entry's own keys (files, changes...). Past MAX_AUDIT_VALUE_CHARS a change keeps
+    only the names of its fields, under "values_not_kept": the audit page shows an entry whole, and
+    an import of a hundred rewritten filters must not make it megabytes."""
+    before: dict[str, object] = {}
+    after: dict[str, object] = {}
+    not_kept: list[str] = []
+    room = MAX_AUDIT_VALUE_CHARS
+    for change in changes:
+        if not change.fields:
+            continue  # a created filter: "changes" names it, its file is the value
+        key = f"{change.kind} {change.name}"
+        size = sum(len(old) + len(new) for old, new in change.fields.values())
+        if size > room:
+            not_kept.append(f"{key}: {', '.join(change.fields)}")
+            continue
+        room -= size
+        if change.action == "updated":
+            before[key] = {name: old for name, (old, _) in change.fields.items()}
+        after[key] = {name: new for name, (_, new) in change.fields.items()}
+    if not_kept:
+        after["values_not_kept"] = not_kept
+    return before, after
+
+
+# --- what changed, as text -------------------------------------------------------------------
+
+
+def difference(key: str, old: Any, new: Any) -> Difference:
+    """A field's old and new values as display text, each side bounded; long texts (a filter's
+    source) keep only the lines that differ, so the one changed line of a hundred is what shows."""
+    before, after = as_text(key, old), as_text(key, new)
+    if max(before.count("\n"), after.count("\n")) >= LONG_TEXT_LINES:
+        before, after = differing_lines(before, after)
+    return bounded(before), bounded(after)
+
+
+def as_text(key: str, value: Any) -> str:
+    """A field value as an admin wrote it (durations as 1h, lists a line each, a filter by name),
+    with control characters escaped: the text is attacker-written and lands in pages and terminals."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key in DURATION_FIELDS and isinstance(value, int):
+        return format_duration(value)
+    if isinstance(value, models.Model):
+        return audit.escape_controls(str(value))
+    if isinstance(value, list | tuple):
+        return "\n".join(as_text("", item) for item in value)
+    if isinstance(value, dict):
+        return "\n".join(f"{audit.escape_controls(str(k))} = {as_text('', v)}" for k, v in sorted(value.items()))
+    return audit.escape_controls(str(value))
+
+
+def differing_lines(before: str, after: str) -> Difference:
+    """Only the blocks of lines that differ, each side under the line numbers it holds there."""
+    old, new = before.split("\n"), after.split("\n")
+    start = 0  # common lines at both ends first: linear, and usually all but the change
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    old_mid, new_mid = old[start:len(old) - end], new[start:len(new) - end]
+    blocks: Sequence[tuple[str, int, int, int, int]]
+    if len(old_mid) + len(new_mid) > DIFFED_LINES_MAX:
+        blocks = [("replace", 0, len(old_mid), 0, len(new_mid))]
+    else:
+        blocks = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False).get_opcodes()
+    old_parts = [line_block(old, start + i1, start + i2) for tag, i1, i2, _, _ in blocks if tag != "equal"]
+    new_parts = [line_block(new, start + j1, start + j2) for tag, _, _, j1, j2 in blocks if tag != "equal"]
+    if not old_parts:  # the values differ as stored (a list item holding a newline...), not as text
+        return "(the same text)", "(the same text)"
+    return "\n".join(old_parts), "\n".join(new_parts)
+
+
+def line_block(lines: list[str], start: int, end: int) -> str:
+    if start == end:
+        return f"@@ after line {start}: nothing @@" if start else "@@ before line 1: nothing @@"
+    where = f"line {start + 1}" if end == start + 1 else f"lines {start + 1}-{end}"
+    return f"@@ {where} @@\n" + "\n".join(lines[start:end])
+
+
+def bounded(text: str) -> str:
+    """At most MAX_FIELD_LINES lines and about MAX_FIELD_BYTES bytes of UTF-8, saying what was cut."""
+    lines = text.split("\n")
+    kept = "\n".join(lines[:MAX_FIELD_LINES])
+    data = kept.encode("utf-8")
+    if len(data) > MAX_FIELD_BYTES - 100:  # room for the note below
+        kept = data[:MAX_FIELD_BYTES - 100].decode("utf-8", errors="ignore")
+    if kept == text:
+        return text
+    more_lines = len(lines) - len(kept.split("\n"))
+    more_chars = len(text) - len(kept)
+    return kept + f"\n… cut here: {more_lines} more line(s), {more_chars} more character(s)"
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -204,12 +324,13 @@ def save_filter(
         report.changes.append(Change("filter", name, "unchanged"))
         return
     was_builtin = row.origin == Filter.Origin.BUILTIN
+    differences = {key: difference(key, getattr(row, key), values[key]) for key in changed}
     for key in changed:
         setattr(row, key, values[key])
     row.origin_path = shown  # where this version came from
     row.save()
     detail = "replaced the built-in filter" if was_builtin else "changed: " + ", ".join(changed)
-    report.changes.append(Change("filter", name, "updated", detail))
+    report.changes.append(Change("filter", name, "updated", detail, differences))
 
 
 # --- jails -----------------------------------------------------------------------------------
@@ -414,12 +535,17 @@ def save_jail(section: ini.JailSection, fields: dict[str, Any], report: ImportRe
     if row is not None and not changed:
         report.changes.append(Change("jail", section.name, "unchanged"))
         return
+    if row is None:  # what the new jail does, in short: its full options are on its page
+        differences = {key: difference(key, None, fields[key]) for key in CREATED_JAIL_FIELDS if key in fields}
+    else:
+        differences = {key: difference(key, getattr(row, key, None), fields[key]) for key in changed}
     for key in changed:
         setattr(candidate, key, fields[key])
     validate_jail(candidate, section)
     candidate.save()
     detail = "" if row is None else "changed: " + ", ".join(changed)
-    report.changes.append(Change("jail", section.name, "created" if row is None else "updated", detail))
+    report.changes.append(Change("jail", section.name, "created" if row is None else "updated", detail,
+                                 differences))
 
 
 FIELD_TO_OPTION = {"bantime_" + name: "bantime." + name for name in
@@ -447,6 +573,8 @@ def summarize(report: ImportReport, verbose: bool = False) -> Iterable[str]:
     for change in report.changes:
         if change.action in ("created", "updated") and (verbose or change.kind == "jail"):
             yield f"  {change.action} {change.kind} {change.name}" + (f" ({change.detail})" if change.detail else "")
+            if change.action == "updated" or verbose:
+                yield from difference_lines(change)
     skipped = report.of("skipped")
     if skipped:
         yield "Skipped:"
@@ -454,3 +582,20 @@ def summarize(report: ImportReport, verbose: bool = False) -> Iterable[str]:
     if report.notes:
         yield "Notes:"
         yield from (f"  {note}" for note in report.notes)
+
+
+def difference_lines(change: Change) -> Iterable[str]:
+    """A change's fields for a terminal: `bantime: 1h -> 2h` on one line, long values as - and + lines."""
+    for key, (old, new) in change.fields.items():
+        if change.action == "created":
+            if "\n" in new:
+                yield f"      {key}:"
+                yield from (f"        {line}" for line in new.split("\n"))
+            else:
+                yield f"      {key}: {new or '(empty)'}"
+        elif "\n" in old or "\n" in new:
+            yield f"      {key}:"
+            yield from (f"        - {line}" for line in old.split("\n"))
+            yield from (f"        + {line}" for line in new.split("\n"))
+        else:
+            yield f"      {key}: {old or '(empty)'} -> {new or '(empty)'}"

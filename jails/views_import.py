@@ -50,6 +50,7 @@ MAX_TOTAL_BYTES = 4 << 20  # everything kept (it waits in the session between pr
 MAX_FILES = 1000
 MAX_ARCHIVE_BYTES = 16 << 20  # the uploaded archive itself
 MAX_ARCHIVE_MEMBERS = 5000
+MAX_PREVIEW_VALUE_CHARS = 1 << 20  # old and new values on one preview page (each field is bounded too)
 MAX_ARCHIVE_EXPANDED = 64 << 20  # declared sizes of all members, read or skipped
 MAX_TAR_STREAM = MAX_ARCHIVE_EXPANDED + (16 << 20)  # the decompressed tar: members plus their headers
 SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,120}\.(?:conf|local)$")
@@ -257,6 +258,8 @@ def run_import(files: dict[str, str], include_disabled: bool, dry_run: bool,
     report.root = "the upload"
     for change in report.changes:
         change.detail = change.detail.replace(tmp + "/", "")
+        change.fields = {key: (old.replace(tmp + "/", ""), new.replace(tmp + "/", ""))
+                         for key, (old, new) in change.fields.items()}
     return report
 
 
@@ -267,9 +270,33 @@ def relative(path: str | None, tmp: str) -> str | None:
 def report_context(report: ImportReport) -> dict[str, Any]:
     rows = {kind: {a: report.count(kind, a) for a in ("created", "updated", "unchanged")}
             for kind in ("filter", "jail")}
-    return {"report": report, "counts": rows,
-            "changed": [c for c in report.changes if c.action in ("created", "updated")],
+    return {"report": report, "counts": rows, "changed": real_changes(report),
+            "unchanged": sum(row["unchanged"] for row in rows.values()),
             "skipped": [web_skipped(c) for c in report.of("skipped")]}
+
+
+def real_changes(report: ImportReport) -> list[Change]:
+    """What the import would create or update (unchanged rows are only counted), updates first and
+    jails before filters: a re-upload's one edited jail leads the list instead of ending it."""
+    order = {("updated", "jail"): 0, ("updated", "filter"): 1, ("created", "jail"): 2, ("created", "filter"): 3}
+    changed = [c for c in report.changes if c.action in ("created", "updated")]
+    return within_page(sorted(changed, key=lambda c: order.get((c.action, c.kind), 4)))
+
+
+def within_page(changes: list[Change]) -> list[Change]:
+    """Each field is bounded already; this bounds their sum, so a thousand rewritten filters still
+    make a page a phone can open: past MAX_PREVIEW_VALUE_CHARS a change names its fields only."""
+    room = MAX_PREVIEW_VALUE_CHARS
+    shown: list[Change] = []
+    for change in changes:
+        size = sum(len(old) + len(new) for old, new in change.fields.values())
+        if size > room:
+            change = Change(change.kind, change.name, change.action,
+                            f"changed: {', '.join(change.fields)}; values not shown, the preview is full")
+        else:
+            room -= size
+        shown.append(change)
+    return shown
 
 
 def web_skipped(change: Change) -> Change:

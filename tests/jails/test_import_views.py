@@ -60,6 +60,7 @@ def test_it_refuses_a_viewer_and_an_operator() -> None:
 def test_it_previews_without_writing_then_applies_with_an_audit_entry(admin: Client) -> None:
     html = preview(admin, jail_local=JAIL_LOCAL, filter_files=[filter_upload()])
     assert 'id="import-preview"' in html
+    assert 'id="import-diff-jail-myapp"' in html and 'data-field="bantime"' in html  # what the new jail does
     assert 'data-kind="jail" data-name="myapp"' in html and 'data-kind="filter" data-name="myapp"' in html
     assert "disabled in the configuration" in html  # [off] is skipped, and the page says why
     assert not Jail.objects.exists() and not Filter.objects.exists()
@@ -71,6 +72,9 @@ def test_it_previews_without_writing_then_applies_with_an_audit_entry(admin: Cli
     entry = AuditEntry.objects.get(action="config.import")
     assert entry.after is not None
     assert "created jail myapp" in entry.after["changes"] and "jail.local" in entry.after["files"]
+    assert entry.before is None  # all new: the after holds the main values of the jail created
+    assert entry.after["jail myapp"] == {"enabled": "true", "filter": "myapp", "logpath": "/var/log/myapp.log",
+                                         "port": "http,https", "maxretry": "3", "findtime": "10m", "bantime": "1h"}
 
 
 def test_it_applies_only_the_preview_it_showed(admin: Client) -> None:

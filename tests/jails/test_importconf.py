@@ -93,6 +93,27 @@ def test_the_same_tree_from_another_directory_is_unchanged(seed_tree: Path, tmp_
     assert Filter.objects.get(name="apache-envscan").origin_path.startswith(str(copy))
 
 
+def test_it_prints_the_old_and_new_value_of_each_changed_field(seed_tree: Path) -> None:
+    run_import(str(seed_tree))
+    jail_local = seed_tree / "jail.local"
+    jail_local.write_text(jail_local.read_text().replace("[sshd]\nenabled = true\n",
+                                                         "[sshd]\nenabled = true\nbantime = 2h\n"))
+    output = run_import(str(seed_tree))
+    assert "  updated jail sshd (changed: bantime)\n      bantime: 1h -> 2h\n" in output
+    assert "filter" not in output.split("jails:")[1].split("Skipped:")[0]  # filters only with -v 2
+
+    envscan = seed_tree / "filter.d" / "apache-envscan.conf"
+    envscan.write_text(envscan.read_text().replace("ignoreregex =", "ignoreregex = ^127\\.0\\.0\\.1 "))
+    output = run_import(str(seed_tree), "--verbosity", "2")
+    assert ("  updated filter apache-envscan (changed: source, ignoreregex, definition)\n"
+            "      source:\n"
+            "        - @@ line 4 @@\n"
+            "        - ignoreregex =\n"
+            "        + @@ line 4 @@\n"
+            "        + ignoreregex = ^127\\.0\\.0\\.1 \n"
+            "      ignoreregex: (empty) -> ^127\\.0\\.0\\.1\n") in output
+
+
 def test_it_reports_what_it_skipped(seed_tree: Path) -> None:
     output = run_import(str(seed_tree))
     assert "Skipped:" in output

@@ -24,9 +24,14 @@ written. Running it again with the same files changes nothing.
 Only enabled jails are imported unless --all is given. fail2ban actions other than the ban
 itself (mail, reports) are reported and not run; bans go through this panel's nftables table.
 
+The report lists every jail created or updated, each update with its fields' old -> new values
+(long texts as their differing lines, cut at 40 lines). With -v 2 it lists the filters too, and
+the main values of each created jail.
+
 Examples:
   python manage.py importconf /etc/fail2ban
   python manage.py importconf /etc/fail2ban --dry-run     # show what would change
+  python manage.py importconf /etc/fail2ban --dry-run -v 2  # ... filters too, line by line
 """
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -40,7 +45,7 @@ Examples:
         parser.add_argument("--dry-run", action="store_true", help="check and report, but write nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        quiet = options["verbosity"] < 2
+        quiet = options["verbosity"] < 2  # -v 2: progress on stderr, every filter change in the report
 
         def progress(message: str) -> None:
             if not quiet:
