@@ -142,7 +142,7 @@ def ban_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     except BaseException:
         taken.release()
         raise
-    response = StreamingHttpResponse(slowlane.held_while(taken, chunks), content_type=EXPORT_FORMATS[fmt])
+    response = StreamingHttpResponse(slowlane.HeldStream(taken, chunks), content_type=EXPORT_FORMATS[fmt])
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="bans-{stamp}.{fmt}"'
     if capped_note:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,15 +37,18 @@ def lanes() -> int:
 
 
 class Lane:
-    """One held lane: release() once (idempotent)."""
+    """One held lane: release() once (idempotent). A lane that is dropped without being released (a
+    response thrown away before its body was read: a middleware failing after the view) is released
+    when it is collected, so no path leaves the worker's lane taken for good."""
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)  # closing the file drops its lock
 
     def release(self) -> None:
         if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)  # closing the file drops its lock
+            self._fd = None
+            self._finalizer()  # runs os.close once, here or never again
 
 
 # How long a request waits for a lane before it is told the panel is busy: most tester runs take
@@ -89,10 +93,27 @@ def lane(wait: float | None = None) -> Iterator[bool]:
             taken.release()
 
 
-def held_while(taken: Lane, chunks: Iterable[T]) -> Iterator[T]:
-    """A streamed body that keeps its lane until the last chunk is sent (or the client goes away:
-    Django closes the iterator, and `finally` runs)."""
-    try:
-        yield from chunks
-    finally:
-        taken.release()
+class HeldStream(Iterator[T]):
+    """A streamed body that keeps its lane until the last chunk is sent, or until Django closes it
+    (the client went away, or the response was never sent: close() releases even before the first
+    chunk, where a generator's `finally` would not run)."""
+
+    def __init__(self, taken: Lane, chunks: Iterable[T]) -> None:
+        self._taken = taken
+        self._chunks = iter(chunks)
+
+    def __iter__(self) -> HeldStream[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._taken.release()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()

@@ -3,6 +3,7 @@ told the panel is busy, and a page still answers meanwhile. Real lock files, rea
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -96,3 +97,29 @@ def test_a_tester_run_while_every_lane_is_held_says_the_panel_is_busy(
         other.release()  # type: ignore[union-attr]
 
     assert html.status_code == 200 and b"busy with other long requests" in html.content
+
+
+def test_a_stream_closed_before_its_first_chunk_gives_its_lane_back(settings: Settings) -> None:
+    settings.IPS_WEB_WORKERS = 2
+    stream = slowlane.HeldStream(slowlane.take(wait=0), iter(["a", "b"]))  # type: ignore[arg-type]
+    assert slowlane.take(wait=0) is None
+
+    stream.close()  # what the WSGI server does with a response, read or not
+
+    lane = slowlane.take(wait=0)
+    assert lane is not None
+    lane.release()
+
+
+def test_an_export_response_thrown_away_unread_gives_its_lane_back(settings: Settings, viewer: Client) -> None:
+    settings.IPS_WEB_WORKERS = 2
+    Ban.objects.create(jail=make_jail("sshd"), jail_name="sshd", network="203.0.113.9/32", family=4, bantime=600)
+
+    dropped = viewer.get(reverse("ban_export", args=["json"]))
+    assert dropped.status_code == 200 and slowlane.take(wait=0) is None  # the unread stream holds it
+    del dropped  # a middleware failing after the view: the response is never sent nor closed
+    gc.collect()
+
+    lane = slowlane.take(wait=0)
+    assert lane is not None
+    lane.release()
