@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 
 from bans import replay, services
 from bans.models import Ban
@@ -36,9 +37,39 @@ LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
 MAX_RANGE = dt.timedelta(days=400)  # the dashboard's custom range: a year of history and some
 
 
+# Times before or after these are refused: far dates overflow date arithmetic (a range's buckets).
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
+class LocalMinuteInput(forms.DateTimeInput):
+    """datetime-local shows a minute without an offset: a time given with one (the dashboard's links
+    carry their offset, so an hour that happens twice on the night the clocks go back stays one
+    moment) is shown in the panel's time zone."""
+
+    input_type = "datetime-local"
+
+    def format_value(self, value: Any) -> str | None:
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return value
+            if parsed.tzinfo is not None:
+                return timezone.localtime(parsed).strftime(LOCAL_MINUTE)
+        return super().format_value(value)
+
+
+class TimeField(forms.DateTimeField):
+    def clean(self, value: Any) -> dt.datetime | None:
+        cleaned: dt.datetime | None = super().clean(value)
+        if cleaned is not None and not EARLIEST <= cleaned < LATEST:
+            raise forms.ValidationError("give a time between 1970 and 2100")
+        return cleaned
+
+
 def time_field(label: str, help_text: str = "") -> forms.DateTimeField:
-    return forms.DateTimeField(required=False, label=label, help_text=help_text,
-                               widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_MINUTE))
+    return TimeField(required=False, label=label, help_text=help_text, widget=LocalMinuteInput(format=LOCAL_MINUTE))
 
 
 def check_time_range(form: forms.Form, cleaned: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ class Matches:
 
 
 def bans_inside(bans: QuerySet[Ban], network: Network, *, limit: int | None = None,
-                scan_limit: int | None = None) -> Matches:
+                scan_limit: int | None = None, sort: str = "") -> Matches:
     """The bans whose network lies inside `network` (the network itself included), newest first.
 
     CIDR text cannot be compared as numbers in SQL portably, so the database narrows by family and
@@ -60,16 +60,33 @@ def bans_inside(bans: QuerySet[Ban], network: Network, *, limit: int | None = No
     shared = services.shared_text_prefix(network)
     if shared:
         bans = bans.filter(network__startswith=shared)
-    rows = bans.order_by("-started_at", "-pk").values_list("pk", "network")[: scan_limit + 1]
-    found: list[int] = []
-    for seen, (pk, text) in enumerate(rows.iterator(chunk_size=2000)):
+    rows = (bans.order_by("-started_at", "-pk")
+            .values_list("pk", "network", "jail_name", "started_at", "expires_at")[: scan_limit + 1])
+    found: list[tuple[Any, ...]] = []
+    note = ""
+    for seen, row in enumerate(rows.iterator(chunk_size=2000)):
         if seen == scan_limit:
-            return Matches(found, f"Only the newest {scan_limit:,} bans were searched: {NARROW}")
-        if ipaddress.ip_network(text).subnet_of(network):  # type: ignore[arg-type]
+            note = f"Only the newest {scan_limit:,} bans were searched: {NARROW}"
+            break
+        if ipaddress.ip_network(row[1]).subnet_of(network):  # type: ignore[arg-type]
             if len(found) == limit:
-                return Matches(found, f"Showing the first {limit:,} matches (newest first): {NARROW}")
-            found.append(pk)
-    return Matches(found)
+                note = f"Showing the first {limit:,} matches (newest first): {NARROW}"
+                break
+            found.append(row)
+    return Matches([row[0] for row in sorted_matches(found, sort)], note)
+
+
+def sorted_matches(rows: list[tuple[Any, ...]], sort: str) -> list[tuple[Any, ...]]:
+    """(pk, network, jail_name, started_at, expires_at) rows, newest first, in a column's order
+    (BAN_ORDER's, in Python: the matches are bounded, and no query should name them all)."""
+    key = sort.lstrip("-")
+    if key not in ("network", "jail", "until", "started"):
+        return rows
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)  # a permanent ban (no end) ends last
+    value = {"network": lambda r: r[1], "jail": lambda r: r[2], "started": lambda r: r[3],
+             "until": lambda r: r[4] or far}[key]
+    # a stable sort keeps newest first among equals, as BAN_ORDER's tie-breakers do
+    return sorted(rows, key=value, reverse=sort.startswith("-"))
 
 
 class BansByPk(Sequence[Ban]):
@@ -196,7 +213,7 @@ def matching_bans(cleaned: dict[str, Any]) -> tuple[QuerySet[Ban] | list[int], s
     bans = search_bans(cleaned)
     target = cleaned.get("q")
     if isinstance(target, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        matches = bans_inside(bans, target)
+        matches = bans_inside(bans, target, sort=cleaned.get("sort") or "")  # the newest, bounded; sorted
         return matches.pks, matches.capped_note
     return bans, ""
 
@@ -249,7 +266,10 @@ class FailurePage:
 def search_failures(cleaned: dict[str, Any]) -> QuerySet[Failure]:
     failures = Failure.objects.all()
     if cleaned.get("jail"):
-        failures = failures.filter(jail__name=cleaned["jail"])
+        # by its id, not joined by name: the planner then knows how many failures the jail has and
+        # takes its index for a small one instead of walking every failure newest first
+        jail_id = Jail.objects.filter(name=cleaned["jail"]).values_list("pk", flat=True).first()
+        failures = failures.filter(jail_id=jail_id) if jail_id is not None else failures.none()
     if cleaned.get("q"):
         # every jail named: the (jail, address, time) index finds the address in each
         failures = failures.filter(jail_id__in=list(Jail.objects.values_list("pk", flat=True)), address=cleaned["q"])

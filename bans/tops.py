@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from django.db.models import Count, QuerySet, Sum
+from django.db.models.fields.json import KT
 
 from bans import policy
 from bans.models import AddressStat, Failure, UserStat
@@ -92,8 +93,9 @@ def users_from_rollups(since: dt.datetime, rows: int, until: dt.datetime | None 
 
 def users_from_failures(since: dt.datetime, rows: int, until: dt.datetime | None = None) -> list[dict[str, Any]]:
     counts: Counter[str] = Counter()
-    named = (in_range(Failure.objects.filter(fields__has_key="user"), "time", since, until).values_list("fields__user")
-             .annotate(n=Count("pk")).order_by())
+    # KT: the value as text on both backends (SQLite's JSON path would decode "null" and numbers)
+    named = (in_range(Failure.objects.filter(fields__has_key="user"), "time", since, until)
+             .annotate(user=KT("fields__user")).values_list("user").annotate(n=Count("pk")).order_by())
     for user, n in named.iterator():
         name = policy.stat_user_name(user, UserStat.USER_LENGTH)
         if name:

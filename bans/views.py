@@ -22,7 +22,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from bans import schedules, tops
-from bans.forms import LOCAL_MINUTE, DashboardRangeForm
+from bans.forms import DashboardRangeForm
 from bans.models import Ban, Failure, JailStat
 from jails.access.roles import Role, role_required
 from jails.htmx import HtmxHttpRequest, render_page_or_partial
@@ -126,7 +126,7 @@ def series(period: Period, now: dt.datetime) -> dict[str, Any]:
     merged: dict[tuple[str, dt.datetime], tuple[int, int]] = {
         (jail_name, bucket): (failures, bans)
         for jail_name, bucket, failures, bans in JailStat.objects.filter(
-            resolution=period.resolution.name, bucket__gte=start,
+            resolution=period.resolution.name, bucket__gte=start, bucket__lt=start + period.step * period.buckets,
         ).values_list("jail_name", "bucket", "failures", "bans")
     }
     counts: dict[str, list[list[int]]] = {}
@@ -144,7 +144,8 @@ def series(period: Period, now: dt.datetime) -> dict[str, Any]:
     totals = {"failures": sum(sum(row[0]) for row in counts.values()),
               "bans": sum(sum(row[1]) for row in counts.values())}
     # each bar's time range, as the failures and bans lists take it (a click on a bar goes there)
-    edges = [moment.strftime(LOCAL_MINUTE) for moment in moments]
+    # with their offset: on the night the clocks go back, an hour's local times happen twice
+    edges = [moment.isoformat(timespec="minutes") for moment in moments]
     return {"period": period.name, "labels": labels, "jails": jails, "totals": totals, "edges": edges,
             "failures_url": reverse("failure_list"), "bans_url": reverse("ban_list")}
 
@@ -183,8 +184,10 @@ def dashboard_context(period: Period, now: dt.datetime, range_form: DashboardRan
         "periods": PERIODS.values(),
         "range_form": range_form or DashboardRangeForm(initial={
             "since": timezone.localtime(since), "until": timezone.localtime(until or now)}),
-        "refresh_query": urlencode({"period": period.name} if not isinstance(period, Range) else {
-            "period": CUSTOM, "since": figures["edges"][0], "until": figures["edges"][-1]}),
+        # the range as asked (its rounded edges would be a longer range, maybe drawn in other bars)
+        "refresh_query": urlencode({"period": period.name} if not isinstance(period, Range) or range_form is None
+                                   else {"period": CUSTOM, "since": range_form.data.get("since", ""),
+                                         "until": range_form.data.get("until", "")}),
         "figures": figures,
         "rows": table_rows(figures),
         "banned": banned,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,6 +76,7 @@ def ban_list(request: HtmxHttpRequest) -> HttpResponse:
     return render_page_or_partial(request, "bans/ban_list.html", "ban-results", context)
 
 
+BAN_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and within a 64-bit integer (SQLite's)
 SORTABLE = [("network", "Address / network"), ("jail", "Jail"), ("started", "Since"), ("until", "Until")]
 
 
@@ -98,10 +100,10 @@ def sort_columns(request: HttpRequest) -> dict[str, dict[str, str]]:
 @role_required(Role.OPERATOR)
 def ban_unban_selected(request: HttpRequest) -> HttpResponse:
     """Lift the bans ticked in the bans list (each audited); back to the list as it was."""
-    try:
-        pks = sorted({int(value) for value in request.POST.getlist("ban")})
-    except ValueError:
+    values = request.POST.getlist("ban")
+    if not all(BAN_ID.fullmatch(value) for value in values):
         return HttpResponse("ban ids are numbers", status=400, content_type="text/plain; charset=utf-8")
+    pks = sorted({int(value) for value in values})
     if not pks:
         messages.warning(request, "Tick the bans to lift first.")
         return back_or(request, reverse("ban_list"))

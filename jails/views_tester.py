@@ -12,6 +12,7 @@ stored jail's log files are read, never system or panel files (tester.private_fi
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -79,7 +80,7 @@ def draft_values(posted: QueryDict, filter_name: str | None = None) -> tuple[str
         label = f"the unsaved filter {name}" if name else "the unsaved filter"
     elif kind == "jail":
         chosen_pk = posted.get("filter") or ""
-        chosen = Filter.objects.filter(pk=int(chosen_pk)).first() if chosen_pk.isdigit() else None
+        chosen = Filter.objects.filter(pk=int(chosen_pk)).first() if re.fullmatch(r"[0-9]{1,18}", chosen_pk) else None
         data.update({"source": "stored", "filter": chosen.name if chosen else "",
                      "options": posted.get("filter_options", ""), "datepattern": posted.get("datepattern", "")})
         jail = Jail.objects.filter(name=posted.get("name", "")).first()

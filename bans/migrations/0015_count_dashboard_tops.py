@@ -1,7 +1,8 @@
 """The dashboard's tops are read from hourly rollups (AddressStat, UserStat), which the watchers add
 to from now on (bans.bulk.add_to_tops). The failures stored before are counted into them here once,
 a week of failures at a time (memory bounded by a week's address-hours, whatever the history).
-Reversing leaves the tables to the previous migration, which drops them."""
+Stop the log watchers before migrating (README, Upgrading): failures an old watcher writes after this
+ran are in no rollup. Reversing leaves the tables to the previous migration, which drops them."""
 
 from __future__ import annotations
 
@@ -49,10 +50,14 @@ def count_tops(apps, schema_editor):  # type: ignore[no-untyped-def]
             [AddressStat(jail_name=jail_name, hour=hour, address=address,
                          network=networks.get(address) or networks.setdefault(address, attacker_network(address)),
                          failures=n)
-             for (jail_name, hour, address), n in per_address.items()], batch_size=2000)
+             for (jail_name, hour, address), n in per_address.items()], batch_size=2000,
+            # the raw count is the whole truth of its hour: it replaces what a watcher running the
+            # new code may have added meanwhile (its failures are among the rows counted here)
+            update_conflicts=True, unique_fields=["hour", "address", "jail_name"], update_fields=["failures"])
         UserStat.objects.bulk_create(
             [UserStat(jail_name=jail_name, hour=hour, user=user, failures=n)
-             for (jail_name, hour, user), n in per_user.items()], batch_size=2000)
+             for (jail_name, hour, user), n in per_user.items()], batch_size=2000,
+            update_conflicts=True, unique_fields=["hour", "user", "jail_name"], update_fields=["failures"])
         start = end
 
 

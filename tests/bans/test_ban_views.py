@@ -441,8 +441,9 @@ def test_unban_selected_says_why_nothing_was_lifted(operator: Client, sshd: Jail
     assert target.state == Ban.State.ACTIVE and not AuditEntry.objects.exists()
 
 
-def test_unban_selected_refuses_ids_that_are_not_numbers(operator: Client) -> None:
-    assert operator.post(reverse("ban_unban_selected"), {"ban": ["1 OR 1=1"]}).status_code == 400
+@pytest.mark.parametrize("value", ["1 OR 1=1", "²", str(10**30), "-1", ""])
+def test_unban_selected_refuses_ids_that_are_not_plain_numbers(operator: Client, value: str) -> None:
+    assert operator.post(reverse("ban_unban_selected"), {"ban": [value]}).status_code == 400
 
 
 def test_the_list_sorts_by_a_column_either_way(viewer: Client, sshd: Jail) -> None:
@@ -669,3 +670,18 @@ def test_the_list_groups_the_bans_by_address(viewer: Client, sshd: Jail) -> None
         ("203.0.113.9/32", 2, 2, 1), ("198.51.100.7/32", 1, 1, 1)]
     assert b'id="ban-groups"' in response.content and b'href="?q=203.0.113.9"' in response.content
     assert [r["bans"] for r in in_one_jail.context["page"].object_list] == [1, 1]  # the search still applies
+
+
+def test_a_network_search_is_sorted_by_the_column_asked_for(viewer: Client, sshd: Jail) -> None:
+    now = timezone.now()
+    for minutes, last in ((1, 5), (2, 1), (3, 9), (4, 3)):
+        ban(f"203.0.113.{last}/32", sshd, started_at=now - dt.timedelta(minutes=minutes))
+
+    def order(sort: str) -> list[str]:
+        page = viewer.get(reverse("ban_list"), {"q": "203.0.113.0/24", "sort": sort}).context["page"]
+        return [b.network for b in page.object_list]
+
+    assert order("") == ["203.0.113.5/32", "203.0.113.1/32", "203.0.113.9/32", "203.0.113.3/32"]
+    assert order("network") == ["203.0.113.1/32", "203.0.113.3/32", "203.0.113.5/32", "203.0.113.9/32"]
+    assert order("-network") == order("network")[::-1]
+    assert order("started") == order("")[::-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -277,7 +278,49 @@ def test_the_figures_table_links_each_count_to_what_it_counts(viewer: Client, ss
     row = response.context["rows"][-1]
 
     assert row["cells"] == [{"jail": "sshd", "failures": 1, "bans": 1}]
-    failures_link = f'/failures/?jail=sshd&amp;since={row["since"]}&amp;until={row["until"]}'
+    since, until = quote(row["since"], safe="/"), quote(row["until"], safe="/")
+    failures_link = f"/failures/?jail=sshd&amp;since={since}&amp;until={until}"
     assert failures_link.encode() in response.content
-    followed = viewer.get(f'/failures/?jail=sshd&since={row["since"]}&until={row["until"]}')
+    followed = viewer.get("/failures/", {"jail": "sshd", "since": row["since"], "until": row["until"]})
     assert [f.address for f in followed.context["page"].failures] == ["203.0.113.9"]
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata"])
+def test_a_bar_in_the_hour_that_happens_twice_opens_its_own_failures(viewer: Client, sshd: Jail, settings: Settings,
+                                                                     zone: str) -> None:
+    settings.TIME_ZONE = zone
+    # 2026-11-01 01:00-02:00 happens twice in New York (the clocks go back at 02:00 EDT)
+    first_pass = dt.datetime(2026, 11, 1, 5, 30, tzinfo=dt.UTC)  # 01:30 EDT
+    second_pass = dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.UTC)  # 01:30 EST
+    stored_failure(sshd, "203.0.113.9", first_pass)
+    stored_failure(sshd, "198.51.100.7", second_pass)
+
+    response = viewer.get(reverse("dashboard"), {"period": "custom", "since": "2026-11-01T04:00+00:00",
+                                                 "until": "2026-11-01T08:00+00:00"})
+    rows = response.context["rows"]
+    opened = [viewer.get("/failures/", {"jail": "sshd", "since": row["since"], "until": row["until"]})
+              for row in rows]
+
+    assert [[f.address for f in page.context["page"].failures] for page in opened] == [["203.0.113.9"],
+                                                                                       ["198.51.100.7"]]
+    assert all(not page.context["form"].errors for page in opened)
+
+
+def test_the_refresh_keeps_the_range_as_asked(viewer: Client, sshd: Jail) -> None:
+    fail(sshd, "203.0.113.9", minutes_ago=60)
+    since = (timezone.now() - dt.timedelta(days=8)).replace(minute=30)
+    until = since + dt.timedelta(days=8)
+    query = {"period": "custom", "since": local_minute(since), "until": local_minute(until)}
+
+    first = viewer.get(reverse("dashboard"), query)
+    again = viewer.get(reverse("dashboard") + "?" + first.context["refresh_query"])
+
+    assert first.context["period"].step == again.context["period"].step == dt.timedelta(hours=1)
+    assert first.context["period"].buckets == again.context["period"].buckets
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59", "0001-01-01T00:00", "2101-01-01T00:00"])
+def test_a_range_at_the_ends_of_time_is_refused_not_a_crash(viewer: Client, sshd: Jail, when: str) -> None:
+    response = viewer.get(reverse("dashboard"), {"period": "custom", "since": "2026-01-01T00:00", "until": when})
+
+    assert response.status_code == 200 and b'id="dashboard-range-errors"' in response.content

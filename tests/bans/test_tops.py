@@ -131,6 +131,9 @@ def test_the_backfill_counts_a_history_stored_before_the_rollups_as_the_live_pat
     assert backfilled == live_addresses
     assert sorted(UserStat.objects.values_list("jail_name", "hour", "user", "failures")) == live_users
     assert Failure.objects.count() == sum(row[-1] for row in live_addresses)
+    migration.count_tops(apps, None)  # again, over rows already there (a watcher ran meanwhile): the same
+    assert sorted(AddressStat.objects.values_list("jail_name", "hour", "address", "network", "failures")) == (
+        live_addresses)
 
 
 def test_the_rollups_are_kept_as_long_as_the_hour_buckets() -> None:

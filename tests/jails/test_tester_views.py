@@ -310,3 +310,10 @@ def test_test_this_draft_takes_a_jails_filter_options_and_datepattern() -> None:
     assert '<option value="nginx-http-auth" selected>' in page
     assert 'value="mode=aggressive"' in page and 'value="{^LN-BEG}"' in page
     assert f'<option value="{jail.name}" selected>' in page  # its log, to load
+
+
+@pytest.mark.parametrize("chosen", ["²", "99999999999999999999999", "x"])
+def test_a_jail_draft_with_an_odd_filter_id_is_no_crash(viewer: Client, chosen: str) -> None:
+    response = viewer.post(reverse("filter_tester"), {"test_draft": "jail", "name": "web", "filter": chosen})
+
+    assert response.status_code == 200 and b'id="tester-draft"' in response.content
