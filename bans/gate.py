@@ -6,12 +6,13 @@ of their own server. Every path that creates a ban (a jail's counting, recidive,
 claimed ban to the kernel, so a row written some other way is refused there too.
 
 A `Gate` is built once per request or per batch (bans.services.current_gate gathers this host's
-addresses, the live panel sessions, the trusted proxies and every jail's ignoreip) and answers per
-network in O(log n):
+addresses, the live panel sessions, the trusted proxies, the global ignore list and every jail's
+ignoreip) and answers per network in O(log n):
 
 - never, whoever asks (`refusal`): loopback, unspecified, broadcast, multicast and link-local
   space; this host's addresses; the address of every live panel session; the trusted proxies; the
-  ignoreip entries that apply; and any network containing one of them;
+  global ignore list's entries (every jail honours them); the ignoreip entries that apply; and any
+  network containing one of them;
 - manual bans only (`check_manual`): no network wider than the configured limit (/16 and /48 by
   default), and a ban inside private space (RFC 1918, unique local IPv6) or one of this host's own
   networks needs the person's explicit confirmation (`ConfirmationNeeded`).
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from bans.policy import canonical_network
+from bans.policy import GLOBAL_LIST, canonical_network
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -130,6 +131,8 @@ class Gate:
     """What must never be banned, gathered at one moment. Build it with `Gate.build`."""
 
     always: Sequence[Shield] = ()
+    # the global ignore list's entries: every jail's, whichever jails are asked about
+    global_ignore: Sequence[Shield] = ()
     # jail name -> that jail's ignoreip entries as shields
     ignoreip: Mapping[str, Sequence[Shield]] = field(default_factory=dict)
     confirm: Sequence[Shield] = ()
@@ -137,6 +140,7 @@ class Gate:
 
     def __post_init__(self) -> None:
         self._always = _by_family([*_described(SPECIAL), *self.always])
+        self._global = _by_family(self.global_ignore)
         self._every_ignore = _by_family(s for shields in self.ignoreip.values() for s in shields)
         self._ignore = {jail: _by_family(shields) for jail, shields in self.ignoreip.items()}
         self._confirm = _by_family([*_described(PRIVATE), *self.confirm])
@@ -144,11 +148,11 @@ class Gate:
     @classmethod
     def build(cls, *, host_addresses: Iterable[str] = (), host_networks: Iterable[str] = (),
               sessions: Iterable[tuple[str, str]] = (), proxies: Iterable[IPNetwork] = (),
-              ignoreip: Mapping[str, Iterable[str]] | None = None,
+              ignoreip: Mapping[str, Iterable[str]] | None = None, global_ignoreip: Iterable[str] = (),
               max_prefix: Mapping[int, int] | None = None) -> Gate:
         """From what the panel knows: this host's addresses and networks (CIDR text), live panel
-        sessions as (address, whose), trusted proxy networks, and each jail's ignoreip entries
-        (names are skipped: they are compared only once resolved, never here)."""
+        sessions as (address, whose), trusted proxy networks, each jail's ignoreip entries and the
+        global ignore list's (names are skipped: they are compared only once resolved, never here)."""
         always = [Shield(net, "an address of this host") for net in _networks(host_addresses)]
         always += [Shield(net, f"the address of a live panel session of {who}")
                    for address, who in sessions for net in _networks([address])]
@@ -157,18 +161,22 @@ class Gate:
         ignores = {jail: [Shield(net, f"listed in ignoreip of jail {jail} as {entry}")
                           for entry in entries for net in _networks([entry], strict=False)]
                    for jail, entries in (ignoreip or {}).items()}
+        listed = [Shield(net, f"listed in {GLOBAL_LIST} as {entry}")
+                  for entry in global_ignoreip for net in _networks([entry], strict=False)]
         confirm = [Shield(net, f"this host's own network {net}")
                    for net in _networks(host_networks, strict=False)]
-        return cls(always=always, ignoreip=ignores, confirm=confirm,
+        return cls(always=always, global_ignore=listed, ignoreip=ignores, confirm=confirm,
                    max_prefix=dict(max_prefix or DEFAULT_MAX_PREFIX))
 
     def refusal(self, network: IPNetwork, *, ignore_jails: Iterable[str] | None = None) -> str | None:
         """Why `network` must never be banned by anyone, or None.
 
         `ignore_jails`: the jails whose ignoreip applies (a jail's ban: that jail; None: every jail,
-        as for the all-ports blocklist and for bans by hand)."""
+        as for the all-ports blocklist and for bans by hand); the global ignore list always does."""
         network = canonical_network(network)
         shield = self._always[network.version].overlapping(network)
+        if shield is None:
+            shield = self._global[network.version].overlapping(network)
         if shield is None:
             shield = self._ignored(network, ignore_jails)
         if shield is None:
@@ -188,7 +196,8 @@ class Gate:
             ip = ip.ipv4_mapped
         value = int(ip)
         jails = tuple(ignore_jails) if ignore_jails is not None else None
-        if self._always[ip.version].overlapping_span(value, value) is None:
+        if (self._always[ip.version].overlapping_span(value, value) is None
+                and self._global[ip.version].overlapping_span(value, value) is None):
             if jails is None:
                 held = self._every_ignore[ip.version].overlapping_span(value, value)
             else:
@@ -209,8 +218,9 @@ class Gate:
         return None
 
     def check_manual(self, network: IPNetwork, *, confirmed: bool = False, extra: Iterable[Shield] = ()) -> None:
-        """A ban by hand: refusal() over every jail's ignoreip, the width limit, then the confirmation
-        of private space. `extra`: more shields for this request (the requester's own peer)."""
+        """A ban by hand: refusal() over the global ignore list and every jail's ignoreip, the width
+        limit, then the confirmation of private space. `extra`: more shields for this request (the
+        requester's own peer)."""
         network = canonical_network(network)
         limit = self.max_prefix[network.version]
         if network.prefixlen < limit:

@@ -287,19 +287,27 @@ def recidive_offenders(bans: Iterable[tuple[str, float]], *, findtime: int, maxr
 # ---------------------------------------------------------------------------------------------
 
 
+# Where an entry that spared an address was listed, as the reasons say it: every jail honours the
+# global list (jails.ignores) besides its own ignoreip.
+GLOBAL_LIST = "the global ignore list"
+JAIL_LIST = "ignoreip"
+
+
 def ignore_reason(
     address: str,
     *,
     ignoreip: Sequence[str],
     own_addresses: Sequence[str],
     resolve: Callable[[str], list[str]] | None,
+    global_entries: Sequence[str] = (),
 ) -> str | None:
     """Why `address` must never be banned, or None.
 
-    - "listed in ignoreip as ENTRY": ENTRY is an address, a network (``192.0.2.0/24``, or with a
-      netmask ``192.0.2.0/255.255.255.0``; host bits are ignored) or a host name; names are looked
-      up only through `resolve` (None: names never match; a failing lookup matches nothing), and
-      the reason then names the address found too;
+    - "listed in the global ignore list as ENTRY", then "listed in ignoreip as ENTRY": ENTRY is an
+      address, a network (``192.0.2.0/24``, or with a netmask ``192.0.2.0/255.255.255.0``; host bits
+      are ignored) or a host name of `global_entries` (every jail's) or of the jail's `ignoreip`;
+      names are looked up only through `resolve` (None: names never match; a failing lookup matches
+      nothing), and the reason then names the address found too;
     - "an address of this host": one of `own_addresses` (fail2ban's ignoreself; pass an empty list
       when the jail turns it off);
     - "loopback": 127.0.0.0/8 and ::1, always (fail2ban would ban those if ignoreself and ignoreip
@@ -308,16 +316,18 @@ def ignore_reason(
     IPv4-mapped IPv6 addresses (``::ffff:192.0.2.1``) and networks are compared as IPv4, as
     fail2ban does for addresses. Raises ValueError when `address` is not an IP address.
     """
-    return IgnoreList(ignoreip, own_addresses, resolve).reason(address)
+    return IgnoreList(ignoreip, own_addresses, resolve, global_entries=global_entries).reason(address)
 
 
 class IgnoreList:
     """`ignore_reason` for many addresses against the same lists: the entries are parsed once."""
 
     def __init__(self, ignoreip: Sequence[str], own_addresses: Sequence[str],
-                 resolve: Callable[[str], list[str]] | None) -> None:
-        self.entries = [entry.strip() for entry in ignoreip if entry.strip()]
-        self.networks = [(entry, _network_of(entry)) for entry in self.entries]
+                 resolve: Callable[[str], list[str]] | None, *, global_entries: Sequence[str] = ()) -> None:
+        # the global entries first: an address both lists hold is said to be the global list's
+        self.listed = [(entry.strip(), _network_of(entry.strip()), where)
+                       for entries, where in ((global_entries, GLOBAL_LIST), (ignoreip, JAIL_LIST))
+                       for entry in entries if entry.strip()]
         self.own = parsed_addresses(own_addresses)
         self.resolve = resolve
 
@@ -326,11 +336,11 @@ class IgnoreList:
 
     def reason_of(self, ip: IPAddress) -> str | None:
         """`reason` of an address already parsed (`address_object`)."""
-        for entry, network in self.networks:
+        for entry, network, where in self.listed:
             matched = (entry if ip in network else None) if network is not None else \
                 _ignore_entry_match(entry, ip, self.resolve)
             if matched is not None:
-                return f"listed in ignoreip as {matched}"
+                return f"listed in {where} as {matched}"
         if ip in self.own:
             return "an address of this host"
         if ip.is_loopback:

@@ -3,9 +3,10 @@
 `run_replay(run_id)` is the whole job of one `ReplayRun` (bans.tasks.replay_jail calls it): claim
 the run with a conditional UPDATE, read the jail's log files (the rotated `.1` file first) through
 the same compiled filter the watchers use, count the failures in log time with bans.policy exactly
-as the live jail counts them (ignoreip, maxretry within findtime, bantime.increment), and compare
-the bans it finds with the Ban rows the live jail created over the same period. Progress (bytes
-read) is written to the run about every half second, for the page's progress bar.
+as the live jail counts them (the global ignore list and ignoreip, maxretry within findtime,
+bantime.increment), and compare the bans it finds with the Ban rows the live jail created over the
+same period. Progress (bytes read) is written to the run about every half second, for the page's
+progress bar.
 
 Nothing here touches the live counting (Tally, Failure) or the firewall.
 """
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from bans import dispatch, hostaddrs, policy, services
 from bans.models import Ban, ReplayRun
+from jails import ignores
 from jails import services as jail_services
 from jails.access import audit
 from jails.engine.errors import EngineError
@@ -63,7 +65,9 @@ class ReplayError(Exception):
 
 
 def effective_parameters(jail: Jail, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings a replay runs with, as JSON: the jail's, replaced by `overrides` where given."""
+    """The settings a replay runs with, as JSON: the jail's, replaced by `overrides` where given;
+    its ignore lists as they stand when the replay starts (the global one and the jail's own)."""
+    lists = ignores.of_jail(jail)
     options = {str(k): str(v) for k, v in (jail.filter_options or {}).items()}
     options.update({str(k): str(v) for k, v in (overrides.get("filter_options") or {}).items()})
     return {
@@ -75,7 +79,8 @@ def effective_parameters(jail: Jail, overrides: Mapping[str, Any]) -> dict[str, 
         "findtime": int(overrides.get("findtime") or jail.findtime),
         "bantime": int(overrides.get("bantime") or jail.bantime),
         "maxmatches": jail.maxmatches,
-        "ignoreip": list(jail.ignoreip),
+        "ignoreip": list(lists.own),
+        "global_ignoreip": list(lists.global_entries),
         "ignoreself": jail.ignoreself,
         "increment": jail.bantime_increment,
     }
@@ -191,11 +196,13 @@ class Simulation:
 
 def simulation_for(jail: Jail, parameters: Mapping[str, Any], own_addresses: Sequence[str]) -> Simulation:
     increment = services.increment_settings(jail)
-    ignoreip = list(parameters["ignoreip"])
     own = list(own_addresses) if parameters["ignoreself"] else []
+    # (a run started before the global list existed has no "global_ignoreip": none applied then)
+    listed = policy.IgnoreList(list(parameters["ignoreip"]), own, None,
+                               global_entries=list(parameters.get("global_ignoreip", [])))
 
     def ignore(address: str) -> str | None:
-        return policy.ignore_reason(address, ignoreip=ignoreip, own_addresses=own, resolve=None)
+        return listed.reason(address)
 
     return Simulation(maxretry=parameters["maxretry"], findtime=parameters["findtime"],
                       bantime=parameters["bantime"], maxmatches=parameters["maxmatches"],

@@ -27,6 +27,7 @@ from bans import bulk, dispatch, gate, hostaddrs, policy
 from bans.gate import BanRefused as BanRefused  # re-exported: callers catch them from here
 from bans.gate import ConfirmationNeeded as ConfirmationNeeded
 from bans.models import Ban, Ignored
+from jails import ignores
 from jails.access import audit
 from jails.access.sessions import live_session_addresses
 from jails.models import Jail
@@ -177,25 +178,30 @@ def event_time(time: float, now: float, catching_up: bool, findtime: int) -> tup
 
 
 class AutomaticRefusals:
-    """Why a jail must not count (nor ban) an address: its ignoreip and ignoreself as fail2ban reads
-    them, then the gate (loopback and special space, this host even with ignoreself off, live panel
-    sessions, trusted proxies). The gate is built on the first address that needs it: a read with
-    no failures costs no query."""
+    """Why a jail must not count (nor ban) an address: the global ignore list, its ignoreip and
+    ignoreself as fail2ban reads them, then the gate (loopback and special space, this host even with
+    ignoreself off, live panel sessions, trusted proxies). The global list is read and the gate built
+    on the first address that needs them: a read with no failures costs no query. Both are read
+    afresh for each call (each log read), as the jail's row is: a change applies from the next read."""
 
     def __init__(self, jail: Jail, own_addresses: Sequence[str]) -> None:
         self.jail = jail
         self.own_addresses = own_addresses
-        # as ignore_reason reads them, parsed once for all the addresses of a call
-        self._ignore = policy.IgnoreList(jail.ignoreip, own_addresses if jail.ignoreself else [], None)
+        self._ignore: policy.IgnoreList | None = None
         self._gate: gate.Gate | None = None
 
     def reason(self, address: str) -> str | None:
         ip = policy.address_object(address)  # parsed once for both checks
+        if self._ignore is None:
+            # as ignore_reason reads them, parsed once for all the addresses of a call
+            lists = ignores.of_jail(self.jail)
+            self._ignore = policy.IgnoreList(lists.own, self.own_addresses if self.jail.ignoreself else [], None,
+                                             global_entries=lists.global_entries)
         found = self._ignore.reason_of(ip)
         if found is not None:
             return found
-        if self._gate is None:  # the jail's ignoreip was just read: not again
-            self._gate = current_gate(own_addresses=self.own_addresses, jails=())
+        if self._gate is None:  # the ignore lists were just read: not again
+            self._gate = current_gate(own_addresses=self.own_addresses, jails=(), global_entries=())
         return self._gate.refusal_of_address(ip, ignore_jails=())
 
 
@@ -432,15 +438,17 @@ def now_epoch() -> float:
 
 
 def current_gate(*, own_addresses: Sequence[str] | None = None, jails: Iterable[Jail] | None = None,
-                 host_networks: Sequence[str] | None = None) -> gate.Gate:
+                 host_networks: Sequence[str] | None = None, global_entries: Sequence[str] | None = None) -> gate.Gate:
     """The gate as things stand now: this host's addresses (looked up unless given), the live panel
-    sessions, the trusted proxies, and the ignoreip of `jails` (None: every jail)."""
+    sessions, the trusted proxies, the global ignore list (read unless given) and the ignoreip of
+    `jails` (None: every jail)."""
     chosen = Jail.objects.only("name", "ignoreip") if jails is None else jails
     return gate.Gate.build(
         host_addresses=hostaddrs.addresses() if own_addresses is None else own_addresses,
         host_networks=host_networks or (),
         sessions=live_session_addresses(),
         proxies=settings.IPS_TRUSTED_PROXIES,
+        global_ignoreip=ignores.global_entries() if global_entries is None else global_entries,
         ignoreip={jail.name: list(jail.ignoreip) for jail in chosen},
         max_prefix={4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6},
     )
@@ -456,8 +464,9 @@ def check_manual_ban(text: str, *, protected: Sequence[str] = (), confirmed: boo
     """The network a person asked to ban, once the gate lets it through; BanRefused (or
     ConfirmationNeeded: private space, this host's own networks) says why not.
 
-    A ban by hand is checked against every jail's ignoreip, whatever jail it goes to: an address
-    someone listed as never to be banned is one a person most likely did not mean to ban.
+    A ban by hand is checked against the global ignore list and every jail's ignoreip, whatever jail
+    it goes to: an address someone listed as never to be banned is one a person most likely did not
+    mean to ban.
     `protected`: addresses of this request that must stay reachable (its peer: a proxy)."""
     network = parse_network(text)
     peers = [parse_address(peer) for peer in protected]

@@ -9,17 +9,16 @@ already passed it.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
 
-from jails import services
+from jails import services, validators
 from jails.access import audit
-from jails.models import Filter, Jail
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from jails.ignores import network_of as network_of  # re-exported: the ignore pages read entries with it
+from jails.ignores import same_entry_key, without_repeats
+from jails.models import Filter, GlobalIgnore, Jail
 
 # What an audit entry keeps of a filter: the texts an admin wrote (derived columns follow from them).
 FILTER_AUDIT_FIELDS = ["name", "description", "source", "source_local", "origin", "origin_path"]
@@ -76,18 +75,6 @@ def set_jail_enabled(name: str, enabled: bool, actor: audit.Actor) -> tuple[Jail
     return jail, True
 
 
-def network_of(entry: str) -> Network | None:
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return None
-
-
-def same_entry_key(entry: str) -> object:
-    """What makes two ignore entries the same: the network (192.0.2.1 = 192.0.2.1/32), or the host name."""
-    return network_of(entry) or entry.lower().rstrip(".")
-
-
 def add_ignored(name: str, entries: Sequence[str], actor: audit.Actor) -> tuple[Jail, list[str]]:
     """Append the entries not listed yet to jail `name`'s ignore list; (the jail, the entries added)."""
     with transaction.atomic():
@@ -116,6 +103,73 @@ def _save_ignore_list(jail: Jail, before: list[str], after: list[str], actor: au
     jail.ignoreip = after
     jail.save(update_fields=["ignoreip", "updated_at"])
     audit.record(actor, "jail.ignoreip", jail, before=before, after=after)
+
+
+# --- the global ignore list -----------------------------------------------------------------------
+# Every jail honours it besides its own ignoreip (jails.ignores). Its entries are checked as a jail's
+# are (jails.validators.validate_ignore_entry); each change is audited as "global.ignoreip" with the
+# whole list before and after, as "jail.ignoreip" is.
+
+GLOBAL_IGNOREIP = "global.ignoreip"
+
+
+def _locked_global_list() -> GlobalIgnore:
+    """The global list's row, locked until the transaction ends (made, empty, the first time)."""
+    row, _ = GlobalIgnore.objects.select_for_update().get_or_create(pk=GlobalIgnore.ONLY)
+    return row
+
+
+def add_global_ignored(entries: Sequence[str], actor: audit.Actor) -> list[str]:
+    """Append the entries the global list does not hold yet (by network or host name); the ones added."""
+    with transaction.atomic():
+        row = _locked_global_list()
+        before = list(row.entries)
+        listed = {same_entry_key(text) for text in before}
+        new = [text for text in without_repeats(entries) if same_entry_key(text) not in listed]
+        if new:
+            _save_global_list(row, before + new, actor)
+    return new
+
+
+def remove_global_ignored(text: str, actor: audit.Actor) -> bool:
+    """Take `text` out of the global list (every copy); whether it was there."""
+    with transaction.atomic():
+        row = _locked_global_list()
+        before = list(row.entries)
+        after = [entry for entry in before if entry != text]
+        if after != before:
+            _save_global_list(row, after, actor)
+    return after != before
+
+
+def save_global_ignored(entries: Sequence[str], actor: audit.Actor) -> bool:
+    """Replace the whole global list (Django admin's form); whether it changed."""
+    with transaction.atomic():
+        row = _locked_global_list()
+        if list(row.entries) == list(entries):
+            return False
+        _save_global_list(row, list(entries), actor)
+    return True
+
+
+def import_global_ignore(entries: Sequence[str], actor: audit.Actor | None) -> list[str]:
+    """An import's `[DEFAULT] ignoreip`: the entries the global list lacks are added; the ones added.
+
+    The one door without a form in front of it, so the entries are checked here: ValidationError
+    names the first that is neither an address, a network nor a host name (nothing is added then).
+    Run inside the import's transaction, so a dry run or a refused import leaves the list as it was;
+    without an actor the entry is the system's."""
+    for text in entries:
+        validators.validate_ignore_entry(text)
+    return add_global_ignored(entries, actor or audit.Actor.system())
+
+
+def _save_global_list(row: GlobalIgnore, after: list[str], actor: audit.Actor) -> None:
+    """The caller holds the row's lock (`_locked_global_list`), inside its transaction."""
+    before = list(row.entries)
+    row.entries = after
+    row.save(update_fields=["entries", "updated_at"])
+    audit.record(actor, GLOBAL_IGNOREIP, row, before=before, after=after)
 
 
 # --- filters --------------------------------------------------------------------------------------

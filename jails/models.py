@@ -143,6 +143,26 @@ class Jail(models.Model):
 
 
 
+class GlobalIgnore(models.Model):
+    """The global ignore list: addresses, networks and host names no jail counts or bans, on top of
+    each jail's own ignoreip (fail2ban's `[DEFAULT] ignoreip`, kept once instead of copied into
+    every jail). One row, ONLY; read through jails.ignores, changed through jails.changes (audited).
+    Its absence reads as an empty list, so nothing needs to create it first."""
+
+    ONLY = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ONLY, editable=False)
+    entries = models.JSONField(default=list, blank=True, validators=[validators.validate_ignoreip])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "global ignore list"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="globalignore_one_row")]
+
+    def __str__(self) -> str:
+        return "global ignore list"
+
+
 class AuditEntry(models.Model):
     """One change, by whom, when, from where, and what it was before and after (jails.access.audit.record)."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import random
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from bans import gate, schedules, sync
 from bans.firewall.recording import RecordingBackend
 from bans.models import Ban, Ignored
 from bans.services import Observed, record_failures
-from jails import importer
+from jails import changes, importer
+from jails.access.audit import Actor
 from jails.models import AuditEntry, Jail, PanelSession
 from tests.clients import client_for
 from tests.conftest import HOST_ADDRESS
@@ -389,3 +391,60 @@ def test_a_new_login_on_the_same_address_keeps_it_protected(admin_session: Clien
     new_key = admin_session.session.session_key
     admin_session.get(reverse("dashboard"))
     assert PanelSession.objects.filter(session_key=new_key, address=ADMIN_ADDRESS).exists()
+
+
+# --- the global ignore list: every jail's, through every door ------------------------------------------
+
+
+def test_the_global_list_applies_whichever_jails_are_asked_about() -> None:
+    checked = gate.Gate.build(global_ignoreip=["198.51.100.0/24", "admin.example.org"],
+                              ignoreip={"sshd": ["198.51.100.7"], "web": []})
+    address = gate.parse_network("198.51.100.7")
+    for jails in (None, (), ["web"], ["sshd"]):
+        # the global list first: an address both lists hold is said to be the global list's
+        assert checked.refusal(address, ignore_jails=jails) == (
+            "198.51.100.7/32 overlaps 198.51.100.0/24, listed in the global ignore list as 198.51.100.0/24")
+        assert checked.refusal_of_address(address.network_address, ignore_jails=jails) == checked.refusal(
+            address, ignore_jails=jails)
+    with pytest.raises(gate.BanRefused, match=re.escape("contains 198.51.100.0/24, listed in the global ignore list")):
+        checked.check_manual(gate.parse_network("198.51.0.0/16"))
+
+
+@pytest.fixture
+def global_entry() -> str:
+    changes.add_global_ignored(["198.51.100.77"], Actor.system())
+    return "198.51.100.77"
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+def test_the_panel_refuses_a_manual_ban_of_a_global_entry_naming_the_list(operator: Client, sshd: Jail,
+                                                                          global_entry: str, htmx: bool) -> None:
+    headers = {"HX-Request": "true"} if htmx else {}
+    response = operator.post(reverse("ban_create"), {"address": global_entry, "jail": "sshd", "duration": "1h"},
+                             headers=headers)
+    assert response.status_code == 200
+    assert b"198.51.100.77 is listed in the global ignore list as 198.51.100.77" in response.content
+    assert not Ban.objects.exists()
+
+
+def test_jailctl_refuses_a_global_entry_in_a_jail_and_in_the_blocklist(sshd: Jail, global_entry: str) -> None:
+    said = re.escape("refused: 198.51.100.77 is listed in the global ignore list as 198.51.100.77")
+    for jail in ("sshd", "blocklist"):
+        with pytest.raises(CommandError, match=said):
+            jailctl("ban", jail, global_entry, "--force")
+    # a jail's own entry still says whose it is
+    with pytest.raises(CommandError, match="ignoreip of jail sshd"):
+        jailctl("ban", "blocklist", "203.0.113.130")
+    assert not Ban.objects.exists()
+
+
+def test_the_firewall_worker_refuses_a_waiting_ban_the_global_list_now_covers(sshd: Jail) -> None:
+    waiting = Ban.objects.create(jail=sshd, jail_name="sshd", network="198.51.100.77/32", family=4, bantime=600,
+                                 expires_at=timezone.now() + dt.timedelta(minutes=10))
+    changes.add_global_ignored(["198.51.100.0/24"], Actor.system())  # listed after the jail's counting made it
+
+    report = sync.apply_pending("local", RecordingBackend())
+
+    waiting.refresh_from_db()
+    assert report.refused == [waiting.pk] and waiting.state == Ban.State.REFUSED
+    assert "listed in the global ignore list as 198.51.100.0/24" in waiting.apply_error

@@ -15,6 +15,8 @@ from django.core.management.base import CommandError
 
 from bans.models import Ban
 from bans.services import Observed, record_failures
+from jails import changes
+from jails.access.audit import Actor
 from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host", "no_broker")]
@@ -46,6 +48,20 @@ def test_it_shows_a_jail_like_fail2ban_client(tmp_path: Path) -> None:
     assert "   `- Banned IP list:\t203.0.113.9" in text
     data = json.loads(jailctl("status", "sshd", "--json"))
     assert (data["currently_banned"], data["total_banned"]) == (1, 1)
+
+
+def test_status_shows_the_global_ignore_list_and_the_jails_own() -> None:
+    make_jail("sshd", ignoreip=["198.51.100.0/24", "192.0.2.9"])
+    changes.add_global_ignored(["192.0.2.9", "10.0.0.0/8"], Actor.system())
+
+    text = jailctl("status", "sshd")
+    data = json.loads(jailctl("status", "sshd", "--json"))
+
+    assert ("|- Ignore list\n|  |- Global list:\t192.0.2.9 10.0.0.0/8\n"
+            "|  `- Jail's own:\t198.51.100.0/24 192.0.2.9\n`- Actions\n") in text
+    assert data["ignoreip"] == ["192.0.2.9", "10.0.0.0/8", "198.51.100.0/24"]  # effective: each entry once
+    assert (data["ignoreip_global"], data["ignoreip_own"]) == (["192.0.2.9", "10.0.0.0/8"],
+                                                               ["198.51.100.0/24", "192.0.2.9"])
 
 
 def test_it_bans_and_unbans_by_hand() -> None:

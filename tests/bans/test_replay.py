@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from bans import replay
 from bans.models import Ban, ReplayRun
+from jails import changes
+from jails.access.audit import Actor
 from jails.models import Jail
 from tests.factories import DATED_FAIL_SOURCE, make_filter, make_jail
 
@@ -105,6 +107,25 @@ def test_it_never_bans_what_the_jail_ignores(jail: Jail, tmp_path: Path) -> None
     done = run(jail)
 
     assert done.results == [] and done.summary["ignored"] == 5
+
+
+def test_it_never_bans_what_the_global_ignore_list_holds(jail: Jail, tmp_path: Path) -> None:
+    changes.add_global_ignored(["192.0.2.7"], Actor.system())
+    write_log(tmp_path, STANDARD)
+
+    done = run(jail)
+
+    assert done.parameters["global_ignoreip"] == ["192.0.2.7"] and done.parameters["ignoreip"] == []
+    assert done.results == [] and done.summary["ignored"] == 3  # 192.0.2.8 failed twice: no ban either
+
+
+def test_a_run_stored_before_the_global_list_existed_still_runs(jail: Jail) -> None:
+    stored = replay.effective_parameters(jail, {})
+    del stored["global_ignoreip"]
+
+    simulation = replay.simulation_for(jail, stored, own_addresses=[])
+
+    assert simulation.ignore("192.0.2.7") is None
 
 
 def test_it_makes_repeat_bans_longer_with_bantime_increment(jail: Jail, tmp_path: Path) -> None:

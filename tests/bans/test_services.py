@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from bans.models import Ban, Failure, Ignored, Tally
 from bans.services import FirewallSyncRequest, Observed, record_failures, request_firewall_sync
+from jails import changes
+from jails.access.audit import Actor
 from tests.factories import make_jail
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("this_host")]
@@ -177,3 +180,37 @@ def test_it_asks_again_after_a_rolled_back_request(
         request_firewall_sync("local")
     # (the fixture types its callbacks as any callable: these are the requests)
     assert [cast(FirewallSyncRequest, callback).host for callback in callbacks] == ["local"]
+
+
+# --- the global ignore list (jails.ignores): every jail honours it --------------------------------------
+
+
+def test_no_jail_counts_an_address_of_the_global_list_and_each_counts_it_once_removed() -> None:
+    sshd, web = make_jail("sshd", maxretry=2), make_jail("web", maxretry=2, ignoreip=["203.0.113.0/24"])
+    changes.add_global_ignored(["203.0.113.0/25"], Actor.system())
+
+    for jail in (sshd, web):
+        decision = record_failures(jail, fails(ATTACKER, 2), now=NOW, own_addresses=[], catching_up=False)
+        assert (decision.counted, decision.ignored, decision.bans) == (0, 2, [])
+    assert not Tally.objects.exists() and not Failure.objects.exists()
+    # the global list first: an address both lists hold is said to be the global list's
+    assert set(Ignored.objects.values_list("jail__name", "reason")) == {
+        ("sshd", "listed in the global ignore list as 203.0.113.0/25"),
+        ("web", "listed in the global ignore list as 203.0.113.0/25")}
+
+    changes.remove_global_ignored("203.0.113.0/25", Actor.system())
+    counted = record_failures(sshd, fails(ATTACKER, 2), now=NOW + 1, own_addresses=[], catching_up=False)
+    still_own = record_failures(web, fails(ATTACKER, 2), now=NOW + 1, own_addresses=[], catching_up=False)
+    assert counted.counted == 2 and [ban.network for ban in counted.bans] == [f"{ATTACKER}/32"]
+    assert still_own.ignored == 2  # web's own entry still applies
+
+
+def test_only_a_read_with_failures_reads_the_global_list() -> None:
+    jail = make_jail(maxretry=5)
+    with CaptureQueriesContext(connection) as idle:
+        record_failures(jail, fails("evil.example", 1), now=NOW, own_addresses=[], catching_up=False)
+    with CaptureQueriesContext(connection) as busy:
+        record_failures(jail, fails(ATTACKER, 3) + fails("198.51.100.2", 3), now=NOW, own_addresses=[],
+                        catching_up=False)
+    assert not [q for q in idle.captured_queries if "globalignore" in q["sql"]]
+    assert len([q for q in busy.captured_queries if "globalignore" in q["sql"]]) == 1  # once per read

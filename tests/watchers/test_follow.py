@@ -26,7 +26,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django import DjangoAssertNumQueries
 
-from bans.models import Ban
+from bans.models import Ban, Failure, Ignored
+from jails import changes
+from jails.access.audit import Actor
 from jails.models import Filter, Jail
 from tests.factories import make_jail
 from tests.paths import REPO
@@ -155,6 +157,30 @@ def test_it_resyncs_new_and_disabled_jails(sshd: Filter, tmp_path: Path, no_brok
     step_until(flw, lambda: banned("203.0.113.2"))
     flw.close()
     assert not banned("203.0.113.1")
+
+
+@pytest.mark.django_db
+def test_it_stops_counting_an_address_as_soon_as_the_global_ignore_list_holds_it(
+        sshd: Filter, tmp_path: Path, no_broker: None) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(benign())
+    make_jail("sshd", flt=sshd, logpath=[str(log)], maxretry=5)
+    flw, _ = follower()  # its check for changed jails is a minute away: the list needs none
+    flw.start()
+    append(log, failure(port=40001))
+    step_until(flw, lambda: Failure.objects.filter(address=ATTACKER).count() == 1)
+
+    changes.add_global_ignored(["203.0.113.0/24"], Actor.system())
+    append(log, failure(port=40002))
+    took = step_until(flw, lambda: Ignored.objects.filter(address=ATTACKER).exists())
+    assert took < 2.0  # the next read of the log honours it (inotify: milliseconds)
+    assert Failure.objects.filter(address=ATTACKER).count() == 1
+    assert Ignored.objects.get().reason == "listed in the global ignore list as 203.0.113.0/24"
+
+    changes.remove_global_ignored("203.0.113.0/24", Actor.system())
+    append(log, failure(port=40003))
+    assert step_until(flw, lambda: Failure.objects.filter(address=ATTACKER).count() == 2) < 2.0
+    flw.close()
 
 
 @pytest.mark.django_db

@@ -21,6 +21,7 @@ from bans.firewall import FirewallError
 from bans.models import Ban, Failure, Tally
 from bans.status import firewall_status
 from bans.templatetags.bans_extras import address_only
+from jails import ignores
 from jails import services as jail_services
 from jails.access import audit
 from jails.engine.durations import parse_duration
@@ -174,6 +175,7 @@ def find_jail(name: str) -> Jail:
 
 def jail_status(jail: Jail) -> dict[str, Any]:
     live = Ban.objects.in_force().filter(jail_name=jail.name)
+    lists = ignores.of_jail(jail)
     return {
         "jail": jail.name,
         "currently_failed": Tally.objects.filter(jail=jail).count(),
@@ -184,6 +186,10 @@ def jail_status(jail: Jail) -> dict[str, Any]:
         "total_banned": Ban.objects.filter(jail_name=jail.name).count(),
         # as fail2ban-client lists them: 203.0.113.9, a network with its prefix (the text form alike)
         "banned_ip_list": [address_only(n) for n in live.order_by("network").values_list("network", flat=True)],
+        # what fail2ban-client's `get JAIL ignoreip` gives (the global list, then the jail's own), and each apart
+        "ignoreip": lists.effective,
+        "ignoreip_global": list(lists.global_entries),
+        "ignoreip_own": list(lists.own),
         **reading_problems(jail),
     }
 
@@ -212,6 +218,9 @@ def render_jail_status(data: dict[str, Any]) -> str:
         *[f"|  |- Degraded:\tregex ran out of time: {text}" for text in data.get("filter_degraded", [])],
         *[f"|  |- Skipped:\t{text}" for text in skips.describe(data.get("skipped", {}))],
         listing,
+        "|- Ignore list",
+        f"|  |- Global list:\t{' '.join(data.get('ignoreip_global', []))}",
+        f"|  `- Jail's own:\t{' '.join(data.get('ignoreip_own', []))}",
         "`- Actions",
         f"   |- Currently banned:\t{data['currently_banned']}",
         f"   |- Total banned:\t{data['total_banned']}",
