@@ -22,8 +22,8 @@ from django.http import HttpRequest, HttpResponse
 from jails import changes
 from jails.access import audit
 from jails.access.logins import PanelAdminAuthenticationForm
-from jails.forms import FilterSourceMixin, override_field
-from jails.models import AuditEntry, Filter, Jail
+from jails.forms import FilterSourceMixin, LinesField, ipv4_unmapped, override_field
+from jails.models import AuditEntry, Filter, GlobalIgnore, Jail
 
 M = TypeVar("M", bound=models.Model)
 
@@ -164,6 +164,41 @@ class JailAdmin(AuditedModelAdmin[Jail]):
             changes.save_jail(obj, actor)
         else:
             changes.create_jail(obj, actor)
+
+
+class GlobalIgnoreAdminForm(ModelForm[GlobalIgnore]):
+    """The entries one per line (or separated by spaces or commas), checked as the panel's forms check them."""
+
+    entries = LinesField(words=True, required=False, help_text="Addresses, networks (192.0.2.0/24) or host names "
+                         "that no jail counts nor bans, on top of each jail's own ignoreip.")
+
+    class Meta:
+        model = GlobalIgnore
+        fields = ["entries"]
+
+    def clean_entries(self) -> list[str]:
+        # as JailForm.clean_ignoreip; the model's validator then checks each entry
+        return [ipv4_unmapped(entry) for entry in self.cleaned_data["entries"]]
+
+
+@admin.register(GlobalIgnore)
+class GlobalIgnoreAdmin(AuditedModelAdmin[GlobalIgnore]):
+    """One row: changed through jails.changes (audited as "global.ignoreip", as the panel's page does).
+    It cannot be deleted: an empty list is the same thing, and says so."""
+
+    form = GlobalIgnoreAdminForm
+    list_display = ["__str__", "entries", "updated_at"]
+    readonly_fields = ["updated_at"]
+    audited_by_service = True
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not GlobalIgnore.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: GlobalIgnore | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: GlobalIgnore, form: ModelForm[GlobalIgnore], change: bool) -> None:
+        changes.save_global_ignored(obj.entries, audit.Actor.of_request(request, via="admin"))
 
 
 @admin.register(AuditEntry)

@@ -22,8 +22,6 @@ from jails.models import GlobalIgnore, Jail
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-GLOBAL_LIST = "the global ignore list"
-
 
 def network_of(entry: str) -> Network | None:
     """An entry as a network (192.0.2.1 -> 192.0.2.1/32), or None for a host name."""

@@ -10,6 +10,9 @@ urlpatterns = [
     # --- jails & filters ---
     path("jails/", views.jail_list, name="jail_list"),
     path("jails/new/", views.jail_create, name="jail_create"),
+    path("jails/ignore/", views_ignore.global_ignore, name="global_ignore"),
+    path("jails/ignore/add/", views_ignore.global_ignore_add, name="global_ignore_add"),
+    path("jails/ignore/remove/", views_ignore.global_ignore_remove, name="global_ignore_remove"),
     path("jails/<str:name>/", views.jail_detail, name="jail_detail"),
     path("jails/<str:name>/edit/", views.jail_edit, name="jail_edit"),
     path("jails/<str:name>/toggle/", views.jail_toggle, name="jail_toggle"),

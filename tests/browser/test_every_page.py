@@ -51,7 +51,7 @@ def pages(ids: dict[str, int]) -> list[tuple[str, str]]:
     return [
         ("dashboard", "/"), ("dashboard-week", "/?period=week"), ("failures", "/failures/"),
         ("jails", "/jails/"), ("jail", "/jails/sshd/"), ("jail-edit", "/jails/sshd/edit/"), ("jail-new", "/jails/new/"),
-        ("jail-ignore", "/jails/sshd/ignore/"),
+        ("jail-ignore", "/jails/sshd/ignore/"), ("global-ignore", "/jails/ignore/"),
         ("filters", "/filters/"), ("filter", "/filters/sshd/"), ("filter-edit", "/filters/sshd/edit/"),
         ("filter-new", "/filters/new/"), ("filter-import", "/filters/import/"), ("tester", "/filters/test/"),
         ("bans", "/bans/"), ("bans-grouped", "/bans/?group=address"), ("ban", f"/bans/{ids['ban']}/"),
