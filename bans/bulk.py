@@ -250,21 +250,38 @@ def read_tallies(jail_id: int, addresses: Sequence[str]) -> dict[str, tuple[floa
     locked (SELECT ... FOR UPDATE) on PostgreSQL; SQLite's writer lock is the transaction's."""
     table, columns = _quoted(Tally, "address", "first_time", "last_time", "count", "matches")
     qn = connection.ops.quote_name
-    lock = ""
     if connection.vendor == "postgresql":
-        # as text: psycopg's loaders for inet, timestamptz and jsonb cost more than the parsing here
-        columns = (f"host({qn('address')}), {qn('first_time')}::text, {qn('last_time')}::text, {qn('count')}, "
-                   f"{qn('matches')}::text")
-        lock = " FOR UPDATE"
+        return _read_tallies_pg(jail_id, addresses, table)
     found: dict[str, tuple[float, float, int, list[str]]] = {}
-    with _cursor() as cursor:
+    with connection.cursor() as cursor:
         for batch in batches(addresses):
             cursor.execute(f"SELECT {columns} FROM {table} "  # noqa: S608  # quoted names, bound values
                            f"WHERE {qn('jail_id')} = %s AND {qn('address')} IN "
-                           f"({', '.join(['%s'] * len(batch))}){lock}", [jail_id, *batch])
+                           f"({', '.join(['%s'] * len(batch))})", [jail_id, *batch])
             for address, first, last, count, matches in cursor.fetchall():
                 found[str(address)] = (_epoch(first), _epoch(last), int(count),
                                        json.loads(matches) if isinstance(matches, str) else list(matches))
+    return found
+
+
+def _read_tallies_pg(jail_id: int, addresses: Sequence[str], table: str) -> dict[str, tuple[float, float, int,
+                                                                                               list[str]]]:
+    """read_tallies on PostgreSQL: the addresses in as one JSON document, the tallies out as one
+    (locked FOR UPDATE in the inner query). psycopg would otherwise build an IN list of 512
+    parameters and load five values per row in Python: 17% of a flood's follower time."""
+    qn = connection.ops.quote_name
+    found: dict[str, tuple[float, float, int, list[str]]] = {}
+    with _pg_cursor() as raw:
+        for batch in batches(addresses, 4096):
+            raw.execute(f"SELECT coalesce(json_agg(json_build_array(a, f, l, c, m)), '[]')::text FROM ("  # noqa: S608
+                        f"SELECT host({qn('address')}) AS a, {qn('first_time')}::text AS f, "
+                        f"{qn('last_time')}::text AS l, {qn('count')} AS c, {qn('matches')} AS m FROM {table} "
+                        f"WHERE {qn('jail_id')} = %s AND {qn('address')} IN "
+                        f"(SELECT (jsonb_array_elements_text(%s::jsonb))::inet) FOR UPDATE) AS held",
+                        [jail_id, json.dumps(list(batch))])
+            row = raw.fetchone()
+            for address, first, last, count, matches in json.loads(row[0] if row else "[]"):
+                found[address] = (_epoch(first), _epoch(last), int(count), list(matches))
     return found
 
 
