@@ -18,7 +18,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from jails import services
+from jails import changes, ignores, services
 from jails.access import audit
 from jails.engine import ini
 from jails.engine.durations import format_duration, parse_duration
@@ -109,7 +109,8 @@ def import_tree(
     say = progress or (lambda message: None)
     with transaction.atomic():
         import_filters(root_path, report, say)
-        import_jails(root_path, report, say, include_disabled)
+        inherited = import_default_ignoreip(root_path, report, actor)
+        import_jails(root_path, report, say, include_disabled, inherited)
         if dry_run:
             transaction.set_rollback(True)
         elif actor is not None:
@@ -336,7 +337,31 @@ def save_filter(
 # --- jails -----------------------------------------------------------------------------------
 
 
-def import_jails(root: Path, report: ImportReport, say: Progress, include_disabled: bool) -> None:
+def import_default_ignoreip(root: Path, report: ImportReport, actor: audit.Actor | None) -> list[str]:
+    """`[DEFAULT] ignoreip` goes to the global ignore list once (jails.changes.import_global_ignore:
+    the entries it lacks are added, audited as "global.ignoreip"); returns its entries, which
+    jail_fields then leaves out of each jail's own list."""
+    try:
+        default = ini.load_default(ini.DirectoryLoader(str(root)), "ignoreip")
+    except ConfigError as exc:
+        raise ImportRefused(exc.message, exc.path, exc.lineno) from None
+    entries = split_words(default.text) if default is not None else []
+    if default is None or not entries:
+        return []
+    before = ignores.global_entries()
+    try:
+        added = changes.import_global_ignore(entries, actor)
+    except ValidationError as exc:
+        raise ImportRefused(f"[DEFAULT] ignoreip = {default.text!r}: {' '.join(exc.messages)}", default.path,
+                            default.lineno) from None
+    if added:
+        report.changes.append(Change("ignore list", "global", "updated", "added " + " ".join(added),
+                                     {"entries": (" ".join(before), " ".join(before + added))}))
+    return entries
+
+
+def import_jails(root: Path, report: ImportReport, say: Progress, include_disabled: bool,
+                 inherited: Sequence[str] = ()) -> None:
     try:
         sections = ini.load_jails(ini.DirectoryLoader(str(root)))
     except ConfigError as exc:
@@ -349,7 +374,7 @@ def import_jails(root: Path, report: ImportReport, say: Progress, include_disabl
         if not include_disabled and not truthy(value_text(section, "enabled", "false"), section, "enabled"):
             disabled.append(section.name)
             continue
-        fields, notes = jail_fields(section, filters)
+        fields, notes = jail_fields(section, filters, inherited)
         if fields is None:
             report.changes.append(Change("jail", section.name, "skipped", "; ".join(notes)))
             continue
@@ -392,7 +417,8 @@ def truthy(text: str, section: ini.JailSection, key: str) -> bool:
     raise refuse(section, key, "expected true or false")
 
 
-def jail_fields(section: ini.JailSection, filters: dict[str, Filter]) -> tuple[dict[str, Any] | None, list[str]]:
+def jail_fields(section: ini.JailSection, filters: dict[str, Filter],
+                inherited: Sequence[str] = ()) -> tuple[dict[str, Any] | None, list[str]]:
     """Map one effective jail section onto Jail fields; (None, reasons) when it cannot be imported."""
     notes: list[str] = []
     filter_spec = value_text(section, "filter", section.name)
@@ -424,7 +450,7 @@ def jail_fields(section: ini.JailSection, filters: dict[str, Filter]) -> tuple[d
         "bantime_rndtime": optional_duration(section, "bantime.rndtime"),
         "bantime_overalljails": truthy(value_text(section, "bantime.overalljails", "false"), section,
                                        "bantime.overalljails"),
-        "ignoreip": split_words(value_text(section, "ignoreip")),
+        "ignoreip": own_ignoreip(section, inherited, notes),
         "ignoreself": truthy(value_text(section, "ignoreself", "true"), section, "ignoreself"),
         "ignorecommand": value_text(section, "ignorecommand"),
         "usedns": usedns(section),
@@ -436,6 +462,22 @@ def jail_fields(section: ini.JailSection, filters: dict[str, Filter]) -> tuple[d
     fields["port"], fields["banaction"] = ports_and_banaction(section, notes)
     notes.extend(action_notes(section))
     return fields, notes
+
+
+def own_ignoreip(section: ini.JailSection, inherited: Sequence[str], notes: list[str]) -> list[str]:
+    """The jail's ignoreip without what the global list holds (`[DEFAULT] ignoreip`, imported there
+    once): a jail that inherits it keeps none, one that extends it (`%(default/ignoreip)s 10.0.0.5`,
+    or the entries written again) keeps its additions. A jail that replaced it (fail2ban then
+    ignored only the jail's own) is noted: here the global list applies to every jail."""
+    entries = split_words(value_text(section, "ignoreip"))
+    listed = {ignores.same_entry_key(text) for text in inherited}
+    own = [text for text in entries if ignores.same_entry_key(text) not in listed]
+    present = {ignores.same_entry_key(text) for text in entries}
+    missing = [text for text in inherited if ignores.same_entry_key(text) not in present]
+    if missing:
+        notes.append(f"its ignoreip replaces [DEFAULT]'s, which fail2ban then did not apply to it; the global "
+                     f"ignore list applies to every jail here, so it now also ignores {' '.join(missing)}")
+    return own
 
 
 def split_logpath(text: str) -> list[str]:
@@ -571,7 +613,7 @@ def summarize(report: ImportReport, verbose: bool = False) -> Iterable[str]:
         counts = ", ".join(f"{report.count(kind, a)} {a}" for a in ("created", "updated", "unchanged"))
         yield f"  {kind}s: {counts}"
     for change in report.changes:
-        if change.action in ("created", "updated") and (verbose or change.kind == "jail"):
+        if change.action in ("created", "updated") and (verbose or change.kind != "filter"):
             yield f"  {change.action} {change.kind} {change.name}" + (f" ({change.detail})" if change.detail else "")
             if change.action == "updated" or verbose:
                 yield from difference_lines(change)

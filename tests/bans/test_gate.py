@@ -352,7 +352,7 @@ def test_an_imported_ignoreip_is_protected_at_once(tmp_path: Path) -> None:
     jail_local = ("[DEFAULT]\nignoreip = 198.51.100.64/26\n\n[sshd]\nenabled = true\nfilter = sshd\n"
                   "logpath = /var/log/auth.log\n")
     importer.import_tree(minimal_tree(tmp_path, jail_local, {"sshd.conf": "[Definition]\nfailregex = ^x <HOST>$\n"}))
-    with pytest.raises(CommandError, match="ignoreip of jail sshd"):
+    with pytest.raises(CommandError, match="global ignore list"):
         jailctl("ban", "blocklist", "198.51.100.99")
     assert not Ban.objects.exists()
 

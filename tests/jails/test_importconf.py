@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from jails import ignores
 from jails.models import Filter, Jail
 from tests.factories import LOGIN_FAILED_SOURCE
 from tests.jails.builders import minimal_tree, stock_tree_with_seed
@@ -58,7 +59,8 @@ def test_it_inherits_the_seed_default_section(seed_tree: Path) -> None:
     assert (sshd.maxretry, sshd.findtime, sshd.bantime) == (3, 600, 3600)
     assert sshd.bantime_maxtime == 7 * 86400
     assert sshd.backend == Jail.Backend.SYSTEMD
-    assert sshd.ignoreip == ["127.0.0.1/8", "::1"]
+    assert sshd.ignoreip == []  # [DEFAULT] ignoreip went to the global list, once, for every jail
+    assert ignores.global_entries() == ["127.0.0.1/8", "::1"]
     assert sshd.filter.name == "sshd"
     assert sshd.filter_options == {"mode": "normal"}
 
@@ -219,3 +221,23 @@ def test_it_refuses_an_unknown_usedns(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="usedns"):
         run_import(str(tree))
     assert not Jail.objects.exists()
+
+
+def test_default_ignoreip_goes_to_the_global_list_and_each_jail_keeps_its_additions(tmp_path: Path) -> None:
+    jail_local = ("[DEFAULT]\nignoreip = 127.0.0.1/8 198.51.100.64/26\n\n"
+                  "[sshd]\nenabled = true\nfilter = sshd\nlogpath = /var/log/auth.log\n\n"
+                  "[web]\nenabled = true\nfilter = sshd\nlogpath = /var/log/auth.log\n"
+                  "ignoreip = %(default/ignoreip)s 10.9.9.9\n\n"
+                  "[mail]\nenabled = true\nfilter = sshd\nlogpath = /var/log/auth.log\nignoreip = 192.0.2.1\n")
+    tree = minimal_tree(tmp_path, jail_local, {"sshd.conf": "[Definition]\nfailregex = ^x <HOST>$\n"})
+
+    dry = run_import(str(tree), "--dry-run")
+    assert ignores.global_entries() == []  # a dry run writes nothing
+    output = run_import(str(tree))
+
+    assert ignores.global_entries() == ["127.0.0.1/8", "198.51.100.64/26"]
+    own = dict(Jail.objects.values_list("name", "ignoreip"))
+    assert own == {"sshd": [], "web": ["10.9.9.9"], "mail": ["192.0.2.1"]}
+    assert "updated ignore list global" in output and "global" in dry
+    assert "jails: 0 created, 0 updated, 3 unchanged" in run_import(str(tree))  # and only once
+    assert ignores.global_entries() == ["127.0.0.1/8", "198.51.100.64/26"]

@@ -13,7 +13,7 @@ The names other modules import from `jails.engine.ini` are handed on here.
 from .files import DirectoryLoader, ListingLoader, Loader, MemoryLoader
 from .files import parse_ini as parse_ini
 from .filters import load_filter, load_filter_file, parse_filter_spec
-from .jails import JailSection, Value, load_jails
+from .jails import JailSection, Value, load_default, load_jails
 
 __all__ = [
     "DirectoryLoader",
@@ -22,6 +22,7 @@ __all__ = [
     "Loader",
     "MemoryLoader",
     "Value",
+    "load_default",
     "load_filter",
     "load_filter_file",
     "load_jails",

@@ -15,7 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from .files import _CONDITIONAL_RE, DEFINITION, INCLUDES, INIT, Loader, _Config, _Line, _Raw, _stack_for, _StackReader
+from .files import (
+    _CONDITIONAL_RE,
+    DEFAULT,
+    DEFINITION,
+    INCLUDES,
+    INIT,
+    Loader,
+    _Config,
+    _Line,
+    _Raw,
+    _stack_for,
+    _StackReader,
+)
 from .filters import FILTER_OPTIONS
 from .interpolation import _Interpolator
 
@@ -93,6 +105,22 @@ def load_jails(loader: Loader, *, confpath: str | None = None) -> list[JailSecti
         _check_needed_options(jail)
         jails.append(jail)
     return jails
+
+
+def load_default(loader: Loader, key: str, *, confpath: str | None = None) -> Value | None:
+    """[DEFAULT]'s own value of `key` across the jail files (its last layer, interpolated as
+    [DEFAULT] sees it), or None when no [DEFAULT] sets it. What a jail that does not set `key`
+    inherits (the importer keeps `[DEFAULT] ignoreip` once, as the global ignore list)."""
+    files = _stack_for(loader, "jail")
+    if not files:
+        raise ConfigError("no jail.conf or jail.local found")
+    config = _StackReader(loader).read_all(files)
+    _add_builtin_defaults(config, loader, confpath)
+    layers = config.defaults.get(key.lower())
+    if not layers:
+        return None
+    lines = _Interpolator(config).get(DEFAULT, key, use_vars=False) or []
+    return Value(_joined_value(lines), layers[-1].path, layers[-1].linenos[0])
 
 
 def _check_needed_options(jail: JailSection) -> None:
