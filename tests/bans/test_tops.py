@@ -95,9 +95,10 @@ def test_the_rollups_give_what_counting_the_raw_failures_gives(seed: int) -> Non
 
 
 def test_the_dashboard_reads_the_rollups_from_an_hour_and_the_failures_within_one() -> None:
-    now = timezone.now()
+    now = timezone.now().replace(minute=30)  # the last hour then starts at :31 (at :59 it starts on the hour)
 
     assert not tops.from_rollups(views.PERIODS["hour"].start(now))
+    assert tops.from_rollups(views.PERIODS["hour"].start(now.replace(minute=59)))
     for name in ("day", "week", "month"):
         assert tops.from_rollups(views.PERIODS[name].start(now)), name
 
