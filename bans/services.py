@@ -153,7 +153,8 @@ def record_failures(
             ignored.setdefault(address, reason)
             decision.ignored += 1
             continue
-        counted.append((address, when, item))
+        # to the microsecond, as stored: every writer then files it in the same minute and hour
+        counted.append((address, round(when, 6), item))
     decision.skipped_by = dict(skipped)
     note_ignored_all(jail, ignored, now)
     adapter = bulk.Adapter()

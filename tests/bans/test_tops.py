@@ -154,3 +154,13 @@ def test_the_rollups_are_kept_as_long_as_the_hour_buckets() -> None:
 ])
 def test_an_attackers_network_is_its_24_or_64(address: str, network: str) -> None:
     assert policy.attacker_network(address) == network
+
+
+def test_a_time_a_hair_before_the_hour_is_filed_where_it_is_stored() -> None:
+    sshd = make_jail("sshd", maxretry=100)
+    when = START + HOUR - 4e-7  # an epoch date template keeps every digit; the database keeps microseconds
+    record(sshd, [observed("203.0.113.9", when)], now=when)
+
+    stored = Failure.objects.get().time
+    assert list(AddressStat.objects.values_list("hour", flat=True)) == [stored.replace(minute=0, second=0,
+                                                                                       microsecond=0)]
