@@ -7,6 +7,7 @@ to the audit trail (via="admin") in the same transaction as the change, as the p
 
 from __future__ import annotations
 
+import json
 from hashlib import sha256
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
 from django.db.models import QuerySet
-from django.forms import ModelForm
+from django.forms import CharField, HiddenInput, ModelForm
 from django.http import HttpRequest, HttpResponse
 
 from jails import changes
@@ -169,12 +170,27 @@ class JailAdmin(AuditedModelAdmin[Jail]):
 class GlobalIgnoreAdminForm(ModelForm[GlobalIgnore]):
     """The entries one per line (or separated by spaces or commas), checked as the panel's forms check them."""
 
-    entries = LinesField(words=True, required=False, help_text="Addresses, networks (192.0.2.0/24) or host names "
-                         "that no jail counts nor bans, on top of each jail's own ignoreip.")
+    entries = LinesField(words=True, required=False, help_text="Addresses and networks (192.0.2.0/24) that no jail "
+                         "counts nor bans, on top of each jail's own ignoreip. Host names are kept but never looked "
+                         "up: they protect nothing.")
+
+    # the list as this form showed it: the save applies only this form's edits (jails.changes)
+    loaded = CharField(required=False, widget=HiddenInput)
 
     class Meta:
         model = GlobalIgnore
         fields = ["entries"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["loaded"].initial = json.dumps(list(self.instance.entries or []))
+
+    def clean_loaded(self) -> list[str] | None:
+        try:
+            loaded = json.loads(self.cleaned_data.get("loaded") or "null")
+        except ValueError:
+            return None
+        return [str(text) for text in loaded] if isinstance(loaded, list) else None
 
     def clean_entries(self) -> list[str]:
         # as JailForm.clean_ignoreip; the model's validator then checks each entry
@@ -198,7 +214,8 @@ class GlobalIgnoreAdmin(AuditedModelAdmin[GlobalIgnore]):
         return False
 
     def save_model(self, request: HttpRequest, obj: GlobalIgnore, form: ModelForm[GlobalIgnore], change: bool) -> None:
-        changes.save_global_ignored(obj.entries, audit.Actor.of_request(request, via="admin"))
+        changes.save_global_ignored(obj.entries, audit.Actor.of_request(request, via="admin"),
+                                    loaded=form.cleaned_data.get("loaded"))
 
 
 @admin.register(AuditEntry)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from jails import services, validators
@@ -98,8 +99,16 @@ def remove_ignored(name: str, text: str, actor: audit.Actor) -> tuple[Jail, bool
     return jail, after != before
 
 
+def check_list_length(after: Sequence[str]) -> None:
+    """ValidationError when an ignore list would hold more than validators.MAX_IGNORE_ENTRIES."""
+    if len(after) > validators.MAX_IGNORE_ENTRIES:
+        raise ValidationError(f"The list would hold {len(after):,} entries; it holds at most "
+                              f"{validators.MAX_IGNORE_ENTRIES:,}. List networks rather than their addresses.")
+
+
 def _save_ignore_list(jail: Jail, before: list[str], after: list[str], actor: audit.Actor) -> None:
     """The caller holds the jail's row lock, inside its transaction."""
+    check_list_length(after)
     jail.ignoreip = after
     jail.save(update_fields=["ignoreip", "updated_at"])
     audit.record(actor, "jail.ignoreip", jail, before=before, after=after)
@@ -142,13 +151,24 @@ def remove_global_ignored(text: str, actor: audit.Actor) -> bool:
     return after != before
 
 
-def save_global_ignored(entries: Sequence[str], actor: audit.Actor) -> bool:
-    """Replace the whole global list (Django admin's form); whether it changed."""
+def save_global_ignored(entries: Sequence[str], actor: audit.Actor, *, loaded: Sequence[str] | None = None) -> bool:
+    """Django admin's form: the list as edited; whether it changed. With `loaded` (the list the form
+    showed), only the form's own edits are applied to the list as it is now, so an entry someone
+    added meanwhile on the panel's page is kept, not silently dropped."""
     with transaction.atomic():
         row = _locked_global_list()
-        if list(row.entries) == list(entries):
+        current = list(row.entries)
+        wanted = list(entries)
+        if loaded is not None:
+            shown = {same_entry_key(text) for text in loaded}
+            kept = {same_entry_key(text) for text in wanted}
+            removed = shown - kept
+            held = {same_entry_key(text) for text in current}
+            wanted = [text for text in current if same_entry_key(text) not in removed] + [
+                text for text in wanted if same_entry_key(text) not in shown and same_entry_key(text) not in held]
+        if current == wanted:
             return False
-        _save_global_list(row, list(entries), actor)
+        _save_global_list(row, wanted, actor)
     return True
 
 
@@ -166,6 +186,7 @@ def import_global_ignore(entries: Sequence[str], actor: audit.Actor | None) -> l
 
 def _save_global_list(row: GlobalIgnore, after: list[str], actor: audit.Actor) -> None:
     """The caller holds the row's lock (`_locked_global_list`), inside its transaction."""
+    check_list_length(after)
     before = list(row.entries)
     row.entries = after
     row.save(update_fields=["entries", "updated_at"])

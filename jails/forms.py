@@ -23,8 +23,7 @@ from jails.tester import MAX_LINES, TAIL_MAX_LINES, private_file_reason
 
 MAX_FILTER_CHARS = 200_000
 MAX_REGEX_CHARS = 20_000  # the tester's raw failregex / ignoreregex boxes
-# Names that are page addresses (/jails/new/, /jails/ignore/, /filters/import/...), not jails or filters.
-RESERVED_NAMES = frozenset({"new", "import", "test", "ignore"})
+RESERVED_NAMES = validators.RESERVED_NAMES
 
 
 def check_not_reserved(name: str) -> str:

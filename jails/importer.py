@@ -18,7 +18,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from jails import changes, ignores, services
+from jails import changes, ignores, services, validators
 from jails.access import audit
 from jails.engine import ini
 from jails.engine.durations import format_duration, parse_duration
@@ -352,11 +352,13 @@ def import_default_ignoreip(root: Path, report: ImportReport, actor: audit.Actor
     try:
         added = changes.import_global_ignore(entries, actor)
     except ValidationError as exc:
-        raise ImportRefused(f"[DEFAULT] ignoreip = {default.text!r}: {' '.join(exc.messages)}", default.path,
+        shown = default.text if len(default.text) <= 200 else default.text[:200] + "…"
+        raise ImportRefused(f"[DEFAULT] ignoreip = {shown!r}: {' '.join(exc.messages)}", default.path,
                             default.lineno) from None
     if added:
-        report.changes.append(Change("ignore list", "global", "updated", "added " + " ".join(added),
-                                     {"entries": (" ".join(before), " ".join(before + added))}))
+        listed = " ".join(added[:20]) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
+        report.changes.append(Change("ignore list", "global", "updated", f"added {listed}",
+                                     {"entries": (bounded(" ".join(before)), bounded(" ".join(before + added)))}))
     return entries
 
 
@@ -373,6 +375,11 @@ def import_jails(root: Path, report: ImportReport, say: Progress, include_disabl
         say(f"jail {index}/{len(sections)}: {section.name}")
         if not include_disabled and not truthy(value_text(section, "enabled", "false"), section, "enabled"):
             disabled.append(section.name)
+            continue
+        if section.name.lower() in validators.RESERVED_NAMES:  # its page would be the panel's own page
+            report.changes.append(Change("jail", section.name, "skipped",
+                                         f"{section.name!r} names one of the panel's pages (/jails/{section.name}/); "
+                                         "rename the jail to import it"))
             continue
         fields, notes = jail_fields(section, filters, inherited)
         if fields is None:

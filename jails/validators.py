@@ -41,19 +41,36 @@ def validate_positive_duration(value: int) -> None:
         raise ValidationError("Give a positive duration such as 600, 10m, 1h or 1d.")
 
 
+# Names that are page addresses (/jails/new/, /jails/ignore/, /filters/import/...), not jails or filters.
+RESERVED_NAMES = frozenset({"new", "import", "test", "ignore"})
+
+# An ignore list holds at most this many entries (the global list, or a jail's own), and no network
+# wider than these prefixes: 0.0.0.0/0 in an ignore list would switch off every ban without a word.
+MAX_IGNORE_ENTRIES = 2000
+WIDEST_IGNORED_PREFIX = {4: 8, 6: 16}
+
+
 def validate_ignore_entry(value: str) -> None:
-    """An ignoreip entry: an address, a network in CIDR form, or a host name."""
+    """An ignoreip entry: an address, a network in CIDR form (at most a /8, a /16 in IPv6), or a host name."""
     try:
-        ipaddress.ip_network(value, strict=False)
-        return
+        network = ipaddress.ip_network(value, strict=False)
     except ValueError:
-        pass
+        network = None
+    if network is not None:
+        widest = WIDEST_IGNORED_PREFIX[network.version]
+        if network.prefixlen < widest:
+            raise ValidationError(f"{value!r} is wider than a /{widest}: an ignore list that wide would stop "
+                                  "nearly every ban. List the networks you mean.")
+        return
     if HOSTNAME_RE.match(value) and not value.replace(".", "").isdigit():
         return
     raise ValidationError(f"{value!r} is neither an address (192.0.2.1), a network (192.0.2.0/24) nor a host name.")
 
 
 def validate_ignoreip(values: list[str]) -> None:
+    if len(values) > MAX_IGNORE_ENTRIES:
+        raise ValidationError(f"{len(values):,} entries: an ignore list holds at most {MAX_IGNORE_ENTRIES:,}. "
+                              "List networks rather than their addresses.")
     for value in values:
         validate_ignore_entry(value)
 

@@ -155,10 +155,17 @@ def add_entries(request: HtmxHttpRequest, name: str) -> HttpResponse:
         jail, new = changes.add_ignored(name, form.cleaned_data["entry"], Actor.of_request(request))
     except Jail.DoesNotExist as gone:
         raise Http404(f"no jail {name}") from gone
+    except ValidationError as too_many:
+        form.add_error("entry", too_many)
+        return render_editor(request, get_object_or_404(Jail, name=name), form, status=400)
     already = [text for text in form.cleaned_data["entry"] if text not in new]
     said = []
     if new:
         said.append(f"Added {', '.join(new)} to the ignore list of {jail.name}. {APPLIES_SOON}")
+    names = [text for text in new if ignores.network_of(text) is None]
+    if names and jail.usedns == Jail.UseDns.NO:  # the jail never looks names up: say what that means
+        said.append(f"{', '.join(names)}: this jail does not look host names up (usedns = no), so "
+                    f"{'it protects' if len(names) == 1 else 'they protect'} nothing; list the addresses.")
     if already:
         said.append(f"Already listed: {', '.join(already)}.")
     if wants_partial(request):
@@ -222,12 +229,20 @@ def global_ignore_add(request: HtmxHttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render_global_editor(request, form, status=400)
     entries = form.cleaned_data["entry"]
-    new = changes.add_global_ignored(entries, Actor.of_request(request))
+    try:
+        new = changes.add_global_ignored(entries, Actor.of_request(request))
+    except ValidationError as too_many:
+        form.add_error("entry", too_many)
+        return render_global_editor(request, form, status=400)
     already = [text for text in entries if text not in new]
     said = []
     if new:
         said.append(f"Added {', '.join(new)} to the global ignore list: every jail ignores "
                     f"{'it' if len(new) == 1 else 'them'}. {GLOBAL_APPLIES}")
+    names = [text for text in new if ignores.network_of(text) is None]
+    if names:  # kept as fail2ban keeps them, but this panel never looks a name up
+        said.append(f"{', '.join(names)}: host names are never looked up here, so they protect nothing; "
+                    "list the addresses.")
     if already:
         said.append(f"Already listed: {', '.join(already)}.")
     if wants_partial(request):

@@ -8,6 +8,8 @@ script outside the repository, not worked out by hand.
 
 from __future__ import annotations
 
+import ipaddress
+import random
 import re
 import socket
 from collections.abc import Callable, Sequence
@@ -556,3 +558,26 @@ def test_it_names_ignoreip_first_then_the_host_then_loopback() -> None:
 def test_it_refuses_something_that_is_not_an_address() -> None:
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
         reason("gw.example.org")
+
+
+def test_the_ignore_list_names_the_first_entry_holding_an_address_as_a_scan_would() -> None:
+    rng = random.Random(12)
+    entries = ["10.0.0.0/8", "10.1.0.0/16", "192.0.2.7", "2001:db8::/32", "2001:db8:1::/48", "::ffff:198.51.100.0/120",
+               "office.example.org", "198.51.100.0/24", "0.0.0.0/1"]
+    global_entries = [f"203.0.113.{n}" for n in range(0, 256, 7)] + ["172.16.0.0/12", "10.1.2.0/24"]
+    listed = policy.IgnoreList(entries, [], None, global_entries=global_entries)
+    reference = [(entry, ipaddress.ip_network(entry.replace("::ffff:198.51.100.0/120", "198.51.100.0/24"),
+                                              strict=False), where)
+                 for entries_of, where in ((global_entries, policy.GLOBAL_LIST), (entries, policy.JAIL_LIST))
+                 for entry in entries_of if entry != "office.example.org"]
+    addresses = [f"{rng.choice([10, 172, 192, 198, 203, 100])}.{rng.randrange(256)}.{rng.randrange(256)}."
+                 f"{rng.randrange(256)}" for _ in range(3000)]
+    addresses += ["192.0.2.7", "198.51.100.9", "10.1.2.3", "2001:db8:1::5", "2001:db8:ffff::1", "2001:db9::1"]
+
+    for text in addresses:
+        ip = ipaddress.ip_address(text)
+        expected = next((f"listed in {where} as {entry}" for entry, network, where in reference
+                         if ip.version == network.version and ip in network), None)
+        if expected is None and ip.is_loopback:
+            expected = "loopback"
+        assert listed.reason(text) == expected, text

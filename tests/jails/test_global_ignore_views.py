@@ -4,6 +4,8 @@ or plain POSTs), its links from the jails pages, and Django admin's form (throug
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 
 import pytest
 from django.contrib.auth.models import User
@@ -12,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bans.models import Ban
-from jails import changes, ignores
+from jails import changes, ignores, validators
 from jails.access.audit import Actor
 from jails.forms import JailForm
 from jails.models import AuditEntry, GlobalIgnore, Jail
@@ -203,3 +205,41 @@ def test_django_admin_refuses_a_wrong_entry_and_offers_no_deletion(admin: Client
     assert stored() == ["192.0.2.0/24"]
     assert deletion.status_code == 403
     assert admin.get(reverse("admin:jails_globalignore_add")).status_code == 403  # the one row exists
+
+
+def test_django_admin_keeps_an_entry_an_operator_added_while_its_form_was_open(admin: Client,
+                                                                              operator: Client) -> None:
+    listed("192.0.2.1", "192.0.2.2")
+    url = reverse("admin:jails_globalignore_change", args=[GlobalIgnore.ONLY])
+    loaded = re.search(r'name="loaded" value="([^"]*)"', admin.get(url).content.decode())
+    assert loaded is not None
+
+    operator.post(reverse("global_ignore_add"), {"entry": "198.51.100.7"})  # meanwhile, on the panel
+    admin.post(url, {"entries": "192.0.2.1\n203.0.113.5", "loaded": html.unescape(loaded.group(1))})
+
+    # the form removed 192.0.2.2 and added 203.0.113.5; the operator's entry stays
+    assert stored() == ["192.0.2.1", "198.51.100.7", "203.0.113.5"]
+
+
+def test_an_operator_is_told_a_host_name_protects_nothing(operator: Client) -> None:
+    response = operator.post(reverse("global_ignore_add"), {"entry": "office.example.org"}, follow=True)
+
+    assert b"host names are never looked up here, so they protect nothing" in response.content
+
+
+@pytest.mark.parametrize("entry", ["0.0.0.0/0", "10.0.0.0/7", "::/0", "2001::/15"])
+def test_a_network_that_would_stop_nearly_every_ban_is_refused(operator: Client, entry: str) -> None:
+    response = operator.post(reverse("global_ignore_add"), {"entry": entry})
+
+    assert response.status_code == 400 and b"would stop nearly every ban" in response.content
+    assert stored() == []
+
+
+def test_a_list_holds_at_most_its_limit(operator: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validators, "MAX_IGNORE_ENTRIES", 3)
+    listed("192.0.2.1", "192.0.2.2")
+
+    response = operator.post(reverse("global_ignore_add"), {"entry": "192.0.2.3 192.0.2.4"})
+
+    assert response.status_code == 400 and b"holds at most 3" in response.content
+    assert stored() == ["192.0.2.1", "192.0.2.2"]

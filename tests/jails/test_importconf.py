@@ -241,3 +241,26 @@ def test_default_ignoreip_goes_to_the_global_list_and_each_jail_keeps_its_additi
     assert "updated ignore list global" in output and "global" in dry
     assert "jails: 0 created, 0 updated, 3 unchanged" in run_import(str(tree))  # and only once
     assert ignores.global_entries() == ["127.0.0.1/8", "198.51.100.64/26"]
+
+
+def test_a_jail_named_like_a_panel_page_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    jail_local = "[ignore]\nenabled = true\nfilter = sshd\nlogpath = /var/log/auth.log\n"
+    tree = minimal_tree(tmp_path, jail_local, {"sshd.conf": "[Definition]\nfailregex = ^x <HOST>$\n"})
+
+    output = run_import(str(tree))
+
+    assert not Jail.objects.filter(name="ignore").exists()
+    assert "names one of the panel's pages" in output
+
+
+def test_a_huge_default_ignoreip_is_refused_with_a_short_message(tmp_path: Path) -> None:
+    entries = " ".join(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}" for n in range(3000))
+    jail_local = (f"[DEFAULT]\nignoreip = {entries}\n\n"
+                  "[sshd]\nenabled = true\nfilter = sshd\nlogpath = /var/log/auth.log\n")
+    tree = minimal_tree(tmp_path, jail_local, {"sshd.conf": "[Definition]\nfailregex = ^x <HOST>$\n"})
+
+    with pytest.raises(CommandError) as refused:
+        run_import(str(tree))
+
+    assert "holds at most" in str(refused.value) and len(str(refused.value)) < 1000
+    assert ignores.global_entries() == [] and not Jail.objects.exists()

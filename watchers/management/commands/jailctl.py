@@ -53,7 +53,8 @@ class Command(BaseCommand):
         ban.add_argument("--force", action="store_true",
                          help="ban inside private space (RFC 1918, ULA) or this host's own network; nothing "
                               "forces a ban the lockout guard refuses (loopback, this host, live panel "
-                              "sessions, trusted proxies, ignoreip, wider than IPS_MAX_BAN_PREFIX_V4/V6)")
+                              "sessions, trusted proxies, the global ignore list and ignoreip, wider than "
+                              "IPS_MAX_BAN_PREFIX_V4/V6)")
         unban = sub.add_parser("unban", help="lift the bans of an address in a jail, or in every jail")
         unban.add_argument("targets", nargs="+", metavar="[JAIL] ADDR")
         unban.add_argument("--all", action="store_true", help="lift it in every jail")
