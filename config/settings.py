@@ -227,7 +227,7 @@ IPS_MAX_LINE_BYTES = env_int("IPS_MAX_LINE_BYTES", 64 << 10, minimum=1024, maxim
 
 # The panel's web workers (gunicorn processes; runstack and the ips-web unit start this many). Slow
 # requests (exports, tester runs) may hold all but one of them at once (jails/slowlane.py), so a page
-# always finds a free worker; each worker costs about 40 MB more.
+# always finds a free worker. Workers share the master's pages (--preload) and grow while serving a big page.
 IPS_WEB_WORKERS = env_int("IPS_WEB_WORKERS", 2, minimum=1, maximum=64)
 # Where the slow lanes' lock files live (one per lane; any directory all web workers can write).
 IPS_RUN_DIR = Path(env_str("IPS_RUN_DIR", str(BASE_DIR / "var" / "run")))
