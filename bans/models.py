@@ -78,7 +78,12 @@ class BanQuerySet(models.QuerySet["Ban"]):
         """Bans that hold (or are about to) now: a live state and time left. A ban whose time ran out
         is over the moment it runs out (the kernel lifts it by itself), even before the firewall
         worker's next run marks its row EXPIRED."""
-        return self.live().exclude(expires_at__lte=now or timezone.now())
+        return self.filter(in_force_at(now or timezone.now()))
+
+
+def in_force_at(now: dt.datetime) -> models.Q:
+    """`in_force` as a condition, for a filtered count (one query counting bans and those in force)."""
+    return models.Q(state__in=Ban.LIVE_STATES) & (models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
 
 class Ban(models.Model):

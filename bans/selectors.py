@@ -18,7 +18,7 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from bans import services
-from bans.models import Ban, Failure
+from bans.models import Ban, Failure, in_force_at
 from jails.models import Jail
 
 HISTORY_ROWS = 50
@@ -162,11 +162,10 @@ def grouped_by_network(found: QuerySet[Ban] | list[int]) -> QuerySet[Any]:
     """A search's bans one row per address (or network): how many bans, in how many jails, how many
     in force, the first and the latest start; the latest first."""
     bans = Ban.objects.filter(pk__in=found) if isinstance(found, list) else found
-    now = timezone.now()
-    in_force = Q(state__in=Ban.LIVE_STATES) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     return (bans.order_by().values("network")
             .annotate(bans=Count("pk"), jails=Count("jail_name", distinct=True),
-                      live=Count("pk", filter=in_force), first=Min("started_at"), latest=Max("started_at"))
+                      live=Count("pk", filter=in_force_at(timezone.now())), first=Min("started_at"),
+                      latest=Max("started_at"))
             .order_by("-latest", "network"))
 
 
