@@ -206,6 +206,8 @@ class JailStat(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["jail_name", "resolution", "bucket"],
                                                name="jailstat_one_per_bucket")]
+        # the buckets past their horizon, every jail's at once: pruned (and looked for) every minute
+        indexes = [models.Index(fields=["resolution", "bucket"], name="jailstat_by_age")]
         ordering = ["-bucket"]
 
     def __str__(self) -> str:

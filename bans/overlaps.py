@@ -21,7 +21,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Sequence
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from bans import bulk
 from bans.firewall import BLOCKLIST
@@ -151,11 +151,15 @@ def _active_inside(host: str, wider: Ban) -> list[Ban]:
 def uncovered(host: str, now: dt.datetime, leaving: Sequence[int] = ()) -> list[Ban]:
     """COVERED bans with time left whose cover is gone (lifted, expired, refused) or is `leaving` now
     (being lifted in this batch): they must go back to the kernel."""
+    return list(uncovered_rows(host, now, leaving)
+                .only("pk", "jail", "jail_name", "network", "expires_at", "apply_attempts", "origin"))
+
+
+def uncovered_rows(host: str, now: dt.datetime, leaving: Sequence[int] = ()) -> QuerySet[Ban]:
     gone = ~Q(covered_by__state__in=Ban.LIVE_STATES) | Q(covered_by__expires_at__lte=now) | Q(covered_by__isnull=True)
     if leaving:
         gone |= Q(covered_by__in=list(leaving))
-    return list(Ban.objects.filter(gone, host=host, state=Ban.State.COVERED).exclude(expires_at__lte=now)
-                .only("pk", "jail", "jail_name", "network", "expires_at", "apply_attempts", "origin"))
+    return Ban.objects.filter(gone, host=host, state=Ban.State.COVERED).exclude(expires_at__lte=now)
 
 
 def mark_covered(pairs: dict[int, int]) -> None:

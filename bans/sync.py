@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
@@ -69,13 +70,26 @@ def entry_of(ban: Ban, now: dt.datetime) -> BanEntry | None:
     return BanEntry(jail=overlaps.set_of(ban), network=ipaddress.ip_network(ban.network), timeout=timeout)
 
 
+EXPIRING = [Ban.State.ACTIVE, Ban.State.PENDING, Ban.State.FAILED, Ban.State.COVERED]  # states a ban ends from by time
+
+
 def expire_due(host: str, now: dt.datetime) -> int:
     """Bans whose time is up end here, at the time they ran out (the kernel's own timeout already
     removed them; one that never reached it has nothing left to apply). Not APPLYING ones: a worker
     is sending them, and records their end itself."""
-    due = [Ban.State.ACTIVE, Ban.State.PENDING, Ban.State.FAILED, Ban.State.COVERED]
-    return Ban.objects.filter(host=host, state__in=due, expires_at__lte=now).update(
+    return Ban.objects.filter(host=host, state__in=EXPIRING, expires_at__lte=now).update(
         state=Ban.State.EXPIRED, ended_at=F("expires_at"))
+
+
+def has_work(host: str, now: dt.datetime | None = None, **_: Any) -> bool:
+    """beat's guard of sync_firewall (config/beat.py): whether apply_pending would change anything for
+    `host` now: a ban whose time ran out, one waiting for the kernel or for its retry, one being
+    lifted, a covered one whose cover is gone. Bans are sent to the firewall worker as they are
+    created: this scheduled run is the safety net, and on an idle host it finds nothing. Each read
+    starts with the ban's state (an index), so a year of expired bans costs nothing here."""
+    now = now or timezone.now()
+    to_do = Q(state__in=EXPIRING, expires_at__lte=now) | due_filter(now) | Q(state=Ban.State.LIFTING)
+    return Ban.objects.filter(to_do, host=host).exists() or overlaps.uncovered_rows(host, now).exists()
 
 
 def due_filter(now: dt.datetime) -> Q:

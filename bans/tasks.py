@@ -51,7 +51,11 @@ SYNC_LIMITS = {"soft_time_limit": 60, "time_limit": 75}
 UNAVAILABLE = (FirewallUnavailable,)
 
 
-@shared_task(bind=True, max_retries=None, acks_late=True, throws=UNAVAILABLE, **SYNC_LIMITS)
+# beat_guard (config/beat.py): beat sends a scheduled run only when the guard says it would do
+# something (at least every config.beat.GUARD_MAX_SKIP_SECONDS anyway). A task option becomes a
+# class attribute, hence staticmethod (a plain function would be bound to the task).
+@shared_task(bind=True, max_retries=None, acks_late=True, throws=UNAVAILABLE, beat_guard=staticmethod(sync.has_work),
+             **SYNC_LIMITS)
 def sync_firewall(self: Any, host: str) -> dict[str, int]:
     """Apply pending bans and lifts for `host`; transient firewall errors retry with backoff."""
     report = sync.apply_pending(host, watched_backend(host))
@@ -82,7 +86,7 @@ def reconcile_firewall(host: str) -> dict[str, int]:
 # The plain functions live in bans.schedules; each is idempotent, so a late or doubled run is safe.
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, beat_guard=staticmethod(schedules.recidive_news))
 def run_recidive() -> int:
     """Ban repeat offenders in the "recidive" jail, from the ban history; returns how many."""
     return len(schedules.run_recidive(now=services.now_epoch()))
@@ -94,7 +98,7 @@ def cleanup_history() -> dict[str, int]:
     return schedules.cleanup_history(now=services.now_epoch())
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, beat_guard=staticmethod(schedules.stats_to_prune))
 def rollup_stats() -> int:
     """Recount the recent per-minute and per-hour JailStat buckets; returns how many were written."""
     return schedules.rollup_stats(now=services.now_epoch())

@@ -70,5 +70,22 @@ class Channel(kombu_redis.Channel):
             log.debug("broker: could not unblock the BRPOP of %s (%s); waiting for its reply", address, exc)
 
 
+# kombu runs the check "does a queue binding need its expiry refreshed?" every second, waking every
+# worker once a second for nothing: the only expiring queue here is each worker's remote-control
+# queue, refreshed a third of its lifetime after the last refresh (CELERY_CONTROL_QUEUE_EXPIRES,
+# 300 s in config/settings.py: every 100 s). Checking every 10 s keeps it alive with room to spare.
+BINDING_EXPIRY_CHECK_SECONDS = 10.0
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)  # type: ignore[no-untyped-call]
+        cycle = connection.cycle
+        every_second = getattr(cycle, "_binding_expiry_tref", None)
+        if every_second is None:  # a kombu without that timer: nothing to slow down
+            return
+        every_second.cancel()
+        cycle._binding_expiry_tref = loop.call_repeatedly(BINDING_EXPIRY_CHECK_SECONDS,
+                                                          cycle.maybe_refresh_binding_expiry)

@@ -168,6 +168,9 @@ CELERY_BROKER_URL = env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 # An idle worker waits this long in one BRPOP (kombu's default 1 s woke it and Redis every second).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": broker_poll_seconds(CELERY_BROKER_URL)}
+# Each worker's remote-control queue (celery inspect/control) expires this long after its worker
+# stopped; Celery's 10 s made every worker refresh it in Redis every 3.3 s (config/broker.py)
+CELERY_CONTROL_QUEUE_EXPIRES = 300.0
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -57,7 +57,6 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from django import db
 from django.conf import settings
-from django.db.models import Count, Max
 
 from bans import hostaddrs
 from jails.models import Jail
@@ -250,6 +249,19 @@ def live_shards(client: redis.Redis) -> set[tuple[int, int]]:
     return found
 
 
+def shard_unheld(shard: int, shards: int, client: redis.Redis | None = None, **_: Any) -> bool:
+    """beat's guard of the `follow` task (config/beat.py): a follower is wanted unless one holds the
+    shard's lease now (a second one would return at once)."""
+    return not (client or broker_redis()).exists(lease_key(shard, shards))
+
+
+def some_source_unfollowed(client: redis.Redis | None = None, **_: Any) -> bool:
+    """beat's guard of `read_all_sources`: wanted unless every shard of some shard count is held, so
+    that every jail has a follower (the task would then read nothing)."""
+    held = live_shards(client or broker_redis())
+    return not any(all((shard, count) in held for shard in range(count)) for _, count in held if count > 0)
+
+
 def followed(jail_id: int, shards: Iterable[tuple[int, int]]) -> bool:
     return any(shard_count > 0 and jail_id % shard_count == shard for shard, shard_count in shards)
 
@@ -349,10 +361,16 @@ def rest_ratio_for(vendor: str) -> float:
     return SQLITE_REST_RATIO if vendor == "sqlite" else 0.0
 
 
-def jails_stamp() -> tuple[int, Any]:
-    """Changes whenever a jail is added, deleted or saved (Jail.updated_at is auto_now)."""
-    found = Jail.objects.aggregate(count=Count("pk"), last=Max("updated_at"))
-    return found["count"], found["last"]
+def jails_stamp() -> tuple[Any, ...]:
+    """Changes whenever a jail is added, deleted or saved (Jail.updated_at is auto_now). An idle
+    follower asks every RESYNC_SECONDS: in plain SQL, since building the ORM's aggregate cost 15
+    times the query itself (0.4 ms against 25 us), most of an idle follower's CPU."""
+    quote = db.connection.ops.quote_name
+    table, column = quote(Jail._meta.db_table), quote(Jail._meta.get_field("updated_at").attname)
+    with db.connection.cursor() as cursor:
+        # S608: names from the model's metadata, quoted by the backend; no value is interpolated
+        cursor.execute(f"SELECT COUNT(*), MAX({column}) FROM {table}")  # noqa: S608
+        return tuple(cursor.fetchone())
 
 
 def watcher_group(jail: Jail) -> str:
@@ -394,7 +412,7 @@ class Follower:
     quiet: dict[int, tuple[tuple[int, int, int, int], float]] = field(default_factory=dict)
     full_resync_seconds: float = FULL_RESYNC_SECONDS
     own_addresses: list[str] = field(default_factory=list)
-    jails_seen: tuple[int, Any] | None = None  # jails_stamp() at the last full resync
+    jails_seen: tuple[Any, ...] | None = None  # jails_stamp() at the last full resync
     next_resync: float = 0.0
     next_full_resync: float = 0.0
     next_poll: float = 0.0

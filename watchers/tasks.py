@@ -81,7 +81,9 @@ def start_followers(sender: Any = None, **kwargs: Any) -> None:
             log.warning("follow: could not ask for the follower of %r at start (%s); beat will", row.name, exc)
 
 
-@shared_task(bind=True, acks_late=True)
+# beat_guard (config/beat.py): beat sends these safety nets only when they would do something; a
+# task option becomes a class attribute, hence staticmethod (a plain function would be bound to the task)
+@shared_task(bind=True, acks_late=True, beat_guard=staticmethod(following.shard_unheld))
 def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DEFAULT_LEASE_SECONDS,
            wait_seconds: float = 0.0) -> str:
     """Follow the sources of the jails whose id % shards == shard for `lease_seconds`, then hand over
@@ -103,7 +105,7 @@ def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DE
     return str(outcome)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, beat_guard=staticmethod(following.some_source_unfollowed))
 def read_all_sources() -> int:
     """Scheduled by beat: re-expand every enabled jail's logpath globs and read each source that no
     follower holds (all of them when Redis cannot say)."""

@@ -293,6 +293,33 @@ def test_it_prunes_minute_buckets_after_2_days_and_hour_buckets_after_the_histor
     ]
 
 
+def test_beat_sends_the_rollup_only_while_a_bucket_is_past_its_horizon(settings: Settings) -> None:
+    settings.IPS_HISTORY_DAYS = 10
+    JailStat.objects.create(jail_name="sshd", resolution="minute", failures=1,
+                            bucket=schedules.MINUTE.bucket_of(aware(NOW - 2 * DAY + 120)))
+    assert not schedules.stats_to_prune(now=NOW)  # nothing old: the task is not sent
+    assert schedules.stats_to_prune(now=NOW + 180)  # that bucket is now past two days
+    schedules.rollup_stats(now=NOW + 180)
+    assert not schedules.stats_to_prune(now=NOW + 180)
+
+
+def test_beat_sends_recidive_only_after_a_new_ban_or_an_edit_of_its_jail() -> None:
+    news = schedules.RecidiveNews()
+    sshd = make_jail("sshd")
+    past_ban(sshd, ATTACKER, HOUR)
+    assert not news()  # no recidive jail: nothing could be found
+    recidive = make_recidive()
+    assert news()  # a jail to run
+    assert not news()  # nothing new since
+    past_ban(sshd, OTHER, 60)
+    assert news() and not news()
+    recidive.maxretry = 1
+    recidive.save()
+    assert news() and not news()  # a lower maxretry may make offenders of old bans
+    Jail.objects.filter(pk=recidive.pk).update(enabled=False)
+    assert not news()
+
+
 # -- tasks and their schedules --------------------------------------------------------------------
 
 

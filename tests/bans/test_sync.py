@@ -83,6 +83,21 @@ def test_it_restores_lost_bans_on_reconcile() -> None:
     assert [str(e.network) for e in result.added] == ["203.0.113.9/32"]
 
 
+def test_beat_sends_the_sync_only_when_a_ban_waits_ends_or_is_being_lifted() -> None:
+    assert not sync.has_work("local")  # an idle host: the scheduled sync is not sent
+    ban = pending_ban(bantime=60)
+    assert sync.has_work("local") and not sync.has_work("elsewhere")  # waiting for the kernel
+    sync.apply_pending("local", RecordingBackend())
+    assert not sync.has_work("local")  # in the kernel, with time left
+    later = timezone.now() + dt.timedelta(seconds=61)
+    assert sync.has_work("local", now=later)  # its time ran out: expired by the next run
+    Ban.objects.filter(pk=ban.pk).update(state=Ban.State.LIFTING)
+    assert sync.has_work("local")
+    Ban.objects.filter(pk=ban.pk).update(state=Ban.State.FAILED, next_attempt_at=timezone.now() + dt.timedelta(hours=1))
+    assert not sync.has_work("local")  # refused: waits for its retry
+    assert sync.has_work("local", now=timezone.now() + dt.timedelta(hours=2))
+
+
 def test_it_expires_bans_whose_time_is_up() -> None:
     ban = pending_ban(bantime=60)
     sync.apply_pending("local", RecordingBackend())

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+from django_celery_beat.schedulers import DatabaseScheduler
 
+from bans import periodic
 from config import beat
 from config.celery import app
 
@@ -37,3 +39,71 @@ def test_beat_asks_for_changes_once_per_interval_and_still_sees_them(monkeypatch
     clock[0] += beat.CHANGES_EVERY_SECONDS
     assert scheduler.schedule_changed()
     assert "new by an admin" in scheduler.all_as_schedule()
+
+
+# --- guards: a scheduled task that says it has nothing to do is not sent --------------------------------
+
+
+class Entry:
+    """What the scheduler hands apply_entry (django-celery-beat's ModelEntry), reduced to what it reads."""
+
+    def __init__(self, name: str, task: str, kwargs: dict[str, Any] | None = None) -> None:
+        self.name, self.task, self.args, self.kwargs = name, task, (), kwargs or {}
+
+
+def test_beat_skips_a_run_its_guard_says_is_needless_but_sends_one_at_least_every_max_skip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    answers: list[Any] = []
+    asked: list[dict[str, Any]] = []
+
+    def guard(**kwargs: Any) -> bool:
+        asked.append(kwargs)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    @app.task(name="tests.config.guarded", beat_guard=staticmethod(guard))  # type: ignore[untyped-decorator]
+    def guarded(shard: int) -> None: ...
+
+    sent: list[str] = []
+    monkeypatch.setattr(DatabaseScheduler, "apply_entry",
+                        lambda self, entry, producer=None: sent.append(entry.name))
+    scheduler = beat.Scheduler(app=app, lazy=True)
+    entry = Entry("guarded row", "tests.config.guarded", {"shard": 3})
+
+    scheduler.apply_entry(entry)  # the first send after beat starts is never skipped
+    assert sent == ["guarded row"] and asked == []
+    answers[:] = [False, True, RuntimeError("Redis is down")]
+    for _ in range(3):
+        clock[0] += 30
+        scheduler.apply_entry(entry)
+    assert asked == [{"shard": 3}] * 3  # the row's own arguments
+    assert sent == ["guarded row"] * 3  # skipped once; sent when needed; sent when the guard failed
+    assert scheduler.skipped == {"guarded row": 1}
+    answers[:] = [False] * 100
+    while clock[0] < 1090 + beat.GUARD_MAX_SKIP_SECONDS - 30:
+        clock[0] += 30
+        scheduler.apply_entry(entry)
+    assert sent == ["guarded row"] * 3  # nothing to do: nothing sent...
+    clock[0] += 30
+    scheduler.apply_entry(entry)
+    assert sent == ["guarded row"] * 4  # ...but once GUARD_MAX_SKIP_SECONDS have passed, it runs anyway
+    unguarded = Entry("unguarded row", "bans.tasks.cleanup_history")
+    scheduler.apply_entry(unguarded)
+    scheduler.apply_entry(unguarded)
+    assert sent[-2:] == ["unguarded row"] * 2
+
+
+def test_every_scheduled_task_but_the_hourly_and_five_minute_ones_carries_a_guard() -> None:
+    app.loader.import_default_modules()
+    unguarded = {row.task for row in periodic.wanted("local", 2) if beat.guard_of(app.tasks[row.task]) is None}
+    assert unguarded == {"bans.tasks.cleanup_history", "bans.tasks.reconcile_firewall"}
+
+
+def test_beat_wakes_when_a_task_is_due_not_before() -> None:
+    scheduler = beat.Scheduler(app=app, lazy=True)
+    assert scheduler.adjust(2.5) == 2.5  # Celery's own wakes 10 ms early, then ticks until it is due
+    assert scheduler.adjust(0) == 0 and scheduler.adjust(None) is None

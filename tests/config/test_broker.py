@@ -96,3 +96,25 @@ def test_the_address_redis_lists_a_connection_under() -> None:
     assert client_address(Held(socket.AF_INET6, ("::1", 5000, 0, 0))) == "[::1]:5000"
     assert client_address(Held(socket.AF_UNIX, "")) is None  # a Unix socket: close() waits as before
     assert client_address(object()) is None
+
+
+def test_an_idle_worker_checks_queue_binding_expiry_every_ten_seconds_not_every_second() -> None:
+    from kombu.asynchronous import Hub
+
+    from config.broker import BINDING_EXPIRY_CHECK_SECONDS
+
+    hub = Hub()
+    try:
+        with Connection(REDIS_URL, transport=Transport) as connection:
+            connection.default_channel  # noqa: B018  # a channel, as a consuming worker has
+            connection.transport.register_with_event_loop(connection.connection, hub)
+            cycle = connection.connection.cycle
+            # (eta, priority, entry) of each timer; an entry's fun is the reschedule wrapper of the call
+            live = [(event.eta, event.entry) for event in hub.timer.queue if not event.entry.canceled]
+            checks = [(eta, entry) for eta, entry in live if "maybe_refresh_binding_expiry" in repr(entry.fun)]
+            assert len(checks) == 1, live
+            eta, entry = checks[0]
+            assert cycle._binding_expiry_tref is entry
+            assert eta - time.monotonic() > BINDING_EXPIRY_CHECK_SECONDS - 1  # first run in ten seconds, not one
+    finally:
+        hub.close()

@@ -34,6 +34,7 @@ from tests.factories import make_jail
 from tests.paths import REPO
 from watchers import inotify
 from watchers.follow import (
+    LEASE_PREFIX,
     MIN_FOLLOW_SECONDS,
     Follower,
     Lease,
@@ -44,7 +45,9 @@ from watchers.follow import (
     lease_key,
     live_shards,
     redis_client,
+    shard_unheld,
     sigterm_pipe,
+    some_source_unfollowed,
 )
 from watchers.models import LogSource
 from watchers.services import ReadReport, read_source
@@ -572,3 +575,38 @@ def test_the_follow_task_hands_over_after_growing_as_after_its_lease(monkeypatch
     monkeypatch.setattr(tasks, "_pool_size", None)
     assert tasks.follow.run(0, 1, 60) == str(Outcome.GREW)
     assert [call["kwargs"] for call in sent] == [{"shard": 0, "shards": 1, "lease_seconds": 60}]
+
+
+# --- beat's guards (config/beat.py): send a follower or a read only when one is wanted ----------------
+
+
+@pytest.mark.worker
+def test_beat_sends_a_follower_only_for_a_shard_nobody_holds(client: redis.Redis) -> None:
+    shard, shards = 1, 7907  # a shard count nothing else uses
+    assert shard_unheld(shard, shards, client=client, lease_seconds=300)  # the row's other kwargs are ignored
+    holder = Lease(client, lease_key(shard, shards), ttl_seconds=5)
+    assert holder.acquire()
+    try:
+        assert not shard_unheld(shard, shards, client=client)
+        assert shard_unheld(0, shards, client=client)  # the other shard is not held
+    finally:
+        holder.release()
+    assert shard_unheld(shard, shards, client=client)
+
+
+@pytest.mark.worker
+def test_beat_sends_the_read_of_all_sources_only_while_a_shard_has_no_follower(client: redis.Redis) -> None:
+    shards = 3
+    held = [Lease(client, lease_key(shard, shards), ttl_seconds=5) for shard in range(shards)]
+    for stale in client.scan_iter(match=f"{LEASE_PREFIX}:*"):
+        client.delete(stale)  # a lease an earlier test's follower left to expire (tests run one at a time)
+    assert some_source_unfollowed(client=client)  # no follower at all: every source is read by the task
+    try:
+        for lease in held[:-1]:
+            assert lease.acquire()
+        assert some_source_unfollowed(client=client)  # one shard left: its jails need the read
+        assert held[-1].acquire()
+        assert not some_source_unfollowed(client=client)  # every jail is followed
+    finally:
+        for lease in held:
+            lease.release()
