@@ -472,20 +472,72 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
 
 
 @contextmanager
-def runstack_in_namespace(workdir: Path, env: dict[str, str], redis_db: int) -> Iterator[tuple[Any, KernelWatch]]:
+def runstack_in_namespace(workdir: Path, env: dict[str, str], redis_db: int,
+                          own_redis: bool = False) -> Iterator[tuple[Any, KernelWatch]]:
     """`manage.py runstack` with its defaults, as scripts/run.sh starts it (the panel, the watcher
     worker with the followers and beat, the firewall worker: forks of one loaded process), the whole
-    stack inside the server namespace, where its bans go into nftables. Redis is reached through the
-    bridge, PostgreSQL through its socket."""
-    from scripts.harness.processes import Child
+    stack inside the server namespace, where its bans go into nftables. PostgreSQL through its socket.
+
+    Redis: the machine's, through the bridge (a Unix socket, so the workers poll it every second:
+    config.env.broker_poll_seconds); or with `own_redis` a Redis of the stack's own started inside the
+    namespace exactly as scripts/run.sh starts one (scripts/services.sh: loopback, hz 1), reached by
+    the stack over TCP as run.sh's is, and by the benchmark through OWN_REDIS_SOCKET in `workdir`
+    (stopped after the stack)."""
+    from scripts.harness.processes import Child, stop_children
 
     with namespaced(workdir) as (pair, bridge, watch, children):
-        children.append(Child.start("stack", ["ip", "netns", "exec", pair.server, PYTHON, "manage.py", "runstack",
-                                              "--bind", "127.0.0.1:8000",
-                                              "--beat-schedule", str(workdir / "beat-schedule"),
-                                              "--control-socket", str(workdir / "gunicorn.ctl")],
-                                    {**env, "IPS_REDIS_URL": bridge.url(redis_db)}, workdir))
-        yield children[0], watch
+        url, redis_child = bridge.url(redis_db), None
+        try:
+            if own_redis:
+                redis_child, url = start_own_redis(pair.server, workdir), "redis://127.0.0.1:6379/0"
+            children.append(Child.start("stack", ["ip", "netns", "exec", pair.server, PYTHON, "manage.py", "runstack",
+                                                  "--bind", "127.0.0.1:8000",
+                                                  "--beat-schedule", str(workdir / "beat-schedule"),
+                                                  "--control-socket", str(workdir / "gunicorn.ctl")],
+                                        {**env, "IPS_REDIS_URL": url}, workdir))
+            yield children[0], watch
+        finally:
+            stop_children(children)
+            if redis_child is not None:
+                stop_children([redis_child])
+
+
+OWN_REDIS_SOCKET = "own-redis.sock"
+
+
+def own_redis_url(workdir: Path) -> str:
+    """The stack's own Redis (runstack_in_namespace(own_redis=True)) as seen from outside its namespace."""
+    return f"redis+socket://{workdir / OWN_REDIS_SOCKET}?virtual_host=0"
+
+
+def start_own_redis(namespace: str, workdir: Path, timeout: float = 10.0) -> Any:
+    """redis-server in `namespace` with scripts/services.sh's options, plus a Unix socket in `workdir`."""
+    import redis
+
+    from scripts.harness.processes import Child
+
+    socket_path = workdir / OWN_REDIS_SOCKET
+    child = Child.start("redis", ["ip", "netns", "exec", namespace, "redis-server", "--bind", "127.0.0.1", "-::1",
+                                  "--port", "6379", "--save", "", "--appendonly", "no", "--hz", "1",
+                                  "--dir", str(workdir), "--unixsocket", str(socket_path),
+                                  "--unixsocketperm", "700"], dict(os.environ), workdir)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            redis.Redis(unix_socket_path=str(socket_path), socket_timeout=2).ping()
+            return child
+        except (redis.RedisError, OSError):
+            if not child.alive() or time.monotonic() > deadline:
+                stop_children_quietly(child)
+                raise SystemExit(f"the stack's own Redis did not start:\n{child.tail()}") from None
+            time.sleep(0.1)
+
+
+def stop_children_quietly(child: Any) -> None:
+    from scripts.harness.processes import stop_children
+
+    with suppress(Exception):
+        stop_children([child])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, children: Sequence[Any]) -> None:

@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO))  # the project's packages (and tests' helpers)
 
 import genlogs  # noqa: E402
 import latency  # noqa: E402
-from procstats import StackMeter, cpu_delta, redis_server_pids  # noqa: E402
+from procstats import StackMeter, cpu_delta  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "fail2ban" / "config" / "filter.d"
 SEED_FILTERS = REPO.parent / "shared" / "seed-configs" / "filter.d"
@@ -419,8 +419,8 @@ def probe_main(conn: Any, env: dict[str, str]) -> None:
                                                                                                          flat=True)
             return sorted({(json.loads(raw)["shard"], json.loads(raw)["shards"]) for raw in rows})
         if name == "ready":
-            shards = {tuple(s) for s in argument}
-            if not shards <= follow.live_shards(follow.broker_redis()):
+            shards, redis_url = {tuple(s) for s in argument[0]}, argument[1]
+            if not shards <= follow.live_shards(follow.redis_client(redis_url)):
                 return False
             sources = list(LogSource.objects.filter(jail__name__in=ours))
             return len(sources) == len(ours) and all(s.inode is not None for s in sources)
@@ -505,6 +505,7 @@ class Ours(Tool):
         self.imported = self._import()
         self.probe = Probe(self.env)
         self._stack: Any = None
+        self._redis_pid: int | None = None
         self.children: list[Any] = []
         self.meter = StackMeter(self._roots, self._extras)
 
@@ -523,7 +524,7 @@ class Ours(Tool):
         return [c.process.pid for c in self.children]
 
     def _extras(self) -> dict[str, list[int]]:
-        extras = {"redis": redis_server_pids()}
+        extras = {"redis": [self._redis_pid] if self._redis_pid else []}
         if self.db == "postgres" and self._stack is not None:
             extras["postgres"] = self.probe.ask("postgres_pids")
         return extras
@@ -531,16 +532,20 @@ class Ours(Tool):
     def start(self, timeout: float = latency.START_WAIT) -> dict[str, Any]:
         import redis
 
-        redis.Redis(host=latency.REDIS_HOST, port=latency.REDIS_PORT, db=self.redis_db).flushdb()
         prepared = self.probe.ask("prepare")
         shards = self.probe.ask("shards")
-        # the whole stack as scripts/run.sh runs it (manage.py runstack), the web panel included (its memory counts)
-        self._stack = latency.runstack_in_namespace(self.workdir, self.env, self.redis_db)
+        # the whole stack as scripts/run.sh runs it (manage.py runstack, the web panel included: its
+        # memory counts), with a Redis of its own as run.sh starts one (hz 1, over TCP; its CPU counts)
+        self._stack = latency.runstack_in_namespace(self.workdir, self.env, self.redis_db, own_redis=True)
         stack, _watch = self._stack.__enter__()
         self.children = [stack]
+        own_redis = latency.own_redis_url(self.workdir)
+        self._redis_pid = int(redis.Redis(unix_socket_path=str(self.workdir / latency.OWN_REDIS_SOCKET))
+                              .info("server")["process_id"])
         latency.wait_until(lambda: stack.alive() and stack_started(stack.output()), timeout, "the workers and beat",
                            self.children)
-        latency.wait_until(lambda: self.probe.ask("ready", shards), timeout, "the followers", self.children)
+        latency.wait_until(lambda: self.probe.ask("ready", (shards, own_redis)), timeout, "the followers",
+                           self.children)
         return {**prepared, "follower_shards": len(shards)}
 
     def counts(self, jail: str) -> Counts:
