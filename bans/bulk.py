@@ -27,6 +27,7 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -68,7 +69,15 @@ class Adapter:
     def __init__(self) -> None:
         self.ops = connection.ops
         self._times: dict[float, Any] = {}
+        self._isos: dict[float, str] = {}
         self._json: dict[tuple[Any, ...], Any] = {}
+
+    def iso(self, epoch: float) -> str:
+        """`_iso`, once per distinct time: a flood's failures and tallies share a few seconds."""
+        text = self._isos.get(epoch)
+        if text is None:
+            text = self._isos[epoch] = _iso(epoch)
+        return text
 
     def time(self, epoch: float) -> Any:
         adapted = self._times.get(epoch)
@@ -120,9 +129,8 @@ def insert_failures(jail_id: int, failures: Iterable[tuple[str, float, str, Mapp
     table, columns = _quoted(Failure, "jail_id", "address", "time", "line", "fields", "created_at")
     if connection.vendor == "postgresql":
         # as upsert_tallies: one JSON document, encoded in C, taken apart by the server
-        times: dict[float, str] = {}
-        cells: list[list[Any]] = [[address, times.get(when) or times.setdefault(when, _iso(when)), line, fields]
-                                  for address, when, line, fields in failures]
+        iso = (adapter or Adapter()).iso
+        cells: list[list[Any]] = [[address, iso(when), line, fields] for address, when, line, fields in failures]
         if cells:
             with _pg_cursor() as raw:
                 raw.execute(f"INSERT INTO {table} ({columns}) "  # noqa: S608  # quoted names, bound values
@@ -148,7 +156,8 @@ def upsert_tallies(jail_id: int, tallies: Iterable[tuple[str, float, float, int,
     if connection.vendor == "postgresql":
         # One statement, every row in one JSON document (made by json's C encoder, parsed by the
         # server): psycopg adapts array parameters element by element in Python, 40 µs a tally.
-        document = json.dumps([[address, _iso(first), _iso(last), count, matches]
+        iso = (adapter or Adapter()).iso
+        document = json.dumps([[address, iso(first), iso(last), count, matches]
                                for address, first, last, count, matches in tallies])
         if document != "[]":
             with _pg_cursor() as raw:
@@ -233,6 +242,21 @@ def _cursor() -> Any:
     return _pg_cursor() if connection.vendor == "postgresql" else connection.cursor()
 
 
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """On PostgreSQL, statements sent in the block go out without waiting for their results (psycopg's
+    pipeline mode): the server executes a read's writes while this process goes on preparing the
+    next ones, on another core. A statement whose result is read (a SELECT's rows) waits for those
+    before it; an error is raised at the latest when the block ends, and the transaction it is in
+    is then rolled back as usual. Elsewhere (SQLite: in this process) the statements run as they come."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.connection.pipeline():
+        yield
+
+
 def _pg_cursor() -> Any:
     """A psycopg cursor that binds on the server, on Django's connection (so in its transaction).
 
@@ -296,8 +320,71 @@ def _epoch(value: Any) -> float:
 
 
 def delete_tallies(jail_id: int, addresses: Sequence[str]) -> None:
-    for batch in batches(addresses):
-        Tally.objects.filter(jail_id=jail_id, address__in=batch).delete()
+    """Delete these addresses' tallies (those that ended: banned, or forgotten). Plain SQL: the ORM's
+    delete() collects and compiles per batch, and PostgreSQL gets every address in one statement."""
+    if not addresses:
+        return
+    qn = connection.ops.quote_name
+    table = qn(Tally._meta.db_table)
+    where = f"DELETE FROM {table} WHERE {qn('jail_id')} = %s AND {qn('address')} IN "  # noqa: S608  # quoted names
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as raw:
+            raw.execute(f"{where}(SELECT (jsonb_array_elements_text(%s::jsonb))::inet)",
+                        [jail_id, json.dumps(list(addresses))])
+        return
+    with connection.cursor() as cursor:
+        for batch in batches(addresses):
+            cursor.execute(f"{where}({', '.join(['%s'] * len(batch))})", [jail_id, *batch])
+
+
+def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, moment: dt.datetime,
+                   live_states: Sequence[str], expired: str) -> None:
+    """Mark `expired` (ended at their expiry) the bans of these networks in a jail on a host that are in
+    one of `live_states` and whose time ran out by `moment`: Ban.objects.live()...update() as one
+    statement (PostgreSQL) or one per batch of networks (SQLite), without the ORM's compiling."""
+    if not networks:
+        return
+    qn = connection.ops.quote_name
+    table = qn(Ban._meta.db_table)
+    states = ", ".join(["%s"] * len(live_states))
+    sql = (f"UPDATE {table} SET {qn('state')} = %s, {qn('ended_at')} = {qn('expires_at')} "  # noqa: S608  # quoted names
+           f"WHERE {qn('state')} IN ({states}) AND {qn('jail_name')} = %s AND {qn('host')} = %s "
+           f"AND {qn('expires_at')} <= %s AND {qn('network')} IN ")
+    head = [str(expired), *(str(state) for state in live_states), jail_name, host]  # values, not enum members
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as raw:
+            raw.execute(f"{sql}(SELECT jsonb_array_elements_text(%s::jsonb))",
+                        [*head, moment, json.dumps(list(networks))])
+        return
+    when = connection.ops.adapt_datetimefield_value(moment)
+    with connection.cursor() as cursor:
+        for batch in batches(networks):
+            cursor.execute(f"{sql}({', '.join(['%s'] * len(batch))})", [*head, when, *batch])
+
+
+def bans_of_networks(networks: Sequence[str], since: dt.datetime) -> list[tuple[str, str, str, str, bool]]:
+    """Every ban of these networks, whatever its jail, host and state: (network, jail_name, host,
+    state, whether it started at or after `since`) each. Looked up by network alone (the index on
+    network, started_at): with the state in the query, SQLite's planner walked the state index."""
+    if not networks:
+        return []
+    qn = connection.ops.quote_name
+    table = qn(Ban._meta.db_table)
+    sql = (f"SELECT {qn('network')}, {qn('jail_name')}, {qn('host')}, {qn('state')}, "  # noqa: S608  # quoted names
+           f"{qn('started_at')} >= %s FROM {table} WHERE {qn('network')} IN ")
+    found: list[tuple[str, str, str, str, bool]] = []
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as raw:
+            raw.execute(f"{sql}(SELECT jsonb_array_elements_text(%s::jsonb))", [since, json.dumps(list(networks))])
+            found.extend((network, jail, host, state, bool(recent)) for network, jail, host, state, recent in raw)
+        return found
+    when = connection.ops.adapt_datetimefield_value(since)
+    with connection.cursor() as cursor:
+        for batch in batches(networks):
+            cursor.execute(f"{sql}({', '.join(['%s'] * len(batch))})", [when, *batch])
+            found.extend((network, jail, host, state, bool(recent))
+                         for network, jail, host, state, recent in cursor.fetchall())
+    return found
 
 
 def minute_of(epoch: float) -> float:
@@ -315,12 +402,10 @@ def add_to_stats(jail_name: str, failure_times: Iterable[float] = (), ban_times:
     Both resolutions are written at once: the hour buckets outlive the minute ones (kept 2 days),
     so they cannot be summed from them later."""
     counts: Counter[tuple[str, float, int]] = Counter()
-    for when in failure_times:
-        counts["minute", minute_of(when), 0] += 1
-        counts["hour", hour_of(when), 0] += 1
-    for when in ban_times:
-        counts["minute", minute_of(when), 1] += 1
-        counts["hour", hour_of(when), 1] += 1
+    for kind, times in enumerate((failure_times, ban_times)):
+        for when, n in Counter(times).items():  # a flood's failures share a few seconds: bucketed once each
+            counts["minute", minute_of(when), kind] += n
+            counts["hour", hour_of(when), kind] += n
     if not counts:
         return
     buckets: dict[tuple[str, float], list[int]] = {}
@@ -371,7 +456,8 @@ def _add_counts(model: Any, columns: Sequence[str], key: Sequence[str], jail_nam
                 f"DO UPDATE SET {count} = {table}.{count} + excluded.{count}")
     if connection.vendor == "postgresql":
         # as upsert_tallies: one JSON document, encoded in C, taken apart by the server
-        document = json.dumps([[_iso(row[0]), *row[1:]] for row in rows])
+        iso = (adapter or Adapter()).iso
+        document = json.dumps([[iso(row[0]), *row[1:]] for row in rows])
         picks = ", ".join(f"(r->>{i})::{cast}" for i, cast in enumerate(casts))
         with _pg_cursor() as raw:
             raw.execute(f"INSERT INTO {table} ({names}) "  # noqa: S608  # quoted names, bound values
