@@ -1,10 +1,11 @@
 """This host's own addresses and networks, read from the system: the resolver's names for this host,
-`ip -j addr`, else /proc. The one place that does this I/O (a subprocess and DNS lookups); the
-policy, the gate and the log readers take the lists as values.
+the kernel's list of interface addresses (netlink; `ip -j addr` where netlink cannot be used), else
+/proc. The one place that does this I/O (netlink, perhaps a subprocess, DNS lookups); the policy,
+the gate and the log readers take the lists as values.
 
 `addresses()` and `networks()` remember what they read for `max_age` seconds (default
 TTL_SECONDS) in this process: a firewall sync runs for every batch and a log source may be read
-many times a second, and neither should pay a subprocess each time. The log followers ask with a
+many times a second, and neither should pay the lookups each time. The log followers ask with a
 longer `max_age` (watchers.follow.ADDRESSES_SECONDS). `read_addresses()` and `read_networks()`
 read afresh.
 """
@@ -15,6 +16,7 @@ import contextlib
 import ipaddress
 import json
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -64,9 +66,9 @@ def read_addresses() -> list[str]:
     address the resolver does not know about is still ours.
     """
     found = set(_addresses_of_names())
-    from_ip = _addresses_from_ip_json(_command_output(["ip", "-j", "addr"]))
-    if from_ip:
-        found.update(from_ip)
+    from_interfaces = [address for address, _ in _interfaces()]
+    if from_interfaces:
+        found.update(from_interfaces)
     else:
         found.update(_addresses_from_if_inet6(_file_text("/proc/net/if_inet6")))
         found.update(_addresses_from_fib_trie(_file_text("/proc/net/fib_trie")))
@@ -80,12 +82,87 @@ def read_networks() -> list[str]:
     A manual ban inside one of them asks for confirmation: it most likely holds the admin's own
     machines. Empty when ``ip`` is missing (the addresses themselves are still protected)."""
     networks: set[str] = set()
-    for address, prefix in _interface_addresses(_command_output(["ip", "-j", "addr"])):
+    for address, prefix in _interfaces():
         try:
             networks.add(str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)))
         except ValueError:
             continue
     return sorted(networks)
+
+
+def _interfaces() -> list[tuple[str, int]]:
+    """(address, prefix length) of each address on this host's interfaces: asked of the kernel over
+    netlink, in this process, else from `ip -j addr` (a subprocess: a fork of the asking process and
+    an exec, twice a minute in every follower when it was the only way)."""
+    found = _netlink_addresses()
+    return found if found is not None else _interface_addresses(_command_output(["ip", "-j", "addr"]))
+
+
+# rtnetlink (linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h)
+_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
+_RTATTR = struct.Struct("=HH")  # length, type
+_NLMSG_ERROR, _NLMSG_DONE, _RTM_NEWADDR, _RTM_GETADDR = 2, 3, 20, 22
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_NETLINK_TIMEOUT_SECONDS = 2.0
+_NETLINK_MAX_ADDRESSES = 100_000  # a bound on the dump, whatever the kernel sends
+
+
+def _netlink_addresses() -> list[tuple[str, int]] | None:
+    """The kernel's dump of every interface address (RTM_GETADDR), as `ip -j addr` reads it; None when
+    netlink cannot be used here (then the caller asks `ip`)."""
+    request = _NLMSG_HEADER.pack(_NLMSG_HEADER.size + _IFADDRMSG.size, _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP,
+                                 1, 0) + _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    found: list[tuple[str, int]] = []
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+            sock.settimeout(_NETLINK_TIMEOUT_SECONDS)
+            sock.sendto(request, (0, 0))
+            while len(found) <= _NETLINK_MAX_ADDRESSES:
+                done = _parse_addresses(sock.recv(1 << 16), found)
+                if done is not False:
+                    return found if done else None
+    except (OSError, AttributeError):  # no netlink (not Linux, a sandbox), a timeout
+        return None
+    return None
+
+
+def _parse_addresses(data: bytes, found: list[tuple[str, int]]) -> bool | None:
+    """Add the addresses of one datagram of an RTM_GETADDR dump to `found`: True at the dump's end,
+    False when more is to come, None for an error or anything malformed."""
+    offset = 0
+    while offset + _NLMSG_HEADER.size <= len(data):
+        length, kind, _flags, _seq, _port = _NLMSG_HEADER.unpack_from(data, offset)
+        if length < _NLMSG_HEADER.size or offset + length > len(data):
+            return None
+        if kind == _NLMSG_DONE:
+            return True
+        if kind == _NLMSG_ERROR:
+            return None
+        if kind == _RTM_NEWADDR and length >= _NLMSG_HEADER.size + _IFADDRMSG.size:
+            family, prefix, _, _, _ = _IFADDRMSG.unpack_from(data, offset + _NLMSG_HEADER.size)
+            attributes = _attributes(data, offset + _NLMSG_HEADER.size + _IFADDRMSG.size, offset + length)
+            # IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on a point-to-point
+            # link); IPv6 sends IFA_ADDRESS only: `ip` calls either "local"
+            raw = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS)
+            if family == socket.AF_INET and raw is not None and len(raw) == 4:
+                found.append((str(ipaddress.IPv4Address(raw)), prefix))
+            elif family == socket.AF_INET6 and raw is not None and len(raw) == 16:
+                found.append((str(ipaddress.IPv6Address(raw)), prefix))
+        offset += (length + 3) & ~3
+    return False
+
+
+def _attributes(data: bytes, start: int, end: int) -> dict[int, bytes]:
+    attributes: dict[int, bytes] = {}
+    while start + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, start)
+        if length < _RTATTR.size or start + length > end:
+            break
+        attributes.setdefault(kind, data[start + _RTATTR.size:start + length])
+        start += (length + 3) & ~3
+    return attributes
 
 
 def _addresses_of_names() -> list[str]:

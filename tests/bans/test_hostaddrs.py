@@ -4,6 +4,7 @@ or /proc, never raising, and kept for a few seconds per process."""
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import time
 from typing import Any, NoReturn
@@ -53,12 +54,20 @@ def test_it_reads_addresses_from_proc() -> None:
     assert hostaddrs._addresses_from_fib_trie(FIB_TRIE) == ["127.0.0.1", "192.0.2.2"]
 
 
+@pytest.fixture
+def no_netlink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As where netlink cannot be used: the addresses come from `ip -j addr` (or /proc)."""
+    monkeypatch.setattr(hostaddrs, "_netlink_addresses", lambda: None)
+
+
+@pytest.mark.usefixtures("no_netlink")
 def test_it_lists_host_addresses_from_names_and_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostaddrs, "_addresses_of_names", lambda: ["127.0.0.1", "::ffff:198.51.100.4"])
     monkeypatch.setattr(hostaddrs, "_command_output", lambda argv: IP_JSON)
     assert hostaddrs.read_addresses() == ["127.0.0.1", "192.0.2.2", "198.51.100.4", "::1", "fe80::fc:ff:fe00:1"]
 
 
+@pytest.mark.usefixtures("no_netlink")
 def test_it_falls_back_to_proc_without_the_ip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_ip(*args: object, **kwargs: object) -> NoReturn:
         raise FileNotFoundError("ip")
@@ -76,6 +85,7 @@ def test_it_lists_no_host_address_rather_than_raising(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(socket, "gethostname", fail)
     monkeypatch.setattr(socket, "getaddrinfo", fail)
+    monkeypatch.setattr(socket, "socket", fail)
     monkeypatch.setattr(subprocess, "run", fail)
     monkeypatch.setattr("builtins.open", fail)
     assert hostaddrs.read_addresses() == []
@@ -87,6 +97,45 @@ def test_it_times_out_a_hanging_ip_command(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(subprocess, "run", hang)
     assert hostaddrs._command_output(["ip", "-j", "addr"]) == ""
+
+
+def test_it_asks_the_kernel_over_netlink_and_finds_what_ip_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from_ip = hostaddrs._interface_addresses(hostaddrs._command_output(["ip", "-j", "addr"]))
+    assert from_ip, "this machine has `ip` (iproute2), which the comparison needs"
+    from_kernel = hostaddrs._netlink_addresses()
+    assert from_kernel is not None and sorted(from_kernel) == sorted(from_ip)
+
+    def no_subprocess(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("a subprocess was started")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    assert "127.0.0.1" in hostaddrs.read_addresses() and "127.0.0.0/8" in hostaddrs.read_networks()
+
+
+def nlmsg(kind: int, body: bytes, length: int | None = None) -> bytes:
+    """A netlink message; `length` claims another length than the bytes given (a malformed one)."""
+    raw = struct.pack("=IHHII", 16 + len(body) if length is None else length, kind, 2, 1, 0) + body
+    return raw if length is not None else raw.ljust((len(raw) + 3) & ~3, b"\0")
+
+
+def rtattr(kind: int, value: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
+
+
+def new_address(family: int, prefix: int, *attributes: bytes) -> bytes:
+    return nlmsg(20, struct.pack("=BBBBI", family, prefix, 0, 0, 2) + b"".join(attributes))
+
+
+def test_it_reads_the_kernels_address_messages() -> None:
+    peer = new_address(socket.AF_INET, 32, rtattr(1, bytes([10, 0, 0, 2])), rtattr(2, bytes([10, 0, 0, 1])))
+    v6 = new_address(socket.AF_INET6, 64, rtattr(1, socket.inet_pton(socket.AF_INET6, "2001:db8::5")))
+    odd = new_address(socket.AF_INET, 24, rtattr(2, b"\x01\x02"))  # an address of the wrong size: skipped
+    found: list[tuple[str, int]] = []
+    assert hostaddrs._parse_addresses(peer + v6 + odd, found) is False  # more to come
+    assert found == [("10.0.0.1", 32), ("2001:db8::5", 64)]  # a point-to-point link: its local end, not the peer
+    assert hostaddrs._parse_addresses(nlmsg(3, b"\0\0\0\0"), found) is True  # the end of the dump
+    assert hostaddrs._parse_addresses(nlmsg(2, b"\xff\xff\xff\xff"), []) is None  # an error: ask `ip` instead
+    assert hostaddrs._parse_addresses(nlmsg(20, b"", length=4000), []) is None  # longer than the datagram
 
 
 def test_it_finds_the_real_hosts_loopback() -> None:
