@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection
 
 from bans import policy
 from bans.models import AddressStat, Ban, Failure, JailStat, Tally, UserStat
+
+log = logging.getLogger(__name__)
 
 # Rows per statement at most: under SQLite's and PostgreSQL's bound-parameter limits (32,766 and
 # 65,535) for any of the tables here, and large enough that the per-statement cost vanishes.
@@ -249,12 +253,26 @@ def pipelined() -> Iterator[None]:
     next ones, on another core. A statement whose result is read (a SELECT's rows) waits for those
     before it; an error is raised at the latest when the block ends, and the transaction it is in
     is then rolled back as usual. Elsewhere (SQLite: in this process) the statements run as they come."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not _pipeline_supported():
         yield
         return
     connection.ensure_connection()
-    with connection.connection.pipeline():
+    # errors as Django's (DatabaseError...), as the statements' own would be; one raised here may come
+    # from any statement sent earlier in the block, not the one its traceback shows
+    with connection.wrap_database_errors, connection.connection.pipeline():
         yield
+
+
+@cache
+def _pipeline_supported() -> bool:
+    """psycopg's pipeline mode needs libpq 14 or later; with an older one the statements run as they come."""
+    import psycopg  # noqa: PLC0415  # only on PostgreSQL: psycopg needs libpq to import
+
+    supported = bool(psycopg.Pipeline.is_supported())
+    if not supported:
+        log.warning("PostgreSQL writes are not pipelined: this libpq (%s) has no pipeline mode (libpq 14 or later)",
+                    psycopg.pq.version())
+    return supported
 
 
 def _pg_cursor() -> Any:

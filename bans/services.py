@@ -8,6 +8,7 @@ kernel has them. The counting and ban-time rules themselves live in bans.policy 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import ipaddress
@@ -159,7 +160,8 @@ def record_failures(
     note_ignored_all(jail, ignored, now)
     adapter = bulk.Adapter()
     held = held_tallies(jail, counted)  # read (and locked) before anything is sent
-    with bulk.pipelined():
+    # (a read without failures sends nothing: no pipeline to open and close, a round trip saved)
+    with bulk.pipelined() if counted else contextlib.nullcontext():
         # PostgreSQL works on these rows while the failures are counted here: nothing below waits
         # for a statement's result until create_jail_bans reads the networks' bans
         bulk.insert_failures(jail.pk, ((address, when, "\n".join(item.lines), item.fields)
@@ -316,13 +318,18 @@ def earlier_bans(network: str, jail: Jail, now: float) -> int:
 
 
 def earlier_bans_of(networks: Sequence[str], jail: Jail, now: float) -> dict[str, int]:
-    """`earlier_bans` of many networks (one query per bulk.ROWS_PER_STATEMENT networks)."""
-    since = aware(now) - INCREMENT_MEMORY
+    """`earlier_bans` of many networks (bulk.bans_of_networks: one statement, or one per batch)."""
+    return earlier_counts(jail, networks, bulk.bans_of_networks(networks, aware(now) - INCREMENT_MEMORY))
+
+
+def earlier_counts(jail: Jail, networks: Iterable[str], rows: Iterable[tuple[str, str, str, str, bool]]
+                   ) -> dict[str, int]:
+    """The bans within INCREMENT_MEMORY that count as earlier bans for `jail` (bantime.increment), for
+    each of `networks`, from bulk.bans_of_networks' rows."""
     jails: dict[str, list[str]] = {network: [] for network in networks}
-    for chunk in bulk.batches(networks):
-        for network, jail_name in Ban.objects.filter(network__in=chunk, started_at__gte=since).values_list(
-                "network", "jail_name"):
-            jails[network].append(jail_name)
+    for network, row_jail, _host, _state, recent in rows:
+        if recent and network in jails:
+            jails[network].append(row_jail)
     return {network: policy.earlier_ban_count(names, jail.name, overalljails=jail.bantime_overalljails)
             for network, names in jails.items()}
 
@@ -344,22 +351,6 @@ def live_bans(jail_name: str, networks: Sequence[str], host: str, now: float | N
     return found
 
 
-def live_networks(jail_name: str, networks: Sequence[str], host: str, now: float | None = None) -> set[str]:
-    """`live_bans`' networks only (a ban storm asks this for thousands of networks per read).
-
-    Looked up by network alone, the rest checked here: with hundreds of networks in the IN list and
-    the state in the query, SQLite's planner walked the state index (every live ban of every jail),
-    80 µs a network with 100,000 bans."""
-    found: set[str] = set()
-    held = {*Ban.LIVE_STATES, Ban.State.LIFTING}
-    for chunk in bulk.batches(networks):
-        expire_ran_out(jail_name, chunk, host, now)
-        found.update(network for network, row_jail, row_host, state in Ban.objects.filter(network__in=chunk)
-                     .order_by().values_list("network", "jail_name", "host", "state")
-                     if row_jail == jail_name and row_host == host and state in held)
-    return found
-
-
 def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, now: float | None) -> None:
     """Mark EXPIRED the live rows of these networks whose time ran out (the kernel lifted them)."""
     moment = aware(now_epoch() if now is None else now)
@@ -368,21 +359,19 @@ def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, now: floa
 
 
 def ban_history(jail: Jail, networks: Sequence[str], host: str, now: float) -> tuple[set[str], dict[str, int]]:
-    """`live_networks` and `earlier_bans_of` at once, for a ban storm's networks: one UPDATE (the
-    bans whose time ran out marked EXPIRED) and one SELECT of the networks' bans, instead of the
-    ORM's two queries and one UPDATE per 512 networks (PostgreSQL, the flood bench: 13 -> 3 µs a
-    failure, most of it the ORM compiling and psycopg binding 512-value IN lists in Python)."""
+    """The networks banned in `jail` on `host` now (live_bans' rule: in force or being lifted, the
+    bans whose time ran out marked EXPIRED first) and the others' earlier_bans_of, for a ban storm's
+    networks: one UPDATE and one SELECT of the networks' bans, instead of the ORM's two queries and
+    one UPDATE per 512 networks (PostgreSQL, the flood bench: 13 -> 3 µs a failure, most of it the
+    ORM compiling and psycopg binding 512-value IN lists in Python). Looked up by network alone, the
+    rest checked here: with hundreds of networks in the IN list and the state in the query, SQLite's
+    planner walked the state index (every live ban of every jail)."""
     bulk.expire_ran_out(jail.name, networks, host, aware(now), Ban.LIVE_STATES, Ban.State.EXPIRED)
     held = {*Ban.LIVE_STATES, Ban.State.LIFTING}
-    live: set[str] = set()
-    jails: dict[str, list[str]] = {network: [] for network in networks}
-    for network, row_jail, row_host, state, recent in bulk.bans_of_networks(networks, aware(now) - INCREMENT_MEMORY):
-        if row_jail == jail.name and row_host == host and state in held:
-            live.add(network)
-        if recent:
-            jails[network].append(row_jail)
-    return live, {network: policy.earlier_ban_count(names, jail.name, overalljails=jail.bantime_overalljails)
-                  for network, names in jails.items() if network not in live}
+    rows = bulk.bans_of_networks(networks, aware(now) - INCREMENT_MEMORY)
+    live = {network for network, row_jail, row_host, state, _ in rows
+            if row_jail == jail.name and row_host == host and state in held}
+    return live, earlier_counts(jail, [network for network in networks if network not in live], rows)
 
 
 def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *, now: float,

@@ -214,3 +214,53 @@ def test_only_a_read_with_failures_reads_the_global_list() -> None:
                         catching_up=False)
     assert not [q for q in idle.captured_queries if "globalignore" in q["sql"]]
     assert len([q for q in busy.captured_queries if "globalignore" in q["sql"]]) == 1  # once per read
+
+
+# --- a ban storm: more networks than one statement's batch, IPv4 and IPv6, earlier and live bans ----
+
+
+def test_a_storm_of_networks_is_decided_as_each_alone_would_be() -> None:
+    from bans.services import aware
+
+    jail, other = make_jail(maxretry=1, bantime=600, bantime_increment=True, bantime_factor=1), make_jail("postfix")
+    addresses = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(350)] + [f"2001:db8::{i:x}" for i in range(1, 351)]
+    networks = [f"{address}/32" if "." in address else f"{address}/128" for address in addresses]
+    live, ran_out, elsewhere = networks[:100], networks[100:150], networks[150:200]
+    for start, state, expires in ((live, Ban.State.ACTIVE, 3600), (ran_out, Ban.State.ACTIVE, -10)):
+        for network in start[::2] + start[1::2]:  # IPv4 and IPv6 among each
+            Ban.objects.create(jail=jail, jail_name="sshd", network=network, host="local", state=state, bantime=600,
+                               started_at=aware(NOW - 700), expires_at=aware(NOW + expires),
+                               family=6 if ":" in network else 4)
+    for network in elsewhere:
+        Ban.objects.create(jail=other, jail_name="postfix", network=network, host="local", state=Ban.State.EXPIRED,
+                           bantime=600, started_at=aware(NOW - 86400), expires_at=aware(NOW - 85800),
+                           ended_at=aware(NOW - 85800), family=6 if ":" in network else 4)
+    decision = record_failures(jail, [Observed(host=address, time=NOW - 1) for address in addresses], now=NOW,
+                               own_addresses=[], catching_up=False)
+    made = {ban.network: ban for ban in decision.bans}
+    assert set(made) == set(networks) - set(live)  # a live ban is left alone; a ran-out one is replaced
+    assert {(made[n].earlier_bans, made[n].bantime) for n in ran_out} == {(1, 1200)}  # bantime.increment
+    assert {(made[n].earlier_bans, made[n].bantime) for n in elsewhere} == {(0, 600)}  # another jail's: not counted
+    assert Ban.objects.filter(network__in=ran_out, state=Ban.State.EXPIRED, jail_name="sshd").count() == 50
+    assert Ban.objects.filter(network__in=live, state=Ban.State.ACTIVE).count() == 100
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="pipeline mode is PostgreSQL's (SQLite runs each "
+                                                               "statement as it comes)")
+def test_an_error_in_a_pipelined_write_is_raised_and_the_whole_read_rolled_back() -> None:
+    from django.db import DatabaseError
+
+    from bans import bulk
+
+    jail = make_jail(maxretry=5)
+
+    def write() -> None:
+        with transaction.atomic(), bulk.pipelined():
+            # an address PostgreSQL refuses as inet: the error comes back after later statements were sent
+            bulk.insert_failures(jail.pk, [("not-an-address", NOW, "line", {})], created=NOW)
+            bulk.add_to_stats(jail.name, [NOW])
+
+    with pytest.raises(DatabaseError):
+        write()
+    assert not Failure.objects.exists()
+    assert record_failures(jail, fails(ATTACKER, 2), now=NOW, own_addresses=[], catching_up=False).counted == 2
