@@ -306,6 +306,9 @@ def read_tallies(jail_id: int, addresses: Sequence[str]) -> dict[str, tuple[floa
     return found
 
 
+TALLY_LOCK_SPACE = 0x1F2B  # the first key of the per-jail advisory lock (pg_advisory_xact_lock(space, jail))
+
+
 def _read_tallies_pg(jail_id: int, addresses: Sequence[str], table: str) -> dict[str, tuple[float, float, int,
                                                                                                list[str]]]:
     """read_tallies on PostgreSQL: the addresses in as one JSON document, the tallies out as one
@@ -314,6 +317,11 @@ def _read_tallies_pg(jail_id: int, addresses: Sequence[str], table: str) -> dict
     qn = connection.ops.quote_name
     found: dict[str, tuple[float, float, int, list[str]]] = {}
     with _pg_cursor() as raw:
+        # FOR UPDATE locks the tallies that exist; an address new to both of two readers of one jail's
+        # sources (two pool processes reading a jail no follower holds) would be inserted by both, the
+        # second's count replacing the first's: a ban missed without a sign. One jail's failures are
+        # therefore counted one transaction at a time (SQLite has a single writer anyway).
+        raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", [TALLY_LOCK_SPACE, jail_id])
         for batch in batches(addresses, 4096):
             raw.execute(f"SELECT coalesce(json_agg(json_build_array(a, f, l, c, m)), '[]')::text FROM ("  # noqa: S608
                         f"SELECT host({qn('address')}) AS a, {qn('first_time')}::text AS f, "

@@ -240,8 +240,8 @@ def shared_text_prefix(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -
 
 
 def held_tallies(jail: Jail, counted: Sequence[tuple[str, float, Observed]]) -> dict[str, policy.Tally]:
-    """The stored tallies of the addresses counted, by address (locked on PostgreSQL until the
-    transaction ends: two sources of one jail never count an address at once)."""
+    """The stored tallies of the addresses counted, by address (the jail's tallies locked until the
+    transaction ends: two sources of one jail never count an address at once; bulk.read_tallies)."""
     addresses = list(dict.fromkeys(address for address, _, _ in counted))
     return {address: policy.Tally(address=address, first_time=first_time, last_time=last_time, count=count,
                                   matches=matches)

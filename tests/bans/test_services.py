@@ -264,3 +264,53 @@ def test_an_error_in_a_pipelined_write_is_raised_and_the_whole_read_rolled_back(
         write()
     assert not Failure.objects.exists()
     assert record_failures(jail, fails(ATTACKER, 2), now=NOW, own_addresses=[], catching_up=False).counted == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has one writer: two reads never count at once")
+@pytest.mark.django_db(transaction=True)
+def test_two_reads_of_one_jail_at_once_count_a_new_address_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pool processes reading two sources of a jail no follower holds: each sees a first failure of
+    the same address. Counted one after the other, maxretry 2 bans it; written at once, the second
+    count would replace the first and the ban be missed."""
+    import threading
+
+    from django.db import connections
+
+    from bans import bulk
+
+    jail = make_jail(maxretry=2)
+    first_read, go_on = threading.Event(), threading.Event()
+    real_read = bulk.read_tallies
+
+    def held_back(jail_id: int, addresses: Any) -> Any:
+        found = real_read(jail_id, addresses)
+        if threading.current_thread().name == "first":
+            first_read.set()
+            go_on.wait(10)  # the first reader holds its transaction open here
+        return found
+
+    monkeypatch.setattr(bulk, "read_tallies", held_back)
+    decisions: dict[str, Any] = {}
+
+    def read(name: str, offset: float) -> None:
+        try:
+            with transaction.atomic():  # as watchers.services.read_source counts a read
+                decisions[name] = record_failures(jail, fails(ATTACKER, 1, start=NOW - 30 + offset), now=NOW,
+                                                  own_addresses=[], catching_up=False)
+        except Exception as exc:  # shown by the assertions below
+            decisions[name] = exc
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=read, args=("first", 0), name="first")
+    second = threading.Thread(target=read, args=("second", 1), name="second")
+    first.start()
+    assert first_read.wait(10)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), decisions  # waits for the first read's transaction
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    assert len(decisions["first"].bans) + len(decisions["second"].bans) == 1
+    assert Ban.objects.filter(network=f"{ATTACKER}/32").count() == 1
