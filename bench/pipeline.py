@@ -74,6 +74,7 @@ MAXRETRY, FINDTIME, BANTIME = 5, 3600, 86400
 
 POLL = 0.25  # how often the counters are read: the lag's resolution
 SETTLE = 5.0  # a count unchanged this long (and, for ours, the reader at the end of the file) is final
+BANS_STABLE_SECONDS, BANS_WAIT_SECONDS = 15.0, 300.0  # the ban count after the failures (settle_bans)
 MIN_RATE = 200.0  # a burst gets lines / MIN_RATE + 120 s before the run gives up on a tool
 KEPT_UP_LAG = 2.0  # a steady rate is kept up with when the lag at the end stays under this
 STEADY_TICK = 0.01  # the steady writer's write() every 10 ms, like a busy syslog daemon's flushes
@@ -621,9 +622,13 @@ def wait_counted(tool: Tool, jail: str, target: int, base: Counts, since: float,
 
 def settle_bans(tool: Tool, jail: str, target: int, counts: Counts) -> Counts:
     """fail2ban bans in its actions thread, a little after counting: wait until the bans reach the
-    generator's count or stop changing for 3 s."""
-    deadline, stable_since = time.monotonic() + 60, time.monotonic()
-    while counts.bans < target and time.monotonic() - stable_since < 3 and time.monotonic() < deadline:
+    generator's count or stop changing for BANS_STABLE_SECONDS (at most BANS_WAIT_SECONDS). Not part
+    of the lines/s, which end at the last failure counted. On a slow machine fail2ban's action
+    thread (a shell per ban) paused for more than the 3 s this used to wait, mid-way through a
+    flood's 11,219 bans: a mismatch that was only the wait's."""
+    deadline, stable_since = time.monotonic() + BANS_WAIT_SECONDS, time.monotonic()
+    while (counts.bans < target and time.monotonic() - stable_since < BANS_STABLE_SECONDS
+           and time.monotonic() < deadline):
         time.sleep(POLL)
         again = tool.counts(jail)
         if again.bans != counts.bans or again.failures != counts.failures:
