@@ -923,8 +923,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the idle stack's CPU is measured this long, --idle-settle seconds after start, once "
                              "per tool (default 30; 0 skips it)")
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("IPS_E2E_REDIS_DB", "15")),
-                        help="Redis database our stack uses, FLUSHED before each start (default 15, as tests/e2e "
-                             "and latency.py: do not run those at the same time)")
+                        help="a database of the machine's Redis, checked before the run (default 15); our stack "
+                             "runs with a Redis of its own, started and stopped with it, as scripts/run.sh does")
     parser.add_argument("--fail2ban-action", choices=["dummy", "noop"], default="dummy",
                         help="fail2ban's ban action: dummy (default; Debian's action.d/dummy.conf, a shell per ban "
                              "writing to a file of the run, as issue 10 measured) or noop (empty commands: fail2ban "
