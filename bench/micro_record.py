@@ -148,17 +148,6 @@ def time_statements(spent: dict[str, float]) -> None:
         setattr(psycopg.Cursor, name, timing(getattr(psycopg.Cursor, name)))
 
 
-def backend_pid() -> int | None:
-    """The PostgreSQL server process of Django's connection (None on SQLite)."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
-
-
 def cpu_seconds(pid: int | None = 0) -> float:
     """User + system CPU seconds of this process (pid 0), or of another one on this machine (None: 0)."""
     if pid == 0:
@@ -198,7 +187,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.statements:
         time_statements(spent)
     size, backlog, reads = args.read_bytes or FIRST_READ_BYTES, False, 0
-    backend = backend_pid()
+    backend = pipeline.backend_pid()
     cpu0, server0 = cpu_seconds(), cpu_seconds(backend)
     started = time.perf_counter()
     while True:

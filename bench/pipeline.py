@@ -439,13 +439,6 @@ def probe_main(conn: Any, env: dict[str, str]) -> None:
                 return [row[0] for row in cursor.fetchall()]
         raise ValueError(name)
 
-    def backend_pid() -> int | None:
-        if connection.vendor != "postgresql":
-            return None
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return int(cursor.fetchone()[0])
-
     while True:
         try:
             request = conn.recv()
@@ -457,6 +450,17 @@ def probe_main(conn: Any, env: dict[str, str]) -> None:
             conn.send(("ok", handle(*request)))
         except Exception as exc:  # the benchmark shows it; a transient error must not kill the helper
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def backend_pid() -> int | None:
+    """The PostgreSQL server process of Django's connection in this process (None on SQLite)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
 
 
 class Probe:
