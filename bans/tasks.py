@@ -100,7 +100,7 @@ def cleanup_history() -> dict[str, int]:
 
 @shared_task(acks_late=True, beat_guard=staticmethod(schedules.stats_to_prune))
 def rollup_stats() -> int:
-    """Recount the recent per-minute and per-hour JailStat buckets; returns how many were written."""
+    """Prune the statistics' buckets past their horizon (schedules.rollup_stats); returns how many went."""
     return schedules.rollup_stats(now=services.now_epoch())
 
 
