@@ -20,7 +20,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -354,8 +353,7 @@ def live_bans(jail_name: str, networks: Sequence[str], host: str, now: float | N
 def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, now: float | None) -> None:
     """Mark EXPIRED the live rows of these networks whose time ran out (the kernel lifted them)."""
     moment = aware(now_epoch() if now is None else now)
-    Ban.objects.live().filter(jail_name=jail_name, network__in=networks, host=host, expires_at__lte=moment).update(
-        state=Ban.State.EXPIRED, ended_at=F("expires_at"))
+    bulk.expire_ran_out(jail_name, networks, host, moment, Ban.LIVE_STATES, Ban.State.EXPIRED)
 
 
 def ban_history(jail: Jail, networks: Sequence[str], host: str, now: float) -> tuple[set[str], dict[str, int]]:
@@ -366,7 +364,7 @@ def ban_history(jail: Jail, networks: Sequence[str], host: str, now: float) -> t
     ORM compiling and psycopg binding 512-value IN lists in Python). Looked up by network alone, the
     rest checked here: with hundreds of networks in the IN list and the state in the query, SQLite's
     planner walked the state index (every live ban of every jail)."""
-    bulk.expire_ran_out(jail.name, networks, host, aware(now), Ban.LIVE_STATES, Ban.State.EXPIRED)
+    expire_ran_out(jail.name, networks, host, now)
     held = {*Ban.LIVE_STATES, Ban.State.LIFTING}
     rows = bulk.bans_of_networks(networks, aware(now) - INCREMENT_MEMORY)
     live = {network for network, row_jail, row_host, state, _ in rows
