@@ -32,6 +32,7 @@ import datetime as dt
 import importlib
 import importlib.util
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -262,13 +263,21 @@ def sources_read_to_end() -> bool:
         s.inode is not None and s.offset == os.path.getsize(s.path) for s in sources)
 
 
-def beat_reads_nothing(watchers: Child, quiet_for: float = 5.0) -> bool:
+def beat_reads_nothing(watchers: Child, broker: redis.Redis, quiet_for: float = 5.0) -> bool:
     """Since the last follower started, beat's reads of the logs have stopped: a read_all_sources ran
     and queued no read (Celery's log: "... succeeded in 0.004s: 0"), or beat no longer sends it (its
-    guard sees every shard followed: config/beat.py) and no read_source came for `quiet_for` s."""
+    guard sees every shard followed: config/beat.py) and no read_source came for `quiet_for` s. And
+    the reads queued before are done: none waits in the broker's queue, and every one the worker
+    received has finished (on a slow machine a batch queued just before the followers took over can
+    still be waiting there, and would be received after the attack)."""
     lines = watchers.output().splitlines()
     last = max((i for i, line in enumerate(lines) if ": following for " in line), default=None)
-    if last is None:
+    if last is None or broker.llen("celery") > 0:
+        return False
+    received = {task_id(line) for line in lines if "watchers.tasks.read_source[" in line and " received" in line}
+    finished = {task_id(line) for line in lines
+                if "watchers.tasks.read_source[" in line and (" succeeded " in line or " raised " in line)}
+    if received - finished:
         return False
     after = lines[last + 1:]
     if any("watchers.tasks.read_all_sources[" in line and " succeeded " in line and line.endswith("s: 0")
@@ -276,6 +285,12 @@ def beat_reads_nothing(watchers: Child, quiet_for: float = 5.0) -> bool:
         return True
     return (not any("watchers.tasks.read_source[" in line and " received" in line for line in after)
             and time.time() - logged_at(lines[last]) >= quiet_for)
+
+
+def task_id(line: str) -> str:
+    """The task id of a Celery log line: "... Task watchers.tasks.read_source[<id>] received"."""
+    found = re.search(r"read_source\[([^\]]+)\]", line)
+    return found.group(1) if found else line
 
 
 def logged_at(line: str) -> float:
@@ -403,7 +418,7 @@ def test_attack_lines_become_kernel_bans_and_an_unban_lifts_them(
             assert wait_for(lambda: watchers.output().count(": following for ") >= followers, START_WAIT), \
                 "the followers did not start"
             # and beat's reads, which read every source until then, have seen them
-            assert wait_for(lambda: beat_reads_nothing(watchers), START_WAIT), "beat still reads the logs"
+            assert wait_for(lambda: beat_reads_nothing(watchers, redis_db), START_WAIT), "beat still reads the logs"
         timings["processes up"] = time.monotonic() - started
 
         # The first read of each source (beat every 2 s): old lines are outside findtime, nothing is banned.
