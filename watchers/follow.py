@@ -97,9 +97,11 @@ JOURNAL_MIN_READ_INTERVAL_SECONDS = 0.25
 # SQLite has one writer, and the others wait by polling (sleeping up to 100 ms between tries, no
 # queue): a follower reading back to back under a steady stream holds the lock nearly all the time
 # and the firewall worker's writes waited seconds (bench/latency.py). On SQLite a follower rests after
-# its reads as long as their transactions held the lock (reading and matching hold none), so another
-# writer finds the lock free half the time; at most MAX_REST_SECONDS, which is longer than a
-# waiter's sleep, so it gets its turn after a long read too.
+# its reads as long as their transactions held the lock, so another writer finds the lock free half
+# the time; at most MAX_REST_SECONDS, which is longer than a waiter's sleep, so it gets its turn after
+# a long read too. The rest ends just before the next transaction begins: reading and matching hold
+# no lock, so the next read's lines are read and matched during it (a flood's follower otherwise
+# slept about 8% of its time).
 SQLITE_REST_RATIO = 1.0
 MAX_REST_SECONDS = 0.12
 # A read is one transaction, and its bans reach the firewall when it commits: a follower that fell
@@ -529,7 +531,6 @@ class Follower:
         wanted = sorted(source_ids & set(self.sources))
         if not wanted:
             return set()
-        self.pause(self.rest_until - time.monotonic())
         if self.journal_watcher is not None and any(self.sources[i].group == JOURNAL for i in wanted):
             # the journal's changes so far are this read's: they must not wake the next one too
             self.journal_woken(self.journal_watcher.wait(0))
@@ -540,7 +541,7 @@ class Follower:
             self.deferred.pop(source_id, None)
             report = self.reader(source_id, own_addresses=self.own_addresses,
                                  max_bytes=self.read_bytes.get(source_id, FIRST_READ_BYTES),
-                                 backlog=source_id in self.backlog)
+                                 backlog=source_id in self.backlog, wait_turn=self.wait_turn)
             self.adapt(source_id, report, time.monotonic() - self.last_read[source_id])
             if report.more:
                 self.backlog.add(source_id)
@@ -552,6 +553,11 @@ class Follower:
         # rest for as long as the database was held (not the reading and matching: no lock then)
         self.rest_until = time.monotonic() + min(MAX_REST_SECONDS, writing * self.rest_ratio)
         return done
+
+    def wait_turn(self) -> None:
+        """The rest after the last read's transactions (rest_until), taken by the reader just before
+        its own transaction begins."""
+        self.pause(self.rest_until - time.monotonic())
 
     def note_quiet(self, source_id: int, report: services.ReadReport) -> None:
         """Remember the file's (device, inode, size, mtime) when a read reached its end and the saved

@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -148,7 +148,8 @@ def position_of(source: LogSource) -> FilePosition | None:
 
 
 def read_source(source_id: int, *, now: float | None = None, own_addresses: list[str] | None = None,
-                max_bytes: int = READ_CHUNK_BYTES, backlog: bool = False) -> ReadReport:
+                max_bytes: int = READ_CHUNK_BYTES, backlog: bool = False,
+                wait_turn: Callable[[], None] | None = None) -> ReadReport:
     """Read what is new in one source and act on it.
 
     The file is read and its lines matched before the transaction, so the database's write lock
@@ -158,12 +159,17 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
 
     `backlog`: the previous read of this source left lines unread (the follower knows), so this
     one is still catching up: its lines keep their own time and those older than findtime do not
-    count, as on a first read."""
+    count, as on a first read.
+
+    `wait_turn`: called just before the transaction begins (the follower's rest on SQLite, which
+    leaves the write lock to other writers for a while: the file is read and matched meanwhile)."""
     now = timezone.now().timestamp() if now is None else now
     source = LogSource.objects.select_related("jail", "jail__filter").filter(pk=source_id).first()
     if source is None:
         return ReadReport(events=["gone: the source was deleted"])
     if source.kind == LogSource.Kind.JOURNAL:
+        if wait_turn is not None:
+            wait_turn()  # the journal is read inside its transaction
         return read_journal_locked(source_id, now, own_addresses)
     try:
         result = read_lines(source, max_bytes)
@@ -182,6 +188,8 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
     if matched.stopped_at is not None and result.cut is not None:
         result = result.first(matched.stopped_at)
     resolve_names(source.jail, matched)  # before the transaction: a lookup may take seconds
+    if wait_turn is not None:
+        wait_turn()
     committed: list[bool] = []
     writing = time.perf_counter()
     try:
