@@ -452,12 +452,16 @@ def add_to_tops(jail_name: str, failures: Iterable[tuple[float, str, Any]], adap
     and UserStat rows, creating them: one upsert each, one row per distinct address (or name) and hour."""
     per_address: Counter[tuple[float, str]] = Counter()
     per_user: Counter[tuple[float, str]] = Counter()
+    hours: dict[float, float] = {}  # a flood's failures share a few seconds: each one's hour found once
     for when, address, user in failures:
-        hour = hour_of(when)
+        hour = hours.get(when)
+        if hour is None:
+            hour = hours[when] = hour_of(when)
         per_address[hour, address] += 1
-        name = policy.stat_user_name(user, UserStat.USER_LENGTH)
-        if name:
-            per_user[hour, name] += 1
+        if user is not None:
+            name = policy.stat_user_name(user, UserStat.USER_LENGTH)
+            if name:
+                per_user[hour, name] += 1
     if not per_address:
         return
     networks = {address: policy.attacker_network(address) for _, address in per_address}

@@ -23,7 +23,7 @@ import ipaddress
 import math
 import random as _random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from jails.engine.formula import compile_formula
@@ -166,7 +166,9 @@ def add_failure(
 
 
 def _match_lines(text: str) -> list[str]:
-    return [line for line in text.split("\n") if line] if text else []
+    if "\n" not in text:  # one line, nearly always
+        return [text] if text else []
+    return [line for line in text.split("\n") if line]
 
 
 def _counted(tally: Tally, time: float, attempts: int, lines: list[str], *, findtime: int, keep: int) -> Tally:
@@ -177,7 +179,8 @@ def _counted(tally: Tally, time: float, attempts: int, lines: list[str], *, find
             first = time - findtime
         last = time
     matches = (tally.matches + lines)[-keep:] if keep else []
-    return replace(tally, first_time=first, last_time=last, count=count + attempts, matches=matches)
+    # a new Tally, built directly: dataclasses.replace costs as much again (a flood counts one per failure)
+    return Tally(tally.address, first, last, count + attempts, matches)
 
 
 # ---------------------------------------------------------------------------------------------

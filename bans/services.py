@@ -15,7 +15,7 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -281,7 +281,7 @@ def as_stored(tally: policy.Tally | None, times: dict[float, float] | None = Non
     first, last = stored_time(tally.first_time, memo), stored_time(tally.last_time, memo)
     if first == tally.first_time and last == tally.last_time:
         return tally  # already so (the failures' times are): no copy
-    return replace(tally, first_time=first, last_time=last)
+    return policy.Tally(tally.address, first, last, tally.count, tally.matches)  # (not replace(): slower)
 
 
 def stored_time(epoch: float, times: dict[float, float]) -> float:
