@@ -218,10 +218,17 @@ class Lease:
 
     def wait_acquire(self, seconds: float, *, poll: float = 1.0, stop_fds: tuple[int, ...] = ()) -> bool:
         """acquire(), trying again for up to `seconds`: a holder killed without releasing keeps its
-        lease until the TTL runs out. False at once when one of `stop_fds` becomes readable (the
-        worker stopping)."""
+        lease until the TTL runs out. False as soon as the key's time to live grows between two
+        tries (its holder renewed it: a live follower, not worth waiting for; a start used to sit in
+        a pool process for the whole TTL behind the follower beat had just started), and at once when
+        one of `stop_fds` becomes readable (the worker stopping)."""
         deadline = time.monotonic() + seconds
+        left_before: int | None = None
         while not self.acquire():
+            left = int(self.client.pttl(self.key))  # ms; negative: no key (just released) or no expiry
+            if left_before is not None and left > left_before:
+                return False  # renewed (or taken again by another, which is as alive)
+            left_before = left if left >= 0 else None
             if time.monotonic() + poll > deadline:
                 return False
             if stop_fds:

@@ -395,6 +395,33 @@ def test_a_start_waits_out_a_dead_followers_lease(client: redis.Redis, key: str)
 
 
 @pytest.mark.worker
+def test_a_start_does_not_wait_for_a_live_followers_lease(client: redis.Redis, key: str) -> None:
+    """A follower that renews its lease is alive: a second start gives up at its first renewal
+    instead of holding a pool process for the whole wait (a worker's start and beat's first
+    `follow` both ask for the same shard)."""
+    live = Lease(client, key, ttl_seconds=2.0, renew_every=0.0)
+    assert live.acquire()
+    waiting = Lease(client, key, ttl_seconds=5)
+    renewals = threading.Event()
+
+    def renew_until_told() -> None:
+        while not renewals.wait(0.2):
+            assert live.keep()
+
+    renewer = threading.Thread(target=renew_until_told)
+    renewer.start()
+    try:
+        started = time.monotonic()
+        assert not waiting.wait_acquire(10.0, poll=0.1)
+        assert time.monotonic() - started < 1.5  # a renewal every 0.2 s, seen within two polls or so
+        assert client.get(key) == live.token.encode()
+    finally:
+        renewals.set()
+        renewer.join()
+    live.release()
+
+
+@pytest.mark.worker
 def test_a_second_follower_of_a_shard_returns_at_once(client: redis.Redis) -> None:
     shard, shards = 0, 7919  # a shard count nothing else uses
     holder = Lease(client, lease_key(shard, shards), ttl_seconds=5)
