@@ -74,6 +74,10 @@ RENEW_SECONDS = 5.0
 # How long a worker that starts waits for each of its followers' leases: a follower killed with its
 # worker holds its lease until the TTL runs out.
 START_WAIT_SECONDS = LEASE_TTL_SECONDS + RENEW_SECONDS
+# How much a held lease's time to live must grow between two tries to count as renewed by a live
+# holder: Redis counts it in wall-clock time, so a small step of the clock back is not a renewal (a
+# renewal adds about RENEW_SECONDS).
+RENEWAL_SEEN_MS = 250
 # What one follower step may take beyond the lease's renewal period (a read is bounded to about
 # READ_TARGET_SECONDS): a lease is ridden through a Redis outage only while it surely outlasts them.
 STEP_MARGIN_SECONDS = 2.0
@@ -226,7 +230,7 @@ class Lease:
         left_before: int | None = None
         while not self.acquire():
             left = int(self.client.pttl(self.key))  # ms; negative: no key (just released) or no expiry
-            if left_before is not None and left > left_before:
+            if left_before is not None and left > left_before + RENEWAL_SEEN_MS:
                 return False  # renewed (or taken again by another, which is as alive)
             left_before = left if left >= 0 else None
             if time.monotonic() + poll > deadline:
@@ -557,8 +561,9 @@ class Follower:
             self.note_quiet(source_id, report)
             writing += report.write_seconds
             done.add(source_id)
-        # rest for as long as the database was held (not the reading and matching: no lock then)
-        self.rest_until = time.monotonic() + min(MAX_REST_SECONDS, writing * self.rest_ratio)
+        # rest for as long as the database was held (not the reading and matching: no lock then); a
+        # read that wrote nothing (no new line, an error) leaves a rest not yet taken as it was
+        self.rest_until = max(self.rest_until, time.monotonic() + min(MAX_REST_SECONDS, writing * self.rest_ratio))
         return done
 
     def wait_turn(self) -> None:

@@ -174,6 +174,8 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
     try:
         result = read_lines(source, max_bytes)
     except SourceUnavailable as exc:
+        if wait_turn is not None:
+            wait_turn()  # a write too
         mark_unavailable(source, exc)
         return ReadReport(events=[exc.reason])
     if nothing_new(source, result, now):
@@ -182,6 +184,8 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
         matched = match_lines(source, result, now)
     except EngineError as exc:
         forget_filter(source_id)  # it saw lines that will be read again
+        if wait_turn is not None:
+            wait_turn()
         source.health, source.health_reason = LogSource.Health.DEGRADED, f"filter: {exc}"
         source.save(update_fields=["health", "health_reason", "updated_at"])
         return ReadReport(events=[source.health_reason])

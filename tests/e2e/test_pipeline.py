@@ -270,14 +270,15 @@ def beat_reads_nothing(watchers: Child, broker: redis.Redis, quiet_for: float = 
     the reads queued before are done: none waits in the broker's queue, and every one the worker
     received has finished (on a slow machine a batch queued just before the followers took over can
     still be waiting there, and would be received after the attack)."""
+    queued = broker.llen("celery")  # before the log: a message taken meanwhile is in the log then
     lines = watchers.output().splitlines()
     last = max((i for i, line in enumerate(lines) if ": following for " in line), default=None)
-    if last is None or broker.llen("celery") > 0:
+    if last is None or queued > 0:
         return False
-    received = {task_id(line) for line in lines if "watchers.tasks.read_source[" in line and " received" in line}
-    finished = {task_id(line) for line in lines
-                if "watchers.tasks.read_source[" in line and (" succeeded " in line or " raised " in line)}
-    if received - finished:
+    reads = [line for line in lines if READ_TASK.search(line)]
+    received = {task_id(line) for line in reads if " received" in line}
+    finished = {task_id(line) for line in reads if " succeeded " in line or " raised " in line}
+    if received - finished:  # (read_all_sources too: one still running may queue reads yet)
         return False
     after = lines[last + 1:]
     if any("watchers.tasks.read_all_sources[" in line and " succeeded " in line and line.endswith("s: 0")
@@ -287,9 +288,12 @@ def beat_reads_nothing(watchers: Child, broker: redis.Redis, quiet_for: float = 
             and time.time() - logged_at(lines[last]) >= quiet_for)
 
 
+READ_TASK = re.compile(r"watchers\.tasks\.(?:read_source|read_all_sources)\[([^\]]+)\]")
+
+
 def task_id(line: str) -> str:
     """The task id of a Celery log line: "... Task watchers.tasks.read_source[<id>] received"."""
-    found = re.search(r"read_source\[([^\]]+)\]", line)
+    found = READ_TASK.search(line)
     return found.group(1) if found else line
 
 

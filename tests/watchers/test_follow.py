@@ -36,6 +36,7 @@ from watchers import inotify
 from watchers.follow import (
     LEASE_PREFIX,
     MIN_FOLLOW_SECONDS,
+    Followed,
     Follower,
     Lease,
     Outcome,
@@ -399,13 +400,13 @@ def test_a_start_does_not_wait_for_a_live_followers_lease(client: redis.Redis, k
     """A follower that renews its lease is alive: a second start gives up at its first renewal
     instead of holding a pool process for the whole wait (a worker's start and beat's first
     `follow` both ask for the same shard)."""
-    live = Lease(client, key, ttl_seconds=2.0, renew_every=0.0)
+    live = Lease(client, key, ttl_seconds=3.0, renew_every=0.0)
     assert live.acquire()
     waiting = Lease(client, key, ttl_seconds=5)
     renewals = threading.Event()
 
     def renew_until_told() -> None:
-        while not renewals.wait(0.2):
+        while not renewals.wait(0.5):  # each renewal adds about 0.5 s: more than RENEWAL_SEEN_MS
             assert live.keep()
 
     renewer = threading.Thread(target=renew_until_told)
@@ -413,7 +414,7 @@ def test_a_start_does_not_wait_for_a_live_followers_lease(client: redis.Redis, k
     try:
         started = time.monotonic()
         assert not waiting.wait_acquire(10.0, poll=0.1)
-        assert time.monotonic() - started < 1.5  # a renewal every 0.2 s, seen within two polls or so
+        assert time.monotonic() - started < 2.0  # a renewal every 0.5 s, seen at the poll after it
         assert client.get(key) == live.token.encode()
     finally:
         renewals.set()
@@ -637,3 +638,49 @@ def test_beat_sends_the_read_of_all_sources_only_while_a_shard_has_no_follower(c
     finally:
         for lease in held:
             lease.release()
+
+
+# --- the SQLite rest ---------------------------------------------------------------------------------
+
+
+class TurnTaker:
+    """A reader that takes its turn as read_source does (just before its transaction), then says its
+    transaction held the database `write_seconds`; or, with `writes` False, that it wrote nothing."""
+
+    def __init__(self, write_seconds: float) -> None:
+        self.write_seconds = write_seconds
+        self.writes = True
+        self.began: list[float] = []  # when each transaction began
+        self.ended: list[float] = []
+
+    def __call__(self, source_id: int, *, wait_turn: Callable[[], None], **_: Any) -> ReadReport:
+        if not self.writes:
+            return ReadReport()
+        wait_turn()
+        self.began.append(time.monotonic())
+        time.sleep(self.write_seconds)
+        self.ended.append(time.monotonic())
+        return ReadReport(write_seconds=self.write_seconds)
+
+
+def test_on_sqlite_the_next_transaction_waits_as_long_as_the_last_one_held_the_lock() -> None:
+    """Another writer finds SQLite's lock free for at least as long as the follower's last
+    transaction held it, even when a read in between wrote nothing (its rest is kept, not reset)."""
+    reader = TurnTaker(write_seconds=0.08)
+    flw = Follower(0, 1, reader=reader, rest_ratio=1.0)
+    flw.sources = {1: Followed(source_id=1, jail_id=1, path="", group="inotify")}
+    flw.read({1})
+    reader.writes = False
+    flw.read({1})  # nothing new: no transaction, no rest taken
+    reader.writes = True
+    flw.read({1})
+    assert reader.began[1] - reader.ended[0] >= 0.08
+
+
+def test_on_postgresql_the_follower_does_not_rest() -> None:
+    reader = TurnTaker(write_seconds=0.08)
+    flw = Follower(0, 1, reader=reader, rest_ratio=0.0)
+    flw.sources = {1: Followed(source_id=1, jail_id=1, path="", group="inotify")}
+    flw.read({1})
+    flw.read({1})
+    assert reader.began[1] - reader.ended[0] < 0.05
