@@ -149,7 +149,7 @@ def position_of(source: LogSource) -> FilePosition | None:
 
 def read_source(source_id: int, *, now: float | None = None, own_addresses: list[str] | None = None,
                 max_bytes: int = READ_CHUNK_BYTES, backlog: bool = False,
-                wait_turn: Callable[[], None] | None = None) -> ReadReport:
+                wait_turn: Callable[[], None] = lambda: None) -> ReadReport:
     """Read what is new in one source and act on it.
 
     The file is read and its lines matched before the transaction, so the database's write lock
@@ -168,14 +168,12 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
     if source is None:
         return ReadReport(events=["gone: the source was deleted"])
     if source.kind == LogSource.Kind.JOURNAL:
-        if wait_turn is not None:
-            wait_turn()  # the journal is read inside its transaction
+        wait_turn()  # the journal is read inside its transaction
         return read_journal_locked(source_id, now, own_addresses)
     try:
         result = read_lines(source, max_bytes)
     except SourceUnavailable as exc:
-        if wait_turn is not None:
-            wait_turn()  # a write too
+        wait_turn()  # a write too
         mark_unavailable(source, exc)
         return ReadReport(events=[exc.reason])
     if nothing_new(source, result, now):
@@ -184,16 +182,14 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
         matched = match_lines(source, result, now)
     except EngineError as exc:
         forget_filter(source_id)  # it saw lines that will be read again
-        if wait_turn is not None:
-            wait_turn()
+        wait_turn()
         source.health, source.health_reason = LogSource.Health.DEGRADED, f"filter: {exc}"
         source.save(update_fields=["health", "health_reason", "updated_at"])
         return ReadReport(events=[source.health_reason])
     if matched.stopped_at is not None and result.cut is not None:
         result = result.first(matched.stopped_at)
     resolve_names(source.jail, matched)  # before the transaction: a lookup may take seconds
-    if wait_turn is not None:
-        wait_turn()
+    wait_turn()
     committed: list[bool] = []
     writing = time.perf_counter()
     try:
