@@ -328,7 +328,13 @@ def match_lines(source: LogSource, result: ReadResult, now: float) -> Matched:
 # after another, usually from the same position: the second and third take the lines the first
 # read, as long as they are this fresh. Reusing a read is exact: it is what the file held when it was
 # read, and the lines written since are read next time. Each source still has its own transaction.
+# A read is kept for the others only when the file has other sources, and only until each has taken
+# it: a flood's read holds megabytes of lines, which a file with one jail would keep for nothing
+# while the next read is matched beside it.
 SHARED_READ_SECONDS = 1.0
+# How long the number of sources of a file is trusted (one count query per file and period): a jail
+# added on a file already read shares its reads from then on (until then it reads for itself).
+SOURCES_COUNTED_SECONDS = 60.0
 
 
 @dataclass
@@ -340,6 +346,7 @@ class SharedRead:
 
 
 _last_reads: dict[str, SharedRead] = {}
+_sources_of_path: dict[str, tuple[float, int]] = {}  # path -> (when counted, its file sources)
 
 
 def read_lines(source: LogSource, max_bytes: int) -> ReadResult:
@@ -353,12 +360,26 @@ def read_lines(source: LogSource, max_bytes: int) -> ReadResult:
     shared = _last_reads.get(source.path)
     if shared is not None and shared.key == key and source.pk not in shared.readers:
         shared.readers.add(source.pk)
+        if len(shared.readers) >= sources_of_path(source.path, moment):
+            del _last_reads[source.path]  # every source took it
         return shared.result
     result = read_new_lines(source.path, position, max_bytes=max_bytes, encoding=source.jail.logencoding,
                             max_line_bytes=settings.IPS_MAX_LINE_BYTES)
-    if result.lines:  # (a read that found nothing is not worth sharing: the next one may find lines)
+    # (a read that found nothing is not worth sharing: the next one may find lines)
+    if result.lines and sources_of_path(source.path, moment) > 1:
         _last_reads[source.path] = SharedRead(key, result, moment, {source.pk})
     return result
+
+
+def sources_of_path(path: str, moment: float) -> int:
+    """How many file sources (of any jail) read `path`, counted at most every SOURCES_COUNTED_SECONDS."""
+    counted = _sources_of_path.get(path)
+    if counted is None or moment - counted[0] >= SOURCES_COUNTED_SECONDS:
+        if len(_sources_of_path) > 10_000:  # paths of deleted sources: forget them all, they are counted again
+            _sources_of_path.clear()
+        counted = _sources_of_path[path] = (moment, LogSource.objects.filter(kind=LogSource.Kind.FILE,
+                                                                             path=path).count())
+    return counted[1]
 
 
 def match_entries(source: LogSource, entries: Sequence[JournalEntry]) -> Matched:

@@ -139,13 +139,23 @@ def test_jails_on_one_file_read_it_once(jail: Jail, tmp_path: Path, monkeypatch:
         return reading(*args, **kwargs)
 
     monkeypatch.setattr(services, "read_new_lines", counted)
-    for each in (jail, other):
-        read(sync_sources(each)[0])
+    sources = [sync_sources(each)[0] for each in (jail, other)]  # as a follower knows them
+    for source in sources:
+        read(source)
     assert len(reads) == 1
     assert Failure.objects.filter(jail=jail).count() == Failure.objects.filter(jail=other).count() == 1
     assert Ban.objects.get().jail == other  # maxretry 1
     with (tmp_path / "auth.log").open("a") as fh:
         fh.write(syslog(1, "Failed password for root from 203.0.113.10 port 48 ssh2"))
-    for each in (jail, other):
-        read(sync_sources(each)[0])
+    for source in sources:
+        read(source)
     assert len(reads) == 2 and Failure.objects.count() == 4
+    assert "auth.log" not in "".join(services._last_reads)  # both took the read: it is not kept
+
+
+def test_a_file_with_one_source_keeps_no_read_for_others(jail: Jail, tmp_path: Path) -> None:
+    # a flood's read holds megabytes of lines: kept, they would sit beside the next read for nothing
+    (tmp_path / "auth.log").write_text(syslog(5, "Failed password for root from 203.0.113.9 port 47 ssh2"))
+    read(sync_sources(jail)[0])
+    assert Failure.objects.count() == 1
+    assert str(tmp_path / "auth.log") not in services._last_reads
