@@ -5,6 +5,7 @@ import gc
 import os
 from typing import Any
 
+import click
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init
 from django.db import close_old_connections
@@ -27,6 +28,12 @@ app.autodiscover_tasks()
 # The firewall worker times its own watch of the kernel (no beat message every 2 s); a step that
 # stays off in any worker not consuming this host's firewall queue.
 app.steps["worker"].add("bans.watching:FirewallWatch")
+# Beat inside a worker's main process, on its event loop (config/beat.py: runstack's watcher worker),
+# where `--beat` would fork a process of its own for it.
+app.user_options["worker"].add(click.Option(
+    ["--beat-in-loop"], is_flag=True, default=False,
+    help="Run Celery beat in this worker's main process, on its event loop (no process of its own)."))
+app.steps["worker"].add("config.beat:LoopBeat")
 
 
 @worker_init.connect

@@ -3,7 +3,13 @@ CHANGES_EVERY_SECONDS, however often beat ticks; a change is still picked up aft
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +19,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from bans import periodic
 from config import beat
 from config.celery import app
+from tests.paths import REPO
 
 pytestmark = pytest.mark.django_db(transaction=True)  # beat commits and closes connections itself
 
@@ -107,3 +114,71 @@ def test_beat_wakes_when_a_task_is_due_not_before() -> None:
     scheduler = beat.Scheduler(app=app, lazy=True)
     assert scheduler.adjust(2.5) == 2.5  # Celery's own wakes 10 ms early, then ticks until it is due
     assert scheduler.adjust(0) == 0 and scheduler.adjust(None) is None
+
+
+# --- beat on a worker's event loop (runstack's watcher worker) -------------------------------------------
+
+
+@pytest.mark.worker
+def test_a_worker_with_beat_in_loop_sends_what_is_due_and_keeps_no_sqlite_connection_between_ticks(
+        settings_db_env: dict[str, str], tmp_path: Path) -> None:
+    """A real worker (real Redis) with --beat-in-loop and no beat process: an every-second row is sent
+    again and again, its runs saved when the worker stops; on SQLite the worker's main process, which
+    forks the pool's processes, holds the database file open only during a tick."""
+    PeriodicTask.objects.all().delete()  # the migrations' rows would make noise; this row alone counts
+    every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="every second", task="bans.tasks.cleanup_history", interval=every)
+    log = tmp_path / "worker.log"
+    redis_url = f"redis://127.0.0.1:6379/{os.environ.get('IPS_E2E_REDIS_DB', '15')}"
+    with log.open("w") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--beat-in-loop",
+                                   "--concurrency", "1", "--queues", "beat-in-loop-test", "--loglevel", "INFO",
+                                   "--hostname", f"beat-in-loop-{os.getpid()}@%h"],
+                                  cwd=REPO, env={**settings_db_env, "IPS_REDIS_URL": redis_url, "IPS_FIREWALL": "off"},
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "beat: Starting (in this worker's event loop)" not in log.read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        open_between_ticks = []
+        for _ in range(20):  # 4 s: about four ticks
+            time.sleep(0.2)
+            open_between_ticks.append(holds_file(worker.pid, settings_db_env["DATABASE_URL"]))
+        assert "celery beat" not in " ".join(title(pid) for pid in children_of(worker.pid))  # no beat process
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()
+    assert PeriodicTask.objects.get(name="every second").total_run_count >= 3, log.read_text()
+    if settings_db_env["DATABASE_URL"].startswith("sqlite:"):
+        assert open_between_ticks.count(True) <= 2, open_between_ticks  # (a sample may land in a tick)
+
+
+def holds_file(pid: int, url: str) -> bool:
+    """Whether the process has the SQLite database of `url` open (False for PostgreSQL)."""
+    if not url.startswith("sqlite:///"):
+        return False
+    path = os.path.realpath(url.removeprefix("sqlite://"))
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == path:
+                return True
+    return False
+
+
+def children_of(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
+def title(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""

@@ -127,9 +127,9 @@ class Command(BaseCommand):
         followers = options.get("followers")
         followers = scheduled_followers() if followers is None else followers
         watcher_processes = options["concurrency"] + followers
-        # Beat runs inside the watcher worker (-B: a process forked from the worker's, sharing its
-        # memory, where a beat of its own cost ~70 MB); one stack has one watcher worker, so one beat.
-        beat = [] if options["no_beat"] else ["--beat", "--schedule-filename", options["beat_schedule"]]
+        # Beat runs inside the watcher worker's main process, on its event loop (config/beat.py: where a
+        # beat process of its own cost 22-30 MB); one stack has one watcher worker, so one beat.
+        beat = [] if options["no_beat"] else ["--beat-in-loop", "--schedule-filename", options["beat_schedule"]]
         children = [
             # --preload: the app is loaded once in the master and the workers share its pages
             Child("web", [python, "-m", "gunicorn", "config.wsgi:application", "--bind", options["bind"],
