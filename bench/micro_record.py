@@ -44,7 +44,7 @@ import pipeline  # noqa: E402  # the flood's lines and the configuration directo
 
 # The follower's read sizes (watchers/follow.py): first read, most, and the time a read aims at.
 FIRST_READ_BYTES = 256 << 10
-MAX_READ_BYTES = 8 << 20
+MAX_READ_BYTES = 2 << 20
 READ_TARGET_SECONDS = 1.0
 
 
