@@ -5,12 +5,12 @@
 
 What runs is what an admin runs, minus the web panel: a watcher worker with the log followers
 (the shards the migrations schedule: 1 on SQLite, 2 on PostgreSQL; plus 2 processes for ordinary
-tasks, as `runstack` sizes it) with Celery beat and its default schedules inside it (-B, as
-`runstack` runs it), and the firewall worker INSIDE a network namespace built for the run (its
-libnftables changes that namespace's ruleset only), reaching Redis through the unix-socket bridge
-of tests/e2e/stack.py. Database: a fresh SQLite file (the default deployment). Jails: sshd
-(maxretry 1: the measured one), apache-envscan and postfix-sasl on their own logs, and "storm"
-(maxretry 3) for the ban storm.
+tasks, as `runstack` sizes it) with Celery beat and its default schedules inside it
+(`--beat-in-loop`: on its event loop, as `runstack` runs it), and the firewall worker INSIDE a
+network namespace built for the run (its libnftables changes that namespace's ruleset only),
+reaching Redis through the unix-socket bridge of tests/e2e/stack.py. Database: a fresh SQLite
+file (the default deployment). Jails: sshd (maxretry 1: the measured one), apache-envscan and
+postfix-sasl on their own logs, and "storm" (maxretry 3) for the ban storm.
 
 How the kernel side is seen: `nft -j monitor new elements` inside the namespace. The kernel sends
 the event when the batch that adds the element commits; a thread of this process reads it and
@@ -462,7 +462,7 @@ def running_stack(workdir: Path, env: dict[str, str], redis_db: int,
         celery = [PYTHON, "-m", "celery", "-A", "config"]
         children.append(Child.start("watchers", [*celery, "worker", "-Q", "celery", "--concurrency",
                                                  str(ORDINARY_PROCESSES + followers), "--hostname", "w@%h",
-                                                 "--loglevel", "INFO", "--beat", "--schedule-filename",
+                                                 "--loglevel", "INFO", "--beat-in-loop", "--schedule-filename",
                                                  str(workdir / "beat-schedule")], env, workdir))
         children.append(Child.start("firewall", ["ip", "netns", "exec", pair.server, *celery, "worker", "-Q",
                                                  "firewall.local", "--pool", "solo", "--concurrency", "1",
@@ -561,10 +561,10 @@ def scheduled_shards() -> set[tuple[int, int]]:
 
 
 def followers_ready(shards: set[tuple[int, int]]) -> bool:
-    from watchers import follow
+    from watchers import lease
     from watchers.models import LogSource
 
-    if not shards <= follow.live_shards(follow.broker_redis()):
+    if not shards <= lease.live_shards(lease.broker_redis()):
         return False
     sources = list(LogSource.objects.filter(jail__name__in=[name for name, *_ in JAILS]))
     return len(sources) == len(JAILS) and all(s.inode is not None for s in sources)

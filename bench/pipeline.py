@@ -403,7 +403,7 @@ def probe_main(conn: Any, env: dict[str, str]) -> None:
 
     from bans.models import Ban, Failure
     from jails.models import Jail
-    from watchers import follow
+    from watchers import lease
     from watchers.models import LogSource
 
     ours = [s.jail for s in SCENARIOS.values()]
@@ -421,7 +421,7 @@ def probe_main(conn: Any, env: dict[str, str]) -> None:
             return sorted({(json.loads(raw)["shard"], json.loads(raw)["shards"]) for raw in rows})
         if name == "ready":
             shards, redis_url = {tuple(s) for s in argument[0]}, argument[1]
-            if not shards <= follow.live_shards(follow.redis_client(redis_url)):
+            if not shards <= lease.live_shards(lease.redis_client(redis_url)):
                 return False
             sources = list(LogSource.objects.filter(jail__name__in=ours))
             return len(sources) == len(ours) and all(s.inode is not None for s in sources)

@@ -34,7 +34,9 @@ new pool process without a word to the server, as it does for every worker).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +53,11 @@ TICK_ERROR_PAUSE_SECONDS = 5.0  # after a tick that failed (the database or Redi
 
 
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat ships no type hints
+    # Tries to reach the broker before a send gives up (None: Celery's broker_connection_max_retries,
+    # 100 with back-off, right for beat in a process of its own). LoopBeat sets 1: its tick runs on a
+    # worker's event loop, which a retry loop would hold for many minutes.
+    connect_retries: int | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._next_changes_check = 0.0  # before super(): its __init__ already reads the schedule
         self._sent_at: dict[str, float] = {}  # row name -> time.monotonic() of its last send
@@ -63,6 +70,11 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]  # django-celery-beat 
             return False
         self._next_changes_check = now + CHANGES_EVERY_SECONDS
         return bool(super().schedule_changed())
+
+    def _ensure_connected(self) -> Any:
+        if self.connect_retries is None:
+            return super()._ensure_connected()
+        return self.connection.ensure_connection(max_retries=self.connect_retries)
 
     def adjust(self, n: float | None, drift: float = 0.0) -> float | None:
         """Wake when a task is due, not 10 ms before (Celery's drift): woken early, beat found the
@@ -100,7 +112,9 @@ class LoopBeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery ships n
     """Beat on the worker's own event loop: `celery worker --beat-in-loop` (see the module)."""
 
     label = "beat in the event loop"
-    requires = ("celery.worker.components:Timer", "celery.worker.components:Hub")
+    # after the pool: started once it runs, stopped before it, since a stopping prefork pool fires the
+    # loop's timers from a thread of its own while its tasks finish
+    requires = ("celery.worker.components:Timer", "celery.worker.components:Hub", "celery.worker.components:Pool")
 
     def __init__(self, worker: Any, beat_in_loop: bool = False, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
@@ -120,13 +134,16 @@ class LoopBeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery ships n
         self.tref = self.timer.call_after(0.0, self.tick, priority=10)
 
     def tick(self) -> None:
-        """One of beat's ticks: send what is due, then come back when the next row is due."""
+        """One of beat's ticks: send what is due, then come back when the next row is due. Never raises
+        (the timer would drop beat for good) and always comes back, unless the worker is stopping."""
         self.tref = None
-        if self.stopping or self.service is None:
-            return
-        close_old_connections()  # as around each task: a broken or old connection is not reused
+        if self.stopping or self.service is None or threading.current_thread() is not threading.main_thread():
+            return  # (a stopping pool's timer thread: beat is done)
+        interval: float | None = TICK_ERROR_PAUSE_SECONDS
         try:
+            close_old_connections()  # as around each task: a broken or old connection is not reused
             scheduler = self.service.scheduler
+            scheduler.connect_retries = 1
             interval = scheduler.tick()
             if scheduler.should_sync():
                 scheduler._do_sync()
@@ -134,9 +151,10 @@ class LoopBeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery ships n
             log.exception("beat: a tick failed; trying again in %g s", TICK_ERROR_PAUSE_SECONDS)
             interval = TICK_ERROR_PAUSE_SECONDS
         finally:
-            forget_sqlite_connections()
-        if not self.stopping:
-            self.tref = self.timer.call_after(max(0.0, interval or 0.0), self.tick, priority=10)
+            with contextlib.suppress(Exception):  # (closing cannot fail in a way worth stopping beat for)
+                forget_sqlite_connections()
+            if not self.stopping:
+                self.tref = self.timer.call_after(max(0.0, interval or 0.0), self.tick, priority=10)
 
     def stop(self, worker: Any) -> None:
         """Save the schedule's last runs, as beat does when it stops."""

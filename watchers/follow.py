@@ -45,14 +45,11 @@ import select
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from functools import cache
 from types import FrameType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import redis
 from django import db
@@ -61,6 +58,7 @@ from django.conf import settings
 from bans import hostaddrs
 from jails.models import Jail
 from watchers import inotify, journal, services
+from watchers.lease import LEASE_TTL_SECONDS, RENEW_SECONDS, Lease, broker_redis, in_shard, lease_key
 from watchers.models import LogSource
 
 log = logging.getLogger(__name__)
@@ -69,18 +67,9 @@ DEFAULT_SHARDS = 2
 DEFAULT_LEASE_SECONDS = 300
 # Under Redis' visibility timeout (1 h): a running follower's message is never redelivered to another.
 MAX_LEASE_SECONDS = 1800
-LEASE_TTL_SECONDS = 30  # a follower that died without releasing its shard holds it this long at most
-RENEW_SECONDS = 5.0
 # How long a worker that starts waits for each of its followers' leases: a follower killed with its
 # worker holds its lease until the TTL runs out.
 START_WAIT_SECONDS = LEASE_TTL_SECONDS + RENEW_SECONDS
-# How much a held lease's time to live must grow between two tries to count as renewed by a live
-# holder: Redis counts it in wall-clock time, so a small step of the clock back is not a renewal (a
-# renewal adds about RENEW_SECONDS).
-RENEWAL_SEEN_MS = 250
-# What one follower step may take beyond the lease's renewal period (a read is bounded to about
-# READ_TARGET_SECONDS): a lease is ridden through a Redis outage only while it surely outlasts them.
-STEP_MARGIN_SECONDS = 2.0
 RESYNC_SECONDS = 3.0  # how often the follower asks whether a jail was added, edited or deleted (one query)
 FULL_RESYNC_SECONDS = 30.0  # and re-reads every jail and source anyway (new files of a polled glob)
 ADDRESSES_SECONDS = 30.0  # this host's own addresses (bans.hostaddrs: netlink and the resolver), re-read this often
@@ -123,7 +112,6 @@ FIRST_READ_BYTES = 256 << 10
 MAX_READ_BYTES = 2 << 20
 MIN_FOLLOW_SECONDS = 30.0  # a follower never hands over for its memory sooner (Follower.grew_too_much)
 ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before trying again (bounded by the deadline)
-LEASE_PREFIX = "ips:follow:lease"
 
 Reader = Callable[..., services.ReadReport]
 
@@ -135,156 +123,6 @@ class Outcome(enum.StrEnum):
     BUSY = "busy"  # another follower held the shard already
     STOPPING = "worker stopping"
     DECLINED = "declined"  # the worker has too few processes to give one to a follower
-
-
-# --- the lease --------------------------------------------------------------------------------
-
-# Renew and release only the lease we hold: a lease that expired may belong to another follower now.
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-
-
-def lease_key(shard: int, shards: int) -> str:
-    return f"{LEASE_PREFIX}:{shards}:{shard}"
-
-
-@cache
-def redis_client(url: str) -> redis.Redis:
-    """A client for the broker's Redis (redis-py's pool reconnects after a fork by itself).
-
-    kombu's `redis+socket://PATH?virtual_host=N` (used across network namespaces) is not redis-py's
-    spelling, so it is translated here."""
-    parts = urlsplit(url)
-    if parts.scheme == "redis+socket":
-        db_number = int((parse_qs(parts.query).get("virtual_host") or ["0"])[0] or 0)
-        return redis.Redis(unix_socket_path=parts.path, db=db_number, socket_timeout=5)
-    return redis.Redis.from_url(url, socket_timeout=5)
-
-
-def broker_redis() -> redis.Redis:
-    return redis_client(settings.CELERY_BROKER_URL)
-
-
-@dataclass
-class Lease:
-    """A Redis key only one holder can set; it expires unless renewed."""
-
-    client: redis.Redis
-    key: str
-    ttl_seconds: float = LEASE_TTL_SECONDS
-    renew_every: float = RENEW_SECONDS
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    renewed_at: float = 0.0
-    # when the lease was last known ours in Redis (acquired or renewed): an outage of Redis shorter
-    # than the TTL is ridden out, since nobody else could have taken the shard meanwhile
-    held_at: float = 0.0
-
-    def acquire(self) -> bool:
-        asked = time.monotonic()  # the key's time runs from no later than this
-        taken = bool(self.client.set(self.key, self.token, nx=True, px=self._ttl_ms()))
-        self.renewed_at = time.monotonic()
-        if taken:
-            self.held_at = asked
-        return taken
-
-    def renew(self) -> bool:
-        asked = time.monotonic()
-        kept = bool(self.client.eval(_RENEW, 1, self.key, self.token, self._ttl_ms()))
-        self.renewed_at = time.monotonic()
-        if kept:
-            self.held_at = asked
-        return kept
-
-    def keep(self) -> bool:
-        """Renew when due; False once the lease is no longer ours: taken by another holder, or Redis
-        unreachable for longer than the TTL. A key that vanished (Redis restarted without its data)
-        is taken again when nobody else took it first, so a restart of Redis does not stop the
-        follower and no beat schedule is needed to start it again."""
-        if time.monotonic() - self.renewed_at < self.renew_every:
-            return True
-        try:
-            return self.renew() or self._take_vanished()
-        except redis.RedisError as exc:
-            self.renewed_at = time.monotonic()  # try again after renew_every, not on every step
-            # still ours until the next check, a step later, with the key's time counted from before
-            # the last call that set it
-            left = self.ttl_seconds - (self.renewed_at - self.held_at) - self.renew_every - STEP_MARGIN_SECONDS
-            if left > 0:
-                log.warning("follow: cannot renew the lease %s (%s); still surely ours for %.0f s", self.key,
-                            exc, left)
-                return True
-            log.warning("follow: cannot renew the lease %s: %s", self.key, exc)
-            return False
-
-    def _take_vanished(self) -> bool:
-        if self.client.exists(self.key):
-            return False  # another holder's now
-        taken = self.acquire()
-        if taken:
-            log.warning("follow: the lease %s had vanished (a Redis restart?): taken again", self.key)
-        return taken
-
-    def wait_acquire(self, seconds: float, *, poll: float = 1.0, stop_fds: tuple[int, ...] = ()) -> bool:
-        """acquire(), trying again for up to `seconds`: a holder killed without releasing keeps its
-        lease until the TTL runs out. False as soon as the key's time to live grows between two
-        tries (its holder renewed it: a live follower, not worth waiting for; a start used to sit in
-        a pool process for the whole TTL behind the follower beat had just started), and at once when
-        one of `stop_fds` becomes readable (the worker stopping)."""
-        deadline = time.monotonic() + seconds
-        left_before: int | None = None
-        while not self.acquire():
-            left = int(self.client.pttl(self.key))  # ms; negative: no key (just released) or no expiry
-            if left_before is not None and left > left_before + RENEWAL_SEEN_MS:
-                return False  # renewed (or taken again by another, which is as alive)
-            left_before = left if left >= 0 else None
-            if time.monotonic() + poll > deadline:
-                return False
-            if stop_fds:
-                if select.select(stop_fds, [], [], poll)[0]:
-                    return False
-            else:
-                time.sleep(poll)
-        return True
-
-    def release(self) -> None:
-        try:
-            self.client.eval(_RELEASE, 1, self.key, self.token)
-        except redis.RedisError as exc:  # it expires by itself
-            log.warning("follow: cannot release the lease %s: %s", self.key, exc)
-
-    def _ttl_ms(self) -> int:
-        return max(1, int(self.ttl_seconds * 1000))
-
-
-def live_shards(client: redis.Redis) -> set[tuple[int, int]]:
-    """(shard, shards) of every follower holding a lease now."""
-    found = set()
-    for key in client.scan_iter(match=f"{LEASE_PREFIX}:*", count=100):
-        parts = (key.decode() if isinstance(key, bytes) else str(key)).rsplit(":", 2)
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            found.add((int(parts[2]), int(parts[1])))
-    return found
-
-
-def shard_unheld(shard: int, shards: int, client: redis.Redis | None = None, **_: Any) -> bool:
-    """beat's guard of the `follow` task (config/beat.py): a follower is wanted unless one holds the
-    shard's lease now (a second one would return at once)."""
-    return not (client or broker_redis()).exists(lease_key(shard, shards))
-
-
-def some_source_unfollowed(client: redis.Redis | None = None, **_: Any) -> bool:
-    """beat's guard of `read_all_sources`: wanted unless every shard of some shard count is held, so
-    that every jail has a follower (the task would then read nothing)."""
-    held = live_shards(client or broker_redis())
-    return not any(all((shard, count) in held for shard in range(count)) for _, count in held if count > 0)
-
-
-def followed(jail_id: int, shards: Iterable[tuple[int, int]]) -> bool:
-    return any(shard_count > 0 and jail_id % shard_count == shard for shard, shard_count in shards)
-
-
-def in_shard(jail_id: int, shard: int, shards: int) -> bool:
-    return jail_id % shards == shard
 
 
 # --- knowing when the worker stops ------------------------------------------------------------------

@@ -372,13 +372,15 @@ def read_lines(source: LogSource, max_bytes: int) -> ReadResult:
 
 
 def sources_of_path(path: str, moment: float) -> int:
-    """How many file sources (of any jail) read `path`, counted at most every SOURCES_COUNTED_SECONDS."""
+    """How many file sources of enabled jails read `path`, counted at most every SOURCES_COUNTED_SECONDS
+    (jails of another follower's shard count too: a read kept for one of them waits in vain, and goes
+    after SHARED_READ_SECONDS as before)."""
     counted = _sources_of_path.get(path)
     if counted is None or moment - counted[0] >= SOURCES_COUNTED_SECONDS:
         if len(_sources_of_path) > 10_000:  # paths of deleted sources: forget them all, they are counted again
             _sources_of_path.clear()
-        counted = _sources_of_path[path] = (moment, LogSource.objects.filter(kind=LogSource.Kind.FILE,
-                                                                             path=path).count())
+        counted = _sources_of_path[path] = (moment, LogSource.objects.filter(
+            kind=LogSource.Kind.FILE, path=path, jail__enabled=True).count())
     return counted[1]
 
 

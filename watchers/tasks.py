@@ -5,7 +5,7 @@ reads a whole source), and the database receives failures and bans, never a mess
 
 `follow` is the low-latency path (watchers.follow): one long-running follower per shard of the
 jails, asked for by the watcher worker when it starts (`start_followers`), kept across a Redis
-restart by their lease (watchers.follow.Lease.keep), and restarted by beat every 30 s should one be
+restart by their lease (watchers.lease.Lease.keep), and restarted by beat every 30 s should one be
 lost another way (watchers/migrations/0003_follow_schedule.py, 0006). `read_all_sources` is the
 safety net for the shards no follower holds (no follower scheduled, or a worker with too few
 processes): beat runs it every 30 s where followers are scheduled, else every 2 s
@@ -27,7 +27,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jails.models import Jail
 from watchers import follow as following
-from watchers import services
+from watchers import lease, services
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def start_followers(sender: Any = None, **kwargs: Any) -> None:
 
 # beat_guard (config/beat.py): beat sends these safety nets only when they would do something; a
 # task option becomes a class attribute, hence staticmethod (a plain function would be bound to the task)
-@shared_task(bind=True, acks_late=True, beat_guard=staticmethod(following.shard_unheld))
+@shared_task(bind=True, acks_late=True, beat_guard=staticmethod(lease.shard_unheld))
 def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DEFAULT_LEASE_SECONDS,
            wait_seconds: float = 0.0) -> str:
     """Follow the sources of the jails whose id % shards == shard for `lease_seconds`, then hand over
@@ -105,18 +105,18 @@ def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DE
     return str(outcome)
 
 
-@shared_task(acks_late=True, beat_guard=staticmethod(following.some_source_unfollowed))
+@shared_task(acks_late=True, beat_guard=staticmethod(lease.some_source_unfollowed))
 def read_all_sources() -> int:
     """Scheduled by beat: re-expand every enabled jail's logpath globs and read each source that no
     follower holds (all of them when Redis cannot say)."""
     try:
-        held = following.live_shards(following.broker_redis())
+        held = lease.live_shards(lease.broker_redis())
     except redis.RedisError as exc:
         log.warning("read_all_sources: cannot see the followers' leases (%s); reading every source", exc)
         held = set()
     count = 0
     for jail in Jail.objects.filter(enabled=True):
-        if following.followed(jail.pk, held):
+        if lease.followed(jail.pk, held):
             continue
         for source in services.sync_sources(jail):
             read_source.delay(source.pk)

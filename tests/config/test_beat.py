@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,49 @@ def title(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     return ""
+
+
+class RecordingTimer:
+    """The worker's timer as LoopBeat uses it (call_after), recording instead of running."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def call_after(self, seconds: float, fun: Any, priority: int = 0) -> object:
+        self.calls.append(seconds)
+        return object()
+
+
+class FailingScheduler:
+    connect_retries: int | None = None
+
+    def tick(self) -> float:
+        raise ConnectionError("the broker is away")
+
+
+def loop_beat_with(scheduler: FailingScheduler) -> tuple[beat.LoopBeat, RecordingTimer]:
+    step = beat.LoopBeat.__new__(beat.LoopBeat)  # (its __init__ wants a worker; the tick needs none)
+    step.timer, step.tref, step.stopping = RecordingTimer(), None, False
+    step.service = type("Service", (), {"scheduler": scheduler})()
+    return step, step.timer
+
+
+def test_a_failed_tick_comes_back_after_a_pause_and_a_stopping_worker_ends_beat() -> None:
+    # (the worker's timer is recorded here, not run: this is about what the tick asks of it)
+    scheduler = FailingScheduler()
+    step, timer = loop_beat_with(scheduler)
+    step.tick()
+    assert timer.calls == [beat.TICK_ERROR_PAUSE_SECONDS]  # not dropped: kombu's timer would forget it
+    assert scheduler.connect_retries == 1  # a send never holds the loop in Celery's retry loop
+    step.stopping = True
+    step.tick()
+    assert timer.calls == [beat.TICK_ERROR_PAUSE_SECONDS]
+
+
+def test_a_tick_fired_from_another_thread_does_nothing() -> None:
+    # a stopping prefork pool fires the loop's timers from a thread of its own
+    step, timer = loop_beat_with(FailingScheduler())
+    worker_thread = threading.Thread(target=step.tick)
+    worker_thread.start()
+    worker_thread.join()
+    assert timer.calls == []

@@ -34,20 +34,22 @@ from tests.factories import make_jail
 from tests.paths import REPO
 from watchers import inotify
 from watchers.follow import (
-    LEASE_PREFIX,
     MIN_FOLLOW_SECONDS,
     Followed,
     Follower,
-    Lease,
     Outcome,
     ShutdownPipe,
     follow_shard,
+    sigterm_pipe,
+)
+from watchers.lease import (
+    LEASE_PREFIX,
+    Lease,
     followed,
     lease_key,
     live_shards,
     redis_client,
     shard_unheld,
-    sigterm_pipe,
     some_source_unfollowed,
 )
 from watchers.models import LogSource

@@ -3,7 +3,7 @@ instead of 10 s, where followers are scheduled.
 
 Neither is how followers normally start or keep going any more: a watcher worker asks for its
 followers as it starts (watchers.tasks.start_followers, waiting out a dead follower's lease), and a
-follower keeps its shard across a Redis restart (watchers.follow.Lease.keep). The rows only bring
+follower keeps its shard across a Redis restart (watchers.lease.Lease.keep). The rows only bring
 back a follower lost some other way (its pool process killed alone). Each send costs beat, the
 worker and a pool process a wake-up: at 10 s the two rows were a fifth of the idle stack's CPU
 (measured per process, 0.86% -> 0.69% of a core with both at 60 s).
