@@ -3,7 +3,6 @@ CHANGES_EVERY_SECONDS, however often beat ticks; a change is still picked up aft
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from bans import periodic
 from config import beat
 from config.celery import app
 from tests.paths import REPO
+from tests.procfs import child_pids, holds_open, title
 
 pytestmark = pytest.mark.django_db(transaction=True)  # beat commits and closes connections itself
 
@@ -146,7 +146,7 @@ def test_a_worker_with_beat_in_loop_sends_what_is_due_and_keeps_no_sqlite_connec
         for _ in range(20):  # 4 s: about four ticks
             time.sleep(0.2)
             open_between_ticks.append(holds_file(worker.pid, settings_db_env["DATABASE_URL"]))
-        assert "celery beat" not in " ".join(title(pid) for pid in children_of(worker.pid))  # no beat process
+        assert "celery beat" not in " ".join(title(pid) for pid in child_pids(worker.pid))  # no beat process
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=60)
@@ -159,30 +159,7 @@ def test_a_worker_with_beat_in_loop_sends_what_is_due_and_keeps_no_sqlite_connec
 
 def holds_file(pid: int, url: str) -> bool:
     """Whether the process has the SQLite database of `url` open (False for PostgreSQL)."""
-    if not url.startswith("sqlite:///"):
-        return False
-    path = os.path.realpath(url.removeprefix("sqlite://"))
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            if os.readlink(fd) == path:
-                return True
-    return False
-
-
-def children_of(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    found.append(int(entry.name))
-    return found
-
-
-def title(pid: int) -> str:
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    return ""
+    return url.startswith("sqlite:///") and holds_open(pid, url.removeprefix("sqlite://"))
 
 
 class RecordingTimer:

@@ -23,6 +23,7 @@ from django.apps import apps
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.paths import REPO
+from tests.procfs import child_pids, shared_dirty_kb, title
 from watchers.management.commands.runstack import Command, scheduled_followers
 
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IPS_E2E_REDIS_DB', '15')}"
@@ -109,29 +110,6 @@ def test_it_runs_web_worker_and_beat_and_stops_on_ctrl_c(settings_db_env: dict[s
     assert "did not stop" not in text
     assert http_status(f"http://127.0.0.1:{port}/accounts/login/") is None
     assert not control.exists()
-
-
-def child_pids(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    found.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return found
-
-
-def title(pid: int) -> str:
-    return (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-
-
-def shared_dirty_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Shared_Dirty:"):
-            return int(line.split()[1])
-    return 0
 
 
 def test_runstack_starts_new_processes_when_a_thread_would_not_survive_a_fork(
