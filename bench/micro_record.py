@@ -42,11 +42,6 @@ sys.path.insert(0, str(REPO))
 
 import pipeline  # noqa: E402  # the flood's lines and the configuration directory, as the pipeline bench builds them
 
-# The follower's read sizes (watchers/follow.py): first read, most, and the time a read aims at.
-FIRST_READ_BYTES = 256 << 10
-MAX_READ_BYTES = 2 << 20
-READ_TARGET_SECONDS = 1.0
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,7 +161,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from bans import dispatch
     from bans.models import Ban, Failure
     from jails.models import Jail
-    from watchers import services
+    from watchers import follow, services
 
     connections.close_all()
     with open(os.devnull, "w") as quiet:
@@ -186,7 +181,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     timed(services, "record_failures", spent)
     if args.statements:
         time_statements(spent)
-    size, backlog, reads = args.read_bytes or FIRST_READ_BYTES, False, 0
+    size, backlog, reads = args.read_bytes or follow.FIRST_READ_BYTES, False, 0
     backend = pipeline.backend_pid()
     cpu0, server0 = cpu_seconds(), cpu_seconds(backend)
     started = time.perf_counter()
@@ -194,12 +189,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         began = time.perf_counter()
         report = services.read_source(source.pk, own_addresses=[], max_bytes=size, backlog=backlog)
         took, reads, backlog = time.perf_counter() - began, reads + 1, report.more
-        if args.read_bytes:
-            pass
-        elif took > 2 * READ_TARGET_SECONDS:  # as Follower.adapt
-            size = max(16 << 10, size // 2)
-        elif report.more and took < READ_TARGET_SECONDS / 2:
-            size = min(MAX_READ_BYTES, size * 2)
+        if not args.read_bytes:
+            size = follow.next_read_bytes(size, report.more, took)  # as the follower adapts it
         if not report.more:
             break
     seconds = time.perf_counter() - started

@@ -444,13 +444,8 @@ class Follower:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == known[0]
 
     def adapt(self, source_id: int, report: services.ReadReport, took: float) -> None:
-        """Halve the next read of a source whose read was too long; double it when a full read was quick."""
-        size = self.read_bytes.get(source_id, FIRST_READ_BYTES)
-        if took > 2 * READ_TARGET_SECONDS:
-            size = max(MIN_READ_BYTES, size // 2)
-        elif report.more and took < READ_TARGET_SECONDS / 2:
-            size = min(MAX_READ_BYTES, size * 2)
-        self.read_bytes[source_id] = size
+        self.read_bytes[source_id] = next_read_bytes(self.read_bytes.get(source_id, FIRST_READ_BYTES),
+                                                     report.more, took)
 
     def pause(self, seconds: float) -> None:
         if seconds <= 0:
@@ -613,6 +608,16 @@ class Follower:
             log.error("follow: backend %s is unavailable (%s); polling every %g s instead", group, exc.reason,
                       self.poll_seconds)
             return inotify.PollingWatcher(paths, interval=self.poll_seconds)
+
+
+def next_read_bytes(size: int, more: bool, took: float) -> int:
+    """The most the next read of a source takes: half when this one took too long, double when it
+    left lines unread and was quick (READ_TARGET_SECONDS), within MIN_READ_BYTES..MAX_READ_BYTES."""
+    if took > 2 * READ_TARGET_SECONDS:
+        return max(MIN_READ_BYTES, size // 2)
+    if more and took < READ_TARGET_SECONDS / 2:
+        return min(MAX_READ_BYTES, size * 2)
+    return size
 
 
 def peak_rss_kb() -> int:
