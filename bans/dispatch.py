@@ -14,17 +14,16 @@ from typing import Any
 from celery import current_app
 from celery.exceptions import NotRegistered
 
+from config.fleet import firewall_queue
+
+__all__ = ["firewall_queue", "registered_task", "request_sync", "sync_task"]
+
 SYNC_TASK = "bans.tasks.sync_firewall"
 
 # Asking a firewall worker must never hang its asker (a view, jailctl, a watcher's transaction): a
 # Redis that is down, or unreachable because a ban dropped its packets, costs at most a few seconds.
 PUBLISH_TRANSPORT = {"socket_connect_timeout": 2, "socket_timeout": 2}
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 0.5}
-
-
-def firewall_queue(host: str) -> str:
-    """Each firewall host has its own queue, consumed by the only worker that needs CAP_NET_ADMIN."""
-    return f"firewall.{host}"
 
 
 def request_sync(host: str) -> None:

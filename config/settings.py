@@ -13,6 +13,7 @@ from pathlib import Path
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from config import fleet
 from config.env import (
     broker_poll_seconds,
     database_from_url,
@@ -161,13 +162,26 @@ SECURE_HSTS_PRELOAD = env_bool("IPS_HSTS_PRELOAD", not DEBUG)
 if env_bool("IPS_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# The fleet (docs/fleet.md). IPS_HOST_NAME names this host: its firewall worker consumes
+# firewall.<name> and applies only that host's bans. IPS_FLEET_ROLE: "central" (the panel, the
+# database, Redis and beat: a single server is a fleet of one) or "agent" (a server that joined with
+# `hostctl add`: its own watchers and firewall worker, under credentials of its own).
+IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
+IPS_FLEET_ROLE = env_choice("IPS_FLEET_ROLE", "central", list(fleet.ROLES))
+# The address agents reach this (central) server at, written into their environment by `hostctl add`.
+IPS_FLEET_CENTRAL = env_str("IPS_FLEET_CENTRAL", "")
+if IPS_FLEET_ROLE == "agent" and IPS_HOST_NAME == "local":
+    raise ImproperlyConfigured("IPS_FLEET_ROLE=agent needs IPS_HOST_NAME: the name given to `hostctl add` on the panel")
+
 # Celery: Redis on loopback by default; tasks acknowledged after they ran so a killed worker's
 # work is redelivered (tasks are idempotent).
 CELERY_BROKER_URL = env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0")
 # kombu's Redis transport with the fix in config/broker.py (workers survive a Redis restart).
 CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 # An idle worker waits this long in one BRPOP (kombu's default 1 s woke it and Redis every second).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": broker_poll_seconds(CELERY_BROKER_URL)}
+# One priority step fleet-wide, and on an agent its own keys for in-flight messages (config/fleet.py).
+CELERY_BROKER_TRANSPORT_OPTIONS = fleet.transport_options(IPS_FLEET_ROLE, IPS_HOST_NAME,
+                                                          broker_poll_seconds(CELERY_BROKER_URL))
 # Each worker's remote-control queue (celery inspect/control) expires this long after its worker
 # stopped; Celery's 10 s made every worker refresh it in Redis every 3.3 s (config/broker.py)
 CELERY_CONTROL_QUEUE_EXPIRES = 300.0
@@ -179,6 +193,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("IPS_CELERY_EAGER", False)
+if IPS_FLEET_ROLE == "agent":
+    # An agent's Redis user may touch only its own queues (jails/fleet/redis_acl.py): no remote
+    # control (its broadcast channel reaches every worker of the fleet), its own default queue.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+    CELERY_TASK_DEFAULT_QUEUE = fleet.watch_queue(IPS_HOST_NAME)
 # A pool process that has held more than this in RAM (its peak RSS, shared pages included: a fresh
 # one holds about 80 MB) is replaced by a fresh fork once its task returns. A follower whose process
 # passed it hands over when its backlog is read (watchers/follow.py), so a flood's leftovers (~50
@@ -201,7 +220,6 @@ CELERY_DB_REUSE_MAX = 1000
 # recorded and shown, the kernel is not touched). IPS_HOST_NAME names this firewall host: each host
 # has its own Celery queue (firewall.<name>) and applies only its own bans.
 IPS_FIREWALL = env_choice("IPS_FIREWALL", "nftables", ["nftables", "off"])
-IPS_HOST_NAME = env_str("IPS_HOST_NAME", "local")
 # How many log followers (shards of the enabled jails, each in its own worker process) beat keeps
 # running; 0: as many as are scheduled now, or 1 on SQLite and 2 on PostgreSQL for a new install.
 # Applied by `manage.py installschedules` (bans/periodic.py).

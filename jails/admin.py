@@ -24,7 +24,7 @@ from jails import changes
 from jails.access import audit
 from jails.access.logins import PanelAdminAuthenticationForm
 from jails.forms import FilterSourceMixin, LinesField, ipv4_unmapped, override_field
-from jails.models import AuditEntry, Filter, GlobalIgnore, Jail
+from jails.models import AuditEntry, Filter, GlobalIgnore, Host, Jail
 
 M = TypeVar("M", bound=models.Model)
 
@@ -234,6 +234,25 @@ class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin[Host]):
+    """The fleet's hosts, to look at: joining and leaving create and revoke credentials (a database
+    role, a Redis user), which only `manage.py hostctl` does (jails.fleet.hosts)."""
+
+    list_display = ["name", "kind", "state", "addresses", "groups", "last_seen_at", "version"]
+    list_filter = ["kind", "state"]
+    search_fields = ["name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Host | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Host | None = None) -> bool:
         return False
 
 

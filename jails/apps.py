@@ -6,6 +6,7 @@ import time
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 
 class JailsConfig(AppConfig):
@@ -14,6 +15,18 @@ class JailsConfig(AppConfig):
 
     def ready(self) -> None:
         restore_host_timezone(settings.HOST_TZ)
+        post_migrate.connect(regrant_agents, sender=self)
+
+
+def regrant_agents(**kwargs: object) -> None:
+    """After a migration, the fleet's agents get their grants on the tables as they now are (a
+    release may add a table they need); nothing where no agent was ever added (jails.fleet.postgres)."""
+    from jails.fleet import postgres  # noqa: PLC0415  (models are not loaded when this module is)
+
+    if not kwargs.get("plan"):  # nothing migrated (a test's flush sends this signal too)
+        return
+    if postgres.agent_roles_exist():
+        postgres.apply_grants()
 
 
 def restore_host_timezone(host_tz: str | None) -> None:

@@ -206,3 +206,51 @@ class PanelSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.user_id})"
+
+
+class Host(models.Model):
+    """A server of the fleet: the central one (panel, database, Redis, beat) or one running an agent
+    (its own log watchers and firewall worker, on its own queues, under its own credentials).
+
+    A single server is a fleet of one: its row (kind central, named IPS_HOST_NAME) is created by the
+    migration. Agents are added and removed by `manage.py hostctl` (jails.fleet.hosts), which creates
+    and revokes their PostgreSQL role and Redis user (jails.fleet.credentials). No secret is stored
+    here: the agent's passwords are printed once and live only in the agent's environment file.
+    """
+
+    class Kind(models.TextChoices):
+        CENTRAL = "central", "central (panel, database, Redis, beat)"
+        AGENT = "agent", "agent"
+
+    class State(models.TextChoices):
+        ENROLLED = "enrolled", "credentials issued, not seen yet"
+        ACTIVE = "active", "active"
+        REVOKED = "revoked", "removed"
+
+    name = models.CharField(max_length=40, unique=True, validators=[validators.validate_host_name],
+                            help_text="IPS_HOST_NAME of the host's workers.")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.AGENT)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.ENROLLED)
+    groups = models.JSONField(default=list, blank=True, help_text="Named groups a jail's bans may be scoped to.")
+    # Pinned by the admin at `hostctl add`, never reported by the agent (what an agent says about itself
+    # is attack surface): no ban on any host may cover them, or the agent would be cut off from Redis
+    # and PostgreSQL (an all-ports ban) and the fleet from it.
+    addresses = models.JSONField(default=list, blank=True, help_text="The host's addresses, never banned anywhere.")
+    db_role = models.CharField(max_length=63, blank=True, help_text="The agent's PostgreSQL role.")
+    redis_user = models.CharField(max_length=100, blank=True, help_text="The agent's Redis ACL user.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="The host's last heartbeat.")
+    version = models.CharField(max_length=40, blank=True, help_text="The version its agent reported.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind == self.Kind.AGENT

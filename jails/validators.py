@@ -13,6 +13,9 @@ from jails.engine.formula import compile_formula
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}\.?$")
 PORT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# A fleet host's name becomes part of queue names, Redis keys and ACL rules, a PostgreSQL role and a
+# systemd unit's environment: lower-case letters, digits and inner hyphens only (a DNS label, shorter).
+HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 
 
 def validate_name(value: str) -> None:
@@ -20,6 +23,21 @@ def validate_name(value: str) -> None:
         raise ValidationError(
             f"{value!r} is not a valid name: use letters, digits, '-', '_', '.' or '@', "
             "starting with a letter or digit."
+        )
+
+
+def validate_host_name(value: str) -> None:
+    if not HOST_NAME_RE.match(value):
+        raise ValidationError(
+            f"{value!r} is not a valid host name: use up to 40 lower-case letters, digits and inner '-' "
+            "(for example web1 or mail-2)."
+        )
+
+
+def validate_host_group(value: str) -> None:
+    if not HOST_NAME_RE.match(value):
+        raise ValidationError(
+            f"{value!r} is not a valid group name: use up to 40 lower-case letters, digits and inner '-'."
         )
 
 

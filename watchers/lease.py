@@ -18,14 +18,15 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import redis
-from django.conf import settings
+
+from config.redisclient import broker_redis, redis_client
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Lease", "broker_redis", "lease_key", "live_shards", "redis_client"]
 
 LEASE_PREFIX = "ips:follow:lease"
 LEASE_TTL_SECONDS = 30  # a follower that died without releasing its shard holds it this long at most
@@ -45,23 +46,6 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 def lease_key(shard: int, shards: int) -> str:
     return f"{LEASE_PREFIX}:{shards}:{shard}"
-
-
-@cache
-def redis_client(url: str) -> redis.Redis:
-    """A client for the broker's Redis (redis-py's pool reconnects after a fork by itself).
-
-    kombu's `redis+socket://PATH?virtual_host=N` (used across network namespaces) is not redis-py's
-    spelling, so it is translated here."""
-    parts = urlsplit(url)
-    if parts.scheme == "redis+socket":
-        db_number = int((parse_qs(parts.query).get("virtual_host") or ["0"])[0] or 0)
-        return redis.Redis(unix_socket_path=parts.path, db=db_number, socket_timeout=5)
-    return redis.Redis.from_url(url, socket_timeout=5)
-
-
-def broker_redis() -> redis.Redis:
-    return redis_client(settings.CELERY_BROKER_URL)
 
 
 @dataclass

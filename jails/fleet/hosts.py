@@ -1,0 +1,231 @@
+"""Joining and leaving the fleet: the rules and the audit of `hostctl add`, `remove` and `list`.
+
+Adding a host creates its row, its PostgreSQL role (jails.fleet.postgres) and its Redis user
+(jails.fleet.redis_acl) with fresh passwords, and returns the environment the agent runs with. The
+passwords are in that environment only: nothing keeps them, so a lost one is replaced by adding the
+host again (`hostctl add NAME --again`), which also ends the old one. Removing a host ends both
+credentials at once (its open connections are closed), marks it revoked and keeps its history.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode, urlsplit
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.redisclient import broker_redis
+from jails import validators
+from jails.access import audit
+from jails.fleet import postgres, redis_acl
+from jails.models import Host
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class FleetError(ValueError):
+    """A fleet change that cannot be made; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How an agent reaches the central server: its address, ports, and whether over TLS."""
+
+    address: str
+    database_port: int
+    redis_port: int
+    redis_db: int
+    database_sslmode: str = "require"
+    redis_tls: bool = True
+
+    @classmethod
+    def of_central(cls, address: str, *, database_sslmode: str = "require", redis_tls: bool = True,
+                   redis_port: int | None = None, database_port: int | None = None) -> Reach:
+        """The central server as its own settings describe it, seen from an agent at `address`."""
+        if not address.strip():
+            raise FleetError("say how agents reach this server: --central ADDRESS (or set IPS_FLEET_CENTRAL)")
+        if database_sslmode not in SSL_MODES:
+            raise FleetError(f"--database-sslmode {database_sslmode!r}: expected one of {', '.join(SSL_MODES)}")
+        redis_url = urlsplit(settings.CELERY_BROKER_URL)
+        if redis_url.scheme not in ("redis", "rediss"):
+            raise FleetError(f"the central Redis is reached over {redis_url.scheme}://; agents need it on TCP "
+                             "(IPS_REDIS_URL=redis://... or rediss://...)")
+        return cls(address=address.strip(),
+                   database_port=database_port or int(connection.settings_dict.get("PORT") or 5432),
+                   redis_port=redis_port or redis_url.port or 6379,
+                   redis_db=int(redis_url.path.strip("/") or 0),
+                   database_sslmode=database_sslmode, redis_tls=redis_tls)
+
+
+@dataclass
+class Enrollment:
+    host: Host
+    environment: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+    def env_file(self) -> str:
+        """The agent's environment file, as systemd's EnvironmentFile and scripts/agent.sh read it."""
+        lines = [f"# The fleet agent {self.host.name}: written by `manage.py hostctl add` on "
+                 f"{timezone.now():%Y-%m-%d %H:%M} UTC. Secret: keep it mode 0600 on the agent only.",
+                 *(f"{key}={value}" for key, value in self.environment.items())]
+        return "\n".join(lines) + "\n"
+
+
+def central_host() -> Host:
+    """This server's own row (a single server is a fleet of one)."""
+    host, _ = Host.objects.get_or_create(name=settings.IPS_HOST_NAME[:40],
+                                         defaults={"kind": Host.Kind.CENTRAL, "state": Host.State.ACTIVE})
+    return host
+
+
+def list_hosts() -> list[Host]:
+    central_host()
+    return list(Host.objects.all())
+
+
+def _clean_addresses(addresses: Sequence[str]) -> list[str]:
+    if not addresses:
+        raise FleetError("give the host's address(es) with --address: no ban anywhere may cover them, or the "
+                         "agent would be cut off from this server")
+    cleaned = []
+    for text in addresses:
+        try:
+            cleaned.append(str(ipaddress.ip_address(text.strip())))
+        except ValueError:
+            raise FleetError(f"--address {text!r} is not an IP address (names are not resolved: give the "
+                             "address the agent connects from)") from None
+    return sorted(set(cleaned))
+
+
+def _clean_groups(groups: Sequence[str]) -> list[str]:
+    try:
+        for group in groups:
+            validators.validate_host_group(group)
+    except ValidationError as exc:
+        raise FleetError(exc.messages[0]) from None
+    return sorted(set(groups))
+
+
+def _clean_name(name: str) -> str:
+    try:
+        validators.validate_host_name(name)
+    except ValidationError as exc:
+        raise FleetError(exc.messages[0]) from None
+    return name
+
+
+def add_host(name: str, *, addresses: Sequence[str], groups: Sequence[str] = (), reach: Reach,
+             actor: audit.Actor, again: bool = False) -> Enrollment:
+    """Enroll `name`: its row, its database role and its Redis user, with new passwords. `again`:
+    the host exists already, and gets new credentials (the old ones stop working)."""
+    name = _clean_name(name)
+    pinned, chosen_groups = _clean_addresses(addresses), _clean_groups(groups)
+    postgres.require_postgres()
+    postgres.check_can_create_roles()
+    client = _central_redis()
+    existing = Host.objects.filter(name=name).first()
+    if existing is not None and existing.kind == Host.Kind.CENTRAL:
+        raise FleetError(f"{name} is this server (IPS_HOST_NAME): it is in the fleet already, as the central host")
+    if existing is not None and existing.state != Host.State.REVOKED and not again:
+        raise FleetError(f"{name} is in the fleet already: `hostctl add {name} --again` gives it new credentials "
+                         f"(the old ones stop working), `hostctl remove {name}` takes it out")
+    db_password, redis_password = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    before = audit.snapshot(existing, AUDITED) if existing is not None else None
+    redis_user_made = False
+    try:
+        with transaction.atomic():
+            host = existing or Host(name=name, kind=Host.Kind.AGENT)
+            host.state, host.addresses, host.groups = Host.State.ENROLLED, pinned, chosen_groups
+            host.created_by, host.revoked_at, host.revoked_by = actor.username, None, ""
+            host.db_role, host.redis_user = postgres.role_name(name), redis_acl.username(name)
+            host.save()
+            postgres.apply_grants()
+            postgres.create_role(name, db_password)
+            audit.record(actor, "host.again" if existing is not None and again else "host.add", host,
+                         before=before, after=audit.snapshot(host, AUDITED))
+            # last: a failure above leaves no Redis user behind (and one here rolls the rest back)
+            redis_acl.create_user(client, name, redis_password)
+            redis_user_made = True
+    except Exception:
+        if redis_user_made:  # the commit failed: the database has no such agent, Redis must not either
+            redis_acl.delete_user(client, redis_acl.username(name))
+        raise
+    environment = agent_environment(host, reach, db_password, redis_password)
+    return Enrollment(host=host, environment=environment, warnings=_warnings(client, reach))
+
+
+AUDITED = ["name", "kind", "state", "groups", "addresses", "db_role", "redis_user"]
+
+
+def agent_environment(host: Host, reach: Reach, db_password: str, redis_password: str) -> dict[str, str]:
+    """What the agent's processes need to join: its name and role, and its own URLs."""
+    where = f"[{reach.address}]" if ":" in reach.address else reach.address
+    query = urlencode({"sslmode": reach.database_sslmode})
+    database = (f"postgres://{quote(host.db_role, safe='')}:{quote(db_password, safe='')}@{where}:"
+                f"{reach.database_port}/{quote(postgres.database_name(), safe='')}?{query}")
+    scheme = "rediss" if reach.redis_tls else "redis"
+    broker = f"{scheme}://{quote(host.redis_user, safe='')}:{quote(redis_password, safe='')}@{where}:" \
+             f"{reach.redis_port}/{reach.redis_db}"
+    return {"IPS_FLEET_ROLE": "agent", "IPS_HOST_NAME": host.name, "DATABASE_URL": database,
+            "IPS_REDIS_URL": broker}
+
+
+def _warnings(client: redis.Redis, reach: Reach) -> list[str]:
+    said = []
+    if redis_acl.unprotected_default_user(client):
+        said.append("the central Redis lets anyone in without a password (its default user is nopass): set "
+                    "one (requirepass, or ACL SETUSER default) before agents connect over the network, or any "
+                    "client can do what this panel does")
+    if not reach.redis_tls:
+        said.append("the agent reaches Redis without TLS: its password and every message cross the network "
+                    "in clear text")
+    if reach.database_sslmode in ("disable", "allow", "prefer"):
+        said.append(f"the agent's database connection may run without TLS (sslmode={reach.database_sslmode})")
+    return said
+
+
+def remove_host(name: str, *, actor: audit.Actor) -> dict[str, int]:
+    """Take `name` out of the fleet: its credentials end now (open connections closed), its row is
+    kept, revoked, for its history. Returns what was ended."""
+    central_host()
+    host = Host.objects.filter(name=name).first()
+    if host is None:
+        known = ", ".join(Host.objects.values_list("name", flat=True)) or "none"
+        raise FleetError(f"no host is called {name!r} (hosts: {known})")
+    if host.kind == Host.Kind.CENTRAL:
+        raise FleetError(f"{name} is this server, the central host: it cannot leave its own fleet")
+    if host.state == Host.State.REVOKED:
+        raise FleetError(f"{name} was removed already, on {host.revoked_at:%Y-%m-%d %H:%M}")
+    client = _central_redis()
+    before = audit.snapshot(host, AUDITED)
+    with transaction.atomic():
+        host.state, host.revoked_at, host.revoked_by = Host.State.REVOKED, timezone.now(), actor.username
+        host.save(update_fields=["state", "revoked_at", "revoked_by"])
+        ended = {"database_connections": postgres.drop_role(host.db_role) if host.db_role else 0}
+        audit.record(actor, "host.remove", host, before=before, after=audit.snapshot(host, AUDITED))
+    ended["redis_connections"] = redis_acl.delete_user(client, host.redis_user) if host.redis_user else 0
+    ended["redis_keys"] = _drop_queues(client, name)
+    return ended
+
+
+def _drop_queues(client: redis.Redis, name: str) -> int:
+    """The removed host's queues and in-flight keys: no one will consume them any more."""
+    keys = [key for key in redis_acl.agent_keys(name) if not key.endswith("*")]
+    return int(client.delete(*keys)) if keys else 0
+
+
+def _central_redis() -> redis.Redis:
+    try:
+        client = broker_redis()
+        client.ping()
+    except redis.RedisError as exc:
+        raise FleetError(f"cannot reach the central Redis ({exc}): agents' Redis users live there; start it "
+                         "and run hostctl again") from None
+    return client
