@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from bans import services
+from bans import fanout, services
 from bans.models import Ban, BanQuerySet
 from bans.services import BAN_AUDIT_FIELDS
 from jails.access import audit
@@ -39,10 +39,15 @@ def make_permanent(ban: Ban, actor: audit.Actor) -> bool:
                    .update(bantime=-1, expires_at=None, state=Ban.State.PENDING, next_attempt_at=None))
         if not changed:
             return False
+        # its copies on a fleet's other hosts become permanent with it
+        copies = Ban.objects.in_force().filter(primary=ban.pk).exclude(bantime=-1)
+        hosts = {ban.host, *copies.values_list("host", flat=True)}
+        copies.update(bantime=-1, expires_at=None, state=Ban.State.PENDING, next_attempt_at=None)
         after = Ban.objects.get(pk=ban.pk)
         audit.record(actor, "ban.make_permanent", after, before=audit.snapshot(before, BAN_AUDIT_FIELDS),
                      after=audit.snapshot(after, BAN_AUDIT_FIELDS))
-        services.request_firewall_sync(ban.host)
+        for host in sorted(hosts):
+            services.request_firewall_sync(host)
     return True
 
 
@@ -69,16 +74,20 @@ def lift_selected(pks: list[int], actor: audit.Actor) -> list[Ban]:
     return _lift(Ban.objects.filter(pk__in=pks), actor)
 
 
-def unban(text: str, actor: audit.Actor, *, jail: Jail | None = None, host: str = "local") -> list[Ban]:
-    """Lift the live bans of an address or network (in one jail, or all) on one host; returns them.
-    BanRefused when `text` is not an address or network."""
+def unban(text: str, actor: audit.Actor, *, jail: Jail | None = None, host: str | None = None) -> list[Ban]:
+    """Lift the live bans of an address or network (in one jail, or all), made on one host or (None)
+    on any host of the fleet, with their copies on the other hosts; returns them. BanRefused when
+    `text` is not an address or network."""
     network = str(services.parse_network(text))
-    bans = Ban.objects.filter(network=network, host=host)
+    bans = Ban.objects.originals().filter(network=network)
+    if host is not None:
+        bans = bans.filter(host=host)
     return _lift(bans.filter(jail_name=jail.name) if jail is not None else bans, actor)
 
 
 def _lift(bans: BanQuerySet, actor: audit.Actor, *, each: bool = True) -> list[Ban]:
-    """LIFTING for those of `bans` in force, an audit entry per ban (`each`), a sync per host."""
+    """LIFTING for those of `bans` in force and their copies on a fleet's other hosts, an audit entry
+    per ban (`each`; its copies go with it), a sync per host. Returns the bans of `bans` lifted."""
     with transaction.atomic():
         # locked as read (PostgreSQL; SQLite's IMMEDIATE transactions run one writer at a time): a
         # second lift of the same bans waits, then finds them no longer in force, so each ban is
@@ -86,12 +95,14 @@ def _lift(bans: BanQuerySet, actor: audit.Actor, *, each: bool = True) -> list[B
         live = {ban.pk: ban for ban in bans.in_force().select_for_update().order_by("network")}
         if not live:
             return []
-        Ban.objects.filter(pk__in=list(live)).update(state=Ban.State.LIFTING, ended_by=actor.user)
+        touched = Ban.objects.in_force().filter(fanout.with_copies(live))
+        hosts = set(touched.values_list("host", flat=True).distinct())
+        touched.update(state=Ban.State.LIFTING, ended_by=actor.user)
         lifted = list(Ban.objects.filter(pk__in=list(live)).order_by("network"))
         if each:
             for ban in lifted:
                 audit.record(actor, "ban.lift", ban, before=audit.snapshot(live[ban.pk], BAN_AUDIT_FIELDS),
                              after=audit.snapshot(ban, BAN_AUDIT_FIELDS))
-        for host in sorted({ban.host for ban in lifted}):
+        for host in sorted(hosts):
             services.request_firewall_sync(host)
     return lifted

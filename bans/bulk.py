@@ -390,14 +390,15 @@ def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, moment: d
 
 def bans_of_networks(networks: Sequence[str], since: dt.datetime) -> list[tuple[str, str, str, str, bool]]:
     """Every ban of these networks, whatever its jail, host and state: (network, jail_name, host,
-    state, whether it started at or after `since`) each. Looked up by network alone (the index on
-    network, started_at): with the state in the query, SQLite's planner walked the state index."""
+    state, whether it counts as an earlier ban: an original, not a fleet copy, started at or after
+    `since`) each. Looked up by network alone (the index on network, started_at): with the state in
+    the query, SQLite's planner walked the state index."""
     if not networks:
         return []
     qn = connection.ops.quote_name
     table = qn(Ban._meta.db_table)
     sql = (f"SELECT {qn('network')}, {qn('jail_name')}, {qn('host')}, {qn('state')}, "  # noqa: S608  # quoted names
-           f"{qn('started_at')} >= %s FROM {table} WHERE {qn('network')} IN ")
+           f"({qn('started_at')} >= %s AND {qn('primary_id')} IS NULL) FROM {table} WHERE {qn('network')} IN ")
     found: list[tuple[str, str, str, str, bool]] = []
     if connection.vendor == "postgresql":
         with _pg_cursor() as raw:

@@ -13,12 +13,17 @@ from typing import Any
 
 from celery import current_app
 from celery.exceptions import NotRegistered
+from kombu.entity import Queue
 
-from config.fleet import firewall_queue
+from config.fleet import FLEET_QUEUE, firewall_queue
 
 __all__ = ["firewall_queue", "registered_task", "request_sync", "sync_task"]
 
 SYNC_TASK = "bans.tasks.sync_firewall"
+FAN_OUT_TASK = "bans.tasks.fan_out"
+# The central fleet queue: declared by the central worker that consumes it, never by a publisher (an
+# agent's Redis user may only push to it: jails/fleet/redis_acl.py), through the anonymous exchange.
+FLEET = Queue(FLEET_QUEUE, exchange="", routing_key=FLEET_QUEUE, no_declare=True)
 
 # Asking a firewall worker must never hang its asker (a view, jailctl, a watcher's transaction): a
 # Redis that is down, or unreachable because a ban dropped its packets, costs at most a few seconds.
@@ -33,6 +38,14 @@ def request_sync(host: str) -> None:
     with current_app.connection_for_write(transport_options=PUBLISH_TRANSPORT) as connection:
         task.apply_async(kwargs={"host": host}, queue=firewall_queue(host), connection=connection, retry=True,
                          retry_policy=PUBLISH_RETRY)
+
+
+def request_fan_out() -> None:
+    """Wake the central worker to copy the originals waiting for it to the other hosts of the fleet
+    (bans.fanout); bounded like request_sync."""
+    task = registered_task(FAN_OUT_TASK)
+    with current_app.connection_for_write(transport_options=PUBLISH_TRANSPORT) as connection:
+        task.apply_async(queue=FLEET, connection=connection, retry=True, retry_policy=PUBLISH_RETRY)
 
 
 def sync_task() -> Any:

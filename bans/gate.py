@@ -149,15 +149,20 @@ class Gate:
     def build(cls, *, host_addresses: Iterable[str] = (), host_networks: Iterable[str] = (),
               sessions: Iterable[tuple[str, str]] = (), proxies: Iterable[IPNetwork] = (),
               ignoreip: Mapping[str, Iterable[str]] | None = None, global_ignoreip: Iterable[str] = (),
-              max_prefix: Mapping[int, int] | None = None) -> Gate:
+              max_prefix: Mapping[int, int] | None = None, fleet_hosts: Iterable[tuple[str, str]] = ()) -> Gate:
         """From what the panel knows: this host's addresses and networks (CIDR text), live panel
-        sessions as (address, whose), trusted proxy networks, each jail's ignoreip entries and the
-        global ignore list's (names are skipped: they are compared only once resolved, never here)."""
+        sessions as (address, whose), trusted proxy networks, the fleet's hosts as (address, name),
+        each jail's ignoreip entries and the global ignore list's (names are skipped: they are
+        compared only once resolved, never here)."""
         always = [Shield(net, "an address of this host") for net in _networks(host_addresses)]
         always += [Shield(net, f"the address of a live panel session of {who}")
                    for address, who in sessions for net in _networks([address])]
         always += [Shield(canonical_network(net), "a trusted proxy of the panel (IPS_TRUSTED_PROXIES)")
                    for net in proxies]
+        # a fleet's hosts, as pinned by the admin (never as an agent says): an all-ports ban of one would
+        # cut it off from the central server, and the fleet from it
+        always += [Shield(net, f"an address of fleet host {name}")
+                   for address, name in fleet_hosts for net in _networks([address])]
         ignores = {jail: [Shield(net, f"listed in ignoreip of jail {jail} as {entry}")
                           for entry in entries for net in _networks([entry], strict=False)]
                    for jail, entries in (ignoreip or {}).items()}

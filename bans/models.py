@@ -70,6 +70,10 @@ class Ignored(models.Model):
 
 
 class BanQuerySet(models.QuerySet["Ban"]):
+    def originals(self) -> BanQuerySet:
+        """One row per ban as people see it: not the copies applying it on other hosts of a fleet."""
+        return self.filter(primary__isnull=True)
+
     def live(self) -> BanQuerySet:
         """Bans in a live state (Ban.LIVE_STATES), whatever time they have left."""
         return self.filter(state__in=Ban.LIVE_STATES)
@@ -141,12 +145,26 @@ class Ban(models.Model):
     claimed_by = models.CharField(max_length=100, blank=True)
     # COVERED: the wider ban of the same set whose element holds this one (bans.overlaps)
     covered_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="covering")
+    # A fleet (docs/fleet.md): a ban is made once, on the host whose log showed it (the original, no
+    # primary); the central side copies it to the other hosts its jail's scope names (bans.fanout),
+    # each copy a row of its own host, applied by that host's firewall worker. Lists, counts and
+    # bantime.increment read originals only; lifting an original lifts its copies.
+    primary = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="copies",
+                                db_index=False)
+    # an original whose jail's scope reaches other hosts, not copied yet (set by whoever made it;
+    # the central side decides the hosts from the jail, not from this flag)
+    fanout_pending = models.BooleanField(default=False)
 
     objects = BanQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]
         indexes = [
+            # the originals waiting to be copied to other hosts: a few rows at most, looked for often
+            models.Index(fields=["id"], condition=models.Q(fanout_pending=True), name="ban_fanout_pending"),
+            # an original's copies (lifting it, deleting it); partial: a planner must never walk it for
+            # "the originals" (primary IS NULL: every row of a single server)
+            models.Index(fields=["primary"], condition=models.Q(primary__isnull=False), name="ban_copies"),
             models.Index(fields=["network", "started_at"]),
             models.Index(fields=["state", "expires_at"]),
             # the bans list, newest first: read in index order, not sorted whole on every page

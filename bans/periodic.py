@@ -34,6 +34,7 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from bans.dispatch import firewall_queue
+from config.fleet import FLEET_QUEUE
 
 FOLLOW_TASK = "watchers.tasks.follow"
 FIREWALL_TASKS = ("bans.tasks.sync_firewall", "bans.tasks.reconcile_firewall")
@@ -77,6 +78,8 @@ def wanted(host: str, shards: int) -> list[Periodic]:
         Periodic("recidive: ban repeat offenders", "bans.tasks.run_recidive", 60),
         Periodic("roll up statistics", "bans.tasks.rollup_stats", 60),
         Periodic("clean up old history", "bans.tasks.cleanup_history", 3600),
+        # the safety net of the fleet's fan-out (bans.fanout): a wake-up message that was lost
+        Periodic("copy bans to the fleet's other hosts", "bans.tasks.fan_out", 30, queue=FLEET_QUEUE),
         Periodic(f"apply pending bans ({host})", "bans.tasks.sync_firewall", 30, {"host": host},
                  queue=firewall_queue(host)),
         Periodic(f"reconcile the firewall ({host})", "bans.tasks.reconcile_firewall", 300, {"host": host},

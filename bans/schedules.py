@@ -122,10 +122,11 @@ def ban_history(jail: Jail, now: float) -> History:
     since = services.aware(now - jail.findtime)
     forgotten_until = {
         (row["network"], row["host"]): row["latest"]
-        for row in Ban.objects.filter(jail_name=jail.name, started_at__gte=since)
+        for row in Ban.objects.originals().filter(jail_name=jail.name, started_at__gte=since)
         .values("network", "host").annotate(latest=Max("started_at")).order_by()
     }
-    rows = (Ban.objects.filter(started_at__gte=since).exclude(jail_name__in=[jail.name, Ban.BLOCKLIST])
+    # originals only: a fleet's copies of a ban are the same ban, applied on other hosts
+    rows = (Ban.objects.originals().filter(started_at__gte=since).exclude(jail_name__in=[jail.name, Ban.BLOCKLIST])
             .order_by("started_at", "pk").values_list("network", "host", "jail_name", "started_at"))
     history: History = {}
     for network, host, jail_name, started_at in rows:

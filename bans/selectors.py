@@ -113,7 +113,7 @@ class BansByPk(Sequence[Ban]):
 
 
 def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
-    bans = Ban.objects.all()
+    bans = Ban.objects.originals()
     if cleaned.get("jail"):
         bans = bans.filter(jail_name=cleaned["jail"])
     state = cleaned.get("state")
@@ -170,7 +170,7 @@ def grouped_by_network(found: QuerySet[Ban] | list[int]) -> QuerySet[Any]:
 
 
 def live_per_jail() -> list[dict[str, Any]]:
-    rows = Ban.objects.in_force().values("jail_name").annotate(count=Count("pk"))
+    rows = Ban.objects.originals().in_force().values("jail_name").annotate(count=Count("pk"))
     return [dict(row) for row in rows.order_by("jail_name")]
 
 
@@ -186,7 +186,7 @@ def address_history(ban: Ban) -> dict[str, Any]:
     else:
         holders = [ban.network]
         failures = Failure.objects.none()
-    bans = Ban.objects.filter(network__in=holders).exclude(pk=ban.pk).order_by("-started_at")
+    bans = Ban.objects.originals().filter(network__in=holders).exclude(pk=ban.pk).order_by("-started_at")
     return {
         "other_bans": bans[:HISTORY_ROWS],
         "failures": failures.select_related("jail").order_by("-time")[:HISTORY_ROWS],

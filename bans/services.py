@@ -30,7 +30,7 @@ from bans.models import Ban, Ignored
 from jails import ignores
 from jails.access import audit
 from jails.access.sessions import live_session_addresses
-from jails.models import Jail
+from jails.models import Host, Jail
 
 # Earlier bans older than this no longer make a new ban longer (fail2ban's dbpurgeage default is
 # one day; we keep a week of memory for bantime.increment, which is what admins expect from it).
@@ -394,6 +394,8 @@ def create_jail_bans(jail: Jail, earned: Sequence[tuple[str, Sequence[str]]], *,
         bulk.insert_bans(bans)
         bulk.add_to_stats(jail.name, ban_times=[now] * len(bans))
         request_firewall_sync(host)
+        if bans[0].fanout_pending:
+            request_fan_out()
     return bans
 
 
@@ -405,6 +407,8 @@ def new_ban(jail_name: str, network: str, bantime: int, *, now: float, host: str
     with transaction.atomic():  # the ban and its count in the statistics, together
         ban.save(force_insert=True)
         bulk.add_to_stats(jail_name, ban_times=[now])
+        if ban.fanout_pending:
+            request_fan_out()
     return ban
 
 
@@ -418,6 +422,7 @@ def build_ban(jail_name: str, network: str, bantime: int, *, now: float, host: s
         jail=jail, jail_name=jail_name, network=network, family=ipaddress.ip_network(network).version,
         host=host, started_at=started, expires_at=expires, bantime=bantime, earlier_bans=earlier,
         evidence=evidence or [], origin=origin, reason=reason, created_by=user, state=Ban.State.PENDING,
+        fanout_pending=reaches_other_hosts(jail, jail_name),
     )
 
 
@@ -458,6 +463,34 @@ def request_firewall_sync(host: str) -> None:
     transaction.on_commit(FirewallSyncRequest(host))
 
 
+def reaches_other_hosts(jail: Jail | None, jail_name: str) -> bool:
+    """Whether a ban in this jail (None: the blocklist) applies beyond the host that made it, so that
+    the central side must copy it to the others (bans.fanout)."""
+    if jail is None:
+        return jail_name == Ban.BLOCKLIST
+    return jail.ban_scope != Jail.BanScope.HOST
+
+
+class FanoutRequest:
+    """The on-commit callback asking the central worker to copy the waiting originals to the other
+    hosts of a fleet (bans.fanout); once per transaction, however many bans it made."""
+
+    def __call__(self) -> None:
+        try:
+            dispatch.request_fan_out()
+        except BROKER_ERRORS as exc:
+            # committed all the same: the originals wait, marked, for beat's run of the fan-out
+            log.error("could not ask the central server to copy bans to the other hosts now (Redis: %s); "
+                      "its next scheduled run will", exc)
+
+
+def request_fan_out() -> None:
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(isinstance(func, FanoutRequest) for _, func, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(FanoutRequest())
+
+
 def now_epoch() -> float:
     return timezone.now().timestamp()
 
@@ -476,10 +509,17 @@ def current_gate(*, own_addresses: Sequence[str] | None = None, jails: Iterable[
         host_networks=host_networks or (),
         sessions=live_session_addresses(),
         proxies=settings.IPS_TRUSTED_PROXIES,
+        fleet_hosts=fleet_addresses(),
         global_ignoreip=ignores.global_entries() if global_entries is None else global_entries,
         ignoreip={jail.name: list(jail.ignoreip) for jail in chosen},
         max_prefix={4: settings.IPS_MAX_BAN_PREFIX_V4, 6: settings.IPS_MAX_BAN_PREFIX_V6},
     )
+
+
+def fleet_addresses() -> list[tuple[str, str]]:
+    """(address, host name) of every host of the fleet not removed, as `hostctl add` pinned them."""
+    rows = Host.objects.exclude(state=Host.State.REVOKED).values_list("name", "addresses")
+    return [(str(address), name) for name, addresses in rows for address in addresses]
 
 
 def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

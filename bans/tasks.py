@@ -15,7 +15,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from bans import replay, schedules, services, status, sync
+from bans import fanout, replay, schedules, services, status, sync
 from bans.dispatch import firewall_queue
 from bans.firewall import FirewallBackend, FirewallError, NftablesBackend
 from bans.models import Ban
@@ -102,6 +102,17 @@ def cleanup_history() -> dict[str, int]:
 def rollup_stats() -> int:
     """Prune the statistics' buckets past their horizon (schedules.rollup_stats); returns how many went."""
     return schedules.rollup_stats(now=services.now_epoch())
+
+
+@shared_task(acks_late=True, beat_guard=staticmethod(fanout.has_work))
+def fan_out() -> dict[str, int]:
+    """Copy the bans waiting for it to the fleet's other hosts their jails' scope names (bans.fanout).
+    Takes no argument: what an agent may put in the `fleet` queue only wakes this up."""
+    report = fanout.fan_out_pending()
+    if report.originals:
+        log.info("fleet: %d bans copied to %d hosts (%d refused by the lockout gate)", report.originals,
+                 len(report.hosts), len(report.refused))
+    return {"originals": report.originals, "copies": report.copies, "refused": len(report.refused)}
 
 
 # --- what the firewall worker found, for the panel and jailctl (bans.status) ---------------------

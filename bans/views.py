@@ -164,7 +164,7 @@ def colour(index: int) -> str:
 
 
 def banned_per_jail() -> list[dict[str, Any]]:
-    rows = (Ban.objects.in_force().values("jail_name")
+    rows = (Ban.objects.originals().in_force().values("jail_name")
             .annotate(count=Count("pk")).order_by("-count", "jail_name"))
     return [{"jail": row["jail_name"], "count": row["count"]} for row in rows]
 
@@ -194,7 +194,7 @@ def dashboard_context(period: Period, now: dt.datetime, range_form: DashboardRan
         "top_addresses": tops.top_addresses(since, until=until),
         "top_networks": tops.top_networks(since, until=until),
         "top_users": tops.top_users(since, until=until),
-        "latest_bans": Ban.objects.order_by("-started_at", "-pk")[:LATEST_BANS],
+        "latest_bans": Ban.objects.originals().order_by("-started_at", "-pk")[:LATEST_BANS],
         "fresh": is_fresh_install(),
         "enabled_jails": Jail.objects.filter(enabled=True).count(),
         "refresh_seconds": REFRESH_SECONDS,

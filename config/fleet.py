@@ -3,7 +3,7 @@
 Settings read it to configure an agent's Celery (its own keys for in-flight messages, its own default
 queue), jails.fleet.redis_acl to grant an agent's Redis user exactly those keys and nothing else, and
 the code that sends work to a host to find its queues. Keeping the names here means the ACL and what
-Celery really touches cannot drift apart (tests/jails/test_fleet_redis.py runs a real worker under
+Celery really touches cannot drift apart (tests/bans/test_fleet_redis.py runs a real worker under
 the ACL).
 
 Every name is the host's name spelled out in full, never a pattern: kombu's priority steps are set to

@@ -240,7 +240,7 @@ class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin[Host]):
     """The fleet's hosts, to look at: joining and leaving create and revoke credentials (a database
-    role, a Redis user), which only `manage.py hostctl` does (jails.fleet.hosts)."""
+    role, a Redis user), which only `manage.py hostctl` does (bans.hosts)."""
 
     list_display = ["name", "kind", "state", "addresses", "groups", "last_seen_at", "version"]
     list_filter = ["kind", "state"]

@@ -123,7 +123,7 @@ JAIL_GROUPS: list[tuple[str, str, list[str]]] = [
       "logencoding", "logtimezone"]),
     ("Matching", "How log lines become failures, and how many make a ban.",
      ["maxretry", "findtime", "datepattern", "maxlines", "maxmatches", "usedns"]),
-    ("Banning", "How long a ban lasts.", ["bantime"]),
+    ("Banning", "How long a ban lasts, and on which hosts of a fleet.", ["bantime", "ban_scope", "ban_group"]),
     ("Increment", "Repeat offenders get longer bans (fail2ban's bantime.* options).",
      ["bantime_increment", "bantime_factor", "bantime_formula", "bantime_multipliers", "bantime_maxtime",
       "bantime_rndtime", "bantime_overalljails"]),
@@ -180,6 +180,9 @@ JAIL_HELP: dict[str, str] = {
     "port": "Ports the ban blocks: all, numbers (22), names (ssh) or ranges (8000:8100), comma separated.",
     "protocol": "Protocol of the blocked ports; 'all protocols' blocks the address entirely.",
     "banaction": "fail2ban's banaction. Every ban goes to the panel's own nftables table (inet ips).",
+    "ban_scope": "In a fleet of several servers: ban only on the host whose log showed the failures, on "
+                 "every host, or on the hosts of a group. A single server bans on itself whatever this says.",
+    "ban_group": "The group of hosts (hostctl add --group) the bans apply on, when the scope is a group.",
     "blocktype": "drop: packets vanish (scanners wait for a timeout). reject: the client is told at once.",
 }
 

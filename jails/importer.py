@@ -579,7 +579,7 @@ def extra_options(section: ini.JailSection) -> dict[str, str]:
 
 def save_jail(section: ini.JailSection, fields: dict[str, Any], report: ImportReport) -> None:
     row = Jail.objects.filter(name=section.name).first()
-    candidate = row or Jail(name=section.name)
+    candidate = row or Jail(name=section.name, ban_scope=Jail.default_scope(section.name))
     changed = [key for key, value in fields.items() if getattr(candidate, key, None) != value or row is None]
     if row is not None and not changed:
         report.changes.append(Change("jail", section.name, "unchanged"))

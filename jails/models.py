@@ -79,6 +79,11 @@ class Jail(models.Model):
         DROP = "drop", "drop (silently)"
         REJECT = "reject", "reject (answer with an error)"
 
+    class BanScope(models.TextChoices):
+        HOST = "host", "the host that saw it"
+        ALL = "all", "every host of the fleet"
+        GROUP = "group", "the hosts of a group"
+
     name = models.CharField(max_length=100, unique=True, validators=[validators.validate_name])
     enabled = models.BooleanField(default=False)
     description = models.TextField(blank=True)
@@ -117,6 +122,11 @@ class Jail(models.Model):
     protocol = models.CharField(max_length=4, choices=Protocol.choices, default=Protocol.TCP)
     banaction = models.CharField(max_length=100, default="nftables")
     blocktype = models.CharField(max_length=6, choices=BlockType.choices, default=BlockType.DROP)
+    # Where this jail's bans apply in a fleet (docs/fleet.md): the host whose log showed the failures,
+    # every host, or the hosts of ban_group. The central side copies a ban to the others (bans.fanout).
+    ban_scope = models.CharField(max_length=5, choices=BanScope.choices, default=BanScope.HOST)
+    ban_group = models.CharField(max_length=40, blank=True, validators=[validators.validate_host_group],
+                                 help_text="The group of hosts, when the scope is a group.")
 
     # Options read from fail2ban that we keep but do not act on (action, chain, ...), for reference.
     extra_options = models.JSONField(default=dict, blank=True)
@@ -132,10 +142,20 @@ class Jail(models.Model):
             models.CheckConstraint(
                 condition=models.Q(bantime__gt=0) | models.Q(bantime=-1), name="jail_bantime_positive_or_permanent"
             ),
+            models.CheckConstraint(condition=~models.Q(ban_scope="group") | ~models.Q(ban_group=""),
+                                   name="jail_group_scope_names_a_group",
+                                   violation_error_message="A ban scope of a group needs the group's name."),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    # recidive bans repeat offenders of every jail: in a fleet they apply on every host by default
+    FLEET_WIDE_BY_DEFAULT = frozenset({"recidive"})
+
+    @classmethod
+    def default_scope(cls, name: str) -> str:
+        return cls.BanScope.ALL if name in cls.FLEET_WIDE_BY_DEFAULT else cls.BanScope.HOST
 
     @property
     def is_permanent(self) -> bool:
@@ -213,7 +233,7 @@ class Host(models.Model):
     (its own log watchers and firewall worker, on its own queues, under its own credentials).
 
     A single server is a fleet of one: its row (kind central, named IPS_HOST_NAME) is created by the
-    migration. Agents are added and removed by `manage.py hostctl` (jails.fleet.hosts), which creates
+    migration. Agents are added and removed by `manage.py hostctl` (bans.hosts), which creates
     and revokes their PostgreSQL role and Redis user (jails.fleet.credentials). No secret is stored
     here: the agent's passwords are printed once and live only in the agent's environment file.
     """
@@ -251,6 +271,28 @@ class Host(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def central(cls) -> Host:
+        """This server's own row (made by the migration; made again here should it be gone)."""
+        host, _ = cls.objects.get_or_create(name=settings.IPS_HOST_NAME[:40],
+                                            defaults={"kind": cls.Kind.CENTRAL, "state": cls.State.ACTIVE})
+        return host
+
     @property
     def is_agent(self) -> bool:
         return self.kind == self.Kind.AGENT
+
+
+class LivePanelAddress(models.Model):
+    """The addresses of the live panel sessions, and nothing else about them: a database view (made by
+    the migration, on PostgreSQL) that a fleet agent's role may read for its lockout gate, where the
+    sessions' own tables (whose keys are bearer tokens) and the users are refused to it."""
+
+    address = models.GenericIPAddressField(primary_key=True)
+
+    class Meta:
+        managed = False
+        db_table = "jails_live_panel_address"
+
+    def __str__(self) -> str:
+        return str(self.address)

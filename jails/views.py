@@ -44,7 +44,7 @@ def jail_counts(jails: Iterable[Jail]) -> dict[int, dict[str, int]]:
         counts[jail_id]["currently_failed"] = n
     for jail_id, n in Failure.objects.filter(jail_id__in=ids).values_list("jail_id").annotate(n=Count("id")):
         counts[jail_id]["total_failed"] = n
-    bans = Ban.objects.filter(jail_name__in=list(names))
+    bans = Ban.objects.originals().filter(jail_name__in=list(names))
     for name, n in bans.in_force().values_list("jail_name").annotate(n=Count("id")):
         counts[names[name]]["currently_banned"] = n
     for name, n in bans.values_list("jail_name").annotate(n=Count("id")):
@@ -123,7 +123,7 @@ def jail_detail(request: HttpRequest, name: str) -> HttpResponse:
         "jail": jail,
         "unread_files": [path for path in files if path not in known],
         "groups": option_rows(jail),
-        "live_bans": Ban.objects.in_force().filter(jail_name=jail.name).order_by("network")[:50],
+        "live_bans": Ban.objects.originals().in_force().filter(jail_name=jail.name).order_by("network")[:50],
         "applies_soon": APPLIES_SOON,
     }
     return render(request, "jails/jail_detail.html", context)

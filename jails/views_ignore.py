@@ -89,7 +89,7 @@ def covered_bans(entry: str, jail_name: str | None) -> Covered | None:
     network = changes.network_of(entry)
     if network is None:
         return None
-    live = Ban.objects.in_force().filter(family=network.version)
+    live = Ban.objects.originals().in_force().filter(family=network.version)
     if jail_name is not None:
         live = live.filter(jail_name=jail_name)
     found: list[int] = []

@@ -12,7 +12,7 @@ from typing import Any
 from bans import bulk
 from bans.models import Ban, Failure
 from jails import services
-from jails.models import Filter, Jail
+from jails.models import Filter, Host, Jail
 
 FAIL_SOURCE = "[Definition]\nfailregex = ^fail <HOST>$\n"
 LOGIN_FAILED_SOURCE = "[Definition]\nfailregex = ^login failed from <HOST>$\n"
@@ -55,3 +55,11 @@ def stored_ban(jail: Jail, network: str, started: dt.datetime, **values: Any) ->
     ban = Ban.objects.create(**fields)
     bulk.add_to_stats(jail.name, ban_times=[started.timestamp()])
     return ban
+
+
+def make_host(name: str, *, groups: tuple[str, ...] = (), addresses: tuple[str, ...] = (),
+              state: str = Host.State.ACTIVE) -> Host:
+    """A fleet host's row as `hostctl add` leaves it, without its credentials (tests/fleet.py makes
+    real ones where a test needs them)."""
+    return Host.objects.create(name=name, kind=Host.Kind.AGENT, state=state, groups=list(groups),
+                               addresses=list(addresses))

@@ -13,8 +13,9 @@ import redis
 from django.db import connection
 from django.test import override_settings
 
+from bans import hosts
 from jails.access import audit
-from jails.fleet import hosts, postgres, redis_acl
+from jails.fleet import postgres, redis_acl
 
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IPS_E2E_REDIS_DB', '15')}"
 

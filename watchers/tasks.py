@@ -22,6 +22,7 @@ import redis
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 from django import db
+from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -60,6 +61,8 @@ def start_followers(sender: Any = None, **kwargs: Any) -> None:
     """A watcher worker that starts (or starts again after it was killed) asks for its followers at
     once, each willing to wait for a dead follower's lease to run out, instead of waiting for beat's
     next `follow` (every 30 s: it only brings back a follower lost some other way)."""
+    if settings.IPS_FLEET_ROLE == "agent":
+        return  # beat's schedules are the central server's (an agent's role may not read them)
     app = getattr(sender, "app", None)
     consumed = set(app.amqp.queues.consume_from or ()) if app is not None else set()  # empty: every queue
     try:

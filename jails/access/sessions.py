@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.models import Session
@@ -20,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from jails.access.client import client_address
-from jails.models import PanelSession
+from jails.models import LivePanelAddress, PanelSession
 
 # A session keeps its row fresh this often even when its address stays the same (the expiry moves).
 REFRESH_EVERY = dt.timedelta(minutes=5)
@@ -69,7 +70,11 @@ def forget_on_logout(sender: Any, request: HttpRequest | None, **kwargs: Any) ->
 
 def live_session_addresses(now: dt.datetime | None = None) -> list[tuple[str, str]]:
     """(address, "user NAME") of every live session of an active user: its Django session still
-    exists and has not expired."""
+    exists and has not expired. On a fleet agent, whose database role may not read sessions or users,
+    the addresses alone, from the view made for it (LivePanelAddress)."""
+    if settings.IPS_FLEET_ROLE == "agent":
+        addresses = LivePanelAddress.objects.values_list("address", flat=True)
+        return [(str(address), "a panel user") for address in addresses]
     now = now or timezone.now()
     live_keys = Session.objects.filter(expire_date__gt=now).values("session_key")
     rows = (PanelSession.objects.filter(expires_at__gt=now, user__is_active=True, session_key__in=live_keys)

@@ -43,6 +43,7 @@ AGENT_TABLES = (
     TableGrant("jails.Jail", READ),
     TableGrant("jails.GlobalIgnore", READ),
     TableGrant("jails.Host", READ),
+    TableGrant("jails.LivePanelAddress", READ),  # a view: the sessions' addresses only, for the gate
     TableGrant("bans.Failure", ("SELECT", "INSERT")),
     TableGrant("bans.Ignored", ("INSERT",)),
     TableGrant("bans.Tally", WRITE),

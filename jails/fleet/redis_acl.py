@@ -4,7 +4,7 @@ the central workers' in-flight messages, not remote control, not CLIENT, CONFIG,
 
 The keys are the ones config/fleet.py names for the host, the same names the agent's settings give
 Celery, so the two cannot drift apart. The commands were read off what a real worker, a publisher and
-a follower send (tests/jails/test_fleet_redis.py runs them under this ACL and reads ACL LOG).
+a follower send (tests/bans/test_fleet_redis.py runs them under this ACL and reads ACL LOG).
 """
 
 from __future__ import annotations

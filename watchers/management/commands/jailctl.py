@@ -112,7 +112,7 @@ class Command(BaseCommand):
         jail = find_jail(rest[0]) if len(rest) == 2 else None
         services.UNDELIVERED.clear()
         try:
-            count = len(actions.unban(rest[-1], audit.Actor.command(), jail=jail, host=settings.IPS_HOST_NAME))
+            count = len(actions.unban(rest[-1], audit.Actor.command(), jail=jail))
         except services.BanRefused as exc:
             raise CommandError(str(exc)) from None
         if not count:
@@ -175,7 +175,7 @@ def find_jail(name: str) -> Jail:
 
 
 def jail_status(jail: Jail) -> dict[str, Any]:
-    live = Ban.objects.in_force().filter(jail_name=jail.name)
+    live = Ban.objects.originals().in_force().filter(jail_name=jail.name)
     lists = ignores.of_jail(jail)
     return {
         "jail": jail.name,
@@ -184,7 +184,7 @@ def jail_status(jail: Jail) -> dict[str, Any]:
         "file_list": expand_logpaths(jail.logpath) if jail.backend != Jail.Backend.SYSTEMD else [],
         "journal_matches": jail.journalmatch or jail.filter.journalmatch if jail.backend == "systemd" else "",
         "currently_banned": live.count(),
-        "total_banned": Ban.objects.filter(jail_name=jail.name).count(),
+        "total_banned": Ban.objects.originals().filter(jail_name=jail.name).count(),
         # as fail2ban-client lists them: 203.0.113.9, a network with its prefix (the text form alike)
         "banned_ip_list": [address_only(n) for n in live.order_by("network").values_list("network", flat=True)],
         # what fail2ban-client's `get JAIL ignoreip` gives (the global list, then the jail's own), and each apart

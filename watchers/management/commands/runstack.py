@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 from django_celery_beat.models import PeriodicTask
 
+from config.fleet import FLEET_QUEUE
 from watchers import follow, zygote
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class Command(BaseCommand):
                           "--workers", str(options["web_workers"]), "--preload", "--access-logfile", "-",
                           "--control-socket", str(options.get("control_socket") or control_socket_default())]),
             Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                             "--concurrency", str(watcher_processes), "--queues", "celery",
+                             "--concurrency", str(watcher_processes), "--queues", f"celery,{FLEET_QUEUE}",
                              "--hostname", "watchers@%h", *QUIET_WORKER, *beat]),
             # The only process that changes the firewall (needs CAP_NET_ADMIN): one at a time, in order, in
             # one process (solo pool), which also times its watch of the kernel (bans/watching.py).

@@ -1,7 +1,8 @@
 """Joining and leaving the fleet: the rules and the audit of `hostctl add`, `remove` and `list`.
 
 Adding a host creates its row, its PostgreSQL role (jails.fleet.postgres) and its Redis user
-(jails.fleet.redis_acl) with fresh passwords, and returns the environment the agent runs with. The
+(jails.fleet.redis_acl) with fresh passwords, gives it copies of the bans in force whose jails' scope
+includes it (bans.fanout), and returns the environment the agent runs with. The
 passwords are in that environment only: nothing keeps them, so a lost one is replaced by adding the
 host again (`hostctl add NAME --again`), which also ends the old one. Removing a host ends both
 credentials at once (its open connections are closed), marks it revoked and keeps its history.
@@ -21,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bans import fanout
 from config.redisclient import broker_redis
 from jails import validators
 from jails.access import audit
@@ -80,9 +82,7 @@ class Enrollment:
 
 def central_host() -> Host:
     """This server's own row (a single server is a fleet of one)."""
-    host, _ = Host.objects.get_or_create(name=settings.IPS_HOST_NAME[:40],
-                                         defaults={"kind": Host.Kind.CENTRAL, "state": Host.State.ACTIVE})
-    return host
+    return Host.central()
 
 
 def list_hosts() -> list[Host]:
@@ -148,8 +148,9 @@ def add_host(name: str, *, addresses: Sequence[str], groups: Sequence[str] = (),
             host.save()
             postgres.apply_grants()
             postgres.create_role(name, db_password)
+            copies = fanout.copy_to_host(host)
             audit.record(actor, "host.again" if existing is not None and again else "host.add", host,
-                         before=before, after=audit.snapshot(host, AUDITED))
+                         before=before, after={**audit.snapshot(host, AUDITED), "bans_copied": copies})
             # last: a failure above leaves no Redis user behind (and one here rolls the rest back)
             redis_acl.create_user(client, name, redis_password)
             redis_user_made = True
@@ -192,8 +193,9 @@ def _warnings(client: redis.Redis, reach: Reach) -> list[str]:
 
 
 def remove_host(name: str, *, actor: audit.Actor) -> dict[str, int]:
-    """Take `name` out of the fleet: its credentials end now (open connections closed), its row is
-    kept, revoked, for its history. Returns what was ended."""
+    """Take `name` out of the fleet: its credentials end now (open connections closed), its bans end
+    (those it made are lifted everywhere), its row is kept, revoked, for its history. Returns what
+    was ended."""
     central_host()
     host = Host.objects.filter(name=name).first()
     if host is None:
@@ -208,8 +210,10 @@ def remove_host(name: str, *, actor: audit.Actor) -> dict[str, int]:
     with transaction.atomic():
         host.state, host.revoked_at, host.revoked_by = Host.State.REVOKED, timezone.now(), actor.username
         host.save(update_fields=["state", "revoked_at", "revoked_by"])
-        ended = {"database_connections": postgres.drop_role(host.db_role) if host.db_role else 0}
-        audit.record(actor, "host.remove", host, before=before, after=audit.snapshot(host, AUDITED))
+        ended = {"database_connections": postgres.drop_role(host.db_role) if host.db_role else 0,
+                 "bans": fanout.end_host(name)}
+        audit.record(actor, "host.remove", host, before=before,
+                     after={**audit.snapshot(host, AUDITED), "bans_ended": ended["bans"]})
     ended["redis_connections"] = redis_acl.delete_user(client, host.redis_user) if host.redis_user else 0
     ended["redis_keys"] = _drop_queues(client, name)
     return ended

@@ -20,11 +20,12 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
+from bans import hosts
 from bans.dispatch import request_sync
 from bans.models import FirewallHost
 from config import fleet
 from jails.access import audit
-from jails.fleet import hosts, redis_acl
+from jails.fleet import redis_acl
 from tests.fleet import REDIS_URL, enrolled, unique_host_name
 from tests.paths import REPO
 

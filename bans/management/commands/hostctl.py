@@ -23,8 +23,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bans import hosts
 from jails.access import audit
-from jails.fleet import hosts, postgres
+from jails.fleet import postgres
 
 
 class Command(BaseCommand):
@@ -102,7 +103,8 @@ class Command(BaseCommand):
         ended = hosts.remove_host(options["name"], actor=audit.Actor.command())
         self.stdout.write(f"{options['name']} removed: its database role and Redis user are gone "
                           f"({ended['database_connections']} database and {ended['redis_connections']} Redis "
-                          f"connections closed, {ended['redis_keys']} queue keys deleted)")
+                          f"connections closed, {ended['redis_keys']} queue keys deleted); {ended['bans']} of its "
+                          "bans ended, and those it made are lifted on the other hosts")
 
     def do_grants(self, options: dict[str, Any]) -> None:
         postgres.apply_grants()

@@ -22,10 +22,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from bans import hosts
 from bans.models import Ban
 from jails.access import audit
 from jails.apps import regrant_agents
-from jails.fleet import hosts, postgres
+from jails.fleet import postgres
 from jails.models import AuditEntry, Host
 from tests.fleet import REDIS_URL, Agent, enrolled, reach
 from tests.paths import REPO
