@@ -150,13 +150,13 @@ def insert_failures(jail_id: int, failures: Iterable[tuple[str, float, str, Mapp
     return len(rows)
 
 
-def upsert_tallies(jail_id: int, tallies: Iterable[tuple[str, float, float, int, list[str]]],
+def upsert_tallies(jail_id: int, host: str, tallies: Iterable[tuple[str, float, float, int, list[str]]],
                    adapter: Adapter | None = None) -> None:
-    """Insert or replace tallies: (address, first_time, last_time, count, matches) each."""
+    """Insert or replace `host`'s tallies: (address, first_time, last_time, count, matches) each."""
     qn = connection.ops.quote_name
-    table, columns = _quoted(Tally, "jail_id", "address", "first_time", "last_time", "count", "matches")
+    table, columns = _quoted(Tally, "jail_id", "host", "address", "first_time", "last_time", "count", "matches")
     updates = ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in ("first_time", "last_time", "count", "matches"))
-    conflict = f" ON CONFLICT ({qn('jail_id')}, {qn('address')}) DO UPDATE SET {updates}"
+    conflict = f" ON CONFLICT ({qn('jail_id')}, {qn('host')}, {qn('address')}) DO UPDATE SET {updates}"
     if connection.vendor == "postgresql":
         # One statement, every row in one JSON document (made by json's C encoder, parsed by the
         # server): psycopg adapts array parameters element by element in Python, 40 µs a tally.
@@ -166,14 +166,14 @@ def upsert_tallies(jail_id: int, tallies: Iterable[tuple[str, float, float, int,
         if document != "[]":
             with _pg_cursor() as raw:
                 raw.execute(f"INSERT INTO {table} ({columns}) "  # noqa: S608  # quoted names, bound values
-                            f"SELECT %s, (r->>0)::inet, (r->>1)::timestamptz, "
+                            f"SELECT %s, %s, (r->>0)::inet, (r->>1)::timestamptz, "
                             f"(r->>2)::timestamptz, (r->>3)::integer, r->4 FROM jsonb_array_elements(%s::jsonb) "
-                            f"AS rows(r){conflict}", [jail_id, document])
+                            f"AS rows(r){conflict}", [jail_id, host, document])
         return
     adapter = adapter or Adapter()
-    rows = [(jail_id, address, adapter.time(first), adapter.time(last), count, adapter.json(matches))
+    rows = [(jail_id, host, address, adapter.time(first), adapter.time(last), count, adapter.json(matches))
             for address, first, last, count, matches in tallies]
-    _insert(table, columns, 6, rows, conflict)
+    _insert(table, columns, 7, rows, conflict)
 
 
 def _iso(epoch: float) -> str:
@@ -287,19 +287,19 @@ def _pg_cursor() -> Any:
     return psycopg.Cursor(connection.connection)
 
 
-def read_tallies(jail_id: int, addresses: Sequence[str]) -> dict[str, tuple[float, float, int, list[str]]]:
-    """The stored tallies of these addresses: address -> (first_time, last_time, count, matches),
-    locked (SELECT ... FOR UPDATE) on PostgreSQL; SQLite's writer lock is the transaction's."""
+def read_tallies(jail_id: int, host: str, addresses: Sequence[str]) -> dict[str, tuple[float, float, int, list[str]]]:
+    """The stored tallies of these addresses on `host`: address -> (first_time, last_time, count,
+    matches), locked (SELECT ... FOR UPDATE) on PostgreSQL; SQLite's writer lock is the transaction's."""
     table, columns = _quoted(Tally, "address", "first_time", "last_time", "count", "matches")
     qn = connection.ops.quote_name
     if connection.vendor == "postgresql":
-        return _read_tallies_pg(jail_id, addresses, table)
+        return _read_tallies_pg(jail_id, host, addresses, table)
     found: dict[str, tuple[float, float, int, list[str]]] = {}
     with connection.cursor() as cursor:
         for batch in batches(addresses):
             cursor.execute(f"SELECT {columns} FROM {table} "  # noqa: S608  # quoted names, bound values
-                           f"WHERE {qn('jail_id')} = %s AND {qn('address')} IN "
-                           f"({', '.join(['%s'] * len(batch))})", [jail_id, *batch])
+                           f"WHERE {qn('jail_id')} = %s AND {qn('host')} = %s AND {qn('address')} IN "
+                           f"({', '.join(['%s'] * len(batch))})", [jail_id, host, *batch])
             for address, first, last, count, matches in cursor.fetchall():
                 found[str(address)] = (_epoch(first), _epoch(last), int(count),
                                        json.loads(matches) if isinstance(matches, str) else list(matches))
@@ -309,8 +309,8 @@ def read_tallies(jail_id: int, addresses: Sequence[str]) -> dict[str, tuple[floa
 TALLY_LOCK_SPACE = 0x1F2B  # the first key of the per-jail advisory lock (pg_advisory_xact_lock(space, jail))
 
 
-def _read_tallies_pg(jail_id: int, addresses: Sequence[str], table: str) -> dict[str, tuple[float, float, int,
-                                                                                               list[str]]]:
+def _read_tallies_pg(jail_id: int, host: str, addresses: Sequence[str], table: str
+                     ) -> dict[str, tuple[float, float, int, list[str]]]:
     """read_tallies on PostgreSQL: the addresses in as one JSON document, the tallies out as one
     (locked FOR UPDATE in the inner query). psycopg would otherwise build an IN list of 512
     parameters and load five values per row in Python: 17% of a flood's follower time."""
@@ -326,9 +326,9 @@ def _read_tallies_pg(jail_id: int, addresses: Sequence[str], table: str) -> dict
             raw.execute(f"SELECT coalesce(json_agg(json_build_array(a, f, l, c, m)), '[]')::text FROM ("  # noqa: S608
                         f"SELECT host({qn('address')}) AS a, {qn('first_time')}::text AS f, "
                         f"{qn('last_time')}::text AS l, {qn('count')} AS c, {qn('matches')} AS m FROM {table} "
-                        f"WHERE {qn('jail_id')} = %s AND {qn('address')} IN "
+                        f"WHERE {qn('jail_id')} = %s AND {qn('host')} = %s AND {qn('address')} IN "
                         f"(SELECT (jsonb_array_elements_text(%s::jsonb))::inet) FOR UPDATE) AS held",
-                        [jail_id, json.dumps(list(batch))])
+                        [jail_id, host, json.dumps(list(batch))])
             row = raw.fetchone()
             for address, first, last, count, matches in json.loads(row[0] if row else "[]"):
                 found[address] = (_epoch(first), _epoch(last), int(count), list(matches))
@@ -345,22 +345,23 @@ def _epoch(value: Any) -> float:
     return float(value.timestamp())
 
 
-def delete_tallies(jail_id: int, addresses: Sequence[str]) -> None:
+def delete_tallies(jail_id: int, host: str, addresses: Sequence[str]) -> None:
     """Delete these addresses' tallies (those that ended: banned, or forgotten). Plain SQL: the ORM's
     delete() collects and compiles per batch, and PostgreSQL gets every address in one statement."""
     if not addresses:
         return
     qn = connection.ops.quote_name
     table = qn(Tally._meta.db_table)
-    where = f"DELETE FROM {table} WHERE {qn('jail_id')} = %s AND {qn('address')} IN "  # noqa: S608  # quoted names
+    where = (f"DELETE FROM {table} WHERE {qn('jail_id')} = %s AND {qn('host')} = %s "  # noqa: S608  # quoted names
+             f"AND {qn('address')} IN ")
     if connection.vendor == "postgresql":
         with _pg_cursor() as raw:
             raw.execute(f"{where}(SELECT (jsonb_array_elements_text(%s::jsonb))::inet)",
-                        [jail_id, json.dumps(list(addresses))])
+                        [jail_id, host, json.dumps(list(addresses))])
         return
     with connection.cursor() as cursor:
         for batch in batches(addresses):
-            cursor.execute(f"{where}({', '.join(['%s'] * len(batch))})", [jail_id, *batch])
+            cursor.execute(f"{where}({', '.join(['%s'] * len(batch))})", [jail_id, host, *batch])
 
 
 def expire_ran_out(jail_name: str, networks: Sequence[str], host: str, moment: dt.datetime,

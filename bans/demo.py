@@ -780,7 +780,7 @@ def write_tallies(gen: Generator, plan: Plan, live: set[tuple[str, str]]) -> int
                 (address, float(min(times)), float(max(times)), len(times), [])
                 for address, times in sorted(per.items())
                 if len(times) < maxretry and (target.jail.name, address) not in live]
-            bulk.upsert_tallies(target.jail.pk, tallies)
+            bulk.upsert_tallies(target.jail.pk, settings.IPS_HOST_NAME, tallies)
             written += len(tallies)
     return written
 

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bans import fanout
+from bans import fanout, periodic
 from config.redisclient import broker_redis
 from jails import validators
 from jails.access import audit
@@ -149,6 +149,7 @@ def add_host(name: str, *, addresses: Sequence[str], groups: Sequence[str] = (),
             postgres.apply_grants()
             postgres.create_role(name, db_password)
             copies = fanout.copy_to_host(host)
+            periodic.install_agent(name)  # its followers, fallback reads and firewall runs, sent by our beat
             audit.record(actor, "host.again" if existing is not None and again else "host.add", host,
                          before=before, after={**audit.snapshot(host, AUDITED), "bans_copied": copies})
             # last: a failure above leaves no Redis user behind (and one here rolls the rest back)
@@ -211,7 +212,7 @@ def remove_host(name: str, *, actor: audit.Actor) -> dict[str, int]:
         host.state, host.revoked_at, host.revoked_by = Host.State.REVOKED, timezone.now(), actor.username
         host.save(update_fields=["state", "revoked_at", "revoked_by"])
         ended = {"database_connections": postgres.drop_role(host.db_role) if host.db_role else 0,
-                 "bans": fanout.end_host(name)}
+                 "bans": fanout.end_host(name), "schedules": periodic.remove_agent(name)}
         audit.record(actor, "host.remove", host, before=before,
                      after={**audit.snapshot(host, AUDITED), "bans_ended": ended["bans"]})
     ended["redis_connections"] = redis_acl.delete_user(client, host.redis_user) if host.redis_user else 0

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from jails.models import Jail
+from jails.models import Jail, this_host_name
 
 
 class Failure(models.Model):
@@ -41,6 +41,8 @@ class Tally(models.Model):
     """The current failure count of one address in one jail (maxretry within findtime)."""
 
     jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="tallies")
+    # each host of a fleet counts the failures its own logs show, as fail2ban does on each server
+    host = models.CharField(max_length=40, default=this_host_name)
     address = models.GenericIPAddressField(unpack_ipv4=True)
     first_time = models.DateTimeField()
     last_time = models.DateTimeField()
@@ -48,7 +50,8 @@ class Tally(models.Model):
     matches = models.JSONField(default=list, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["jail", "address"], name="tally_one_per_jail_address")]
+        constraints = [models.UniqueConstraint(fields=["jail", "host", "address"],
+                                               name="tally_one_per_jail_host_address")]
 
     def __str__(self) -> str:
         return f"{self.address}: {self.count} in {self.jail_id}"
@@ -153,7 +156,7 @@ class Ban(models.Model):
                                 db_index=False)
     # an original whose jail's scope reaches other hosts, not copied yet (set by whoever made it;
     # the central side decides the hosts from the jail, not from this flag)
-    fanout_pending = models.BooleanField(default=False)
+    fanout_pending = models.BooleanField(default=False, db_default=False)
 
     objects = BanQuerySet.as_manager()
 

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from bans.dispatch import firewall_queue
-from config.fleet import FLEET_QUEUE
+from config.fleet import FLEET_QUEUE, watch_queue
+from jails.models import Host
 
 FOLLOW_TASK = "watchers.tasks.follow"
 FIREWALL_TASKS = ("bans.tasks.sync_firewall", "bans.tasks.reconcile_firewall")
@@ -92,6 +94,62 @@ def wanted(host: str, shards: int) -> list[Periodic]:
     return rows
 
 
+def wanted_on_agent(host: str, shards: int) -> list[Periodic]:
+    """The rows of a fleet agent (docs/fleet.md), sent by the central beat to its own queues: its
+    followers and fallback read (its watch queue), its firewall's sync and reconcile. The work of the
+    whole fleet (recidive, statistics, cleanup, fan-out) stays the central server's."""
+    watch = watch_queue(host)
+    rows = [
+        Periodic(f"read log sources ({host})", "watchers.tasks.read_all_sources", 30,
+                 {"host": host, "shards": shards}, queue=watch),
+        Periodic(f"apply pending bans ({host})", "bans.tasks.sync_firewall", 30, {"host": host},
+                 queue=firewall_queue(host)),
+        Periodic(f"reconcile the firewall ({host})", "bans.tasks.reconcile_firewall", 300, {"host": host},
+                 queue=firewall_queue(host)),
+    ]
+    rows += [Periodic(f"{follower_name(shard, shards)} on {host}", FOLLOW_TASK, FOLLOW_EVERY,
+                      {"shard": shard, "shards": shards, "lease_seconds": FOLLOW_LEASE_SECONDS, "host": host},
+                      queue=watch, expire_seconds=FOLLOW_EVERY)
+             for shard in range(shards)]
+    return rows
+
+
+def install_agent(host: str, shards: int = 1) -> InstallReport:
+    """Make an agent's rows match (hostctl add); its earlier rows that are not wanted go."""
+    report = InstallReport(shards=shards)
+    with transaction.atomic():
+        taken = {_install_one(row, report) for row in wanted_on_agent(host, shards)}
+        stale = agent_rows(host).exclude(pk__in=taken)
+        report.switched_off = list(stale.values_list("name", flat=True))
+        stale.delete()
+        PeriodicTasks.update_changed()
+    return report
+
+
+def agent_rows(host: str) -> Any:
+    """Every row that sends work to the agent `host`'s queues."""
+    return PeriodicTask.objects.filter(queue__in=[watch_queue(host), firewall_queue(host)])
+
+
+def remove_agent(host: str) -> int:
+    """A removed agent's rows go (hostctl remove); returns how many."""
+    with transaction.atomic():
+        count, _ = agent_rows(host).delete()
+        PeriodicTasks.update_changed()
+    return int(count)
+
+
+def agent_queues() -> list[str]:
+    """The queues of the fleet's agents (their rows are theirs, not left over from another host)."""
+    names = Host.objects.filter(kind=Host.Kind.AGENT).values_list("name", flat=True)
+    return [queue for name in names for queue in (watch_queue(name), firewall_queue(name))]
+
+
+def central_followers() -> Any:
+    """The follower rows of this (central) server: those on its own queue, not an agent's."""
+    return PeriodicTask.objects.filter(task=FOLLOW_TASK).filter(Q(queue__isnull=True) | Q(queue__in=["", "celery"]))
+
+
 def default_shards(vendor: str) -> int:
     """Followers for a new install: one on SQLite (a single writer), two on PostgreSQL."""
     return 1 if vendor == "sqlite" else 2
@@ -102,7 +160,7 @@ def shards_to_run(configured: int, vendor: str) -> int | None:
     default for a database without any."""
     if configured > 0:
         return configured
-    if PeriodicTask.objects.filter(task=FOLLOW_TASK).exists():
+    if central_followers().exists():
         return None
     return default_shards(vendor)
 
@@ -110,19 +168,19 @@ def shards_to_run(configured: int, vendor: str) -> int | None:
 def install(host: str, shards: int | None) -> InstallReport:
     """Make the rows match (see the module's docstring); idempotent. One transaction. shards=None
     leaves the follower rows alone."""
-    report = InstallReport(shards=shards or PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).count())
+    report = InstallReport(shards=shards or central_followers().filter(enabled=True).count())
     rows = wanted(host, shards or 0)
     with transaction.atomic():
         taken: set[int] = set()
         for row in rows:
             taken.add(_install_one(row, report))
         if shards is not None:
-            for task in PeriodicTask.objects.filter(task=FOLLOW_TASK, enabled=True).exclude(pk__in=taken):
+            for task in central_followers().filter(enabled=True).exclude(pk__in=taken):
                 task.enabled = False
                 task.save(update_fields=["enabled"])
                 report.switched_off.append(task.name)
         report.other_hosts = sorted(PeriodicTask.objects.filter(task__in=FIREWALL_TASKS).exclude(pk__in=taken)
-                                    .values_list("name", flat=True))
+                                    .exclude(queue__in=agent_queues()).values_list("name", flat=True))
         if report.changed:
             PeriodicTasks.update_changed()  # a running beat re-reads the schedule
     return report

@@ -158,7 +158,7 @@ def record_failures(
     decision.skipped_by = dict(skipped)
     note_ignored_all(jail, ignored, now)
     adapter = bulk.Adapter()
-    held = held_tallies(jail, counted)  # read (and locked) before anything is sent
+    held = held_tallies(jail, counted, host)  # read (and locked) before anything is sent
     # (a read without failures sends nothing: no pipeline to open and close, a round trip saved)
     with bulk.pipelined() if counted else contextlib.nullcontext():
         # PostgreSQL works on these rows while the failures are counted here: nothing below waits
@@ -168,7 +168,7 @@ def record_failures(
         bulk.add_to_stats(jail.name, (when for _, when, _ in counted), adapter=adapter)
         bulk.add_to_tops(jail.name, ((when, address, item.fields.get("user")) for address, when, item in counted),
                          adapter=adapter)
-        earned = count_failures(jail, counted, held, now=now, adapter=adapter)
+        earned = count_failures(jail, counted, held, now=now, adapter=adapter, host=host)
         decision.counted = len(counted)
         decision.bans = create_jail_bans(jail, earned, now=now, host=host)
     return decision
@@ -238,17 +238,17 @@ def shared_text_prefix(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -
     return f"{first:x}:" if network.prefixlen >= 16 and first else ""
 
 
-def held_tallies(jail: Jail, counted: Sequence[tuple[str, float, Observed]]) -> dict[str, policy.Tally]:
-    """The stored tallies of the addresses counted, by address (the jail's tallies locked until the
-    transaction ends: two sources of one jail never count an address at once; bulk.read_tallies)."""
+def held_tallies(jail: Jail, counted: Sequence[tuple[str, float, Observed]], host: str) -> dict[str, policy.Tally]:
+    """`host`'s stored tallies of the addresses counted, by address (the jail's tallies locked until
+    the transaction ends: two sources of one jail never count an address at once; bulk.read_tallies)."""
     addresses = list(dict.fromkeys(address for address, _, _ in counted))
     return {address: policy.Tally(address=address, first_time=first_time, last_time=last_time, count=count,
                                   matches=matches)
-            for address, (first_time, last_time, count, matches) in bulk.read_tallies(jail.pk, addresses).items()}
+            for address, (first_time, last_time, count, matches) in bulk.read_tallies(jail.pk, host, addresses).items()}
 
 
 def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], held: Mapping[str, policy.Tally], *,
-                   now: float, adapter: bulk.Adapter | None = None) -> list[tuple[str, list[str]]]:
+                   now: float, host: str, adapter: bulk.Adapter | None = None) -> list[tuple[str, list[str]]]:
     """Count the failures into the addresses' tallies (`held`: those stored, held_tallies), in order;
     store the tallies that remain.
 
@@ -267,7 +267,7 @@ def count_failures(jail: Jail, counted: Sequence[tuple[str, float, Observed]], h
             earned.append((address, after.matches))
             after = None
         tallies[address] = as_stored(after, times)
-    save_tallies(jail, stored, tallies, adapter)
+    save_tallies(jail, host, stored, tallies, adapter)
     return earned
 
 
@@ -292,11 +292,12 @@ def stored_time(epoch: float, times: dict[float, float]) -> float:
     return found
 
 
-def save_tallies(jail: Jail, stored: set[str], tallies: Mapping[str, policy.Tally | None],
+def save_tallies(jail: Jail, host: str, stored: set[str], tallies: Mapping[str, policy.Tally | None],
                  adapter: bulk.Adapter | None = None) -> None:
     """Delete the tallies that ended (banned, or forgotten), insert or update the others (one upsert)."""
-    bulk.delete_tallies(jail.pk, [address for address, tally in tallies.items() if tally is None and address in stored])
-    bulk.upsert_tallies(jail.pk, ((t.address, t.first_time, t.last_time, t.count, t.matches)
+    ended = [address for address, tally in tallies.items() if tally is None and address in stored]
+    bulk.delete_tallies(jail.pk, host, ended)
+    bulk.upsert_tallies(jail.pk, host, ((t.address, t.first_time, t.last_time, t.count, t.matches)
                                   for t in tallies.values() if t is not None), adapter)
 
 

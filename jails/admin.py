@@ -238,7 +238,7 @@ class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin[Host]):
+class HostAdmin(AuditedModelAdmin[Host]):
     """The fleet's hosts, to look at: joining and leaving create and revoke credentials (a database
     role, a Redis user), which only `manage.py hostctl` does (bans.hosts)."""
 

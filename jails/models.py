@@ -14,6 +14,12 @@ from django.db import models
 from jails import validators
 
 
+def this_host_name() -> str:
+    """IPS_HOST_NAME as a column's default: the host a row belongs to when nobody said (a single
+    server's rows, and those its processes write)."""
+    return str(settings.IPS_HOST_NAME)[:40]
+
+
 class Filter(models.Model):
     class Origin(models.TextChoices):
         BUILTIN = "builtin", "Built-in"
@@ -296,3 +302,38 @@ class LivePanelAddress(models.Model):
 
     def __str__(self) -> str:
         return str(self.address)
+
+
+class JailHost(models.Model):
+    """A jail placed on a host of the fleet, with that host's log paths. A jail placed nowhere runs on
+    the central host only (a single server's jails need no row); one placed anywhere runs exactly on
+    the hosts it is placed on (jails_on)."""
+
+    jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="placements")
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="placements")
+    logpath = models.JSONField(default=list, blank=True, validators=[validators.validate_logpath],
+                               help_text="This host's log files; empty: the jail's own logpath.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["jail", "host"], name="jailhost_one_per_jail_host")]
+        ordering = ["jail", "host"]
+
+    def __str__(self) -> str:
+        return f"{self.jail_id} on {self.host_id}"
+
+
+def jails_on(host_name: str) -> models.QuerySet[Jail]:
+    """The jails that run on `host_name`: those placed on it, and on the central host those placed
+    nowhere. Their placements come along (logpath_on reads them without a query)."""
+    placed_here = models.Q(placements__host__name=host_name)
+    if host_name == this_host_name() and settings.IPS_FLEET_ROLE == "central":
+        placed_here |= models.Q(placements__isnull=True)
+    return Jail.objects.filter(placed_here).distinct().prefetch_related("placements__host")
+
+
+def logpath_on(jail: Jail, host_name: str) -> list[str]:
+    """The jail's log paths on `host_name`: its placement's own, else the jail's."""
+    for placement in jail.placements.all():  # prefetched by jails_on
+        if placement.host.name == host_name and placement.logpath:
+            return list(placement.logpath)
+    return list(jail.logpath)

@@ -56,7 +56,7 @@ from django import db
 from django.conf import settings
 
 from bans import hostaddrs
-from jails.models import Jail
+from jails.models import Jail, jails_on, logpath_on
 from watchers import inotify, journal, services
 from watchers.lease import LEASE_TTL_SECONDS, RENEW_SECONDS, Lease, broker_redis, in_shard, lease_key
 from watchers.models import LogSource
@@ -542,15 +542,16 @@ class Follower:
         self.jails_seen, self.next_full_resync = stamp, now + self.full_resync_seconds
         sources: dict[int, Followed] = {}
         patterns: dict[str, list[str]] = {}
-        for jail in Jail.objects.filter(enabled=True).order_by("pk"):
+        host = settings.IPS_HOST_NAME
+        for jail in jails_on(host).filter(enabled=True).order_by("pk"):
             if not in_shard(jail.pk, self.shard, self.shards):
                 continue
             group = watcher_group(jail)
-            for source in services.sync_sources(jail):
+            for source in services.sync_sources(jail, host):
                 path = os.path.abspath(source.path) if source.kind == LogSource.Kind.FILE else ""
                 sources[source.pk] = Followed(source.pk, jail.pk, path, group)
             if group != JOURNAL:
-                patterns.setdefault(group, []).extend(os.path.abspath(p) for p in jail.logpath)
+                patterns.setdefault(group, []).extend(os.path.abspath(p) for p in logpath_on(jail, host))
         new = set(sources) - set(self.sources)
         self.sources = sources
         self.by_path = {}

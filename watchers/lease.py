@@ -3,9 +3,11 @@
 A lease is a Redis key only one holder can set (SET NX with a time to live), renewed while its
 follower runs and released when it stops: a follower killed without releasing holds its shard at
 most LEASE_TTL_SECONDS. A lease that stays ours through a short Redis outage is ridden out
-(`Lease.keep`), and one that vanished with a Redis restart is taken again. The key names the shard
-(`ips:follow:lease:<shards>:<shard>`), which beat's guards read: `shard_unheld` (start a follower?)
-and `some_source_unfollowed` (read the sources nobody follows?).
+(`Lease.keep`), and one that vanished with a Redis restart is taken again. The key names the host
+and the shard (`ips:follow:lease:<host>:<shards>:<shard>`: each host of a fleet follows its own
+logs), which beat's guards read: `shard_unheld` (start a follower?) and `some_source_unfollowed`
+(read the sources nobody follows?). An agent's Redis user may touch only its own host's keys, and
+may not list keys: its leases are looked up by name (`live_shards` with a shard count).
 
 Split from watchers/follow.py, which runs the followers; no Django model is read here.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from django.conf import settings
 
 from config.redisclient import broker_redis, redis_client
 
@@ -40,12 +43,14 @@ RENEWAL_SEEN_MS = 250
 STEP_MARGIN_SECONDS = 2.0
 
 # Renew and release only the lease we hold: a lease that expired may belong to another follower now.
+# Run by their digest (EVALSHA, loaded once): a fleet agent's Redis user is not given EVAL.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
-def lease_key(shard: int, shards: int) -> str:
-    return f"{LEASE_PREFIX}:{shards}:{shard}"
+def lease_key(shard: int, shards: int, host: str | None = None) -> str:
+    """The lease of a shard of `host`'s followers (default: this host, IPS_HOST_NAME)."""
+    return f"{LEASE_PREFIX}:{host or settings.IPS_HOST_NAME}:{shards}:{shard}"
 
 
 @dataclass
@@ -72,7 +77,7 @@ class Lease:
 
     def renew(self) -> bool:
         asked = time.monotonic()
-        kept = bool(self.client.eval(_RENEW, 1, self.key, self.token, self._ttl_ms()))
+        kept = bool(self.client.register_script(_RENEW)(keys=[self.key], args=[self.token, self._ttl_ms()]))
         self.renewed_at = time.monotonic()
         if kept:
             self.held_at = asked
@@ -131,7 +136,7 @@ class Lease:
 
     def release(self) -> None:
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.token)
+            self.client.register_script(_RELEASE)(keys=[self.key], args=[self.token])
         except redis.RedisError as exc:  # it expires by itself
             log.warning("follow: cannot release the lease %s: %s", self.key, exc)
 
@@ -139,26 +144,35 @@ class Lease:
         return max(1, int(self.ttl_seconds * 1000))
 
 
-def live_shards(client: redis.Redis) -> set[tuple[int, int]]:
-    """(shard, shards) of every follower holding a lease now."""
+def live_shards(client: redis.Redis, host: str | None = None, shards: int | None = None) -> set[tuple[int, int]]:
+    """(shard, shards) of every follower of `host` (default: this host) holding a lease now. With
+    `shards`, those of that count, looked up by name (an agent may not list keys); else found by SCAN."""
+    host = host or settings.IPS_HOST_NAME
+    if shards is not None:
+        pipe = client.pipeline(transaction=False)
+        for shard in range(shards):
+            pipe.exists(lease_key(shard, shards, host))
+        return {(shard, shards) for shard, found in enumerate(pipe.execute()) if found}
     found = set()
-    for key in client.scan_iter(match=f"{LEASE_PREFIX}:*", count=100):
+    for key in client.scan_iter(match=f"{LEASE_PREFIX}:{host}:*", count=100):
         parts = (key.decode() if isinstance(key, bytes) else str(key)).rsplit(":", 2)
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
             found.add((int(parts[2]), int(parts[1])))
     return found
 
 
-def shard_unheld(shard: int, shards: int, client: redis.Redis | None = None, **_: Any) -> bool:
+def shard_unheld(shard: int, shards: int, client: redis.Redis | None = None, host: str | None = None,
+                 **_: Any) -> bool:
     """beat's guard of the `follow` task (config/beat.py): a follower is wanted unless one holds the
     shard's lease now (a second one would return at once)."""
-    return not (client or broker_redis()).exists(lease_key(shard, shards))
+    return not (client or broker_redis()).exists(lease_key(shard, shards, host))
 
 
-def some_source_unfollowed(client: redis.Redis | None = None, **_: Any) -> bool:
+def some_source_unfollowed(client: redis.Redis | None = None, host: str | None = None, shards: int | None = None,
+                           **_: Any) -> bool:
     """beat's guard of `read_all_sources`: wanted unless every shard of some shard count is held, so
     that every jail has a follower (the task would then read nothing)."""
-    held = live_shards(client or broker_redis())
+    held = live_shards(client or broker_redis(), host, shards)
     return not any(all((shard, count) in held for shard in range(count)) for _, count in held if count > 0)
 
 

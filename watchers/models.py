@@ -13,7 +13,7 @@ import datetime as dt
 from django.db import models
 from django.utils import timezone
 
-from jails.models import Jail
+from jails.models import Jail, this_host_name
 from watchers.skips import describe
 
 # A filter whose regex ran out of time on a line shows as degraded this long after (jail page,
@@ -32,6 +32,8 @@ class LogSource(models.Model):
         DEGRADED = "degraded", "cannot be read"
 
     jail = models.ForeignKey(Jail, on_delete=models.CASCADE, related_name="sources")
+    # the host whose file (or journal) this is: each host of a fleet reads its own (IPS_HOST_NAME)
+    host = models.CharField(max_length=40, default=this_host_name)
     kind = models.CharField(max_length=7, choices=Kind.choices, default=Kind.FILE)
     path = models.CharField(max_length=1000, blank=True, help_text="The file; empty for the journal.")
 
@@ -58,7 +60,8 @@ class LogSource(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["jail", "kind", "path"], name="logsource_one_per_jail_path")]
+        constraints = [models.UniqueConstraint(fields=["jail", "host", "kind", "path"],
+                                               name="logsource_one_per_jail_host_path")]
         ordering = ["jail", "path"]
 
     def __str__(self) -> str:

@@ -38,7 +38,7 @@ from jails.engine.filter import CompiledFilter, LineResult
 from jails.engine.guard import Watchdog
 from jails.engine.literals import Prefilter, date_cut_for
 from jails.logpaths import expand_logpaths
-from jails.models import Jail
+from jails.models import Jail, logpath_on
 from watchers import dns, skips
 from watchers.journal import JournalEntry, read_journal
 from watchers.models import LogSource
@@ -130,14 +130,17 @@ def build_prefilter(flt: CompiledFilter, sample: str) -> Any:
         return None
 
 
-def sync_sources(jail: Jail) -> list[LogSource]:
-    """The jail's file sources as its logpath globs expand now (files that appear later join)."""
+def sync_sources(jail: Jail, host: str | None = None) -> list[LogSource]:
+    """The jail's file sources on this host (IPS_HOST_NAME) as its logpath globs there expand now
+    (files that appear later join)."""
+    host = host or settings.IPS_HOST_NAME
     if jail.backend == Jail.Backend.SYSTEMD:
-        source, _ = LogSource.objects.get_or_create(jail=jail, kind=LogSource.Kind.JOURNAL, path="")
+        source, _ = LogSource.objects.get_or_create(jail=jail, host=host, kind=LogSource.Kind.JOURNAL, path="")
         return [source]
-    paths = expand_logpaths(jail.logpath) or list(jail.logpath)
-    sources = [LogSource.objects.get_or_create(jail=jail, kind=LogSource.Kind.FILE, path=p)[0] for p in paths]
-    return sources
+    logpath = logpath_on(jail, host)
+    paths = expand_logpaths(logpath) or logpath
+    return [LogSource.objects.get_or_create(jail=jail, host=host, kind=LogSource.Kind.FILE, path=p)[0]
+            for p in paths]
 
 
 def position_of(source: LogSource) -> FilePosition | None:
@@ -195,9 +198,11 @@ def read_source(source_id: int, *, now: float | None = None, own_addresses: list
     try:
         with transaction.atomic():
             transaction.on_commit(lambda: committed.append(True))  # runs before the others (the firewall's)
-            # skip_locked: a source another worker is saving is left to it (PostgreSQL; SQLite has one writer)
-            locked = (LogSource.objects.select_for_update(skip_locked=True).filter(pk=source_id)
-                      .values_list(*POSITION_FIELDS))
+            # skip_locked: a source another worker is saving is left to it (PostgreSQL; SQLite has one writer).
+            # The source's row only (of=self, unordered): locking its jail's row too needs a right to change
+            # jails, which a fleet agent's role has not, and no one else needs
+            locked = (LogSource.objects.select_for_update(skip_locked=True, of=("self",)).filter(pk=source_id)
+                      .order_by().values_list(*POSITION_FIELDS))
             if list(locked) != [tuple(getattr(source, name) for name in POSITION_FIELDS)]:
                 forget_filter(source_id)  # as below: these lines will be read again
                 return ReadReport(events=["busy: another worker is reading this source"])
@@ -232,8 +237,8 @@ def read_journal_locked(source_id: int, now: float, own_addresses: list[str] | N
     """The journal is read in its transaction, the source row locked, as files were before."""
     writing = time.perf_counter()
     with transaction.atomic():
-        source = (LogSource.objects.select_for_update(skip_locked=True).select_related("jail", "jail__filter")
-                  .filter(pk=source_id).first())
+        source = (LogSource.objects.select_for_update(skip_locked=True, of=("self",))
+                  .select_related("jail", "jail__filter").filter(pk=source_id).order_by("pk").first())
         if source is None:
             return ReadReport(events=["busy: another worker is reading this source"])
         report = read_journal_source(source, now, own_addresses)
@@ -380,7 +385,7 @@ def sources_of_path(path: str, moment: float) -> int:
         if len(_sources_of_path) > 10_000:  # paths of deleted sources: forget them all, they are counted again
             _sources_of_path.clear()
         counted = _sources_of_path[path] = (moment, LogSource.objects.filter(
-            kind=LogSource.Kind.FILE, path=path, jail__enabled=True).count())
+            host=settings.IPS_HOST_NAME, kind=LogSource.Kind.FILE, path=path, jail__enabled=True).count())
     return counted[1]
 
 

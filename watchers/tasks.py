@@ -26,7 +26,7 @@ from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from jails.models import Jail
+from jails.models import jails_on
 from watchers import follow as following
 from watchers import lease, services
 
@@ -88,11 +88,16 @@ def start_followers(sender: Any = None, **kwargs: Any) -> None:
 # task option becomes a class attribute, hence staticmethod (a plain function would be bound to the task)
 @shared_task(bind=True, acks_late=True, beat_guard=staticmethod(lease.shard_unheld))
 def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DEFAULT_LEASE_SECONDS,
-           wait_seconds: float = 0.0) -> str:
+           wait_seconds: float = 0.0, host: str | None = None) -> str:
     """Follow the sources of the jails whose id % shards == shard for `lease_seconds`, then hand over
     to a fresh task (so redelivery and upgrades never wait on an endless task). A second follower of a
     shard that is held returns at once (after `wait_seconds`, at most a lease's lifetime): beat may
-    (re)start followers as often as it likes."""
+    (re)start followers as often as it likes. `host`: the fleet host whose followers beat asks for
+    (the guard reads its lease); a worker follows only its own host's logs."""
+    if host is not None and host != settings.IPS_HOST_NAME:
+        log.error("follow shard %d/%d: asked for host %s, but this is %s (IPS_HOST_NAME); not following",
+                  shard, shards, host, settings.IPS_HOST_NAME)
+        return str(following.Outcome.DECLINED)
     if _pool_size is not None and _pool_size < shards + 1:
         log.error("follow shard %d/%d: this worker has %d process(es); following %d shards needs at least %d "
                   "(the others run ordinary tasks). Sources are read by read_all_sources instead "
@@ -104,24 +109,29 @@ def follow(self: Any, shard: int, shards: int, lease_seconds: int = following.DE
         outcome = following.follow_shard(shard, shards, lease_seconds, stop_fds=stop_fds, wait_seconds=wait_seconds)
     if outcome in (following.Outcome.TIME_UP, following.Outcome.GREW):
         queue = (self.request.delivery_info or {}).get("routing_key") or None
-        follow.apply_async(kwargs={"shard": shard, "shards": shards, "lease_seconds": lease_seconds}, queue=queue)
+        again = {"shard": shard, "shards": shards, "lease_seconds": lease_seconds}
+        follow.apply_async(kwargs=again if host is None else {**again, "host": host}, queue=queue)
     return str(outcome)
 
 
 @shared_task(acks_late=True, beat_guard=staticmethod(lease.some_source_unfollowed))
-def read_all_sources() -> int:
-    """Scheduled by beat: re-expand every enabled jail's logpath globs and read each source that no
-    follower holds (all of them when Redis cannot say)."""
+def read_all_sources(host: str | None = None, shards: int | None = None) -> int:
+    """Scheduled by beat: re-expand the logpath globs of every enabled jail of this host and read each
+    source that no follower holds (all of them when Redis cannot say). `host` and `shards`: a fleet
+    agent's (its followers' leases are looked up by name; a worker reads only its own host's logs)."""
+    if host is not None and host != settings.IPS_HOST_NAME:
+        log.error("read_all_sources: asked for host %s, but this is %s (IPS_HOST_NAME)", host, settings.IPS_HOST_NAME)
+        return 0
     try:
-        held = lease.live_shards(lease.broker_redis())
+        held = lease.live_shards(lease.broker_redis(), shards=shards)
     except redis.RedisError as exc:
         log.warning("read_all_sources: cannot see the followers' leases (%s); reading every source", exc)
         held = set()
     count = 0
-    for jail in Jail.objects.filter(enabled=True):
+    for jail in jails_on(settings.IPS_HOST_NAME).filter(enabled=True):
         if lease.followed(jail.pk, held):
             continue
-        for source in services.sync_sources(jail):
+        for source in services.sync_sources(jail, settings.IPS_HOST_NAME):
             read_source.delay(source.pk)
             count += 1
     return count

@@ -43,16 +43,17 @@ AGENT_TABLES = (
     TableGrant("jails.Jail", READ),
     TableGrant("jails.GlobalIgnore", READ),
     TableGrant("jails.Host", READ),
+    TableGrant("jails.JailHost", READ),
     TableGrant("jails.LivePanelAddress", READ),  # a view: the sessions' addresses only, for the gate
     TableGrant("bans.Failure", ("SELECT", "INSERT")),
     TableGrant("bans.Ignored", ("INSERT",)),
-    TableGrant("bans.Tally", WRITE),
+    TableGrant("bans.Tally", WRITE, own_rows="host"),
     TableGrant("bans.Ban", WRITE, own_rows="host"),
     TableGrant("bans.FirewallHost", ("SELECT", "INSERT", "UPDATE"), own_rows="name"),
     TableGrant("bans.JailStat", ("SELECT", "INSERT", "UPDATE")),
     TableGrant("bans.AddressStat", ("SELECT", "INSERT", "UPDATE")),
     TableGrant("bans.UserStat", ("SELECT", "INSERT", "UPDATE")),
-    TableGrant("watchers.LogSource", ("SELECT", "UPDATE")),
+    TableGrant("watchers.LogSource", ("SELECT", "INSERT", "UPDATE"), own_rows="host"),
 )
 
 

@@ -22,14 +22,16 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from bans import hosts
-from bans.models import Ban
+from bans import hosts, periodic
+from bans.models import Ban, Tally
 from jails.access import audit
 from jails.apps import regrant_agents
 from jails.fleet import postgres
 from jails.models import AuditEntry, Host
+from tests.factories import make_jail
 from tests.fleet import REDIS_URL, Agent, enrolled, reach
 from tests.paths import REPO
+from watchers.models import LogSource
 
 needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql",
                                     reason="roles, grants and row-level security are PostgreSQL's")
@@ -241,3 +243,40 @@ def test_a_migration_gives_the_agents_their_grants_again(agent: Agent) -> None:
     regrant_agents(plan=[("a migration", False)])
     with connect_as(agent) as conn:
         conn.execute("SELECT 1 FROM bans_ban")
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_stolen_agent_credential_cannot_touch_another_hosts_tallies_or_log_sources(agent: Agent) -> None:
+    jail = make_jail("sshd")
+    now = timezone.now()
+    theirs = Tally.objects.create(jail=jail, host=settings.IPS_HOST_NAME, address="203.0.113.5", first_time=now,
+                                  last_time=now, count=2)
+    source = LogSource.objects.create(jail=jail, host=settings.IPS_HOST_NAME, path="/var/log/auth.log", offset=100)
+    with connect_as(agent) as conn:
+        assert conn.execute("UPDATE bans_tally SET count = 99 WHERE id = %s", [theirs.pk]).rowcount == 0
+        assert conn.execute("DELETE FROM bans_tally WHERE id = %s", [theirs.pk]).rowcount == 0
+        assert conn.execute("UPDATE watchers_logsource SET \"offset\" = 0 WHERE id = %s", [source.pk]).rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute("INSERT INTO bans_tally (jail_id, host, address, first_time, last_time, count, matches)"
+                         " VALUES (%s, %s, '203.0.113.6', now(), now(), 1, '[]')", [jail.pk, settings.IPS_HOST_NAME])
+        conn.execute("INSERT INTO bans_tally (jail_id, host, address, first_time, last_time, count, matches)"
+                     " VALUES (%s, %s, '203.0.113.6', now(), now(), 1, '[]')", [jail.pk, agent.name])
+    theirs.refresh_from_db()
+    source.refresh_from_db()
+    assert theirs.count == 2 and source.offset == 100
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_add_schedules_the_agents_work_on_its_own_queues_and_remove_takes_it_away(agent: Agent) -> None:
+    rows = {row.name: row for row in periodic.agent_rows(agent.name)}
+    assert {row.queue for row in rows.values()} == {f"watch.{agent.name}", f"firewall.{agent.name}"}
+    assert {row.task for row in rows.values()} == {"watchers.tasks.follow", "watchers.tasks.read_all_sources",
+                                                   "bans.tasks.sync_firewall", "bans.tasks.reconcile_firewall"}
+    assert all(json.loads(row.kwargs)["host"] == agent.name for row in rows.values())
+    # the central server's own install leaves the agent's rows alone
+    periodic.install(settings.IPS_HOST_NAME, 2)
+    assert periodic.agent_rows(agent.name).filter(enabled=True).count() == len(rows)
+    hostctl("remove", agent.name)
+    assert not periodic.agent_rows(agent.name).exists()

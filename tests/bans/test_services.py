@@ -282,8 +282,8 @@ def test_two_reads_of_one_jail_at_once_count_a_new_address_together(monkeypatch:
     first_read, go_on = threading.Event(), threading.Event()
     real_read = bulk.read_tallies
 
-    def held_back(jail_id: int, addresses: Any) -> Any:
-        found = real_read(jail_id, addresses)
+    def held_back(jail_id: int, host: str, addresses: Any) -> Any:
+        found = real_read(jail_id, host, addresses)
         if threading.current_thread().name == "first":
             first_read.set()
             go_on.wait(10)  # the first reader holds its transaction open here

@@ -37,7 +37,7 @@ def form_data(flt: Filter, **changes: Any) -> dict[str, Any]:
         "maxmatches": "", "usedns": "no", "bantime": "1h", "bantime_factor": "1", "bantime_formula": "",
         "bantime_multipliers": "", "bantime_maxtime": "", "bantime_rndtime": "", "ignoreip": "127.0.0.1/8 ::1",
         "ignoreself": "on", "ignorecommand": "", "port": "http,https", "protocol": "tcp", "banaction": "nftables",
-        "blocktype": "drop",
+        "blocktype": "drop", "ban_scope": "host", "ban_group": "",
     }
     data.update(changes)
     return {key: value for key, value in data.items() if value is not None}

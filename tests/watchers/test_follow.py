@@ -457,12 +457,12 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
     # IPS_LOG_TASKS: Celery's line per task, read below
     with worker_on_own_queue(tmp_path, settings_db_env, client, concurrency=3, IPS_LOG_TASKS="true") as running:
         queue, worker, output = running.queue, running.process, running.output
-        running.leases.append(lease_key(shard, shards))
+        running.leases.append(running.lease(shard, shards))
         assert wait(lambda: " ready." in output(), 60), output()
         kwargs = {"shard": shard, "shards": shards, "lease_seconds": 4}
         with app.connection_for_write(REDIS_URL) as connection:  # the worker's Redis, not this process's
             follow.apply_async(kwargs=kwargs, queue=queue, connection=connection)
-            assert wait(lambda: client.exists(lease_key(shard, shards)) == 1, 30), output()
+            assert wait(lambda: client.exists(running.lease(shard, shards)) == 1, 30), output()
             follow.apply_async(kwargs=kwargs, queue=queue, connection=connection)  # beat's restart: a no-op
         assert wait(lambda: "succeeded" in output() and "'busy'" in output(), 30), output()
         append(log, failure())
@@ -477,7 +477,7 @@ def test_the_follow_task_follows_hands_over_and_lets_its_worker_stop(
         worker.wait(timeout=30)
         assert time.monotonic() - stopping < 10, output()
         assert "worker stopping" in output()
-        assert client.exists(lease_key(shard, shards)) == 0  # released for the next worker
+        assert client.exists(running.lease(shard, shards)) == 0  # released for the next worker
 
 
 @pytest.mark.worker
@@ -500,18 +500,22 @@ def test_a_watcher_worker_that_starts_asks_for_its_followers_itself(
     PeriodicTask.objects.create(name="follow elsewhere", task="watchers.tasks.follow", interval=every,
                                 queue=f"{queue}-other", kwargs=json.dumps({"shard": 1, "shards": 2}))
     with worker_on_own_queue(tmp_path, settings_db_env, client, concurrency=2, queue=queue) as running:
-        running.leases.append(lease_key(shard, shards))
-        assert wait(lambda: client.exists(lease_key(shard, shards)) == 1, 60), running.output()
-        assert client.exists(lease_key(1, 2)) == 0  # another worker's queue: not asked for here
+        running.leases.append(running.lease(shard, shards))
+        assert wait(lambda: client.exists(running.lease(shard, shards)) == 1, 60), running.output()
+        assert client.exists(running.lease(1, 2)) == 0  # another worker's queue: not asked for here
         assert client.llen(f"{queue}-other") == 0
 
 
 @dataclass
 class RunningWorker:
     queue: str
+    host: str  # its IPS_HOST_NAME: its followers' leases carry it
     process: subprocess.Popen[bytes]
     output: Callable[[], str]
     leases: list[str] = field(default_factory=list)  # deleted at the end
+
+    def lease(self, shard: int, shards: int) -> str:
+        return lease_key(shard, shards, self.host)
 
 
 @contextmanager
@@ -529,7 +533,7 @@ def worker_on_own_queue(tmp_path: Path, settings_db_env: dict[str, str], client:
                                     "--concurrency", str(concurrency), "--hostname", f"{queue}@%h", "--loglevel",
                                     "INFO"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-        running = RunningWorker(queue, process, log_path.read_text)
+        running = RunningWorker(queue, host, process, log_path.read_text)
         try:
             yield running
         finally:

@@ -25,9 +25,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError
-from django_celery_beat.models import PeriodicTask
 
-from config.fleet import FLEET_QUEUE
+from bans import periodic
+from config.fleet import FLEET_QUEUE, firewall_queue, watch_queue
 from watchers import follow, zygote
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,8 @@ class Command(BaseCommand):
             raise
 
     def plan(self, options: dict[str, Any]) -> list[Child]:
+        if settings.IPS_FLEET_ROLE == "agent":
+            return self.agent_plan(options)
         python = sys.executable
         followers = options.get("followers")
         followers = scheduled_followers() if followers is None else followers
@@ -147,6 +149,24 @@ class Command(BaseCommand):
         ]
         return children
 
+    def agent_plan(self, options: dict[str, Any]) -> list[Child]:
+        """A fleet agent (docs/fleet.md): its log watchers on its own queue and its firewall worker; no
+        panel and no beat (the central server's beat sends the agent's schedules to its queues)."""
+        python, host = sys.executable, settings.IPS_HOST_NAME
+        followers = options.get("followers")
+        followers = (settings.IPS_FOLLOWER_SHARDS or AGENT_FOLLOWERS) if followers is None else followers
+        return [
+            Child("worker", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                             "--concurrency", str(options["concurrency"] + followers), "--queues", watch_queue(host),
+                             "--hostname", f"watchers-{host}@%h", *QUIET_WORKER]),
+            Child("firewall", [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                               "--pool", "solo", "--concurrency", "1", "--queues", firewall_queue(host),
+                               "--hostname", f"firewall-{host}@%h", *QUIET_WORKER]),
+        ]
+
+
+# An agent's log followers (bans.periodic.install_agent schedules this many for it by default).
+AGENT_FOLLOWERS = 1
 
 # Workers that do not gossip, mingle or send heartbeat events: nothing here reads worker events, and
 # each of the three woke every worker every 2 s (a heartbeat published, the others' received).
@@ -161,8 +181,7 @@ def control_socket_default() -> Path:
 def scheduled_followers() -> int:
     """How many follower shards beat keeps running (enabled `watchers.tasks.follow` rows)."""
     try:
-        rows = list(PeriodicTask.objects.filter(task="watchers.tasks.follow", enabled=True)
-                    .values_list("kwargs", flat=True))
+        rows = list(periodic.central_followers().filter(enabled=True).values_list("kwargs", flat=True))
     except DatabaseError as exc:  # not migrated yet: the default the migration will create
         log.warning("runstack: cannot read the follower schedules (%s); assuming %d", exc, follow.DEFAULT_SHARDS)
         return follow.DEFAULT_SHARDS
