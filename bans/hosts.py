@@ -27,7 +27,7 @@ from config.redisclient import broker_redis
 from jails import validators
 from jails.access import audit
 from jails.fleet import postgres, redis_acl
-from jails.models import Host
+from jails.models import Host, Jail, JailHost
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -234,3 +234,44 @@ def _central_redis() -> redis.Redis:
         raise FleetError(f"cannot reach the central Redis ({exc}): agents' Redis users live there; start it "
                          "and run hostctl again") from None
     return client
+
+
+def place_jail(jail_name: str, host_name: str, *, logpath: Sequence[str] = (), actor: audit.Actor) -> JailHost:
+    """Run a jail on a host (its log paths there: `logpath`, or the jail's own). A jail placed
+    nowhere runs on the central host only; once placed anywhere, it runs exactly where it is placed,
+    so placing it on an agent alone takes it off the central host."""
+    jail, host = _jail_and_host(jail_name, host_name)
+    try:
+        validators.validate_logpath(list(logpath))
+    except ValidationError as exc:
+        raise FleetError(exc.messages[0]) from None
+    with transaction.atomic():
+        placement, created = JailHost.objects.update_or_create(jail=jail, host=host,
+                                                               defaults={"logpath": list(logpath)})
+        jail.save(update_fields=["updated_at"])  # the followers re-read their jails when one changes
+        audit.record(actor, "jail.place", jail, object_type="jail", object_repr=jail.name,
+                     after={"host": host.name, "logpath": list(logpath), "new": created})
+    return placement
+
+
+def unplace_jail(jail_name: str, host_name: str, *, actor: audit.Actor) -> bool:
+    """Stop running a jail on a host; False when it was not placed there."""
+    jail, host = _jail_and_host(jail_name, host_name)
+    with transaction.atomic():
+        deleted, _ = JailHost.objects.filter(jail=jail, host=host).delete()
+        if deleted:
+            jail.save(update_fields=["updated_at"])
+            audit.record(actor, "jail.unplace", jail, object_type="jail", object_repr=jail.name,
+                         before={"host": host.name})
+    return bool(deleted)
+
+
+def _jail_and_host(jail_name: str, host_name: str) -> tuple[Jail, Host]:
+    central_host()
+    jail = Jail.objects.filter(name=jail_name).first()
+    if jail is None:
+        raise FleetError(f"no jail is called {jail_name!r}")
+    host = Host.objects.filter(name=host_name).exclude(state=Host.State.REVOKED).first()
+    if host is None:
+        raise FleetError(f"no host of the fleet is called {host_name!r} (hostctl list shows them)")
+    return jail, host

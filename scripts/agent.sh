@@ -37,6 +37,11 @@ if [ ! -s var/secret_key ]; then
 fi
 
 if $units; then
+  if [ "$(pwd -P)" != /opt/ips ]; then
+    echo "agent: --install-units runs the project from /opt/ips (the units' WorkingDirectory); it is in $(pwd -P)." >&2
+    echo "       Put it there (and run this from there), or run without --install-units (in the foreground)." >&2
+    exit 2
+  fi
   install -d -m 755 /etc/ips
   getent group ips >/dev/null || groupadd --system ips
   getent passwd ips >/dev/null || useradd --system --gid ips --home-dir /var/lib/ips --create-home ips

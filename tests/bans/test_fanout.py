@@ -179,3 +179,20 @@ def test_a_new_ban_in_an_every_host_jail_asks_for_a_fan_out_when_it_commits(
 
 def test_recidive_applies_on_every_host_by_default() -> None:
     assert Jail.default_scope("recidive") == Jail.BanScope.ALL and Jail.default_scope("sshd") == Jail.BanScope.HOST
+
+
+def test_placing_a_jail_on_a_host_is_audited_and_wakes_the_followers() -> None:
+    from bans import hosts
+
+    jail = make_jail("nginx")
+    before = Jail.objects.get(pk=jail.pk).updated_at
+    hosts.place_jail("nginx", "web1", logpath=["/var/log/nginx/error.log"], actor=Actor.command())
+    assert Jail.objects.get(pk=jail.pk).updated_at > before
+    entry = AuditEntry.objects.get(action="jail.place")
+    assert entry.after == {"host": "web1", "logpath": ["/var/log/nginx/error.log"], "new": True}
+    with pytest.raises(hosts.FleetError, match="no host of the fleet is called 'gone'"):
+        hosts.place_jail("nginx", "gone", actor=Actor.command())
+    with pytest.raises(hosts.FleetError, match="absolute"):
+        hosts.place_jail("nginx", "web2", logpath=["relative.log"], actor=Actor.command())
+    assert hosts.unplace_jail("nginx", "web1", actor=Actor.command())
+    assert not hosts.unplace_jail("nginx", "web1", actor=Actor.command())

@@ -4,6 +4,8 @@
     hostctl add NAME --address ADDR [--address ADDR2] [--group GROUP] [--central ADDR] [--env-file PATH]
     hostctl add NAME --again ...        new credentials for a host that lost its own (the old ones stop)
     hostctl remove NAME                 its database role and Redis user end now; its history stays
+    hostctl place JAIL HOST [--logpath PATH ...]   run a jail on a host (its log paths there)
+    hostctl unplace JAIL HOST
     hostctl grants                      re-apply the agents' database grants (after a manual migration)
 
 `add` creates the host's PostgreSQL role and Redis user with new passwords and prints the agent's
@@ -58,6 +60,14 @@ class Command(BaseCommand):
         remove = sub.add_parser("remove", help="take a host out: its credentials end now, its history stays")
         remove.add_argument("name")
         sub.add_parser("grants", help="re-apply the agents' database grants and row-level security policies")
+        place = sub.add_parser("place", help="run a jail on a host (a jail placed nowhere runs on this server only)")
+        place.add_argument("jail")
+        place.add_argument("host")
+        place.add_argument("--logpath", action="append", default=[],
+                           help="a log file (or glob) on that host; repeat for more (default: the jail's logpath)")
+        unplace = sub.add_parser("unplace", help="stop running a jail on a host")
+        unplace.add_argument("jail")
+        unplace.add_argument("host")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -105,6 +115,18 @@ class Command(BaseCommand):
                           f"({ended['database_connections']} database and {ended['redis_connections']} Redis "
                           f"connections closed, {ended['redis_keys']} queue keys deleted); {ended['bans']} of its "
                           "bans ended, and those it made are lifted on the other hosts")
+
+    def do_place(self, options: dict[str, Any]) -> None:
+        placement = hosts.place_jail(options["jail"], options["host"], logpath=options["logpath"],
+                                     actor=audit.Actor.command())
+        where = ", ".join(placement.logpath) or "the jail's own logpath"
+        self.stdout.write(f"{options['jail']} runs on {options['host']} (logs: {where}); its followers pick it up "
+                          "within a few seconds")
+
+    def do_unplace(self, options: dict[str, Any]) -> None:
+        if not hosts.unplace_jail(options["jail"], options["host"], actor=audit.Actor.command()):
+            raise CommandError(f"{options['jail']} was not placed on {options['host']}")
+        self.stdout.write(f"{options['jail']} no longer runs on {options['host']}")
 
     def do_grants(self, options: dict[str, Any]) -> None:
         postgres.apply_grants()
