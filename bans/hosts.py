@@ -169,7 +169,12 @@ AUDITED = ["name", "kind", "state", "groups", "addresses", "db_role", "redis_use
 def agent_environment(host: Host, reach: Reach, db_password: str, redis_password: str) -> dict[str, str]:
     """What the agent's processes need to join: its name and role, and its own URLs."""
     where = f"[{reach.address}]" if ":" in reach.address else reach.address
-    query = urlencode({"sslmode": reach.database_sslmode})
+    # across a network: a connect gives up after 5 s, and a connection whose link went down is found
+    # dead within about 10 s (keepalives; tcp_user_timeout for a query in flight) instead of holding
+    # the agent's worker for the minutes TCP takes to give up
+    query = urlencode({"sslmode": reach.database_sslmode, "connect_timeout": 5, "keepalives": 1,
+                       "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                       "tcp_user_timeout": 10000})
     database = (f"postgres://{quote(host.db_role, safe='')}:{quote(db_password, safe='')}@{where}:"
                 f"{reach.database_port}/{quote(postgres.database_name(), safe='')}?{query}")
     scheme = "rediss" if reach.redis_tls else "redis"

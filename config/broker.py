@@ -31,6 +31,7 @@ from queue import Empty
 from typing import Any
 
 import redis
+from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
@@ -89,3 +90,24 @@ class Transport(kombu_redis.Transport):
         every_second.cancel()
         cycle._binding_expiry_tref = loop.call_repeatedly(BINDING_EXPIRY_CHECK_SECONDS,
                                                           cycle.maybe_refresh_binding_expiry)
+
+
+# How often a worker that lost Redis tries again: kombu's defaults wait 2, 4, 6 ... up to 30 s between
+# tries, so a worker whose link came back after a minute reconnected up to 12 s later. A fleet host
+# that returns must converge within seconds (docs/fleet.md); a try costs one TCP connect.
+RECONNECT_EVERY_SECONDS = 1.0
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]  # Celery is untyped
+    """Celery's worker consumer, reconnecting to Redis every RECONNECT_EVERY_SECONDS (CELERY_WORKER_CONSUMER)."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        ensure = conn.ensure_connection
+
+        def every_second(errback: Any = None, max_retries: Any = None, **kwargs: Any) -> Any:
+            kwargs.update(interval_start=0, interval_step=RECONNECT_EVERY_SECONDS,
+                          interval_max=RECONNECT_EVERY_SECONDS)
+            return ensure(errback, max_retries, **kwargs)
+
+        conn.ensure_connection = every_second
+        return super().ensure_connected(conn)

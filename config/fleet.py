@@ -13,6 +13,7 @@ glob that would also match a longer host name (web1 and web10).
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 ROLES = ("central", "agent")
@@ -58,9 +59,18 @@ def agent_queues(host: str) -> list[str]:
     return [watch_queue(host), firewall_queue(host)]
 
 
+# A connection whose peer went away without a word (a link down, a host unplugged) is found dead by
+# TCP keepalive within about KEEPIDLE + KEEPINTVL * KEEPCNT seconds of silence, instead of when kombu's
+# overdue-BRPOP check (brpop timeout + health_check_interval) or TCP itself gives up (minutes).
+KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
+
+
 def transport_options(role: str, host: str, poll_seconds: int) -> dict[str, Any]:
     """CELERY_BROKER_TRANSPORT_OPTIONS for a host of this role."""
     options: dict[str, Any] = {"polling_interval": poll_seconds, "priority_steps": PRIORITY_STEPS}
     if role == "agent":
-        options.update(unacked_keys(host))
+        # an agent's Redis is across a network: dead links are noticed in seconds, and a connect or a
+        # synchronous command (a publish) gives up instead of hanging (the BRPOP waits poll_seconds)
+        options.update(unacked_keys(host), socket_keepalive=True, socket_keepalive_options=KEEPALIVE,
+                       socket_connect_timeout=3, socket_timeout=poll_seconds + 5, health_check_interval=5)
     return options

@@ -185,6 +185,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = fleet.transport_options(IPS_FLEET_ROLE, IPS_HO
 # Each worker's remote-control queue (celery inspect/control) expires this long after its worker
 # stopped; Celery's 10 s made every worker refresh it in Redis every 3.3 s (config/broker.py)
 CELERY_CONTROL_QUEUE_EXPIRES = 300.0
+# Celery's consumer, reconnecting every second after losing Redis (config/broker.py).
+CELERY_WORKER_CONSUMER = "config.broker:Consumer"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

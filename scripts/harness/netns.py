@@ -8,6 +8,7 @@ adds the firewall driver that runs inside them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -86,3 +87,93 @@ class NamespacePair:
     def destroy(self) -> None:
         for namespace in (self.server, self.attacker):
             run("ip", "netns", "del", namespace)  # takes its end of the veth pair with it
+
+
+# The fleet's network: a central namespace holding a bridge, and one namespace per member host with
+# a veth pair whose central end is a port of the bridge.
+FLEET_PREFIX = "10.210.0"
+
+
+@dataclass
+class FleetNet:
+    """"ipsf-c-<id>" (the central host, with the bridge br0 at FLEET_PREFIX.1) and one namespace per
+    member at FLEET_PREFIX.2, .3 ...; created and deleted by the caller. Nothing appears in the
+    host's own namespace: every veth is made inside the central one and its peer moved away."""
+
+    central: str
+    members: dict[str, str]  # member name -> namespace
+    addresses: dict[str, str]  # member name -> address (the central's: "central")
+
+    @classmethod
+    def create(cls, members: list[str]) -> Self:
+        tag = uuid.uuid4().hex[:6]
+        net = cls(central=f"ipsf-c-{tag}", members={name: f"ipsf-{index}-{tag}" for index, name in enumerate(members)},
+                  addresses={"central": f"{FLEET_PREFIX}.1"})
+        try:
+            net._build()
+        except BaseException:
+            net.destroy()
+            raise
+        return net
+
+    def _build(self) -> None:
+        check("ip", "netns", "add", self.central)
+        check("ip", "-n", self.central, "link", "set", "lo", "up")
+        check("ip", "-n", self.central, "link", "add", "br0", "type", "bridge")
+        check("ip", "-n", self.central, "addr", "add", f"{self.addresses['central']}/24", "dev", "br0")
+        check("ip", "-n", self.central, "link", "set", "br0", "up")
+        for index, (name, namespace) in enumerate(self.members.items(), start=2):
+            self.addresses[name] = f"{FLEET_PREFIX}.{index}"
+            check("ip", "netns", "add", namespace)
+            check("ip", "-n", namespace, "link", "set", "lo", "up")
+            port = self.port(name)
+            check("ip", "-n", self.central, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+                  "netns", namespace)
+            check("ip", "-n", self.central, "link", "set", port, "master", "br0")
+            check("ip", "-n", self.central, "link", "set", port, "up")
+            check("ip", "-n", namespace, "addr", "add", f"{self.addresses[name]}/24", "dev", "eth0")
+            check("ip", "-n", namespace, "link", "set", "eth0", "up")
+
+    def port(self, name: str) -> str:
+        return f"p{list(self.members).index(name)}"
+
+    def cut(self, name: str) -> None:
+        """The member's link down, as an unplugged cable: no packet either way, no reset."""
+        check("ip", "-n", self.central, "link", "set", self.port(name), "down")
+
+    def restore(self, name: str) -> None:
+        check("ip", "-n", self.central, "link", "set", self.port(name), "up")
+
+    def namespace(self, name: str) -> str:
+        return self.central if name == "central" else self.members[name]
+
+    def nft_elements(self, name: str, table: str = "ips") -> dict[str, set[str]]:
+        """Each set of our table in that host's kernel, with its elements' addresses or networks
+        (none when the table is not there yet)."""
+        done = run("ip", "netns", "exec", self.namespace(name), "nft", "-j", "list", "table", "inet", table)
+        if done.returncode != 0:
+            return {}
+        found: dict[str, set[str]] = {}
+        for item in json.loads(done.stdout).get("nftables", []):
+            chosen = item.get("set")
+            if chosen:
+                found[chosen["name"]] = {_element_text(element) for element in chosen.get("elem", [])}
+        return found
+
+    def destroy(self) -> None:
+        for namespace in (*self.members.values(), self.central):
+            run("ip", "netns", "del", namespace)
+
+
+def _element_text(element: object) -> str:
+    """An nft JSON set element as text: "203.0.113.9", or a prefix as "203.0.113.0/24"."""
+    if isinstance(element, dict):
+        inner = element.get("elem", element.get("prefix"))
+        if isinstance(inner, dict) and "val" in inner:
+            return _element_text(inner["val"])
+        if isinstance(inner, dict) and "addr" in inner:
+            return f"{inner['addr']}/{inner['len']}"
+        if "addr" in element:
+            return f"{element['addr']}/{element['len']}"
+        return _element_text(inner)
+    return str(element)
