@@ -297,6 +297,7 @@ class FirewallHost(models.Model):
     last_seen_at = models.DateTimeField(help_text="The worker's last sync or reconcile.")
     last_applied_at = models.DateTimeField(null=True, blank=True, help_text="The kernel last accepted a change.")
     drift = models.TextField(blank=True, help_text="How the kernel and the database disagree, while they do.")
+    version = models.CharField(max_length=40, blank=True, help_text="The release its worker runs (config.version).")
     drift_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from bans.firewall import BanEntry, FirewallBackend, FirewallError, JailRules, ReconcileResult, State
 from bans.models import Ban, FirewallHost
+from config.version import VERSION
 
 # The firewall worker runs at least every 30 s (beat's "apply pending bans" schedule); two minutes
 # of silence is four missed runs, not a busy moment.
@@ -43,16 +44,16 @@ def record_seen(host: str, now: dt.datetime | None = None) -> None:
     said = FirewallHost.objects.filter(name=host, state__in=steady).values_list("last_seen_at", flat=True).first()
     if said is not None and now - SEEN_EVERY < said <= now:
         return  # a read, not a write: seen moments ago, and in a state this call would keep
-    if not FirewallHost.objects.filter(name=host, state__in=steady).update(last_seen_at=now):
+    if not FirewallHost.objects.filter(name=host, state__in=steady).update(last_seen_at=now, version=VERSION):
         FirewallHost.objects.update_or_create(
-            name=host, defaults={"state": FirewallHost.State.OK, "reason": "", "last_seen_at": now})
+            name=host, defaults={"state": FirewallHost.State.OK, "reason": "", "last_seen_at": now, "version": VERSION})
 
 
 def record_ok(host: str, now: dt.datetime | None = None) -> None:
     """The kernel accepted a change (an applied batch, a reconcile)."""
     now = now or timezone.now()
     FirewallHost.objects.update_or_create(name=host, defaults={
-        "state": FirewallHost.State.OK, "reason": "", "last_seen_at": now, "last_applied_at": now})
+        "state": FirewallHost.State.OK, "reason": "", "last_seen_at": now, "last_applied_at": now, "version": VERSION})
 
 
 def record_unavailable(host: str, reason: str, now: dt.datetime | None = None) -> None:
@@ -67,7 +68,7 @@ def record_failing(host: str, reason: str, now: dt.datetime | None = None) -> No
 
 def _record_problem(host: str, state: str, reason: str, now: dt.datetime | None) -> None:
     FirewallHost.objects.update_or_create(name=host, defaults={
-        "state": state, "reason": reason, "last_seen_at": now or timezone.now()})
+        "state": state, "reason": reason, "last_seen_at": now or timezone.now(), "version": VERSION})
 
 
 def record_drift(host: str, text: str, now: dt.datetime | None = None) -> None:

@@ -22,4 +22,5 @@ urlpatterns = [
                                                                           permanent=True))), name="favicon"),
     path("", include("bans.urls")),
     path("", include("jails.urls")),
+    path("", include("watchers.urls")),
 ]

@@ -242,7 +242,7 @@ class HostAdmin(AuditedModelAdmin[Host]):
     """The fleet's hosts, to look at: joining and leaving create and revoke credentials (a database
     role, a Redis user), which only `manage.py hostctl` does (bans.hosts)."""
 
-    list_display = ["name", "kind", "state", "addresses", "groups", "last_seen_at", "version"]
+    list_display = ["name", "kind", "state", "addresses", "groups", "created_at"]
     list_filter = ["kind", "state"]
     search_fields = ["name"]
 

@@ -268,8 +268,6 @@ class Host(models.Model):
     created_by = models.CharField(max_length=150, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.CharField(max_length=150, blank=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="The host's last heartbeat.")
-    version = models.CharField(max_length=40, blank=True, help_text="The version its agent reported.")
 
     class Meta:
         ordering = ["name"]

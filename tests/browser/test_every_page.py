@@ -58,6 +58,7 @@ def pages(ids: dict[str, int]) -> list[tuple[str, str]]:
         ("ban-new", "/bans/new/"), ("lift-all", "/bans/lift-all/sshd/"),
         ("replay-new", "/replay/"), ("replay", f"/replay/{ids['replay']}/"),
         ("import", "/import/"), ("audit", "/audit/"), ("users", "/users/"), ("user-new", "/users/new/"),
+        ("hosts", "/hosts/"),
     ]
 
 

@@ -18,13 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from django.db import connection
 from django.test import override_settings
 
@@ -33,17 +31,14 @@ from bans.models import Ban
 from jails.access import audit
 from jails.builtin import FILTER_DIR
 from jails.models import Filter, Host, Jail, JailHost
+from scripts.harness.fleet import PG_PORT, REDIS_PORT, FleetStack
 from scripts.harness.netns import FleetNet, netns_unusable
-from scripts.harness.processes import Child, stop_children, wait_for
+from scripts.harness.processes import wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow,
               pytest.mark.skipif(connection.vendor != "postgresql", reason="agents' roles are PostgreSQL's"),
               pytest.mark.django_db(transaction=True)]
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
-REDIS_PORT = 6390
-PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
 LOCAL_ONLY, EVERYWHERE, WHILE_AWAY = "203.0.113.10", "203.0.113.20", "203.0.113.30"
 RETURN_LIMIT = 5.0  # seconds from a host's return to the ban in its kernel (the issue's target)
 
@@ -79,24 +74,11 @@ def time_until(predicate: object, timeout: float) -> float | None:
 
 def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_removed_host(
         net: FleetNet, tmp_path: Path, settings_db_env: dict[str, str]) -> None:
-    children: list[Child] = []
-    redis_dir = tmp_path / "redis"
-    redis_dir.mkdir()
-    socket_path = redis_dir / "redis.sock"
-    central_redis = f"redis+socket://{socket_path}?virtual_host=0"
-    central = net.addresses["central"]
+    stack = FleetStack(net, tmp_path)
+    central = stack.central_address
+    central_redis = stack.central_redis_url
     try:
-        # the central server's Redis and PostgreSQL, on the bridge
-        children.append(Child.start("redis", ["ip", "netns", "exec", net.central, "redis-server", "--bind", central,
-                                              "--port", str(REDIS_PORT), "--unixsocket", str(socket_path),
-                                              "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                                              "--protected-mode", "no", "--dir", str(redis_dir)],
-                                    {"PATH": os.environ["PATH"]}, tmp_path))
-        children.append(Child.start("postgres-forward", ["ip", "netns", "exec", net.central, PYTHON, "-m",
-                                                         "scripts.harness.forward", central, "5432", PG_SOCKET],
-                                    {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path))
-        client = redis.Redis(unix_socket_path=str(socket_path))
-        assert wait_for(lambda: _pings(client), 10), children[0].tail()
+        stack.start_services()  # the central server's Redis and PostgreSQL, on the bridge
 
         # the fleet's rows: jails, hosts (real roles and Redis users), placements, schedules
         for name in ("ips-common", "sshd"):
@@ -111,7 +93,7 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
                                          bantime=3600, ban_scope=Jail.BanScope.ALL, logpath=["/nonexistent"])
         Host.central()
         names = {member: f"f{member}{os.getpid() % 10000}" for member in ("a", "b")}
-        reach = hosts.Reach(address=central, database_port=5432, redis_port=REDIS_PORT, redis_db=0,
+        reach = hosts.Reach(address=central, database_port=PG_PORT, redis_port=REDIS_PORT, redis_db=0,
                             database_sslmode="disable", redis_tls=False)
         envs: dict[str, dict[str, str]] = {}
         with override_settings(CELERY_BROKER_URL=central_redis):
@@ -125,26 +107,14 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
         JailHost.objects.create(jail=fleet_jail, host=b, logpath=[str(logs["b-all"])])
 
         # the processes: central firewall + fan-out worker and beat; each agent as agent.sh runs it
-        central_env = {**settings_db_env, "IPS_HOST_NAME": "local", "IPS_FIREWALL": "nftables",
-                       "IPS_REDIS_URL": central_redis, "PYTHONUNBUFFERED": "1"}
-        celery = [PYTHON, "-m", "celery", "-A", "config"]
-        children.append(Child.start("central-worker", ["ip", "netns", "exec", net.central, *celery, "worker", "-Q",
-                                                       "firewall.local,fleet", "--pool", "solo", "--hostname",
-                                                       "central@%h", "--loglevel", "INFO"], central_env, tmp_path))
-        children.append(Child.start("beat", ["ip", "netns", "exec", net.central, *celery, "beat", "-S",
-                                             "config.beat:Scheduler", "--loglevel", "INFO", "--schedule",
-                                             str(tmp_path / "beat-schedule")], central_env, tmp_path))
+        stack.start_central({**settings_db_env, "IPS_HOST_NAME": "local", "IPS_FIREWALL": "nftables"})
         for member in ("a", "b"):
-            agent_env = {**os.environ, **envs[member], "IPS_FIREWALL": "nftables", "PYTHONUNBUFFERED": "1",
-                         "IPS_SECRET_KEY": "agent-test-key-" + "x" * 40}
-            children.append(Child.start(f"agent-{member}", ["ip", "netns", "exec", net.members[member], PYTHON,
-                                                            "manage.py", "runstack", "--no-fork", "--concurrency",
-                                                            "1"], agent_env, tmp_path))
+            stack.start_agent(member, envs[member])
         from watchers.models import LogSource
 
         followed = {str(logs["a-ssh"]), str(logs["a-all"]), str(logs["b-all"])}
         assert wait_for(lambda: set(LogSource.objects.values_list("path", flat=True)) >= followed, 90), \
-            _digest(children)
+            stack.digest()
         time.sleep(1.0)
 
         # 1. a jail of the host's scope bans on A only; one of every host's scope, everywhere
@@ -154,8 +124,8 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
             handle.write(failures(EVERYWHERE))
         took = {member: time_until(lambda m=member: in_kernel(net, m, "everyhost", EVERYWHERE), 30)
                 for member in ("a", "central", "b")}
-        assert all(value is not None for value in took.values()), (took, _digest(children))
-        assert wait_for(lambda: in_kernel(net, "a", "ssh", LOCAL_ONLY), 10), _digest(children)
+        assert all(value is not None for value in took.values()), (took, stack.digest())
+        assert wait_for(lambda: in_kernel(net, "a", "ssh", LOCAL_ONLY), 10), stack.digest()
         time.sleep(2.0)  # time enough for a copy that should not exist to have been applied
         assert not in_kernel(net, "b", "ssh", LOCAL_ONLY) and not in_kernel(net, "central", "ssh", LOCAL_ONLY)
         assert Ban.objects.filter(network=f"{LOCAL_ONLY}/32").count() == 1
@@ -166,13 +136,13 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
         time.sleep(5.0)
         with logs["a-all"].open("a") as handle:
             handle.write(failures(WHILE_AWAY))
-        assert wait_for(lambda: in_kernel(net, "central", "everyhost", WHILE_AWAY), 30), _digest(children)
+        assert wait_for(lambda: in_kernel(net, "central", "everyhost", WHILE_AWAY), 30), stack.digest()
         assert not in_kernel(net, "b", "everyhost", WHILE_AWAY)
         time.sleep(max(0.0, 60.0 - (time.monotonic() - cut_at)))
         net.restore("b")
         converged = time_until(lambda: in_kernel(net, "b", "everyhost", WHILE_AWAY), 60)
         print(f"fleet e2e: failure to kernel (s): {took}; B converged {converged} s after its return")
-        assert converged is not None and converged <= RETURN_LIMIT, (converged, _digest(children))
+        assert converged is not None and converged <= RETURN_LIMIT, (converged, stack.digest())
 
         # 3. A removed: its bans end in the central view and leave the other hosts' kernels
         with override_settings(CELERY_BROKER_URL=central_redis):
@@ -184,17 +154,6 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
                                                                                           WHILE_AWAY)
 
         for member in ("b", "central"):
-            assert wait_for(functools.partial(lifted_on, member), 30), _digest(children)
+            assert wait_for(functools.partial(lifted_on, member), 30), stack.digest()
     finally:
-        stop_children(children)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def _digest(children: list[Child]) -> str:
-    return "\n".join(f"===== {child.name}\n{child.digest()}" for child in children)
+        stack.stop()

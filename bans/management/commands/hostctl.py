@@ -77,8 +77,7 @@ class Command(BaseCommand):
 
     def do_list(self, options: dict[str, Any]) -> None:
         rows = [{"name": h.name, "kind": h.kind, "state": h.state, "groups": h.groups, "addresses": h.addresses,
-                 "db_role": h.db_role, "redis_user": h.redis_user,
-                 "last_seen_at": h.last_seen_at.isoformat() if h.last_seen_at else None}
+                 "db_role": h.db_role, "redis_user": h.redis_user}
                 for h in hosts.list_hosts()]
         if options["json"]:
             self.stdout.write(json.dumps(rows, indent=2))

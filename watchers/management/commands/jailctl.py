@@ -1,6 +1,6 @@
 """`python manage.py jailctl`: the jobs of fail2ban-client, against the panel's database.
 
-    jailctl status [JAIL] [--json]
+    jailctl status [JAIL] [--host NAME] [--json]
     jailctl ban JAIL ADDR [--time 1h] [--reason TEXT]      (JAIL "blocklist": permanent, all ports)
     jailctl unban [JAIL | --all] ADDR
     jailctl reload
@@ -27,7 +27,7 @@ from jails.access import audit
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
 from jails.logpaths import expand_logpaths
-from jails.models import Jail
+from jails.models import Host, Jail, jails_on, logpath_on
 from watchers import skips
 from watchers.models import LogSource
 
@@ -45,6 +45,8 @@ class Command(BaseCommand):
         status = sub.add_parser("status", help="jails, or one jail's failures and bans")
         status.add_argument("jail", nargs="?")
         status.add_argument("--json", action="store_true", help="machine-readable output")
+        status.add_argument("--host", help="a host of the fleet (hostctl list): its jails, counts, bans and firewall "
+                                           "(default: the fleet as a whole, this server's firewall)")
         ban = sub.add_parser("ban", help="ban an address or network in a jail (or the permanent blocklist)")
         ban.add_argument("jail")
         ban.add_argument("address")
@@ -68,15 +70,20 @@ class Command(BaseCommand):
     # --- status ----------------------------------------------------------------------------------
 
     def do_status(self, options: dict[str, Any]) -> None:
+        host = options["host"]
+        if host is not None and not Host.objects.filter(name=host).exclude(state=Host.State.REVOKED).exists():
+            known = ", ".join(Host.objects.exclude(state=Host.State.REVOKED).values_list("name", flat=True))
+            raise CommandError(f"no host of the fleet is called {host!r} (hosts: {known or 'none'})")
         if options["jail"]:
-            data = jail_status(find_jail(options["jail"]))
+            data = jail_status(find_jail(options["jail"]), host)
             self.stdout.write(json.dumps(data) if options["json"] else render_jail_status(data))
             return
-        names = list(Jail.objects.filter(enabled=True).values_list("name", flat=True))
+        jails = jails_on(host) if host is not None else Jail.objects.all()
+        names = list(jails.filter(enabled=True).order_by("name").values_list("name", flat=True))
         if options["json"]:
-            self.stdout.write(json.dumps({"jails": names}))
+            self.stdout.write(json.dumps({"jails": names, **({"host": host} if host else {})}))
             return
-        self.stdout.write(firewall_line())
+        self.stdout.write(firewall_line(host))
         self.stdout.write(f"Status\n|- Number of jail:\t{len(names)}\n`- Jail list:\t{', '.join(names)}")
 
     # --- ban / unban -----------------------------------------------------------------------------
@@ -160,9 +167,9 @@ class Command(BaseCommand):
         self.stdout.write("OK: configuration test is successful")
 
 
-def firewall_line() -> str:
-    """First line of `status`: whether this host's kernel is being changed, and if not, why."""
-    ok, message = firewall_status(settings.IPS_HOST_NAME)
+def firewall_line(host: str | None = None) -> str:
+    """First line of `status`: whether this (or `host`'s) kernel is being changed, and if not, why."""
+    ok, message = firewall_status(host or settings.IPS_HOST_NAME)
     return f"Firewall: {message}" if ok else f"WARNING: {message}"
 
 
@@ -174,17 +181,24 @@ def find_jail(name: str) -> Jail:
     return jail
 
 
-def jail_status(jail: Jail) -> dict[str, Any]:
-    live = Ban.objects.originals().in_force().filter(jail_name=jail.name)
+def jail_status(jail: Jail, host: str | None = None) -> dict[str, Any]:
+    """fail2ban-client's status of a jail: for the fleet as a whole (its bans as made, one each), or on
+    one `host` (its counts, its log files, the bans in its kernel: its own and those copied to it)."""
+    bans = Ban.objects.filter(jail_name=jail.name)
+    bans = bans.originals() if host is None else bans.filter(host=host)
+    live = bans.in_force()
+    tallies = Tally.objects.filter(jail=jail) if host is None else Tally.objects.filter(jail=jail, host=host)
+    logpath = jail.logpath if host is None else logpath_on(jails_on(host).filter(pk=jail.pk).first() or jail, host)
     lists = ignores.of_jail(jail)
     return {
         "jail": jail.name,
-        "currently_failed": Tally.objects.filter(jail=jail).count(),
+        **({"host": host} if host is not None else {}),
+        "currently_failed": tallies.count(),
         "total_failed": Failure.objects.filter(jail=jail).count(),
-        "file_list": expand_logpaths(jail.logpath) if jail.backend != Jail.Backend.SYSTEMD else [],
+        "file_list": expand_logpaths(logpath) if jail.backend != Jail.Backend.SYSTEMD else [],
         "journal_matches": jail.journalmatch or jail.filter.journalmatch if jail.backend == "systemd" else "",
         "currently_banned": live.count(),
-        "total_banned": Ban.objects.originals().filter(jail_name=jail.name).count(),
+        "total_banned": bans.count(),
         # as fail2ban-client lists them: 203.0.113.9, a network with its prefix (the text form alike)
         "banned_ip_list": [address_only(n) for n in live.order_by("network").values_list("network", flat=True)],
         # what fail2ban-client's `get JAIL ignoreip` gives (the global list, then the jail's own), and each apart
@@ -211,8 +225,9 @@ def render_jail_status(data: dict[str, Any]) -> str:
     listing = ("|  `- Journal matches:\t" + data["journal_matches"]) if data["journal_matches"] else \
         ("|  `- File list:\t" + " ".join(data["file_list"]))
     addresses = " ".join(data["banned_ip_list"])
+    on = f" on host {data['host']}" if data.get("host") else ""
     return "\n".join([
-        f"Status for the jail: {data['jail']}",
+        f"Status for the jail: {data['jail']}{on}",
         "|- Filter",
         f"|  |- Currently failed:\t{data['currently_failed']}",
         f"|  |- Total failed:\t{data['total_failed']}",
