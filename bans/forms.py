@@ -18,7 +18,7 @@ from bans import replay, services
 from bans.models import Ban
 from jails.engine.durations import parse_duration
 from jails.engine.errors import EngineError
-from jails.models import Jail
+from jails.models import Host, Jail
 
 OPTION_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,12 +98,19 @@ class BanSearchForm(forms.Form):
     sort = forms.ChoiceField(required=False, choices=[(key, key) for key in SORTS], widget=forms.HiddenInput)
     group = forms.ChoiceField(required=False, label="Show",
                               choices=[("", "each ban"), ("address", "one row per address")])
+    # a fleet: the bans in a host's kernel (made there, or copied to it); shown once there are several hosts
+    host = forms.ChoiceField(required=False, label="Host")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         jail_field = self.fields["jail"]
         assert isinstance(jail_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
         jail_field.choices = [("", "any jail"), *[(name, name) for name in jail_names()]]
+        host_field = self.fields["host"]
+        assert isinstance(host_field, forms.ChoiceField)  # noqa: S101  # type narrowing: declared above
+        hosts = list(Host.objects.order_by("name").values_list("name", flat=True))
+        host_field.choices = [("", "any host"), *[(name, name) for name in hosts]]
+        self.fleet = len(hosts) > 1
 
     def clean_q(self) -> Network | ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         text = self.cleaned_data["q"].strip()

@@ -137,6 +137,10 @@ def search_bans(cleaned: dict[str, Any]) -> QuerySet[Ban]:
         bans = bans.filter(started_at__gte=cleaned["since"])
     if cleaned.get("until") is not None:
         bans = bans.filter(started_at__lt=cleaned["until"])
+    if cleaned.get("host"):  # in that host's kernel: made there, or copied to it
+        host = cleaned["host"]
+        copied_there = Ban.objects.filter(host=host, primary__isnull=False).values("primary_id")
+        bans = bans.filter(Q(host=host) | Q(pk__in=copied_there))
     target = cleaned.get("q")
     if isinstance(target, ipaddress.IPv4Address | ipaddress.IPv6Address):
         bans = bans.filter(network__in=networks_holding(target))

@@ -11,6 +11,7 @@ import datetime as dt
 import pytest
 from django.conf import settings
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
@@ -196,3 +197,19 @@ def test_placing_a_jail_on_a_host_is_audited_and_wakes_the_followers() -> None:
         hosts.place_jail("nginx", "web2", logpath=["relative.log"], actor=Actor.command())
     assert hosts.unplace_jail("nginx", "web1", actor=Actor.command())
     assert not hosts.unplace_jail("nginx", "web1", actor=Actor.command())
+
+
+def test_the_bans_list_shows_where_a_ban_was_made_and_filters_by_the_kernel_that_holds_it(viewer: Client) -> None:
+    everywhere = original(make_jail("sshd", ban_scope=Jail.BanScope.ALL), host="web1")
+    fanout.fan_out_pending()
+    mail_only = original(make_jail("postfix"), host="mail1", network="203.0.113.44/32")
+
+    def rows(query: str) -> set[int]:
+        html = viewer.get(f"/bans/{query}").content.decode()
+        return {pk for pk in (everywhere.pk, mail_only.pk) if f'id="ban-{pk}"' in html}
+
+    assert rows("") == {everywhere.pk, mail_only.pk}  # one row each, not one per host
+    assert rows("?host=web2") == {everywhere.pk}  # a copy is in web2's kernel
+    assert rows("?host=mail1") == {everywhere.pk, mail_only.pk}
+    html = viewer.get("/bans/").content.decode()
+    assert "Made on" in html and '<td class="ban-host">web1</td>' in html
