@@ -46,13 +46,16 @@ class Reach:
     redis_db: int
     database_sslmode: str = "require"
     redis_tls: bool = True
+    ca_file: str = ""  # on the agent: the CA that signed the central server's certificates (else the system's)
 
     @classmethod
     def of_central(cls, address: str, *, database_sslmode: str = "require", redis_tls: bool = True,
-                   redis_port: int | None = None, database_port: int | None = None) -> Reach:
+                   redis_port: int | None = None, database_port: int | None = None, ca_file: str = "") -> Reach:
         """The central server as its own settings describe it, seen from an agent at `address`."""
         if not address.strip():
             raise FleetError("say how agents reach this server: --central ADDRESS (or set IPS_FLEET_CENTRAL)")
+        if ca_file and not ca_file.startswith("/"):
+            raise FleetError(f"--ca-file {ca_file!r}: give the CA file's absolute path on the agent")
         if database_sslmode not in SSL_MODES:
             raise FleetError(f"--database-sslmode {database_sslmode!r}: expected one of {', '.join(SSL_MODES)}")
         redis_url = urlsplit(settings.CELERY_BROKER_URL)
@@ -63,7 +66,7 @@ class Reach:
                    database_port=database_port or int(connection.settings_dict.get("PORT") or 5432),
                    redis_port=redis_port or redis_url.port or 6379,
                    redis_db=int(redis_url.path.strip("/") or 0),
-                   database_sslmode=database_sslmode, redis_tls=redis_tls)
+                   database_sslmode=database_sslmode, redis_tls=redis_tls, ca_file=ca_file)
 
 
 @dataclass
@@ -172,14 +175,20 @@ def agent_environment(host: Host, reach: Reach, db_password: str, redis_password
     # across a network: a connect gives up after 5 s, and a connection whose link went down is found
     # dead within about 10 s (keepalives; tcp_user_timeout for a query in flight) instead of holding
     # the agent's worker for the minutes TCP takes to give up
-    query = urlencode({"sslmode": reach.database_sslmode, "connect_timeout": 5, "keepalives": 1,
-                       "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-                       "tcp_user_timeout": 10000})
+    database_options: dict[str, str | int] = {
+        "sslmode": reach.database_sslmode, "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
+        "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": 10000}
+    if reach.ca_file:
+        database_options["sslrootcert"] = reach.ca_file
+    query = urlencode(database_options)
     database = (f"postgres://{quote(host.db_role, safe='')}:{quote(db_password, safe='')}@{where}:"
                 f"{reach.database_port}/{quote(postgres.database_name(), safe='')}?{query}")
     scheme = "rediss" if reach.redis_tls else "redis"
     broker = f"{scheme}://{quote(host.redis_user, safe='')}:{quote(redis_password, safe='')}@{where}:" \
              f"{reach.redis_port}/{reach.redis_db}"
+    if reach.redis_tls:  # certificates verified (config/env.py redis_tls), against the CA given if any
+        broker += "?" + urlencode({"ssl_cert_reqs": "required", **({"ssl_ca_certs": reach.ca_file}
+                                                                      if reach.ca_file else {})})
     return {"IPS_FLEET_ROLE": "agent", "IPS_HOST_NAME": host.name, "DATABASE_URL": database,
             "IPS_REDIS_URL": broker}
 

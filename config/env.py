@@ -84,6 +84,36 @@ def broker_poll_seconds(url: str) -> int:
     return 1 if url.startswith(("redis+socket://", "unix://", "socket://")) else 10
 
 
+# The query parameters of a rediss:// URL that set up its TLS (redis-py's names), e.g.
+# rediss://user:secret@central:6379/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/ips/ca.pem
+REDIS_TLS_PARAMETERS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+
+
+def redis_tls(url: str) -> tuple[str, dict[str, Any] | None]:
+    """The broker URL without its TLS parameters, and those parameters (None for plain redis://).
+    Certificates are verified unless the URL says otherwise (ssl_cert_reqs=none)."""
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return url, None
+    query = dict(parse_qsl(parts.query))
+    unknown = sorted(set(query) - set(REDIS_TLS_PARAMETERS))
+    if unknown:
+        raise ImproperlyConfigured(f"IPS_REDIS_URL: unknown parameter(s) {', '.join(unknown)}; a rediss:// URL "
+                                   f"takes {', '.join(REDIS_TLS_PARAMETERS)}")
+    options: dict[str, Any] = {"ssl_cert_reqs": query.pop("ssl_cert_reqs", "required")}
+    if options["ssl_cert_reqs"] not in ("required", "optional", "none"):
+        raise ImproperlyConfigured(f"IPS_REDIS_URL: ssl_cert_reqs={options['ssl_cert_reqs']!r}: expected required, "
+                                   "optional or none")
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in query:
+            if not Path(query[name]).is_file():
+                raise ImproperlyConfigured(f"IPS_REDIS_URL: {name}={query[name]!r} is not a readable file")
+            options[name] = query[name]
+    if "ssl_check_hostname" in query:
+        options["ssl_check_hostname"] = query["ssl_check_hostname"].lower() in TRUE_WORDS
+    return parts._replace(query="").geturl(), options
+
+
 def read_secret_file(path: Path) -> str:
     """A secret kept in a file (mode 0600); empty when the file does not exist."""
     try:

@@ -20,7 +20,8 @@ def redis_client(url: str) -> redis.Redis:
     if parts.scheme == "redis+socket":
         db_number = int((parse_qs(parts.query).get("virtual_host") or ["0"])[0] or 0)
         return redis.Redis(unix_socket_path=parts.path, db=db_number, socket_timeout=5)
-    return redis.Redis.from_url(url, socket_timeout=5)
+    tls = getattr(settings, "CELERY_BROKER_USE_SSL", None) if parts.scheme == "rediss" else None
+    return redis.Redis.from_url(url, socket_timeout=5, **(tls or {}))
 
 
 def broker_redis() -> redis.Redis:

@@ -24,6 +24,7 @@ from config.env import (
     env_networks,
     env_str,
     read_secret_file,
+    redis_tls,
 )
 
 # Generic Django classes (ModelAdmin[Filter], QuerySet[Jail]) become subscriptable at run time.
@@ -175,7 +176,9 @@ if IPS_FLEET_ROLE == "agent" and IPS_HOST_NAME == "local":
 
 # Celery: Redis on loopback by default; tasks acknowledged after they ran so a killed worker's
 # work is redelivered (tasks are idempotent).
-CELERY_BROKER_URL = env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0")
+# rediss:// (TLS, for a fleet's agents) takes its certificates' settings as URL parameters: they
+# become CELERY_BROKER_USE_SSL, and the URL itself goes without them (config/env.py redis_tls).
+CELERY_BROKER_URL, CELERY_BROKER_USE_SSL = redis_tls(env_str("IPS_REDIS_URL", "redis://127.0.0.1:6379/0"))
 # kombu's Redis transport with the fix in config/broker.py (workers survive a Redis restart).
 CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 # An idle worker waits this long in one BRPOP (kombu's default 1 s woke it and Redis every second).

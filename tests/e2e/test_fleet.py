@@ -5,7 +5,8 @@ beat and agents started as `scripts/agent.sh` starts them, with the credentials 
 
 - Failures in agent A's log ban the address on A only for a jail of the host's scope, and on A, B
   and the central host for a jail of every host's scope.
-- B, cut off for 60 s while A bans again, has the ban in its kernel within 5 s of its return.
+- B, cut off for 60 s while A bans again, has the ban in its kernel within 5 s of its return, and
+  reports the failures its own log showed meanwhile, none lost: its ban reaches the others.
 - `hostctl remove A` takes A's bans away: ended in the central view, lifted from B's and the
   central kernel.
 
@@ -27,7 +28,7 @@ from django.db import connection
 from django.test import override_settings
 
 from bans import hosts, periodic
-from bans.models import Ban
+from bans.models import Ban, Failure
 from jails.access import audit
 from jails.builtin import FILTER_DIR
 from jails.models import Filter, Host, Jail, JailHost
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.slow,
               pytest.mark.skipif(connection.vendor != "postgresql", reason="agents' roles are PostgreSQL's"),
               pytest.mark.django_db(transaction=True)]
 
-LOCAL_ONLY, EVERYWHERE, WHILE_AWAY = "203.0.113.10", "203.0.113.20", "203.0.113.30"
+LOCAL_ONLY, EVERYWHERE, WHILE_AWAY, SEEN_BY_B = "203.0.113.10", "203.0.113.20", "203.0.113.30", "203.0.113.40"
 RETURN_LIMIT = 5.0  # seconds from a host's return to the ban in its kernel (the issue's target)
 
 
@@ -136,6 +137,8 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
         time.sleep(5.0)
         with logs["a-all"].open("a") as handle:
             handle.write(failures(WHILE_AWAY))
+        with logs["b-all"].open("a") as handle:  # what B's own log shows while it cannot report it
+            handle.write(failures(SEEN_BY_B))
         assert wait_for(lambda: in_kernel(net, "central", "everyhost", WHILE_AWAY), 30), stack.digest()
         assert not in_kernel(net, "b", "everyhost", WHILE_AWAY)
         time.sleep(max(0.0, 60.0 - (time.monotonic() - cut_at)))
@@ -143,6 +146,11 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
         converged = time_until(lambda: in_kernel(net, "b", "everyhost", WHILE_AWAY), 60)
         print(f"fleet e2e: failure to kernel (s): {took}; B converged {converged} s after its return")
         assert converged is not None and converged <= RETURN_LIMIT, (converged, stack.digest())
+        # ... and reports what it saw meanwhile, losing no failure: its ban reaches the others
+        assert wait_for(lambda: in_kernel(net, "a", "everyhost", SEEN_BY_B)
+                        and in_kernel(net, "central", "everyhost", SEEN_BY_B), 60), stack.digest()
+        assert Failure.objects.filter(address=SEEN_BY_B).count() == 3
+        assert Ban.objects.originals().get(network=f"{SEEN_BY_B}/32").host == names["b"]
 
         # 3. A removed: its bans end in the central view and leave the other hosts' kernels
         with override_settings(CELERY_BROKER_URL=central_redis):

@@ -55,6 +55,9 @@ class Command(BaseCommand):
         add.add_argument("--redis-port", type=int, help="Redis's port as agents see it (default: ours)")
         add.add_argument("--no-redis-tls", action="store_true",
                          help="redis:// instead of rediss:// (only on a network you trust: clear text)")
+        add.add_argument("--ca-file", default="",
+                         help="the CA certificate the agent checks the central server's Redis and PostgreSQL "
+                              "certificates against, as a path on the agent (default: the system's CAs)")
         add.add_argument("--env-file", type=Path, help="write the environment here (mode 0600) instead of printing it")
         add.add_argument("--again", action="store_true", help="the host exists: give it new credentials")
         remove = sub.add_parser("remove", help="take a host out: its credentials end now, its history stays")
@@ -90,7 +93,7 @@ class Command(BaseCommand):
     def do_add(self, options: dict[str, Any]) -> None:
         reach = hosts.Reach.of_central(options["central"], database_sslmode=options["database_sslmode"],
                                        redis_tls=not options["no_redis_tls"], redis_port=options["redis_port"],
-                                       database_port=options["database_port"])
+                                       database_port=options["database_port"], ca_file=options["ca_file"])
         enrollment = hosts.add_host(options["name"], addresses=options["address"], groups=options["group"],
                                     reach=reach, actor=audit.Actor.command(), again=options["again"])
         for warning in enrollment.warnings:
