@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
@@ -125,6 +126,10 @@ def jail_detail(request: HttpRequest, name: str) -> HttpResponse:
         "groups": option_rows(jail),
         "live_bans": Ban.objects.originals().in_force().filter(jail_name=jail.name).order_by("network")[:50],
         "applies_soon": APPLIES_SOON,
+        # a fleet: where the jail runs (placed nowhere: on this server only) and its bans apply
+        "placements": list(jail.placements.select_related("host").order_by("host__name")),
+        "several_hosts": len({source.host for source in jail.log_sources}) > 1,  # type: ignore[attr-defined]
+        "central_host": settings.IPS_HOST_NAME,
     }
     return render(request, "jails/jail_detail.html", context)
 

@@ -213,3 +213,14 @@ def test_the_bans_list_shows_where_a_ban_was_made_and_filters_by_the_kernel_that
     assert rows("?host=mail1") == {everywhere.pk, mail_only.pk}
     html = viewer.get("/bans/").content.decode()
     assert "Made on" in html and '<td class="ban-host">web1</td>' in html
+
+
+def test_a_jails_page_says_where_it_runs_and_where_its_bans_apply(viewer: Client) -> None:
+    jail = make_jail("nginx", ban_scope=Jail.BanScope.GROUP, ban_group="web")
+    html = viewer.get(f"/jails/{jail.name}/").content.decode()
+    assert "this server only" in html and "the hosts of group <strong>web</strong>" in html
+    from jails.models import JailHost
+
+    JailHost.objects.create(jail=jail, host=Host.objects.get(name="web1"), logpath=["/srv/web1/error.log"])
+    html = viewer.get(f"/jails/{jail.name}/").content.decode()
+    assert "<strong>web1</strong>" in html and "/srv/web1/error.log" in html
