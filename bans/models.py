@@ -168,6 +168,11 @@ class Ban(models.Model):
             # an original's copies (lifting it, deleting it); partial: a planner must never walk it for
             # "the originals" (primary IS NULL: every row of a single server)
             models.Index(fields=["primary"], condition=models.Q(primary__isnull=False), name="ban_copies"),
+            # a host's ACTIVE bans wider than one address (bans.overlaps, every firewall run): few, found
+            # without reading the host's tens of thousands of single-address bans
+            models.Index(fields=["host"], name="ban_wide_active",
+                         condition=models.Q(state="active") & ~(models.Q(family=4, network__endswith="/32")
+                                                                | models.Q(family=6, network__endswith="/128"))),
             models.Index(fields=["network", "started_at"]),
             models.Index(fields=["state", "expires_at"]),
             # the bans list, newest first: read in index order, not sorted whole on every page

@@ -81,8 +81,11 @@ class FleetStack:
     def digest(self) -> str:
         return "\n".join(f"===== {child.name}\n{child.digest()}" for child in self.children)
 
-    def stop(self) -> None:
-        stop_children(self.children)
+    def stop(self, keep: tuple[str, ...] = ()) -> None:
+        """Stop the processes, but those named in `keep` (bench/fleet.py keeps Redis for its next part)."""
+        stopping = [child for child in self.children if child.name not in keep]
+        stop_children(stopping)
+        self.children = [child for child in self.children if child.name in keep]
 
 
 def _pings(client: redis.Redis) -> bool:
