@@ -31,6 +31,7 @@ from bans import hosts, periodic
 from bans.models import Ban, Failure
 from jails.access import audit
 from jails.builtin import FILTER_DIR
+from jails.fleet import postgres
 from jails.models import Filter, Host, Jail, JailHost
 from scripts.harness.fleet import PG_PORT, REDIS_PORT, FleetStack
 from scripts.harness.netns import FleetNet, netns_unusable
@@ -76,6 +77,7 @@ def time_until(predicate: object, timeout: float) -> float | None:
 def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_removed_host(
         net: FleetNet, tmp_path: Path, settings_db_env: dict[str, str]) -> None:
     stack = FleetStack(net, tmp_path)
+    names = {member: f"f{member}{os.getpid() % 10000}" for member in ("a", "b")}
     central = stack.central_address
     central_redis = stack.central_redis_url
     try:
@@ -93,7 +95,6 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
         fleet_jail = Jail.objects.create(name="everyhost", filter=sshd, enabled=True, maxretry=3, findtime=600,
                                          bantime=3600, ban_scope=Jail.BanScope.ALL, logpath=["/nonexistent"])
         Host.central()
-        names = {member: f"f{member}{os.getpid() % 10000}" for member in ("a", "b")}
         reach = hosts.Reach(address=central, database_port=PG_PORT, redis_port=REDIS_PORT, redis_db=0,
                             database_sslmode="disable", redis_tls=False)
         envs: dict[str, dict[str, str]] = {}
@@ -165,3 +166,5 @@ def test_three_hosts_share_bans_by_scope_converge_after_an_outage_and_forget_a_r
             assert wait_for(functools.partial(lifted_on, member), 30), stack.digest()
     finally:
         stack.stop()
+        for name in names.values():  # roles belong to the whole PostgreSQL server, not to the test database
+            postgres.drop_role(postgres.role_name(name))
