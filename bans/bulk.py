@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -306,7 +307,14 @@ def read_tallies(jail_id: int, host: str, addresses: Sequence[str]) -> dict[str,
     return found
 
 
-TALLY_LOCK_SPACE = 0x1F2B  # the first key of the per-jail advisory lock (pg_advisory_xact_lock(space, jail))
+TALLY_LOCK_SPACE = 0x1F2B  # the top bits of the per-jail, per-host advisory lock's key (tally_lock_key)
+
+
+def tally_lock_key(jail_id: int, host: str) -> int:
+    """One advisory lock per jail and host (each host of a fleet counts its own tallies): the space in
+    the top 16 bits, the jail's id and a digest of the host's name in 24 bits each. Two pairs that
+    share a key only take turns, as one jail's reads always did."""
+    return (TALLY_LOCK_SPACE << 48) | ((jail_id & 0xFFFFFF) << 24) | (zlib.crc32(host.encode()) & 0xFFFFFF)
 
 
 def _read_tallies_pg(jail_id: int, host: str, addresses: Sequence[str], table: str
@@ -319,9 +327,9 @@ def _read_tallies_pg(jail_id: int, host: str, addresses: Sequence[str], table: s
     with _pg_cursor() as raw:
         # FOR UPDATE locks the tallies that exist; an address new to both of two readers of one jail's
         # sources (two pool processes reading a jail no follower holds) would be inserted by both, the
-        # second's count replacing the first's: a ban missed without a sign. One jail's failures are
-        # therefore counted one transaction at a time (SQLite has a single writer anyway).
-        raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", [TALLY_LOCK_SPACE, jail_id])
+        # second's count replacing the first's: a ban missed without a sign. One jail's failures on one
+        # host are therefore counted one transaction at a time (SQLite has a single writer anyway).
+        raw.execute("SELECT pg_advisory_xact_lock(%s)", [tally_lock_key(jail_id, host)])
         for batch in batches(addresses, 4096):
             raw.execute(f"SELECT coalesce(json_agg(json_build_array(a, f, l, c, m)), '[]')::text FROM ("  # noqa: S608
                         f"SELECT host({qn('address')}) AS a, {qn('first_time')}::text AS f, "

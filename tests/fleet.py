@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.db import connection
@@ -62,3 +66,32 @@ def enrolled(name: str | None = None, *, addresses: tuple[str, ...] = ("198.51.1
             redis.Redis.from_url(REDIS_URL).acl_deluser(redis_acl.username(name))
             if connection.vendor == "postgresql":
                 postgres.drop_role(postgres.role_name(name))
+
+
+def wait_until(find: Any, timeout: float = 30.0) -> Any:
+    """What `find()` returns once it is something, polled every 0.2 s; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("not seen in time")
+
+
+def start_process(argv: list[str], env: dict[str, str], cwd: str) -> subprocess.Popen[str]:
+    """A worker or a stack, in a session of its own (its pool children are stopped with it)."""
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen[str]) -> str:
+    """SIGTERM to its session, SIGKILL after 40 s; its output."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+    return output or ""

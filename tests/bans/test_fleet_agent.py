@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -25,7 +22,7 @@ from config import fleet
 from jails.builtin import FILTER_DIR
 from jails.fleet import redis_acl
 from jails.models import Filter, Host, Jail, JailHost
-from tests.fleet import REDIS_URL, enrolled
+from tests.fleet import REDIS_URL, enrolled, start_process, stop_process, wait_until
 from tests.paths import REPO
 from watchers.models import LogSource
 
@@ -40,30 +37,7 @@ def failure_line(port: int) -> str:
     return f"{stamp} web1 sshd[{port}]: Failed password for root from {ATTACKER} port {port} ssh2\n"
 
 
-def started(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
 
-
-def stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        output, _ = process.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-    return output
-
-
-def wait_for(find: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = find()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError("not seen in time")
 
 
 def test_an_agent_follows_its_own_log_and_its_ban_reaches_the_central_host(tmp_path: Path) -> None:
@@ -82,32 +56,33 @@ def test_an_agent_follows_its_own_log_and_its_ban_reaches_the_central_host(tmp_p
         central_env = {**os.environ, "DATABASE_URL": f"postgres:///{connection.settings_dict['NAME']}",
                        "IPS_REDIS_URL": REDIS_URL, "IPS_FIREWALL": "off"}
         agent_env = {**os.environ, **agent.enrollment.environment, "IPS_FIREWALL": "off"}
-        central = started([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues",
+        central = start_process([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues",
                            fleet.FLEET_QUEUE, "--beat-in-loop", "--schedule-filename",
-                           str(tmp_path / "beat-schedule"), "--hostname", "central@%h"], central_env)
-        stack = started([sys.executable, "manage.py", "runstack", "--no-fork", "--concurrency", "1"], agent_env)
+                           str(tmp_path / "beat-schedule"), "--hostname", "central@%h"], central_env, str(REPO))
+        stack = start_process([sys.executable, "manage.py", "runstack", "--no-fork", "--concurrency", "1"], agent_env,
+                              str(REPO))
         outputs: dict[str, str] = {}
         try:
             # the agent's follower, sent by central beat, finds the jail placed on it and its own log
-            source = wait_for(lambda: LogSource.objects.filter(host=agent.name, path=str(log)).first())
+            source = wait_until(lambda: LogSource.objects.filter(host=agent.name, path=str(log)).first())
             assert not LogSource.objects.filter(host=settings.IPS_HOST_NAME).exists()  # central runs no copy of it
             time.sleep(1)
             with log.open("a") as handle:
                 for port in range(3):
                     handle.write(failure_line(40000 + port))
-            made = wait_for(lambda: Ban.objects.filter(primary__isnull=True, network=f"{ATTACKER}/32").first())
+            made = wait_until(lambda: Ban.objects.filter(primary__isnull=True, network=f"{ATTACKER}/32").first())
             assert made.host == agent.name and made.jail_name == "sshd"
-            copy = wait_for(lambda: Ban.objects.filter(primary=made, host=settings.IPS_HOST_NAME).first())
+            copy = wait_until(lambda: Ban.objects.filter(primary=made, host=settings.IPS_HOST_NAME).first())
             assert copy.expires_at == made.expires_at
             source.refresh_from_db()
             assert source.lines_read >= 3 or source.offset > 0
         except AssertionError:
-            said = "agent:\n" + stop(stack) + "\ncentral:\n" + stop(central)
+            said = "agent:\n" + stop_process(stack) + "\ncentral:\n" + stop_process(central)
             Path("/tmp/fleet-agent-test.log").write_text(said)
             raise AssertionError(said[-4000:]) from None
         finally:
-            outputs["agent"] = stop(stack)
-            outputs["central"] = stop(central)
+            outputs["agent"] = stop_process(stack)
+            outputs["central"] = stop_process(central)
         refused = [entry for entry in client.acl_log(count=200)
                    if entry.get("username") == redis_acl.username(agent.name) and entry.get("object") != "client|list"]
         assert refused == [], (refused, outputs["agent"][-3000:])

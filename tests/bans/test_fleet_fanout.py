@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
@@ -26,7 +24,7 @@ from config import fleet
 from jails.fleet import redis_acl
 from jails.models import Jail
 from tests.factories import make_jail
-from tests.fleet import REDIS_URL, Agent, enrolled
+from tests.fleet import REDIS_URL, Agent, enrolled, stop_process, wait_until
 from tests.paths import REPO
 
 pytestmark = [pytest.mark.skipif(connection.vendor != "postgresql", reason="agents' roles are PostgreSQL's"),
@@ -73,24 +71,6 @@ def central_redis() -> Iterator[redis.Redis]:
     client.flushdb()
 
 
-def stop(process: subprocess.Popen[str]) -> str:
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
-
-
-def wait_for(find: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = find()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("not seen in time")
 
 
 def test_an_agents_ban_in_an_every_host_jail_is_copied_to_the_others_through_the_central_worker(
@@ -106,14 +86,14 @@ def test_an_agents_ban_in_an_every_host_jail_is_copied_to_the_others_through_the
             assert read.returncode == 0 and "banned 1" in read.stdout, read.stderr
             made = Ban.objects.get(primary__isnull=True, network=f"{ATTACKER}/32")
             assert made.host == agent_a.name and Failure.objects.filter(address=ATTACKER).count() == 3
-            copies = wait_for(lambda: set(Ban.objects.filter(primary=made).values_list("host", flat=True))
+            copies = wait_until(lambda: set(Ban.objects.filter(primary=made).values_list("host", flat=True))
                               if Ban.objects.filter(primary=made).count() == 2 else None)
             assert copies == {settings.IPS_HOST_NAME, agent_b.name}
             # agent A's firewall worker took its own sync request (its firewall is off here: it says so)
-            wait_for(lambda: FirewallHost.objects.filter(name=agent_a.name).exists())
+            wait_until(lambda: FirewallHost.objects.filter(name=agent_a.name).exists())
         finally:
-            outputs["central"] = stop(central)
-            outputs["firewall"] = stop(firewall_a)
+            outputs["central"] = stop_process(central)
+            outputs["firewall"] = stop_process(firewall_a)
         refused = [entry for entry in central_redis.acl_log(count=200)
                    if entry.get("username") in (redis_acl.username(agent_a.name), redis_acl.username(agent_b.name))
                    and entry.get("object") != "client|list"]  # shutdown's CLIENT LIST: docs/fleet.md

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from bans.models import FirewallHost
 from config import fleet
 from jails.access import audit
 from jails.fleet import redis_acl
-from tests.fleet import REDIS_URL, enrolled, unique_host_name
+from tests.fleet import REDIS_URL, enrolled, unique_host_name, wait_until
 from tests.paths import REPO
 
 
@@ -118,11 +117,12 @@ def test_a_real_agent_firewall_worker_runs_under_its_acl_and_role_and_stops_work
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             # at start it reconciles: the firewall is off here, which it records on its own host's row
-            first = wait_for(lambda: FirewallHost.objects.filter(name=agent.name).first())
+            first = wait_until(lambda: FirewallHost.objects.filter(name=agent.name).first())
             assert first.state == FirewallHost.State.UNAVAILABLE
             with override_settings(CELERY_BROKER_URL=REDIS_URL):
                 request_sync(agent.name)  # the central side asks the agent's firewall worker
-            wait_for(lambda: FirewallHost.objects.filter(name=agent.name, last_seen_at__gt=first.last_seen_at).first())
+            seen_again = FirewallHost.objects.filter(name=agent.name, last_seen_at__gt=first.last_seen_at)
+            wait_until(seen_again.first)
             assert acl_refusals(central, user) == []
             with override_settings(CELERY_BROKER_URL=REDIS_URL):
                 ended = hosts.remove_host(agent.name, actor=audit.Actor.command())
@@ -136,13 +136,3 @@ def test_a_real_agent_firewall_worker_runs_under_its_acl_and_role_and_stops_work
                 worker.kill()
                 worker.communicate()
         assert worker.returncode is not None
-
-
-def wait_for(find: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = find()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("not seen in time")

@@ -80,3 +80,10 @@ def test_follower_leases_are_named_by_host_and_found_by_name_without_listing_key
         assert lease.some_source_unfollowed(client, host="web1", shards=2)
     finally:
         client.delete(*keys)
+
+
+def test_each_host_counting_a_jail_takes_its_own_lock() -> None:
+    from bans.bulk import tally_lock_key
+
+    keys = {tally_lock_key(jail_id, host) for jail_id in (1, 2) for host in ("local", "web1", "web2")}
+    assert len(keys) == 6 and all(0 < key < 2**63 for key in keys)
