@@ -69,8 +69,9 @@ def transport_options(role: str, host: str, poll_seconds: int) -> dict[str, Any]
     """CELERY_BROKER_TRANSPORT_OPTIONS for a host of this role."""
     options: dict[str, Any] = {"polling_interval": poll_seconds, "priority_steps": PRIORITY_STEPS}
     if role == "agent":
-        # an agent's Redis is across a network: dead links are noticed in seconds, and a connect or a
-        # synchronous command (a publish) gives up instead of hanging (the BRPOP waits poll_seconds)
+        # an agent's Redis is across a network: dead links are noticed in seconds, and a connect (TCP and
+        # the TLS handshake, which a busy machine may take seconds over) or a synchronous command (a
+        # publish) gives up instead of hanging (the BRPOP waits poll_seconds)
         options.update(unacked_keys(host), socket_keepalive=True, socket_keepalive_options=KEEPALIVE,
-                       socket_connect_timeout=3, socket_timeout=poll_seconds + 5, health_check_interval=5)
+                       socket_connect_timeout=10, socket_timeout=poll_seconds + 5, health_check_interval=5)
     return options

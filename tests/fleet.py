@@ -3,6 +3,7 @@ agent for real (its PostgreSQL role and Redis user) with cleanup that leaves no 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ from django.test import override_settings
 from bans import hosts
 from jails.access import audit
 from jails.fleet import postgres, redis_acl
+from scripts.harness.processes import descendants
 
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IPS_E2E_REDIS_DB', '15')}"
 
@@ -86,12 +88,24 @@ def start_process(argv: list[str], env: dict[str, str], cwd: str) -> subprocess.
 
 
 def stop_process(process: subprocess.Popen[str]) -> str:
-    """SIGTERM to its session, SIGKILL after 40 s; its output."""
+    """SIGTERM to its session, SIGKILL after 40 s, to its descendants too (a stack's workers run in
+    sessions of their own: none may outlive the test, holding the test database or a queue); its output."""
+    family = descendants(process.pid)
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+            os.killpg(process.pid, signal.SIGTERM)
     try:
         output, _ = process.communicate(timeout=40)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output = ""
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
+        rest, _ = process.communicate(timeout=10)
+        output = (output or "") + (rest or "")
     return output or ""

@@ -74,10 +74,13 @@ class Child:
 
 
 def stop_children(children: Sequence[Child], grace: float = 10.0) -> None:
-    """SIGTERM to each child's process group, then SIGKILL to the groups still there after `grace`.
+    """SIGTERM to each child's process group, then SIGKILL to the groups still there after `grace`,
+    and to every process that was below a child (a stack's workers run in sessions of their own: none
+    may outlive the run, holding a database or a queue).
 
     Signals go to the group only while its leader is not reaped yet, so the group id cannot have been
     reused by anything else."""
+    below = [pid for child in children if child.alive() for pid in descendants(child.process.pid)]
     for child in children:
         if child.alive():
             _signal_group(child, signal.SIGTERM)
@@ -88,6 +91,23 @@ def stop_children(children: Sequence[Child], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             _signal_group(child, signal.SIGKILL)
             child.process.wait(timeout=10)
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` now, children first (read from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):  # a process that just ended
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry.name))
+                        todo.append(int(entry.name))
+    return found
 
 
 def _signal_group(child: Child, signum: int) -> None:

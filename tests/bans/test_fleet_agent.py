@@ -64,15 +64,15 @@ def test_an_agent_follows_its_own_log_and_its_ban_reaches_the_central_host(tmp_p
         outputs: dict[str, str] = {}
         try:
             # the agent's follower, sent by central beat, finds the jail placed on it and its own log
-            source = wait_until(lambda: LogSource.objects.filter(host=agent.name, path=str(log)).first())
+            source = wait_until(lambda: LogSource.objects.filter(host=agent.name, path=str(log)).first(), 90)
             assert not LogSource.objects.filter(host=settings.IPS_HOST_NAME).exists()  # central runs no copy of it
             time.sleep(1)
             with log.open("a") as handle:
                 for port in range(3):
                     handle.write(failure_line(40000 + port))
-            made = wait_until(lambda: Ban.objects.filter(primary__isnull=True, network=f"{ATTACKER}/32").first())
+            made = wait_until(lambda: Ban.objects.filter(primary__isnull=True, network=f"{ATTACKER}/32").first(), 60)
             assert made.host == agent.name and made.jail_name == "sshd"
-            copy = wait_until(lambda: Ban.objects.filter(primary=made, host=settings.IPS_HOST_NAME).first())
+            copy = wait_until(lambda: Ban.objects.filter(primary=made, host=settings.IPS_HOST_NAME).first(), 60)
             assert copy.expires_at == made.expires_at
             source.refresh_from_db()
             assert source.lines_read >= 3 or source.offset > 0

@@ -24,7 +24,7 @@ from config import fleet
 from jails.fleet import redis_acl
 from jails.models import Jail
 from tests.factories import make_jail
-from tests.fleet import REDIS_URL, Agent, enrolled, stop_process, wait_until
+from tests.fleet import REDIS_URL, Agent, enrolled, start_process, stop_process, wait_until
 from tests.paths import REPO
 
 pytestmark = [pytest.mark.skipif(connection.vendor != "postgresql", reason="agents' roles are PostgreSQL's"),
@@ -57,9 +57,8 @@ def agent_env(agent: Agent) -> dict[str, str]:
 
 
 def worker(env: dict[str, str], queue: str, name: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-                             "--queues", queue, "--hostname", f"{name}@%h"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_process([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues",
+                          queue, "--hostname", f"{name}@%h"], env, str(REPO))
 
 
 @pytest.fixture
