@@ -20,9 +20,10 @@ from django.db import connection
 from django.test import override_settings
 
 from bans import hosts
-from bans.dispatch import request_sync
+from bans.dispatch import sync_task
 from bans.models import FirewallHost
 from config import fleet
+from config.celery import app
 from jails.access import audit
 from jails.fleet import redis_acl
 from tests.fleet import REDIS_URL, enrolled, unique_host_name, wait_until
@@ -119,10 +120,13 @@ def test_a_real_agent_firewall_worker_runs_under_its_acl_and_role_and_stops_work
             # at start it reconciles: the firewall is off here, which it records on its own host's row
             first = wait_until(lambda: FirewallHost.objects.filter(name=agent.name).first())
             assert first.state == FirewallHost.State.UNAVAILABLE
-            with override_settings(CELERY_BROKER_URL=REDIS_URL):
-                request_sync(agent.name)  # the central side asks the agent's firewall worker
-            seen_again = FirewallHost.objects.filter(name=agent.name, last_seen_at__gt=first.last_seen_at)
-            wait_until(seen_again.first)
+            # the central side asks the agent's firewall worker; the message leaves its queue once taken
+            # (explicitly to the test's Redis: this process's Celery app keeps the broker it started with)
+            with app.connection_for_write(REDIS_URL) as conn:
+                sync_task().apply_async(kwargs={"host": agent.name}, queue=fleet.firewall_queue(agent.name),
+                                        connection=conn)
+            wait_until(lambda: central.llen(fleet.firewall_queue(agent.name)) == 0 and not central.hlen(
+                fleet.unacked_keys(agent.name)["unacked_key"]))
             assert acl_refusals(central, user) == []
             with override_settings(CELERY_BROKER_URL=REDIS_URL):
                 ended = hosts.remove_host(agent.name, actor=audit.Actor.command())

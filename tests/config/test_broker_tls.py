@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
 
-from bans.dispatch import request_sync
+from bans.dispatch import sync_task
 from bans.models import FirewallHost
+from config.celery import app
 from config.env import redis_tls
 from jails.fleet import redis_acl
 from tests.paths import REPO
@@ -118,17 +118,14 @@ def test_an_agent_worker_takes_its_work_over_tls_under_its_own_user(
         while not FirewallHost.objects.filter(name="tlsagent").exists():  # its reconcile at start
             assert time.monotonic() < deadline and worker.poll() is None, "the agent worker never reported"
             time.sleep(0.2)
-        first = FirewallHost.objects.get(name="tlsagent").last_seen_at
+        # the central side asks, over TLS too (a connection of its own: this process's Celery app keeps
+        # the broker it was configured with, whatever override_settings says later)
         central_url, tls = redis_tls(f"rediss://127.0.0.1:{port}/0?" + urlencode({"ssl_ca_certs": str(ca)}))
-        with override_settings(CELERY_BROKER_URL=central_url, CELERY_BROKER_USE_SSL=tls):
-            from celery import current_app
-
-            current_app.conf.broker_use_ssl = tls
-            try:
-                request_sync("tlsagent")  # the central side, over TLS too
-            finally:
-                current_app.conf.broker_use_ssl = None
-        while FirewallHost.objects.get(name="tlsagent").last_seen_at <= first:
+        with app.connection_for_write(central_url, ssl=tls) as conn:
+            sync_task().apply_async(kwargs={"host": "tlsagent"}, queue="firewall.tlsagent", connection=conn)
+        # taken: the message left the queue and the agent's in-flight keys (the watch alone would move
+        # the firewall row's heartbeat, so that proves nothing)
+        while admin.llen("firewall.tlsagent") or admin.hlen("unacked.tlsagent"):
             assert time.monotonic() < deadline + 30, "the sync sent over TLS was never taken"
             time.sleep(0.2)
         refused = [entry for entry in admin.acl_log(count=50) if entry.get("username") == "ips-agent-tlsagent"]
