@@ -50,8 +50,9 @@ class HostRow:
         return bool(self.version) and self.version != VERSION
 
 
-def host_rows(now: dt.datetime | None = None) -> list[HostRow]:
-    """One row per host of the fleet (removed ones last), a handful of queries whatever the fleet's size."""
+def host_rows(now: dt.datetime | None = None) -> tuple[list[HostRow], dict[str, int | None]]:
+    """One row per host of the fleet (removed ones last), a handful of queries whatever the fleet's size;
+    and the depth of the central fleet queue (read in the same round trip to Redis)."""
     now = now or timezone.now()
     Host.central()
     hosts = sorted(Host.objects.all(), key=lambda h: (h.state == Host.State.REVOKED, h.kind != Host.Kind.CENTRAL,
@@ -82,7 +83,7 @@ def host_rows(now: dt.datetime | None = None) -> list[HostRow]:
             version=firewall.version if firewall else "", drift=firewall.drift if firewall else "",
             in_force=in_force, pending=pending, failed=failed,
             queues=depths.get(host.name, {}), reads=reads.get(host.name, [])))
-    return rows
+    return rows, depths.get("", {})
 
 
 def queue_depths(names: Sequence[str]) -> dict[str, dict[str, int | None]]:

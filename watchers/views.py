@@ -15,7 +15,7 @@ from watchers import hosts
 @require_GET
 @role_required(Role.VIEWER)
 def host_list(request: HtmxHttpRequest) -> HttpResponse:
-    rows = hosts.host_rows()
-    context = {"rows": rows, "fleet_queue": hosts.queue_depths([]).get("", {}),
+    rows, fleet_queue = hosts.host_rows()
+    context = {"rows": rows, "fleet_queue": fleet_queue,
                "agents": sum(1 for row in rows if row.host.is_agent and row.host.state != row.host.State.REVOKED)}
     return render_page_or_partial(request, "watchers/host_list.html", "host-table", context)
